@@ -1,0 +1,277 @@
+"""Data augmentations computed on whole batches, on the model's device.
+
+Augmentations define what the map ignores: whatever they vary, the network
+learns to disregard. Each view in a batch draws its own random parameters.
+All geometric changes (random resized crop, rotation, flips) are composed
+into a single affine warp per view and applied with one ``grid_sample``;
+intensity changes follow per view. Inputs and outputs are float tensors of
+shape (B, C, H, W) with values in [0, 1].
+
+Presets
+-------
+``"natural"``
+    The t-SimCNE paper's augmentations for natural photographs (Böhm et al.
+    2023): random resized crop (scale 0.2 to 1), horizontal flip, colour
+    jitter (0.4, 0.4, 0.4, 0.1) with p = 0.8, greyscale with p = 0.2.
+``"microscopy"`` (default)
+    The natural set plus rotations by any angle (multiples of 90 degrees plus
+    a random angle, corners filled with the tile's border colour) and
+    vertical flips: cells and tissue have no "up" (Nwabufo et al. 2024).
+``"fluorescence"``
+    For quantitative fluorescence, where intensity is the signal (DNA
+    content, marker levels): crops, rotations and flips, but no brightness,
+    contrast or colour jitter, only a small per-channel gain (5 %). The map
+    then keeps tiles apart that differ in brightness.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+
+import torch
+import torch.nn.functional as F
+
+PRESETS = ("microscopy", "natural", "fluorescence")
+
+
+@dataclass(frozen=True)
+class AugmentationSettings:
+    """Every parameter of the augmentations; see :meth:`preset` for the named sets.
+
+    Probabilities are per view. Ranges are sampled uniformly.
+    """
+
+    crop_scale: tuple[float, float] = (0.2, 1.0)
+    """Area of the crop as a fraction of the tile (random resized crop)."""
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    """Aspect ratio range of the crop (sampled log-uniformly)."""
+    rotate_90: bool = True
+    """Rotate by a random multiple of 90 degrees."""
+    rotation_degrees: float = 180.0
+    """Further rotation by an angle in [-d, d] degrees; 0 turns it off."""
+    fill: str = "border"
+    """What fills the corners a rotation uncovers: 'border' (mean colour of the tile's edge), 'reflection' or 'zeros'."""
+    hflip: float = 0.5
+    vflip: float = 0.5
+    jitter_p: float = 0.8
+    """Probability of applying brightness / contrast / saturation / hue jitter to a view."""
+    brightness: float = 0.4
+    """Brightness factor in [1 - b, 1 + b] (all channels together)."""
+    contrast: float = 0.4
+    """Contrast factor in [1 - c, 1 + c] around each channel's mean."""
+    saturation: float = 0.4
+    """Saturation factor (RGB tiles only)."""
+    hue: float = 0.1
+    """Hue shift in [-h, h] of a full turn (RGB tiles only)."""
+    grayscale_p: float = 0.2
+    """Probability of turning an RGB view grey (RGB tiles only)."""
+    channel_gain: float = 0.0
+    """Independent gain per channel in [1 - g, 1 + g], for multichannel fluorescence."""
+    blur_p: float = 0.0
+    blur_sigma: tuple[float, float] = (0.1, 2.0)
+    """Gaussian blur sigma range in pixels, applied with probability ``blur_p``."""
+    noise_std: float = 0.0
+    """Gaussian noise with a per-view standard deviation in [0, noise_std]."""
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> "AugmentationSettings":
+        """One of ``"microscopy"``, ``"natural"``, ``"fluorescence"``, with optional overrides."""
+        if name == "microscopy":
+            base = cls()
+        elif name == "natural":
+            base = cls(rotate_90=False, rotation_degrees=0.0, vflip=0.0)
+        elif name == "fluorescence":
+            base = cls(jitter_p=0.0, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0,
+                       grayscale_p=0.0, channel_gain=0.05)
+        else:
+            raise ValueError(f"Unknown augmentation preset {name!r}; choose one of {', '.join(PRESETS)}.")
+        return replace(base, **overrides)
+
+    @classmethod
+    def coerce(cls, value: "str | AugmentationSettings | dict") -> "AugmentationSettings":
+        """Accept a preset name, a settings object or a dict of fields."""
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, str):
+            return cls.preset(value)
+        if isinstance(value, dict):
+            known = {f.name for f in fields(cls)}
+            unknown = set(value) - known
+            if unknown:
+                raise ValueError(f"Unknown augmentation settings: {sorted(unknown)}")
+            return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in value.items()})
+        raise TypeError(f"augmentations must be a preset name or AugmentationSettings, got {type(value).__name__}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def validate(self) -> None:
+        lo, hi = self.crop_scale
+        if not 0 < lo <= hi <= 1:
+            raise ValueError(f"crop_scale must satisfy 0 < low <= high <= 1, got {self.crop_scale}.")
+        if not 0 < self.crop_ratio[0] <= self.crop_ratio[1]:
+            raise ValueError(f"crop_ratio must be positive and increasing, got {self.crop_ratio}.")
+        for name in ("hflip", "vflip", "jitter_p", "grayscale_p", "blur_p"):
+            p = getattr(self, name)
+            if not 0 <= p <= 1:
+                raise ValueError(f"{name} is a probability and must lie in [0, 1], got {p}.")
+        for name in ("brightness", "contrast", "saturation", "channel_gain"):
+            v = getattr(self, name)
+            if not 0 <= v <= 1:
+                raise ValueError(f"{name} must lie in [0, 1], got {v}.")
+        if not 0 <= self.hue <= 0.5:
+            raise ValueError(f"hue must lie in [0, 0.5], got {self.hue}.")
+        if self.fill not in ("border", "reflection", "zeros"):
+            raise ValueError(f"fill must be 'border', 'reflection' or 'zeros', got {self.fill!r}.")
+        if self.noise_std < 0 or self.rotation_degrees < 0:
+            raise ValueError("noise_std and rotation_degrees must not be negative.")
+
+
+def _uniform(n: int, lo: float, hi: float, gen: torch.Generator, device) -> torch.Tensor:
+    return torch.rand(n, generator=gen, device=device) * (hi - lo) + lo
+
+
+def _coin(n: int, p: float, gen: torch.Generator, device) -> torch.Tensor:
+    return torch.rand(n, generator=gen, device=device) < p
+
+
+def affine_matrices(n: int, height: int, width: int, s: AugmentationSettings, gen: torch.Generator, device) -> torch.Tensor:
+    """Random (n, 2, 3) matrices mapping output to input coordinates, in ``affine_grid``'s normalised units.
+
+    input = centre + D^-1 R D diag(w, h) F output, with D the pixel scaling
+    (so rotations stay rotations on non-square tiles), R a rotation, F flips
+    and (w, h) the crop's size as fractions of the tile.
+    """
+    area = _uniform(n, *s.crop_scale, gen, device)
+    log_ratio = _uniform(n, math.log(s.crop_ratio[0]), math.log(s.crop_ratio[1]), gen, device)
+    ratio = log_ratio.exp()
+    cw = (area * ratio).sqrt().clamp(max=1.0)
+    ch = (area / ratio).sqrt().clamp(max=1.0)
+    cx = (torch.rand(n, generator=gen, device=device) * 2 - 1) * (1 - cw)
+    cy = (torch.rand(n, generator=gen, device=device) * 2 - 1) * (1 - ch)
+    angle = torch.zeros(n, device=device)
+    if s.rotate_90:
+        angle = angle + torch.randint(0, 4, (n,), generator=gen, device=device).float() * (math.pi / 2)
+    if s.rotation_degrees > 0:
+        angle = angle + _uniform(n, -s.rotation_degrees, s.rotation_degrees, gen, device) * (math.pi / 180)
+    fx = torch.where(_coin(n, s.hflip, gen, device), -1.0, 1.0)
+    fy = torch.where(_coin(n, s.vflip, gen, device), -1.0, 1.0)
+    cos, sin = angle.cos(), angle.sin()
+    aspect = width / height  # D = diag(W/2, H/2); D^-1 R D = [[c, -s H/W], [s W/H, c]]
+    m = torch.empty(n, 2, 3, device=device)
+    m[:, 0, 0] = cos * cw * fx
+    m[:, 0, 1] = -sin / aspect * ch * fy
+    m[:, 1, 0] = sin * aspect * cw * fx
+    m[:, 1, 1] = cos * ch * fy
+    m[:, 0, 2] = cx
+    m[:, 1, 2] = cy
+    return m
+
+
+def _border_mean(x: torch.Tensor) -> torch.Tensor:
+    """Mean colour of each tile's one-pixel frame, shape (B, C, 1, 1)."""
+    top, bottom = x[:, :, 0, :], x[:, :, -1, :]
+    left, right = x[:, :, 1:-1, 0], x[:, :, 1:-1, -1]
+    total = top.sum(-1) + bottom.sum(-1) + left.sum(-1) + right.sum(-1)
+    count = 2 * x.shape[-1] + 2 * (x.shape[-2] - 2)
+    return (total / count)[..., None, None]
+
+
+def warp(x: torch.Tensor, matrices: torch.Tensor, fill: str = "border") -> torch.Tensor:
+    """Apply per-view affine matrices with bilinear sampling; uncovered pixels get ``fill``."""
+    grid = F.affine_grid(matrices.to(x.dtype), list(x.shape), align_corners=False)
+    if fill == "reflection":
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    if fill == "zeros":
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    colour = _border_mean(x)
+    return F.grid_sample(x - colour, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + colour
+
+
+def _grey(x: torch.Tensor) -> torch.Tensor:
+    w = torch.tensor([0.299, 0.587, 0.114], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    return (x * w).sum(1, keepdim=True)
+
+
+def _per_view(values: torch.Tensor, apply: torch.Tensor, neutral: float) -> torch.Tensor:
+    return torch.where(apply, values, torch.full_like(values, neutral)).view(-1, 1, 1, 1)
+
+
+def _rotate_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Rotate hue by ``shift`` turns: a rotation of the chroma plane in YIQ space."""
+    to_yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]],
+                          device=x.device, dtype=x.dtype)
+    from_yiq = torch.linalg.inv(to_yiq)
+    theta = shift * 2 * math.pi
+    cos, sin = theta.cos(), theta.sin()
+    rot = torch.zeros(x.shape[0], 3, 3, device=x.device, dtype=x.dtype)
+    rot[:, 0, 0] = 1
+    rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = cos, -sin, sin, cos
+    mats = from_yiq @ rot @ to_yiq  # (B, 3, 3)
+    return torch.einsum("bij,bjhw->bihw", mats, x)
+
+
+def _blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Separable Gaussian blur with one sigma per view (sigma 0 leaves a view unchanged)."""
+    b, c, h, w = x.shape
+    radius = max(1, min(int(math.ceil(3 * float(sigma.max()))), (min(h, w) - 1) // 2))
+    t = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
+    s = sigma.clamp(min=1e-3).view(b, 1)
+    k = torch.exp(-0.5 * (t.view(1, -1) / s) ** 2)
+    k = k / k.sum(1, keepdim=True)
+    k = k.repeat_interleave(c, 0)  # (B*C, K)
+    flat = x.reshape(1, b * c, h, w)
+    flat = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="reflect"), k.view(b * c, 1, 1, -1), groups=b * c)
+    flat = F.conv2d(F.pad(flat, (0, 0, radius, radius), mode="reflect"), k.view(b * c, 1, -1, 1), groups=b * c)
+    return flat.view(b, c, h, w)
+
+
+def augment(x: torch.Tensor, settings: AugmentationSettings, generator: torch.Generator) -> torch.Tensor:
+    """One random view of every tile in ``x`` (B, C, H, W) in [0, 1]; returns the same shape in [0, 1].
+
+    Colour jitter, saturation, hue and greyscale apply to 3-channel (RGB)
+    tiles only; other channel counts get brightness, contrast and the
+    per-channel gain.
+    """
+    s = settings
+    b, c, h, w = x.shape
+    dev = x.device
+    x = warp(x, affine_matrices(b, h, w, s, generator, dev), s.fill)
+    rgb = c == 3
+    jitter = _coin(b, s.jitter_p, generator, dev)
+    if s.brightness > 0:
+        f = _per_view(_uniform(b, 1 - s.brightness, 1 + s.brightness, generator, dev), jitter, 1.0)
+        x = (x * f).clamp_(0, 1)
+    if s.contrast > 0:
+        f = _per_view(_uniform(b, 1 - s.contrast, 1 + s.contrast, generator, dev), jitter, 1.0)
+        mean = _grey(x).mean((2, 3), keepdim=True) if rgb else x.mean((2, 3), keepdim=True)
+        x = (mean + f * (x - mean)).clamp_(0, 1)
+    if rgb and s.saturation > 0:
+        f = _per_view(_uniform(b, 1 - s.saturation, 1 + s.saturation, generator, dev), jitter, 1.0)
+        g = _grey(x)
+        x = (g + f * (x - g)).clamp_(0, 1)
+    if rgb and s.hue > 0:
+        shift = torch.where(jitter, _uniform(b, -s.hue, s.hue, generator, dev), torch.zeros(b, device=dev))
+        x = _rotate_hue(x, shift).clamp_(0, 1)
+    if rgb and s.grayscale_p > 0:
+        grey = _coin(b, s.grayscale_p, generator, dev).view(-1, 1, 1, 1)
+        x = torch.where(grey, _grey(x).expand_as(x), x)
+    if s.channel_gain > 0:
+        gain = _uniform(b * c, 1 - s.channel_gain, 1 + s.channel_gain, generator, dev).view(b, c, 1, 1)
+        x = (x * gain).clamp_(0, 1)
+    if s.blur_p > 0:
+        sigma = torch.where(_coin(b, s.blur_p, generator, dev), _uniform(b, *s.blur_sigma, generator, dev),
+                            torch.zeros(b, device=dev))
+        x = _blur(x, sigma)
+    if s.noise_std > 0:
+        std = _uniform(b, 0, s.noise_std, generator, dev).view(-1, 1, 1, 1)
+        x = (x + std * torch.randn(x.shape, generator=generator, device=dev)).clamp_(0, 1)
+    return x
+
+
+def make_generator(device: torch.device, seed: int) -> torch.Generator:
+    """A random generator on ``device`` seeded with ``seed``."""
+    gen = torch.Generator(device=device)
+    gen.manual_seed(int(seed))
+    return gen

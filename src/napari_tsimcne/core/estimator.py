@@ -1,0 +1,346 @@
+"""``TSimCNE``: the scikit-learn-style entry point of the library."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from .augment import AugmentationSettings
+from .device import resolve_device
+from .model import BACKBONES, TSimCNENet
+from .normalization import ChannelNormalization
+from .persistence import ModelFileError, load_payload, save_payload
+from .schedule import default_lr, make_stages
+from .store import TileStore
+from .tiles import TileStackError, as_tile_stack, stack_info
+from .training import Trainer, TrainerState, TrainingEvent, embed_store, pca_2d
+
+
+class NotFittedError(RuntimeError):
+    """The model has not been trained or loaded yet."""
+
+
+class TSimCNE:
+    """t-SimCNE: contrastive learning of a 2D map of image tiles (Böhm, Berens, Kobak, ICLR 2023).
+
+    Parameters
+    ----------
+    total_epochs
+        Epochs of the three stages: 128-D pre-training, training of the new
+        2-D last layer alone, and fine-tuning of everything in 2-D. The
+        paper's budget is (1000, 50, 450); (40, 4, 16) already gives a useful
+        map of small data sets in minutes on a GPU.
+    batch_size
+        Tiles per step; each gives two views, and every other view in the
+        batch is a negative. Larger batches give better maps (the paper uses
+        1024). Must not exceed the number of tiles.
+    augmentations
+        A preset name (``"microscopy"``, ``"natural"``, ``"fluorescence"``) or
+        an :class:`AugmentationSettings`. What the augmentations vary, the map
+        ignores.
+    device
+        ``"auto"`` (CUDA, then MPS, then CPU), ``"cuda"``, ``"mps"`` or ``"cpu"``.
+    random_state
+        Seed for weights, shuffling and augmentations. The same seed on the
+        CPU gives the same embedding.
+    out_dim
+        2 for a map, 3 for a 3D point cloud.
+    pretrain_dim
+        Output dimension during pre-training (128 in the paper).
+    backbone, width
+        ``"resnet18"`` (the paper's) or the lighter ``"resnet10"``; ``width``
+        is the channel count of the first layer (64 in the paper; smaller is
+        faster and weaker).
+    lr
+        Learning rate of stages 1 and 2 (stage 3 uses lr / 1000). ``"auto"``:
+        0.03 x batch_size / 256.
+    warmup
+        Warm-up epochs in stages 1 and 3; ``"auto"``: 10, at most a tenth of the stage.
+    momentum, weight_decay, grad_clip
+        SGD settings; gradient values are clipped at ``grad_clip`` (4 in the paper).
+    preview_every
+        Map all tiles every this many epochs during training and attach the
+        result to the progress event (0: never; ``"auto"``: about 25 times).
+    embed_batch_size
+        Tiles per forward pass when embedding.
+    """
+
+    def __init__(
+        self,
+        total_epochs: tuple[int, int, int] = (1000, 50, 450),
+        batch_size: int = 1024,
+        augmentations: str | AugmentationSettings = "microscopy",
+        device: str = "auto",
+        random_state: int | None = None,
+        out_dim: int = 2,
+        pretrain_dim: int = 128,
+        backbone: str = "resnet18",
+        width: int = 64,
+        lr: float | str = "auto",
+        warmup: int | str = "auto",
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+        grad_clip: float | None = 4.0,
+        preview_every: int | str = "auto",
+        embed_batch_size: int = 2048,
+    ) -> None:
+        self.total_epochs = total_epochs
+        self.batch_size = batch_size
+        self.augmentations = augmentations
+        self.device = device
+        self.random_state = random_state
+        self.out_dim = out_dim
+        self.pretrain_dim = pretrain_dim
+        self.backbone = backbone
+        self.width = width
+        self.lr = lr
+        self.warmup = warmup
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.grad_clip = grad_clip
+        self.preview_every = preview_every
+        self.embed_batch_size = embed_batch_size
+
+    # -- scikit-learn conventions ------------------------------------------
+    _PARAMS = (
+        "total_epochs", "batch_size", "augmentations", "device", "random_state", "out_dim", "pretrain_dim",
+        "backbone", "width", "lr", "warmup", "momentum", "weight_decay", "grad_clip", "preview_every",
+        "embed_batch_size",
+    )
+
+    def get_params(self, deep: bool = True) -> dict:
+        return {k: getattr(self, k) for k in self._PARAMS}
+
+    def set_params(self, **params) -> "TSimCNE":
+        for k, v in params.items():
+            if k not in self._PARAMS:
+                raise ValueError(f"Unknown parameter {k!r} for TSimCNE.")
+            setattr(self, k, v)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = TSimCNE().get_params()
+        changed = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items() if v != defaults[k])
+        return f"TSimCNE({changed})"
+
+    # -- validation ---------------------------------------------------------
+    def _check_params(self, n_tiles: int) -> tuple[tuple[int, int, int], float, AugmentationSettings]:
+        try:
+            epochs = tuple(int(e) for e in self.total_epochs)
+        except (TypeError, ValueError):
+            raise ValueError(f"total_epochs must be three whole numbers, got {self.total_epochs!r}.") from None
+        if len(epochs) != 3 or any(e < 0 for e in epochs) or any(e != f for e, f in zip(epochs, self.total_epochs)):
+            raise ValueError(
+                f"total_epochs must be three non-negative whole numbers (pre-training, last layer, fine-tuning), "
+                f"got {self.total_epochs!r}."
+            )
+        if sum(epochs) == 0:
+            raise ValueError("total_epochs are all 0: nothing would be trained.")
+        if not isinstance(self.batch_size, (int, np.integer)) or self.batch_size < 2:
+            raise ValueError(f"batch_size must be a whole number of at least 2, got {self.batch_size!r}.")
+        if self.batch_size > n_tiles:
+            raise ValueError(
+                f"batch_size={self.batch_size} is larger than the stack ({n_tiles} tiles). "
+                f"Use batch_size <= {n_tiles} (for example {_largest_power_of_two(n_tiles)})."
+            )
+        if self.out_dim not in (2, 3):
+            raise ValueError(f"out_dim must be 2 (a map) or 3 (a 3D point cloud), got {self.out_dim!r}.")
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {sorted(BACKBONES)}, got {self.backbone!r}.")
+        if not isinstance(self.width, (int, np.integer)) or self.width < 4:
+            raise ValueError(f"width must be a whole number of at least 4, got {self.width!r}.")
+        lr = default_lr(self.batch_size) if self.lr == "auto" else self.lr
+        if isinstance(lr, str) or not np.isfinite(lr) or lr <= 0:
+            raise ValueError(f"lr must be a positive number or 'auto', got {self.lr!r}.")
+        if not (self.warmup == "auto" or (isinstance(self.warmup, (int, np.integer)) and self.warmup >= 0)):
+            raise ValueError(f"warmup must be 'auto' or a non-negative whole number, got {self.warmup!r}.")
+        if self.momentum < 0 or self.momentum >= 1 or self.weight_decay < 0:
+            raise ValueError("momentum must lie in [0, 1) and weight_decay must not be negative.")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ValueError(f"grad_clip must be positive or None, got {self.grad_clip!r}.")
+        aug = AugmentationSettings.coerce(self.augmentations)
+        aug.validate()
+        return epochs, float(lr), aug
+
+    def _preview_every(self, epochs: tuple[int, int, int]) -> int:
+        if self.preview_every == "auto":
+            return max(1, sum(epochs) // 25)
+        return int(self.preview_every or 0)
+
+    def _seed(self) -> int:
+        if self.random_state is None:
+            return int(np.random.SeedSequence().generate_state(1)[0])
+        return int(self.random_state)
+
+    # -- training -----------------------------------------------------------
+    def fit_iter(self, X, *, channel_axis: int | None = None) -> Iterator[TrainingEvent]:
+        """Check ``X`` and the parameters now, then return a generator that trains epoch by epoch.
+
+        Each item is a :class:`TrainingEvent`. Stop early by no longer
+        iterating (or calling ``.close()``): the model keeps what it learned,
+        and ``embedding_`` holds the map of the training tiles.
+        """
+        stack = as_tile_stack(X, channel_axis=channel_axis)
+        info = stack_info(stack)
+        epochs, lr, aug = self._check_params(info.n_tiles)
+        device = resolve_device(self.device)
+        seed = self._seed()
+        normalization = ChannelNormalization.fit(stack)
+        store = TileStore(stack, normalization, device)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = TSimCNENet(info.n_channels, self.backbone, self.width, out_dim=self.pretrain_dim)
+        _set_input_statistics(net, store)
+        net.to(device=device, memory_format=torch.channels_last if device.type == "cuda" else torch.contiguous_format)
+        self.model_ = net
+        self.normalization_ = normalization
+        self.n_channels_ = info.n_channels
+        self.tile_shape_ = info.tile_shape
+        self.device_ = device
+        self.pca_ = None
+        self.embedding_ = None
+        self.history_ = []
+        self.fit_seconds_ = 0.0
+        trainer = Trainer(
+            net, store, make_stages(epochs, lr, self.warmup), aug, batch_size=int(self.batch_size),
+            out_dim=self.out_dim, seed=seed, momentum=self.momentum, weight_decay=self.weight_decay,
+            grad_clip=self.grad_clip, preview_every=self._preview_every(epochs), embed_batch_size=self.embed_batch_size,
+            state=TrainerState(batch_size=int(self.batch_size), history=self.history_),
+        )
+        return self._drive(trainer)
+
+    def _drive(self, trainer: Trainer) -> Iterator[TrainingEvent]:
+        start = time.perf_counter()
+        finished = False
+        try:
+            for event in trainer.run():
+                if event.global_epoch == event.total_epochs:
+                    self._finish(trainer)
+                    finished = True
+                    event = _with_embedding(event, self.embedding_)
+                yield event
+        finally:
+            if not finished:
+                self._finish(trainer)
+            self.fit_seconds_ = time.perf_counter() - start
+
+    def _finish(self, trainer: Trainer) -> None:
+        """Map the training tiles with the model as it is now (also after an early stop)."""
+        y = trainer.embed()
+        if y.shape[1] > 3:  # stopped during pre-training: show the 128-D output's first two principal axes
+            y, self.pca_ = pca_2d(y)
+        self.embedding_ = y
+        self.stages_done_ = trainer.state.stage
+
+    def fit(self, X, *, channel_axis: int | None = None) -> "TSimCNE":
+        """Train on the tile stack ``X`` (N, H, W) or (N, H, W, C); returns ``self``."""
+        for _ in self.fit_iter(X, channel_axis=channel_axis):
+            pass
+        return self
+
+    def fit_transform(self, X, *, channel_axis: int | None = None) -> np.ndarray:
+        """Train on ``X`` and return its map, shape (N, out_dim)."""
+        return self.fit(X, channel_axis=channel_axis).embedding_
+
+    # -- embedding ----------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if getattr(self, "model_", None) is None:
+            raise NotFittedError("This TSimCNE model is not trained yet: call fit() first, or TSimCNE.load(path).")
+
+    def transform(self, X, *, channel_axis: int | None = None, return_features: bool = False, device: str | None = None):
+        """Map new tiles with the trained network (no retraining).
+
+        Returns the map (N, out_dim), and with ``return_features=True`` also
+        the backbone features (N, 512) as a second array.
+        """
+        self._check_fitted()
+        stack = as_tile_stack(X, channel_axis=channel_axis)
+        info = stack_info(stack)
+        if info.n_channels != self.n_channels_:
+            raise TileStackError(
+                f"The model was trained on tiles with {self.n_channels_} channel(s), but these have {info.n_channels}. "
+                "Use tiles with the same channels, in the same order."
+            )
+        if info.tile_shape != tuple(self.tile_shape_):
+            raise TileStackError(
+                f"The model was trained on {self.tile_shape_[0]} x {self.tile_shape_[1]} tiles, but these are "
+                f"{info.height} x {info.width}. Cut or resize the tiles to the model's size."
+            )
+        dev = resolve_device(device) if device is not None else self.device_
+        self.model_.to(dev)
+        store = TileStore(stack, self.normalization_, dev)
+        out = embed_store(self.model_, store, self.embed_batch_size, return_features=return_features)
+        y, feats = out if return_features else (out, None)
+        if self.pca_ is not None:
+            y = pca_2d(y, self.pca_)[0]
+        return (y, feats) if return_features else y
+
+    # -- files --------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the model (weights, normalisation, settings) to one file, atomically."""
+        self._check_fitted()
+        params = self.get_params()
+        aug = AugmentationSettings.coerce(params["augmentations"])
+        params["augmentations"] = aug.to_dict()
+        params["total_epochs"] = list(params["total_epochs"])
+        save_payload(path, {
+            "params": params,
+            "state_dict": {k: v.detach().cpu() for k, v in self.model_.state_dict().items()},
+            "normalization": self.normalization_.to_dict(),
+            "n_channels": self.n_channels_,
+            "tile_shape": list(self.tile_shape_),
+            "model_out_dim": self.model_.out_dim,
+            "pca": None if self.pca_ is None else [torch.from_numpy(a) for a in self.pca_],
+            "history": [dict(h) for h in self.history_],
+            "embedding": None if self.embedding_ is None else torch.from_numpy(np.ascontiguousarray(self.embedding_)),
+        })
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str = "auto") -> "TSimCNE":
+        """Read a model written by :meth:`save`; it runs on ``device`` (a CPU-only machine works)."""
+        payload = load_payload(path)
+        try:
+            params = dict(payload["params"])
+            params["augmentations"] = AugmentationSettings.coerce(params["augmentations"])
+            params["total_epochs"] = tuple(params["total_epochs"])
+            params["device"] = device
+            model = cls(**params)
+            net = TSimCNENet(payload["n_channels"], params["backbone"], params["width"], out_dim=payload["model_out_dim"])
+            net.load_state_dict(payload["state_dict"])
+        except (KeyError, RuntimeError, TypeError) as exc:
+            raise ModelFileError(f"{path} is damaged or incompatible: {exc}") from None
+        model.device_ = resolve_device(device)
+        model.model_ = net.to(model.device_).eval()
+        model.normalization_ = ChannelNormalization.from_dict(payload["normalization"])
+        model.n_channels_ = int(payload["n_channels"])
+        model.tile_shape_ = tuple(payload["tile_shape"])
+        model.pca_ = None if payload["pca"] is None else tuple(t.numpy() for t in payload["pca"])
+        model.history_ = list(payload.get("history", []))
+        emb = payload.get("embedding")
+        model.embedding_ = None if emb is None else emb.numpy()
+        return model
+
+
+def _largest_power_of_two(n: int) -> int:
+    return 1 << (max(2, n).bit_length() - 1)
+
+
+def _with_embedding(event: TrainingEvent, embedding: np.ndarray) -> TrainingEvent:
+    from dataclasses import replace
+
+    return replace(event, embedding=embedding)
+
+
+@torch.no_grad()
+def _set_input_statistics(net: TSimCNENet, store: TileStore, max_tiles: int = 4096) -> None:
+    """Store the per-channel mean and std of (a sample of) the normalised tiles in the network."""
+    idx = torch.linspace(0, len(store) - 1, min(len(store), max_tiles)).long()
+    x = store.gather(idx)
+    mean = x.mean((0, 2, 3), keepdim=True)
+    std = x.std((0, 2, 3), keepdim=True).clamp_min(1e-3)
+    net.input_mean.copy_(mean.cpu())
+    net.input_std.copy_(std.cpu())

@@ -1,0 +1,32 @@
+"""InfoNCE with a Cauchy similarity: t-SimCNE's contrastive loss.
+
+For a batch of B tiles there are 2B views; view i's positive is its twin
+(the other augmentation of the same tile) and the remaining 2B - 2 views are
+its negatives. Similarity is the Cauchy kernel ``1 / (1 + |z_i - z_j|^2)`` on
+Euclidean distances, as in t-SNE, instead of SimCLR's cosine similarity, so
+the loss is meaningful directly in 2D (Böhm, Berens, Kobak, ICLR 2023).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def cauchy_infonce(z: torch.Tensor) -> torch.Tensor:
+    """Mean loss over all 2B views; ``z`` is (2B, d) with rows i and i + B the two views of tile i.
+
+    ``loss_i = -log s(i, twin(i)) + log sum_{j != i} s(i, j)`` with
+    ``s(i, j) = 1 / (1 + |z_i - z_j|^2)``. Computed in float32.
+    """
+    z = z.float()
+    n = z.shape[0]
+    if n % 2 or n < 4:
+        raise ValueError(f"cauchy_infonce needs an even number of at least 4 views, got {n}.")
+    b = n // 2
+    sq = (z * z).sum(1)
+    d2 = (sq[:, None] + sq[None, :] - 2.0 * (z @ z.T)).clamp_min(0.0)
+    sim = 1.0 / (1.0 + d2)
+    sim = sim.masked_fill(torch.eye(n, dtype=torch.bool, device=z.device), 0.0)
+    twin = torch.arange(n, device=z.device).roll(b)
+    positive = sim[torch.arange(n, device=z.device), twin]
+    return (sim.sum(1).log() - positive.log()).mean()

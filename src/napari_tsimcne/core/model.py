@@ -1,0 +1,120 @@
+"""The t-SimCNE network: a ResNet with a small-tile stem and an MLP projection head.
+
+Following SimCLR's CIFAR variant (and t-SimCNE), the stem is a 3x3
+convolution with stride 1 and no max-pooling, so tiles of 28 to 64 pixels
+keep their detail. The number of input channels follows the data. The head
+maps the 512 backbone features through 1024 hidden units to the output: 128
+dimensions for pre-training, then 2 (or 3) for the map.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+BACKBONES = {"resnet18": (2, 2, 2, 2), "resnet10": (1, 1, 1, 1)}
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with batch norm and a residual connection."""
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + self.shortcut(x))
+
+
+class ResNetBackbone(nn.Module):
+    """ResNet with a CIFAR-style stem; outputs ``8 * width`` features per tile."""
+
+    def __init__(self, in_channels: int, blocks: tuple[int, ...] = (2, 2, 2, 2), width: int = 64) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, stride=1, padding=1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+        )
+        layers, planes_in = [], width
+        for i, n in enumerate(blocks):
+            planes = width * 2**i
+            for j in range(n):
+                layers.append(BasicBlock(planes_in, planes, stride=2 if (i > 0 and j == 0) else 1))
+                planes_in = planes
+        self.layers = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.out_dim = planes_in
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(self.pool(self.layers(self.stem(x))), 1)
+
+
+class ProjectionHead(nn.Module):
+    """Linear -> ReLU -> Linear; the last layer is what stage 2 replaces."""
+
+    def __init__(self, in_dim: int, hidden_dim: int = 1024, out_dim: int = 128) -> None:
+        super().__init__()
+        self.hidden = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU(inplace=True))
+        self.last = nn.Linear(hidden_dim, out_dim)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.last(self.hidden(h))
+
+
+class TSimCNENet(nn.Module):
+    """Standardise -> backbone -> projection head.
+
+    Inputs are tiles in [0, 1] (after :class:`ChannelNormalization`); the
+    per-channel mean and standard deviation of the training tiles are stored
+    as buffers so the model carries everything it needs to embed new tiles.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        backbone: str = "resnet18",
+        width: int = 64,
+        hidden_dim: int = 1024,
+        out_dim: int = 128,
+    ) -> None:
+        super().__init__()
+        if backbone not in BACKBONES:
+            raise ValueError(f"Unknown backbone {backbone!r}; choose one of {sorted(BACKBONES)}.")
+        self.register_buffer("input_mean", torch.full((1, in_channels, 1, 1), 0.5))
+        self.register_buffer("input_std", torch.full((1, in_channels, 1, 1), 0.25))
+        self.backbone = ResNetBackbone(in_channels, BACKBONES[backbone], width)
+        self.head = ProjectionHead(self.backbone.out_dim, hidden_dim, out_dim)
+
+    @property
+    def out_dim(self) -> int:
+        return self.head.last.out_features
+
+    def replace_last_layer(self, out_dim: int, generator: torch.Generator | None = None) -> None:
+        """Swap the head's last layer for a fresh one with ``out_dim`` outputs (weights ~ N(0, 1), as in t-SimCNE)."""
+        old = self.head.last
+        new = nn.Linear(old.in_features, out_dim, device=old.weight.device)
+        with torch.no_grad():
+            new.weight.normal_(0.0, 1.0, generator=generator)
+            new.bias.zero_()
+        self.head.last = new
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone((x - self.input_mean) / self.input_std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))

@@ -1,0 +1,80 @@
+"""The tile stack held as one tensor, from which training batches are gathered.
+
+Tiles stay in (N, H, W, C) order: a gathered batch permuted to (B, C, H, W)
+is then already in channels-last memory layout, which is what convolutions
+on a GPU want. uint8 stacks are kept as they are (for a CPU stack without any
+copy); other dtypes are normalised once, chunk by chunk, and kept as float16.
+A stack too large for GPU memory stays in pinned host memory and each batch
+is copied over asynchronously.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .normalization import ChannelNormalization
+
+_CHUNK = 8192
+
+
+class TileStore:
+    """Tiles of one stack, normalised to [0, 1] on access."""
+
+    def __init__(
+        self,
+        stack: np.ndarray,
+        normalization: ChannelNormalization,
+        device: torch.device,
+        *,
+        on_device: bool | None = None,
+    ) -> None:
+        self.device = torch.device(device)
+        self.normalization = normalization
+        self.n_tiles = int(stack.shape[0])
+        nhwc = stack if stack.ndim == 4 else stack[..., None]
+        self.raw_uint8 = nhwc.dtype == np.uint8
+        bytes_needed = nhwc[:1].size * self.n_tiles * (1 if self.raw_uint8 else 2)
+        if on_device is None:
+            on_device = self.device.type == "cpu" or _fits_on_device(bytes_needed, self.device)
+        self.on_device = bool(on_device)
+        target = self.device if self.on_device else torch.device("cpu")
+        pin = not self.on_device and self.device.type == "cuda"
+        if self.raw_uint8 and target.type == "cpu" and not pin:
+            self.data = torch.from_numpy(np.ascontiguousarray(nhwc))  # no copy for a contiguous stack
+        else:
+            dtype = torch.uint8 if self.raw_uint8 else torch.float16
+            self.data = torch.empty(nhwc.shape, dtype=dtype, device=target, pin_memory=pin)
+            for start in range(0, self.n_tiles, _CHUNK):
+                chunk = torch.from_numpy(np.ascontiguousarray(nhwc[start : start + _CHUNK]))
+                if not self.raw_uint8:
+                    chunk = normalization.apply(chunk.permute(0, 3, 1, 2)).permute(0, 2, 3, 1).half()
+                self.data[start : start + _CHUNK].copy_(chunk)
+        self._scale, self._shift = normalization.scale_shift(self.device)
+
+    def __len__(self) -> int:
+        return self.n_tiles
+
+    def gather(self, index: torch.Tensor) -> torch.Tensor:
+        """Tiles ``index`` as float32 (B, C, H, W) in [0, 1] on the device (channels-last layout)."""
+        batch = self.data.index_select(0, index.to(self.data.device))
+        if batch.device != self.device:
+            batch = batch.pin_memory() if self.device.type == "cuda" else batch
+            batch = batch.to(self.device, non_blocking=True)
+        batch = batch.permute(0, 3, 1, 2)
+        if self.raw_uint8:
+            return (batch.float() * self._scale + self._shift).clamp_(0.0, 1.0)
+        return batch.float()
+
+    def iter_batches(self, batch_size: int):
+        """Consecutive batches over all tiles, in order (for embedding)."""
+        for start in range(0, self.n_tiles, batch_size):
+            idx = torch.arange(start, min(start + batch_size, self.n_tiles))
+            yield idx, self.gather(idx)
+
+
+def _fits_on_device(nbytes: int, device: torch.device) -> bool:
+    if device.type != "cuda":
+        return True
+    free, _ = torch.cuda.mem_get_info(device)
+    return nbytes < 0.5 * free

@@ -1,0 +1,197 @@
+"""Tile stacks: validation, and cutting one large image into a grid of tiles.
+
+A *tile stack* is an array of shape ``(N, H, W)`` (one channel) or
+``(N, H, W, C)`` (C channels, last axis). Everything in the library works on
+stacks in this layout; :func:`as_tile_stack` checks a user's array once and
+returns it without copying.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+MIN_TILE_SIZE = 8
+"""Smallest tile side the network accepts: the ResNet halves 8 px three times to 1 px."""
+
+MAX_CHANNELS = 16
+"""More channels than this on the last axis almost always means a wrong axis order."""
+
+
+class TileStackError(ValueError):
+    """A tile stack that cannot be trained on or embedded, with the reason."""
+
+
+@dataclass(frozen=True)
+class StackInfo:
+    """Shape facts of a validated tile stack."""
+
+    n_tiles: int
+    height: int
+    width: int
+    n_channels: int
+
+    @property
+    def tile_shape(self) -> tuple[int, int]:
+        return (self.height, self.width)
+
+
+def as_tile_stack(tiles, *, channel_axis: int | None = None, check_values: bool = True) -> np.ndarray:
+    """Return ``tiles`` as an ``(N, H, W)`` or ``(N, H, W, C)`` NumPy array, or raise.
+
+    Parameters
+    ----------
+    tiles
+        Array-like of shape (N, H, W) or (N, H, W, C); uint8, uint16, other
+        integers or floats. Lazy arrays (dask, zarr) are read into memory.
+    channel_axis
+        Axis that holds channels when it is not the last one (e.g. 1 for
+        ``(N, C, H, W)``). It is moved to the end without copying.
+    check_values
+        Scan the data for NaN and infinite values (one pass over the data).
+
+    Raises
+    ------
+    TileStackError
+        With a message that names the problem and what to do about it.
+    """
+    if tiles is None:
+        raise TileStackError("No tiles were given (got None). Pass an array of shape (N, H, W) or (N, H, W, C).")
+    arr = np.asarray(tiles)
+    if arr.dtype == bool:
+        raise TileStackError(
+            "The tiles are boolean (a mask?). t-SimCNE needs intensity images: "
+            "convert with tiles.astype(np.uint8) if the mask really is the image."
+        )
+    if np.iscomplexobj(arr):
+        raise TileStackError(
+            "The tiles have a complex dtype. Pass the magnitude (np.abs(tiles)) or the real part."
+        )
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise TileStackError(f"The tiles have dtype {arr.dtype}; expected an integer or floating-point dtype.")
+    if channel_axis is not None:
+        if arr.ndim != 4:
+            raise TileStackError(f"channel_axis={channel_axis} needs a 4D stack, but the tiles have shape {arr.shape}.")
+        arr = np.moveaxis(arr, channel_axis, -1)
+    if arr.ndim == 2:
+        raise TileStackError(
+            f"Got one 2D image of shape {arr.shape}, not a stack of tiles. "
+            "Cut it into tiles with napari_tsimcne.tile_image(image, tile_size=...)."
+        )
+    if arr.ndim not in (3, 4):
+        raise TileStackError(
+            f"Expected tiles of shape (N, H, W) or (N, H, W, C), but got {arr.ndim} dimensions {arr.shape}."
+        )
+    n = arr.shape[0]
+    if n == 0:
+        raise TileStackError("The tile stack is empty (0 tiles).")
+    if n == 1:
+        raise TileStackError(
+            "The stack holds a single tile. Contrastive learning needs many tiles (hundreds at least); "
+            "if this is one large image, cut it with napari_tsimcne.tile_image(image, tile_size=...)."
+        )
+    h, w = arr.shape[1:3]
+    if arr.ndim == 4:
+        c = arr.shape[3]
+        if c == 0:
+            raise TileStackError(f"The tiles have 0 channels (shape {arr.shape}).")
+        if c > MAX_CHANNELS:
+            raise TileStackError(
+                f"The last axis has {c} entries, read as channels; at most {MAX_CHANNELS} are supported. "
+                f"If the channels are on another axis, pass channel_axis (shape {arr.shape})."
+            )
+    if min(h, w) < MIN_TILE_SIZE:
+        raise TileStackError(
+            f"Tiles of {h} x {w} pixels are too small; the network needs at least "
+            f"{MIN_TILE_SIZE} x {MIN_TILE_SIZE}. (Is the axis order right? shape {arr.shape})"
+        )
+    if check_values and np.issubdtype(arr.dtype, np.floating):
+        finite = np.isfinite(arr)
+        if not finite.all():
+            bad_tiles = np.flatnonzero(~finite.reshape(n, -1).all(axis=1))
+            raise TileStackError(
+                f"{bad_tiles.size} tile(s) contain NaN or infinite values (first: tile {bad_tiles[0]}). "
+                "Replace them (np.nan_to_num) or drop those tiles."
+            )
+    return arr
+
+
+def stack_info(stack: np.ndarray) -> StackInfo:
+    """Shape facts of a stack already checked by :func:`as_tile_stack`."""
+    c = stack.shape[3] if stack.ndim == 4 else 1
+    return StackInfo(int(stack.shape[0]), int(stack.shape[1]), int(stack.shape[2]), int(c))
+
+
+@dataclass(frozen=True)
+class TiledImage:
+    """Tiles cut from one large image, and where each came from.
+
+    ``origins[i]`` is the (row, column) of tile ``i``'s top-left pixel in the
+    source image, so a point in the map can be traced back to the image.
+    """
+
+    tiles: np.ndarray
+    origins: np.ndarray
+    tile_size: tuple[int, int]
+    source_shape: tuple[int, ...]
+
+
+def tile_image(
+    image,
+    tile_size: int | tuple[int, int],
+    stride: int | tuple[int, int] | None = None,
+    *,
+    channel_axis: int | None = None,
+    min_foreground: float = 0.0,
+    background_threshold: float | None = None,
+) -> TiledImage:
+    """Cut a 2D image (H, W) or (H, W, C) into a grid of tiles.
+
+    Parameters
+    ----------
+    image
+        The large image; channels on the last axis unless ``channel_axis``.
+    tile_size
+        Tile side in pixels (or (height, width)).
+    stride
+        Step between tile origins; defaults to ``tile_size`` (no overlap).
+        Tiles that would run past the border are left out.
+    min_foreground
+        Keep only tiles whose fraction of foreground pixels is at least this
+        (0 keeps every tile). Foreground is brighter than ``background_threshold``
+        (Otsu's threshold of the image's mean over channels when None); useful
+        to skip empty slide background.
+    """
+    img = np.asarray(image)
+    if channel_axis is not None:
+        img = np.moveaxis(img, channel_axis, -1)
+    if img.ndim not in (2, 3):
+        raise TileStackError(f"tile_image expects one 2D image (H, W) or (H, W, C), got shape {img.shape}.")
+    th, tw = (tile_size, tile_size) if np.isscalar(tile_size) else tuple(tile_size)
+    sh, sw = (th, tw) if stride is None else ((stride, stride) if np.isscalar(stride) else tuple(stride))
+    th, tw, sh, sw = int(th), int(tw), int(sh), int(sw)
+    if min(th, tw) < 1 or min(sh, sw) < 1:
+        raise TileStackError(f"Tile size and stride must be positive, got tile {th} x {tw}, stride {sh} x {sw}.")
+    H, W = img.shape[:2]
+    if th > H or tw > W:
+        raise TileStackError(f"Tiles of {th} x {tw} do not fit into an image of {H} x {W}.")
+    rows = np.arange(0, H - th + 1, sh)
+    cols = np.arange(0, W - tw + 1, sw)
+    origins = np.stack(np.meshgrid(rows, cols, indexing="ij"), axis=-1).reshape(-1, 2)
+    if min_foreground > 0:
+        grey = img.mean(axis=-1) if img.ndim == 3 else img.astype(np.float64)
+        if background_threshold is None:
+            from skimage.filters import threshold_otsu
+
+            background_threshold = float(threshold_otsu(grey))
+        fg = grey > background_threshold
+        # fraction of foreground in each window via an integral image
+        ii = np.pad(fg.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+        r, c = origins[:, 0], origins[:, 1]
+        counts = ii[r + th, c + tw] - ii[r, c + tw] - ii[r + th, c] + ii[r, c]
+        origins = origins[counts / (th * tw) >= min_foreground]
+    if len(origins) == 0:
+        raise TileStackError("No tile passed the foreground filter; lower min_foreground.")
+    tiles = np.stack([img[r : r + th, c : c + tw] for r, c in origins])
+    return TiledImage(tiles=tiles, origins=origins.astype(np.int64), tile_size=(th, tw), source_shape=img.shape)

@@ -1,0 +1,261 @@
+"""The training loop, written as a generator of progress events.
+
+Whoever drives the loop (a script, napari's ``thread_worker``, the
+command-line tool) sees every epoch as a :class:`TrainingEvent` and stops
+training by simply not asking for the next one: the model keeps what it has
+learned so far. Every epoch reseeds the augmentation and shuffling random
+generators from (seed, epoch), so a run resumed from a checkpoint at an epoch
+boundary continues exactly as an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .augment import AugmentationSettings, augment, make_generator
+from .device import autocast, memory_format
+from .loss import cauchy_infonce
+from .model import TSimCNENet
+from .schedule import Stage, lr_at
+from .store import TileStore
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN or infinite; the model is kept as of the last good epoch."""
+
+
+@dataclass(frozen=True)
+class TrainingEvent:
+    """Progress of one finished epoch."""
+
+    stage: int
+    """1: pre-training (128-D), 2: last layer only, 3: fine-tuning."""
+    stage_name: str
+    epoch: int
+    """Epoch within the stage, from 1."""
+    stage_epochs: int
+    global_epoch: int
+    """Epoch over all stages, from 1."""
+    total_epochs: int
+    loss: float
+    lr: float
+    views_per_second: float
+    seconds: float
+    """Time since training started."""
+    batch_size: int
+    embedding: np.ndarray | None = None
+    """All tiles mapped, (N, out_dim), on some epochs; in stage 1 a PCA of the 128-D output."""
+    message: str | None = None
+    """Something the user should know (e.g. the batch was halved after running out of memory)."""
+
+    @property
+    def fraction_done(self) -> float:
+        return self.global_epoch / max(1, self.total_epochs)
+
+
+@dataclass
+class TrainerState:
+    """Where training stands; everything needed to continue from an epoch boundary."""
+
+    stage: int = 0
+    epoch: int = 0  # finished epochs within the stage
+    batch_size: int = 1024
+    history: list = field(default_factory=list)
+
+
+def _epoch_seed(seed: int, global_epoch: int) -> int:
+    return int(np.random.SeedSequence([seed, global_epoch]).generate_state(1)[0])
+
+
+class Trainer:
+    """Runs the three t-SimCNE stages on a :class:`TileStore`."""
+
+    def __init__(
+        self,
+        net: TSimCNENet,
+        store: TileStore,
+        stages: list[Stage],
+        augmentations: AugmentationSettings,
+        *,
+        batch_size: int,
+        out_dim: int,
+        seed: int,
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+        grad_clip: float | None = 4.0,
+        preview_every: int = 0,
+        embed_batch_size: int = 2048,
+        state: TrainerState | None = None,
+        optimizer_state: dict | None = None,
+    ) -> None:
+        self.net = net
+        self.store = store
+        self.stages = stages
+        self.augmentations = augmentations
+        self.out_dim = out_dim
+        self.seed = seed
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.grad_clip = grad_clip
+        self.preview_every = preview_every
+        self.embed_batch_size = embed_batch_size
+        self.device = store.device
+        self.state = state or TrainerState(batch_size=batch_size)
+        self.optimizer: torch.optim.Optimizer | None = None
+        self._optimizer_state = optimizer_state  # restored when resuming mid-stage
+
+    # -- stages -------------------------------------------------------------
+    @property
+    def total_epochs(self) -> int:
+        return sum(s.epochs for s in self.stages)
+
+    def _global_epoch(self, stage: int, epoch: int) -> int:
+        return sum(s.epochs for s in self.stages[:stage]) + epoch
+
+    def _enter_stage(self, stage: Stage) -> None:
+        """Set trainable parameters and a new optimizer for ``stage``."""
+        if stage.index >= 1 and self.net.out_dim != self.out_dim:
+            gen = make_generator(torch.device("cpu"), _epoch_seed(self.seed, 0))  # epochs count from 1
+            self.net.replace_last_layer(self.out_dim, gen)
+            self.net.to(self.device)
+        only_last = stage.train_only_last_layer
+        for p in self.net.parameters():
+            p.requires_grad_(not only_last)
+        self.net.head.last.requires_grad_(True)
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.SGD(params, lr=stage.lr, momentum=self.momentum, weight_decay=self.weight_decay)
+        if self._optimizer_state is not None:
+            self.optimizer.load_state_dict(self._optimizer_state)
+            self._optimizer_state = None
+
+    # -- one epoch ----------------------------------------------------------
+    def _forward(self, views: torch.Tensor, only_last: bool) -> torch.Tensor:
+        with autocast(self.device):
+            if only_last:
+                with torch.no_grad():
+                    h = self.net.head.hidden(self.net.features(views))
+                return self.net.head.last(h)
+            return self.net(views)
+
+    def _run_epoch(self, stage: Stage, global_epoch: int) -> tuple[float, float, int]:
+        """Train one epoch; returns (mean loss, last lr, views trained on)."""
+        n = len(self.store)
+        bs = self.state.batch_size
+        steps = n // bs
+        gen_cpu = make_generator(torch.device("cpu"), _epoch_seed(self.seed, global_epoch))
+        gen_dev = gen_cpu if self.device.type == "cpu" else make_generator(self.device, _epoch_seed(self.seed, global_epoch))
+        perm = torch.randperm(n, generator=gen_cpu)
+        fmt = memory_format(self.device)
+        total = torch.zeros((), device=self.device)
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        lr = stage.lr
+        self.net.train()
+        for step in range(steps):
+            lr = lr_at(stage, self.state.epoch * steps + step, steps)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            tiles = self.store.gather(perm[step * bs : (step + 1) * bs])
+            views = augment(torch.cat([tiles, tiles]), self.augmentations, gen_dev).contiguous(memory_format=fmt)
+            loss = cauchy_infonce(self._forward(views, stage.train_only_last_layer))
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.grad_clip:
+                torch.nn.utils.clip_grad_value_(params, self.grad_clip)
+            self.optimizer.step()
+            total += loss.detach()
+        return float(total) / max(1, steps), lr, 2 * bs * steps
+
+    # -- embedding ----------------------------------------------------------
+    @torch.no_grad()
+    def embed(self, return_features: bool = False):
+        return embed_store(self.net, self.store, self.embed_batch_size, return_features=return_features)
+
+    def preview(self) -> np.ndarray:
+        y = self.embed()
+        return y if y.shape[1] <= 3 else pca_2d(y)[0]
+
+    # -- the generator ------------------------------------------------------
+    def run(self) -> Iterator[TrainingEvent]:
+        """Train from the current state to the end, yielding one event per epoch."""
+        start = time.perf_counter()
+        for stage in self.stages[self.state.stage :]:
+            if stage.epochs == 0:
+                self.state.stage, self.state.epoch = stage.index + 1, 0
+                continue
+            self._enter_stage(stage)
+            while self.state.stage == stage.index and self.state.epoch < stage.epochs:
+                global_epoch = self._global_epoch(stage.index, self.state.epoch) + 1
+                t0 = time.perf_counter()
+                message = None
+                try:
+                    loss, lr, views = self._run_epoch(stage, global_epoch)
+                except torch.cuda.OutOfMemoryError:
+                    message = self._halve_batch()
+                    continue
+                if not np.isfinite(loss):
+                    raise TrainingDivergedError(
+                        f"The loss became {loss} in stage {stage.index + 1} ({stage.name}), epoch {self.state.epoch + 1}. "
+                        "Try a smaller learning rate or check the tiles for extreme values."
+                    )
+                dt = time.perf_counter() - t0
+                self.state.epoch += 1
+                last_of_stage = self.state.epoch == stage.epochs
+                is_final = last_of_stage and stage.index == len(self.stages) - 1
+                want_preview = self.preview_every > 0 and (global_epoch % self.preview_every == 0 or last_of_stage)
+                embedding = self.preview() if (want_preview and not is_final) else None
+                record = dict(stage=stage.index + 1, epoch=self.state.epoch, loss=loss, lr=lr,
+                              views_per_second=views / dt if dt > 0 else float("nan"), seconds=dt,
+                              batch_size=self.state.batch_size)
+                self.state.history.append(record)
+                if last_of_stage:  # the next stage starts from its first epoch
+                    self.state.stage, self.state.epoch = stage.index + 1, 0
+                yield TrainingEvent(
+                    stage=stage.index + 1, stage_name=stage.name, epoch=record["epoch"], stage_epochs=stage.epochs,
+                    global_epoch=global_epoch, total_epochs=self.total_epochs, loss=loss, lr=lr,
+                    views_per_second=record["views_per_second"], seconds=time.perf_counter() - start,
+                    batch_size=self.state.batch_size, embedding=embedding, message=message,
+                )
+
+    def _halve_batch(self) -> str:
+        if self.state.batch_size <= 16:
+            raise RuntimeError("The GPU ran out of memory even at batch size 16; use a smaller model or the CPU.")
+        self.optimizer.zero_grad(set_to_none=True)
+        torch.cuda.empty_cache()
+        self.state.batch_size //= 2
+        return f"GPU out of memory: batch size halved to {self.state.batch_size}; training continues."
+
+
+@torch.no_grad()
+def embed_store(net: TSimCNENet, store: TileStore, batch_size: int, *, return_features: bool = False):
+    """Map every tile of ``store`` through ``net`` (eval mode, no augmentation)."""
+    was_training = net.training
+    net.eval()
+    fmt = memory_format(store.device)
+    outs, feats = [], []
+    try:
+        for _, tiles in store.iter_batches(batch_size):
+            with autocast(store.device):
+                h = net.features(tiles.contiguous(memory_format=fmt))
+                z = net.head(h)
+            outs.append(z.float().cpu())
+            if return_features:
+                feats.append(h.float().cpu())
+    finally:
+        net.train(was_training)
+    y = torch.cat(outs).numpy()
+    return (y, torch.cat(feats).numpy()) if return_features else y
+
+
+def pca_2d(y: np.ndarray, basis: tuple[np.ndarray, np.ndarray] | None = None):
+    """Project ``y`` onto its first two principal components; returns (projection, (mean, components))."""
+    if basis is None:
+        mean = y.mean(0)
+        _, _, vt = np.linalg.svd(y - mean, full_matrices=False)
+        basis = (mean, vt[:2])
+    mean, comps = basis
+    return ((y - mean) @ comps.T).astype(np.float32), basis

@@ -113,6 +113,20 @@ class TSimCNENet(nn.Module):
             new.bias.zero_()
         self.head.last = new
 
+    @torch.no_grad()
+    def project_last_layer(self, components: torch.Tensor, mean: torch.Tensor) -> None:
+        """Replace the last layer by its composition with a linear projection.
+
+        The new layer outputs ``components @ (old_output - mean)``: with the
+        top principal axes of the 128-D output, stage 2 starts from the PCA
+        of what pre-training learned instead of from a random projection.
+        """
+        old = self.head.last
+        new = nn.Linear(old.in_features, components.shape[0], device=old.weight.device)
+        new.weight.copy_(components @ old.weight)
+        new.bias.copy_(components @ (old.bias - mean))
+        self.head.last = new
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone((x - self.input_mean) / self.input_std)
 

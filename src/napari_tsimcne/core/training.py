@@ -92,6 +92,8 @@ class Trainer:
         embed_batch_size: int = 2048,
         state: TrainerState | None = None,
         optimizer_state: dict | None = None,
+        init_2d: str = "pca",
+        init_scale: float = 10.0,
     ) -> None:
         self.net = net
         self.store = store
@@ -107,6 +109,8 @@ class Trainer:
         self.device = store.device
         self.state = state or TrainerState(batch_size=batch_size)
         self.optimizer: torch.optim.Optimizer | None = None
+        self.init_2d = init_2d
+        self.init_scale = init_scale
         self._optimizer_state = optimizer_state  # restored when resuming mid-stage
 
     # -- stages -------------------------------------------------------------
@@ -120,8 +124,11 @@ class Trainer:
     def _enter_stage(self, stage: Stage) -> None:
         """Set trainable parameters and a new optimizer for ``stage``."""
         if stage.index >= 1 and self.net.out_dim != self.out_dim:
-            gen = make_generator(torch.device("cpu"), _epoch_seed(self.seed, 0))  # epochs count from 1
-            self.net.replace_last_layer(self.out_dim, gen)
+            if self.init_2d == "pca":
+                self._init_last_layer_from_pca()
+            else:
+                gen = make_generator(torch.device("cpu"), _epoch_seed(self.seed, 0))  # epochs count from 1
+                self.net.replace_last_layer(self.out_dim, gen)
             self.net.to(self.device)
         only_last = stage.train_only_last_layer
         for p in self.net.parameters():
@@ -132,6 +139,21 @@ class Trainer:
         if self._optimizer_state is not None:
             self.optimizer.load_state_dict(self._optimizer_state)
             self._optimizer_state = None
+
+    @torch.no_grad()
+    def _init_last_layer_from_pca(self, max_tiles: int = 4096) -> None:
+        """Start the low-dimensional layer as the PCA of the pre-trained output, scaled to unit spread."""
+        idx = torch.linspace(0, len(self.store) - 1, min(len(self.store), max_tiles)).long()
+        was_training = self.net.training
+        self.net.eval()
+        with autocast(self.device):
+            z = self.net(self.store.gather(idx).contiguous(memory_format=memory_format(self.device)))
+        self.net.train(was_training)
+        z = z.float()
+        mean = z.mean(0)
+        _, s, vt = torch.linalg.svd(z - mean, full_matrices=False)
+        comps = vt[: self.out_dim] / (s[0] / (len(z) - 1) ** 0.5).clamp_min(1e-6) * self.init_scale
+        self.net.project_last_layer(comps, mean)
 
     # -- one epoch ----------------------------------------------------------
     def _forward(self, views: torch.Tensor, only_last: bool) -> torch.Tensor:

@@ -1,0 +1,305 @@
+"""Reading tile stacks from files and writing maps (CSV, PNG); no Qt.
+
+Used by the command-line tool and reusable from the napari plugin or a script.
+Every write is atomic (see :func:`napari_tsimcne.core.persistence.atomic_write`).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .persistence import atomic_write
+from .tiles import TileStackError, tile_image
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+"""File types read from a folder of tiles."""
+
+
+class InputFileError(TileStackError):
+    """An input file or folder that is missing or cannot be read."""
+
+
+@dataclass(frozen=True)
+class TileData:
+    """Tiles read from a file, with what is known about them."""
+
+    tiles: np.ndarray
+    name: str
+    labels: np.ndarray | None = None
+    origins: np.ndarray | None = None
+    class_names: tuple[str, ...] = ()
+
+
+# -- reading -------------------------------------------------------------------
+
+
+def _read_image(path: Path) -> np.ndarray:
+    """One image file as an array (TIFF via tifffile, everything else via imageio)."""
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            return np.asarray(tifffile.imread(path))
+        import imageio.v3 as iio
+
+        return np.asarray(iio.imread(path))
+    except Exception as exc:  # unreadable or not an image
+        raise InputFileError(f"Cannot read {path} as an image: {exc.__class__.__name__}: {exc}") from None
+
+
+def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None, tuple[str, ...]]:
+    """Images (key ``images`` or the first array), labels (key ``labels``) and class names (key ``classes``)."""
+    with np.load(path, allow_pickle=False) as d:
+        keys = list(d.keys())
+        if not keys:
+            raise InputFileError(f"{path} holds no arrays.")
+        images = d["images"] if "images" in keys else d[keys[0]]
+        labels = d["labels"] if "labels" in keys else None
+        classes = tuple(str(c) for c in d["classes"]) if "classes" in keys else ()
+    return images, labels, classes
+
+
+def _read_folder(path: Path) -> np.ndarray:
+    """All image files in a folder, sorted by name, stacked; they must share one shape."""
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise InputFileError(f"The folder {path} holds no image files ({', '.join(IMAGE_SUFFIXES)}).")
+    images = [_read_image(p) for p in files]
+    first = images[0].shape
+    for p, img in zip(files, images):
+        if img.shape != first:
+            raise TileStackError(
+                f"All tiles in a folder must have the same shape: {files[0].name} is {first}, {p.name} is {img.shape}."
+            )
+    return np.stack(images)
+
+
+def _read_array(path: Path) -> tuple[np.ndarray, np.ndarray | None, tuple[str, ...]]:
+    """The raw array (and labels, class names) stored at ``path``."""
+    if not path.exists():
+        raise InputFileError(f"No such file or folder: {path}")
+    if path.is_dir():
+        return _read_folder(path), None, ()
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            return np.load(path, allow_pickle=False), None, ()
+        if suffix == ".npz":
+            return _read_npz(path)
+    except InputFileError:
+        raise
+    except Exception as exc:
+        raise InputFileError(f"Cannot read {path}: {exc.__class__.__name__}: {exc}") from None
+    if suffix in IMAGE_SUFFIXES:
+        return _read_image(path), None, ()
+    raise InputFileError(
+        f"Unknown input type {suffix or '(no suffix)'} for {path}; use .tif/.tiff, .npy, .npz, an image file "
+        "or a folder of image files."
+    )
+
+
+def read_tiles(
+    path: str | os.PathLike,
+    tile_size: int | None = None,
+    stride: int | None = None,
+    *,
+    min_foreground: float = 0.0,
+    channel_axis: int | None = None,
+) -> TileData:
+    """Read a tile stack from a TIFF stack, .npy, .npz, a folder of images, or one large image.
+
+    With ``tile_size`` the file must hold one 2D image (H, W) or (H, W, C);
+    it is cut with :func:`napari_tsimcne.tile_image` and the tile origins are
+    kept. Without it the file must hold a stack (N, H, W) or (N, H, W, C).
+    ``channel_axis`` names the channel axis of the data when it is not the last.
+
+    Raises
+    ------
+    TileStackError
+        (or its subclass :class:`InputFileError`) with a one-line reason.
+    """
+    path = Path(path)
+    array, labels, classes = _read_array(path)
+    name = path.stem if path.is_file() else path.name
+    if tile_size is not None:
+        tiled = tile_image(array, tile_size, stride, channel_axis=channel_axis, min_foreground=min_foreground)
+        return TileData(tiled.tiles, name, origins=tiled.origins)
+    if channel_axis is not None:
+        if array.ndim != 4:
+            raise TileStackError(f"--channel-axis needs a 4D stack, but {path.name} has shape {array.shape}.")
+        array = np.moveaxis(array, channel_axis, -1)
+    if array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (3, 4) and min(array.shape[:2]) > 64):
+        raise TileStackError(
+            f"{path.name} holds one image of shape {array.shape}, not a stack of tiles; "
+            "cut it into tiles with --tile-size N."
+        )
+    if labels is not None and len(labels) != len(array):
+        raise TileStackError(f"{path.name} has {len(array)} tiles but {len(labels)} labels.")
+    return TileData(array, name, labels=None if labels is None else np.asarray(labels), class_names=classes)
+
+
+def read_labels(path: str | os.PathLike, column: str = "label") -> np.ndarray:
+    """Labels from a .npy, an .npz (key ``labels`` or the first array) or a CSV (``column``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(f"No such labels file: {path}")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            return np.load(path, allow_pickle=False)
+        if suffix == ".npz":
+            with np.load(path, allow_pickle=False) as d:
+                return d["labels"] if "labels" in d else d[list(d.keys())[0]]
+        if suffix == ".csv":
+            table = _read_csv_columns(path)
+            if column not in table:
+                raise InputFileError(f"{path} has no column {column!r} (columns: {', '.join(table)}).")
+            return np.asarray(table[column])
+    except InputFileError:
+        raise
+    except Exception as exc:
+        raise InputFileError(f"Cannot read labels from {path}: {exc.__class__.__name__}: {exc}") from None
+    raise InputFileError(f"Labels must be a .npy, .npz or .csv file, got {path.name}.")
+
+
+# -- CSV -----------------------------------------------------------------------
+
+
+def write_embedding_csv(
+    path: str | os.PathLike,
+    embedding: np.ndarray,
+    origins: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
+) -> Path:
+    """Write the map as CSV: ``tile_index, x, y`` (``z`` in 3D), then ``origin_row, origin_col``, ``label`` if known."""
+    embedding = np.asarray(embedding)
+    n = len(embedding)
+    header = ["tile_index", "x", "y", "z"][: 1 + embedding.shape[1]]
+    columns = [np.arange(n)] + [embedding[:, i] for i in range(embedding.shape[1])]
+    if origins is not None:
+        header += ["origin_row", "origin_col"]
+        columns += [np.asarray(origins)[:, 0], np.asarray(origins)[:, 1]]
+    if labels is not None:
+        header.append("label")
+        columns.append(np.asarray(labels))
+    for col in columns:
+        if len(col) != n:
+            raise ValueError(f"All columns need {n} rows, got one with {len(col)}.")
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(header)
+            for i in range(n):
+                w.writerow([_cell(col[i]) for col in columns])
+
+    return atomic_write(path, write)
+
+
+def _cell(value) -> str:
+    """A CSV cell: floats with full precision, everything else as text."""
+    if isinstance(value, (float, np.floating)):
+        return repr(float(value))
+    return str(value.item() if isinstance(value, np.generic) else value)
+
+
+def _read_csv_columns(path: Path) -> dict[str, list[str]]:
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    if not rows:
+        raise InputFileError(f"{path} is empty.")
+    header, body = rows[0], rows[1:]
+    return {h: [r[i] for r in body] for i, h in enumerate(header)}
+
+
+def _as_number_array(values: list[str]) -> np.ndarray:
+    """Integers where every value is one, else the strings unchanged."""
+    try:
+        return np.asarray([int(v) for v in values])
+    except ValueError:
+        return np.asarray(values)
+
+
+@dataclass(frozen=True)
+class EmbeddingTable:
+    """A map read back from CSV."""
+
+    embedding: np.ndarray
+    origins: np.ndarray | None = None
+    labels: np.ndarray | None = None
+
+
+def read_embedding_csv(path: str | os.PathLike) -> EmbeddingTable:
+    """Read a CSV written by :func:`write_embedding_csv`."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(f"No such embedding file: {path}")
+    table = _read_csv_columns(path)
+    axes = [a for a in ("x", "y", "z") if a in table]
+    if axes[:2] != ["x", "y"]:
+        raise InputFileError(f"{path} has no x and y columns (columns: {', '.join(table)}).")
+    try:
+        emb = np.column_stack([np.asarray(table[a], dtype=float) for a in axes])
+        origins = None
+        if "origin_row" in table and "origin_col" in table:
+            origins = np.column_stack([np.asarray(table[a], dtype=np.int64) for a in ("origin_row", "origin_col")])
+    except ValueError as exc:
+        raise InputFileError(f"{path} holds a value that is not a number: {exc}") from None
+    labels = _as_number_array(table["label"]) if "label" in table else None
+    return EmbeddingTable(emb, origins, labels)
+
+
+# -- PNG -----------------------------------------------------------------------
+
+
+def plot_map(
+    path: str | os.PathLike,
+    embedding: np.ndarray,
+    labels: np.ndarray | None = None,
+    class_names: tuple[str, ...] | list[str] | None = None,
+    title: str = "t-SimCNE map",
+) -> Path:
+    """Save a scatter plot of the first two map axes (coloured by label when given) as an image file."""
+    from matplotlib.figure import Figure  # Agg canvas; no GUI backend is touched
+
+    embedding = np.asarray(embedding)
+    fig = Figure(figsize=(7, 7), dpi=120)
+    ax = fig.add_subplot()
+    size = max(0.5, min(8.0, 20000 / max(len(embedding), 1) ** 1.1))
+    if labels is None:
+        ax.scatter(embedding[:, 0], embedding[:, 1], s=size, c="#1f77b4", linewidths=0, rasterized=True)
+    else:
+        _scatter_by_label(ax, embedding, np.asarray(labels), class_names, size)
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title)
+    fig.tight_layout()
+    suffix = Path(path).suffix.lstrip(".") or "png"
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format=suffix))
+
+
+def _scatter_by_label(ax, embedding: np.ndarray, labels: np.ndarray, class_names, size: float) -> None:
+    classes = np.unique(labels)
+    cmap = _colours(len(classes))
+    for i, c in enumerate(classes):
+        sel = labels == c
+        name = str(c)
+        if class_names is not None and np.issubdtype(type(c), np.integer) and 0 <= int(c) < len(class_names):
+            name = class_names[int(c)]
+        ax.scatter(embedding[sel, 0], embedding[sel, 1], s=size, color=cmap[i], linewidths=0, label=name,
+                   rasterized=True)
+    if len(classes) <= 20:
+        ax.legend(markerscale=max(1.0, 6 / size), fontsize="small", frameon=False, loc="best")
+
+
+def _colours(n: int) -> list:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(n)]

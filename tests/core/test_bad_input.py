@@ -1,0 +1,71 @@
+"""Bad input and bad settings are refused before training, with messages that say what to do."""
+
+import numpy as np
+import pytest
+
+from napari_tsimcne import ModelFileError, NotFittedError, TileStackError, TSimCNE
+from tests.conftest import TINY
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"batch_size": 1024}, "larger than the stack"),
+        ({"total_epochs": (1, 2)}, "three"),
+        ({"total_epochs": (-1, 2, 3)}, "non-negative"),
+        ({"total_epochs": (0, 0, 0)}, "nothing would be trained"),
+        ({"lr": -0.1}, "lr must be a positive"),
+        ({"out_dim": 5}, "out_dim"),
+        ({"device": "cuda"} if not __import__("torch").cuda.is_available() else {"device": "tpu"}, "device"),
+        ({"augmentations": "cats"}, "Unknown augmentation preset"),
+    ],
+)
+def test_bad_settings_fail_before_training(rgb_tiles, params, message):
+    with pytest.raises(ValueError, match=message):
+        TSimCNE(**{**TINY, **params}).fit_iter(rgb_tiles)
+
+
+def test_transform_checks_channels_and_tile_size(rgb_tiles, tmp_path):
+    model = TSimCNE(**{**TINY, "total_epochs": (1, 0, 0)}).fit(rgb_tiles)
+    with pytest.raises(TileStackError, match="trained on tiles with 3 channel"):
+        model.transform(rgb_tiles[..., 0])
+    with pytest.raises(TileStackError, match="32 x 32 tiles"):
+        model.transform(rgb_tiles[:, :16, :16])
+
+
+def test_transform_before_fit_is_explained(rgb_tiles):
+    with pytest.raises(NotFittedError, match="call fit"):
+        TSimCNE().transform(rgb_tiles)
+
+
+def test_corrupt_missing_and_foreign_model_files(tmp_path):
+    with pytest.raises(ModelFileError, match="No model file"):
+        TSimCNE.load(tmp_path / "nothing.tsimcne")
+    bad = tmp_path / "bad.tsimcne"
+    bad.write_bytes(b"this is not a model")
+    with pytest.raises(ModelFileError, match="corrupt"):
+        TSimCNE.load(bad)
+    import torch
+
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    with pytest.raises(ModelFileError, match="not a napari-tsimcne model"):
+        TSimCNE.load(foreign)
+
+
+def test_failed_save_leaves_no_partial_file(rgb_tiles, tmp_path, monkeypatch):
+    model = TSimCNE(**{**TINY, "total_epochs": (1, 0, 0)}).fit(rgb_tiles)
+    target = tmp_path / "model.tsimcne"
+    model.save(target)
+    before = target.read_bytes()
+    import torch
+
+    def broken_save(obj, f):
+        open(f, "wb").write(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError):
+        model.save(target)
+    assert target.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["model.tsimcne"]

@@ -1,0 +1,104 @@
+"""Training behaviour: on real blood-cell tiles, on multichannel uint16, early stops and determinism."""
+
+import numpy as np
+import pytest
+
+from napari_tsimcne import TSimCNE, knn_accuracy
+from tests.conftest import TINY
+
+
+@pytest.fixture(scope="module")
+def pbc_subset(pbc):
+    tiles, labels = pbc
+    idx = np.sort(np.random.default_rng(0).choice(len(tiles), 1000, replace=False))
+    return tiles[idx], labels[idx]
+
+
+@pytest.fixture(scope="module")
+def trained_on_pbc(pbc_subset):
+    tiles, _ = pbc_subset
+    model = TSimCNE(total_epochs=(10, 3, 3), batch_size=128, backbone="resnet10", width=16, random_state=0,
+                    device="cpu", preview_every=0)
+    events = list(model.fit_iter(tiles))
+    return model, events
+
+
+def test_training_on_real_blood_cells_lowers_the_loss_and_separates_classes(trained_on_pbc, pbc_subset):
+    model, events = trained_on_pbc
+    _, labels = pbc_subset
+    stage1 = [e.loss for e in events if e.stage == 1]
+    assert np.mean(stage1[-3:]) < stage1[0] - 0.1
+    assert model.embedding_.shape == (1000, 2)
+    acc = knn_accuracy(model.embedding_, labels)
+    assert acc > 35.0, f"15-NN accuracy {acc:.1f} % is not well above chance (12.5 %)"
+
+
+def test_events_cover_every_epoch_of_every_stage(trained_on_pbc):
+    _, events = trained_on_pbc
+    assert [(e.stage, e.epoch) for e in events] == [(1, i) for i in range(1, 11)] + [(2, i) for i in range(1, 4)] + [
+        (3, i) for i in range(1, 4)]
+    assert [e.global_epoch for e in events] == list(range(1, 17))
+    assert events[-1].embedding is not None and events[-1].embedding.shape == (1000, 2)
+    assert all(e.views_per_second > 0 and e.lr >= 0 for e in events)
+    # stage 3 fine-tunes at a learning rate 1000 times smaller than stage 1's peak
+    assert max(e.lr for e in events if e.stage == 3) <= max(e.lr for e in events if e.stage == 1) / 999
+
+
+def test_transform_of_training_tiles_reproduces_the_embedding(trained_on_pbc, pbc_subset):
+    model, _ = trained_on_pbc
+    y, feats = model.transform(pbc_subset[0], return_features=True)
+    np.testing.assert_allclose(y, model.embedding_, rtol=1e-4, atol=1e-4)
+    assert feats.shape == (1000, 128)  # resnet10 at width 16: 8 * 16 features
+
+
+def test_save_and_load_give_the_same_embedding(trained_on_pbc, pbc_subset, tmp_path):
+    model, _ = trained_on_pbc
+    path = tmp_path / "model.tsimcne"
+    model.save(path)
+    loaded = TSimCNE.load(path, device="cpu")
+    np.testing.assert_allclose(loaded.transform(pbc_subset[0][:200]), model.transform(pbc_subset[0][:200]), atol=1e-5)
+    assert loaded.get_params()["total_epochs"] == (10, 3, 3)
+    np.testing.assert_array_equal(loaded.embedding_, model.embedding_)
+
+
+def test_multichannel_uint16_stack_trains_end_to_end():
+    rng = np.random.default_rng(0)
+    n = 128
+    bright = rng.random(n) < 0.5  # two populations differing only in channel-2 intensity
+    x = rng.normal(800, 60, (n, 24, 24, 4))
+    x[bright, :, :, 2] += 2500
+    x = np.clip(x, 0, 65535).astype(np.uint16)
+    model = TSimCNE(**{**TINY, "augmentations": "fluorescence", "batch_size": 32})
+    y = model.fit_transform(x)
+    assert y.shape == (n, 2) and np.isfinite(y).all()
+    assert model.n_channels_ == 4
+    assert model.transform(x[:10]).shape == (10, 2)
+
+
+def test_same_seed_on_cpu_gives_the_same_embedding(rgb_tiles):
+    a = TSimCNE(**TINY).fit_transform(rgb_tiles)
+    b = TSimCNE(**TINY).fit_transform(rgb_tiles)
+    c = TSimCNE(**{**TINY, "random_state": 1}).fit_transform(rgb_tiles)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+def test_stopping_early_keeps_a_usable_model_and_map(rgb_tiles):
+    model = TSimCNE(**{**TINY, "total_epochs": (3, 1, 1)})
+    gen = model.fit_iter(rgb_tiles)
+    first = next(gen)
+    assert first.stage == 1
+    gen.close()  # the user pressed Stop during pre-training
+    assert model.embedding_.shape == (256, 2) and np.isfinite(model.embedding_).all()
+    assert model.transform(rgb_tiles[:8]).shape == (8, 2)
+
+
+def test_preview_embeddings_arrive_during_training(rgb_tiles):
+    model = TSimCNE(**{**TINY, "preview_every": 1})
+    events = list(model.fit_iter(rgb_tiles))
+    assert all(e.embedding is not None and e.embedding.shape == (256, 2) for e in events)
+
+
+def test_three_dimensional_output(rgb_tiles):
+    y = TSimCNE(**{**TINY, "out_dim": 3}).fit_transform(rgb_tiles)
+    assert y.shape == (256, 3)

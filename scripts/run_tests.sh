@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Installs everything (scripts/install.sh) and runs the whole test suite; GUI tests run under Xvfb.
+# Extra arguments go to pytest, e.g. scripts/run_tests.sh -m "not slow".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh
+VENV=${VENV:-.venv}
+run=()
+if [ -z "${DISPLAY:-}" ] && command -v xvfb-run >/dev/null 2>&1; then
+  run=(xvfb-run -a -s "-screen 0 1600x1000x24")
+fi
+exec "${run[@]}" "$VENV/bin/python" -m pytest -p no:cacheprovider "$@"

@@ -102,3 +102,25 @@ def test_preview_embeddings_arrive_during_training(rgb_tiles):
 def test_three_dimensional_output(rgb_tiles):
     y = TSimCNE(**{**TINY, "out_dim": 3}).fit_transform(rgb_tiles)
     assert y.shape == (256, 3)
+
+
+def test_resumed_run_matches_an_uninterrupted_one(rgb_tiles, tmp_path):
+    settings = {**TINY, "total_epochs": (3, 1, 2)}
+    full = TSimCNE(**settings).fit_transform(rgb_tiles)
+
+    ckpt = tmp_path / "run.ckpt.tsimcne"
+    model = TSimCNE(**settings)
+    gen = model.fit_iter(rgb_tiles, checkpoint=ckpt)
+    for _ in range(2):  # interrupted in the middle of pre-training
+        next(gen)
+    gen.close()
+    resumed = TSimCNE.load(ckpt, device="cpu")
+    events = list(resumed.resume_iter(rgb_tiles))
+    assert [e.global_epoch for e in events] == [3, 4, 5, 6]
+    np.testing.assert_array_equal(resumed.embedding_, full)
+
+
+def test_a_checkpoint_is_also_a_usable_model(rgb_tiles, tmp_path):
+    ckpt = tmp_path / "c.tsimcne"
+    list(TSimCNE(**TINY).fit_iter(rgb_tiles, checkpoint=ckpt))
+    assert TSimCNE.load(ckpt).transform(rgb_tiles[:4]).shape == (4, 2)

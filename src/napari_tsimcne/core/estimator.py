@@ -187,12 +187,18 @@ class TSimCNE:
         return int(self.random_state)
 
     # -- training -----------------------------------------------------------
-    def fit_iter(self, X, *, channel_axis: int | None = None) -> Iterator[TrainingEvent]:
+    def fit_iter(
+        self, X, *, channel_axis: int | None = None, checkpoint: str | os.PathLike | None = None,
+        checkpoint_every: int = 1,
+    ) -> Iterator[TrainingEvent]:
         """Check ``X`` and the parameters now, then return a generator that trains epoch by epoch.
 
         Each item is a :class:`TrainingEvent`. Stop early by no longer
         iterating (or calling ``.close()``): the model keeps what it learned,
-        and ``embedding_`` holds the map of the training tiles.
+        and ``embedding_`` holds the map of the training tiles. With
+        ``checkpoint``, the model and the training state are written there
+        (atomically) every ``checkpoint_every`` epochs; continue an
+        interrupted run with ``TSimCNE.load(checkpoint).resume_iter(X)``.
         """
         stack = as_tile_stack(X, channel_axis=channel_axis)
         info = stack_info(stack)
@@ -221,13 +227,48 @@ class TSimCNE:
             grad_clip=self.grad_clip, preview_every=self._preview_every(epochs), embed_batch_size=self.embed_batch_size,
             state=TrainerState(batch_size=int(self.batch_size), history=self.history_), init_2d=self.init_2d,
         )
-        return self._drive(trainer)
+        return self._drive(trainer, checkpoint, checkpoint_every)
 
-    def _drive(self, trainer: Trainer) -> Iterator[TrainingEvent]:
+    def resume_iter(
+        self, X, *, channel_axis: int | None = None, checkpoint: str | os.PathLike | None = None,
+        checkpoint_every: int = 1,
+    ) -> Iterator[TrainingEvent]:
+        """Continue training from a checkpoint loaded with :meth:`load`, on the same tiles.
+
+        With the same seed on the CPU the result equals an uninterrupted run.
+        """
+        self._check_fitted()
+        resume = getattr(self, "_resume_state", None)
+        if resume is None:
+            raise ValueError("This model holds no training state to resume; load a checkpoint written by fit_iter(checkpoint=...).")
+        stack = as_tile_stack(X, channel_axis=channel_axis)
+        info = stack_info(stack)
+        self._check_compatible(info)
+        epochs, lr, aug = self._check_params(info.n_tiles)
+        device = resolve_device(self.device)
+        self.device_ = device
+        store = TileStore(stack, self.normalization_, device)
+        net = self.model_.to(device=device, memory_format=torch.channels_last if device.type == "cuda" else torch.contiguous_format)
+        self.pca_ = None
+        trainer = Trainer(
+            net, store, make_stages(epochs, lr, self.warmup), aug, batch_size=int(resume["batch_size"]),
+            out_dim=self.out_dim, seed=int(resume["seed"]), momentum=self.momentum, weight_decay=self.weight_decay,
+            grad_clip=self.grad_clip, preview_every=self._preview_every(epochs), embed_batch_size=self.embed_batch_size,
+            state=TrainerState(stage=int(resume["stage"]), epoch=int(resume["epoch"]),
+                               batch_size=int(resume["batch_size"]), history=self.history_),
+            optimizer_state=resume.get("optimizer"), init_2d=self.init_2d,
+        )
+        self._resume_state = None
+        return self._drive(trainer, checkpoint, checkpoint_every)
+
+    def _drive(self, trainer: Trainer, checkpoint=None, checkpoint_every: int = 1) -> Iterator[TrainingEvent]:
         start = time.perf_counter()
         finished = False
         try:
             for event in trainer.run():
+                if checkpoint is not None and (event.global_epoch % max(1, checkpoint_every) == 0
+                                               or event.global_epoch == event.total_epochs):
+                    self._save_checkpoint(checkpoint, trainer)
                 if event.global_epoch == event.total_epochs:
                     self._finish(trainer)
                     finished = True
@@ -270,6 +311,18 @@ class TSimCNE:
         self._check_fitted()
         stack = as_tile_stack(X, channel_axis=channel_axis)
         info = stack_info(stack)
+        self._check_compatible(info)
+        dev = resolve_device(device) if device is not None else self.device_
+        self.model_.to(dev)
+        store = TileStore(stack, self.normalization_, dev)
+        out = embed_store(self.model_, store, self.embed_batch_size, return_features=return_features)
+        y, feats = out if return_features else (out, None)
+        if self.pca_ is not None:
+            y = pca_2d(y, self.pca_)[0]
+        return (y, feats) if return_features else y
+
+    def _check_compatible(self, info) -> None:
+        """Refuse tiles whose channels or size differ from the model's."""
         if info.n_channels != self.n_channels_:
             raise TileStackError(
                 f"The model was trained on tiles with {self.n_channels_} channel(s), but these have {info.n_channels}. "
@@ -280,24 +333,30 @@ class TSimCNE:
                 f"The model was trained on {self.tile_shape_[0]} x {self.tile_shape_[1]} tiles, but these are "
                 f"{info.height} x {info.width}. Cut or resize the tiles to the model's size."
             )
-        dev = resolve_device(device) if device is not None else self.device_
-        self.model_.to(dev)
-        store = TileStore(stack, self.normalization_, dev)
-        out = embed_store(self.model_, store, self.embed_batch_size, return_features=return_features)
-        y, feats = out if return_features else (out, None)
-        if self.pca_ is not None:
-            y = pca_2d(y, self.pca_)[0]
-        return (y, feats) if return_features else y
 
     # -- files --------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:
         """Write the model (weights, normalisation, settings) to one file, atomically."""
         self._check_fitted()
+        save_payload(path, self._payload())
+
+    def _save_checkpoint(self, path: str | os.PathLike, trainer: Trainer) -> None:
+        """The model file plus what is needed to continue training from this epoch."""
+        st = trainer.state
+        payload = self._payload()
+        payload["embedding"] = None
+        payload["trainer"] = {
+            "stage": st.stage, "epoch": st.epoch, "batch_size": st.batch_size, "seed": trainer.seed,
+            "optimizer": trainer.optimizer.state_dict() if (st.epoch > 0 and trainer.optimizer) else None,
+        }
+        save_payload(path, payload)
+
+    def _payload(self) -> dict:
         params = self.get_params()
         aug = AugmentationSettings.coerce(params["augmentations"])
         params["augmentations"] = aug.to_dict()
         params["total_epochs"] = list(params["total_epochs"])
-        save_payload(path, {
+        return {
             "params": params,
             "state_dict": {k: v.detach().cpu() for k, v in self.model_.state_dict().items()},
             "normalization": self.normalization_.to_dict(),
@@ -307,7 +366,7 @@ class TSimCNE:
             "pca": None if self.pca_ is None else [torch.from_numpy(a) for a in self.pca_],
             "history": [dict(h) for h in self.history_],
             "embedding": None if self.embedding_ is None else torch.from_numpy(np.ascontiguousarray(self.embedding_)),
-        })
+        }
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "auto") -> "TSimCNE":
@@ -332,6 +391,7 @@ class TSimCNE:
         model.history_ = list(payload.get("history", []))
         emb = payload.get("embedding")
         model.embedding_ = None if emb is None else emb.numpy()
+        model._resume_state = payload.get("trainer")
         return model
 
 

@@ -69,3 +69,12 @@ def test_failed_save_leaves_no_partial_file(rgb_tiles, tmp_path, monkeypatch):
         model.save(target)
     assert target.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["model.tsimcne"]
+
+
+def test_a_diverging_loss_stops_training_with_an_explanation(rgb_tiles):
+    from napari_tsimcne import TrainingDivergedError
+
+    model = TSimCNE(**{**TINY, "lr": 1e12, "grad_clip": None, "total_epochs": (2, 0, 0)})
+    with pytest.raises(TrainingDivergedError, match="smaller learning rate"):
+        list(model.fit_iter(rgb_tiles))
+    assert model.embedding_ is not None and np.isfinite(model.embedding_).all()  # the last good weights, not NaNs

@@ -139,6 +139,11 @@ class Trainer:
         if self._optimizer_state is not None:
             self.optimizer.load_state_dict(self._optimizer_state)
             self._optimizer_state = None
+        self._remember_good_weights()
+
+    def _remember_good_weights(self) -> None:
+        """Keep a copy of the weights (on the device) to fall back to if the loss diverges."""
+        self._good_weights = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
 
     @torch.no_grad()
     def _init_last_layer_from_pca(self, max_tiles: int = 4096) -> None:
@@ -220,10 +225,13 @@ class Trainer:
                     message = self._halve_batch()
                     continue
                 if not np.isfinite(loss):
+                    self.net.load_state_dict(self._good_weights)
                     raise TrainingDivergedError(
                         f"The loss became {loss} in stage {stage.index + 1} ({stage.name}), epoch {self.state.epoch + 1}. "
+                        "The model was reset to its last good epoch. "
                         "Try a smaller learning rate or check the tiles for extreme values."
                     )
+                self._remember_good_weights()
                 dt = time.perf_counter() - t0
                 self.state.epoch += 1
                 last_of_stage = self.state.epoch == stage.epochs

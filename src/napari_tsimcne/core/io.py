@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .persistence import atomic_write
-from .tiles import TileStackError, tile_image
+from .tiles import MAX_CHANNELS, TileStackError, tile_image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 """File types read from a folder of tiles."""
@@ -127,6 +127,12 @@ def read_tiles(
     array, labels, classes = _read_array(path)
     name = path.stem if path.is_file() else path.name
     if tile_size is not None:
+        square_tiles = array.ndim == 3 and array.shape[1] == array.shape[2] > 4  # (N, H, H), not (H, W, C)
+        if channel_axis is None and array.ndim == 3 and (array.shape[-1] > MAX_CHANNELS or square_tiles):
+            raise TileStackError(
+                f"{path.name} has shape {array.shape}, which looks like a stack of tiles, not one image: "
+                "leave out --tile-size (or, if the first axis holds the channels, pass --channel-axis 0)."
+            )
         tiled = tile_image(array, tile_size, stride, channel_axis=channel_axis, min_foreground=min_foreground)
         return TileData(tiled.tiles, name, origins=tiled.origins)
     if channel_axis is not None:

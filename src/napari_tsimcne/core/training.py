@@ -210,6 +210,7 @@ class Trainer:
     def run(self) -> Iterator[TrainingEvent]:
         """Train from the current state to the end, yielding one event per epoch."""
         start = time.perf_counter()
+        pending_message = None
         for stage in self.stages[self.state.stage :]:
             if stage.epochs == 0:
                 self.state.stage, self.state.epoch = stage.index + 1, 0
@@ -218,12 +219,12 @@ class Trainer:
             while self.state.stage == stage.index and self.state.epoch < stage.epochs:
                 global_epoch = self._global_epoch(stage.index, self.state.epoch) + 1
                 t0 = time.perf_counter()
-                message = None
                 try:
                     loss, lr, views = self._run_epoch(stage, global_epoch)
                 except torch.cuda.OutOfMemoryError:
-                    message = self._halve_batch()
+                    pending_message = self._halve_batch()  # the epoch restarts at the smaller batch
                     continue
+                message, pending_message = pending_message, None
                 if not np.isfinite(loss):
                     self.net.load_state_dict(self._good_weights)
                     raise TrainingDivergedError(

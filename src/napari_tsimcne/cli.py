@@ -1,0 +1,388 @@
+"""The ``napari-tsimcne`` command: train, embed and evaluate t-SimCNE maps without a GUI.
+
+Subcommands: ``fit``, ``embed``, ``evaluate`` and ``demo``. Exit codes:
+0 success, 1 other errors, 2 bad usage, 3 bad input data, 4 bad model file,
+130 interrupted (Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_BAD_INPUT = 3
+EXIT_BAD_MODEL = 4
+EXIT_INTERRUPTED = 130
+
+DEFAULT_EPOCHS = (40, 4, 16)
+DEMO_DIR = "tsimcne-demo"
+KNN_K = 15
+
+EPILOG = """exit codes:
+  0    success
+  1    other errors
+  2    bad usage (unknown option, missing argument)
+  3    bad input data (missing or unreadable file, not a tile stack)
+  4    bad model file (missing, corrupt, not a napari-tsimcne model)
+  130  interrupted with Ctrl-C (fit/demo save the partial model as model.partial.tsimcne)
+"""
+
+
+class CliError(Exception):
+    """An error with a one-line message and an exit code."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class _Interrupted(Exception):
+    """Ctrl-C during training, after the partial model was handled."""
+
+
+# -- argument parsing ------------------------------------------------------------
+
+
+def _add_training_options(p: argparse.ArgumentParser, epochs: tuple[int, int, int] = DEFAULT_EPOCHS) -> None:
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", nargs=3, type=int, metavar=("E1", "E2", "E3"), default=list(epochs),
+                   help="epochs of the three stages: 128-D pre-training, 2-D last layer alone, 2-D fine-tuning "
+                        f"(default: {' '.join(map(str, epochs))}; the paper uses 1000 50 450)")
+    g.add_argument("--batch-size", type=int, default=1024, metavar="N",
+                   help="tiles per step; every other view in the batch is a negative (default: %(default)s; "
+                        "lowered to the largest power of two that fits when the stack is smaller)")
+    g.add_argument("--augmentations", choices=("microscopy", "natural", "fluorescence"), default="microscopy",
+                   help="augmentation preset; what it varies, the map ignores (default: %(default)s; use "
+                        "'fluorescence' when intensity is the signal)")
+    g.add_argument("--device", default="auto", metavar="DEVICE", help="auto (CUDA, then MPS, then CPU), cuda, mps or cpu "
+                                                   "(default: %(default)s)")
+    g.add_argument("--seed", type=int, default=0, metavar="N", help="random seed for weights, shuffling and augmentations "
+                                                      "(default: %(default)s)")
+    g.add_argument("--backbone", choices=("resnet18", "resnet10"), default="resnet18",
+                   help="network: resnet18 (the paper's) or the lighter resnet10 (default: %(default)s)")
+    g.add_argument("--width", type=int, default=64, metavar="C",
+                   help="channels of the first network layer; smaller is faster and weaker (default: %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no messages besides errors")
+
+
+def _add_input_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("input")
+    g.add_argument("--tile-size", type=int, default=None, metavar="N",
+                   help="INPUT is one large 2D image: cut it into N x N tiles (default: INPUT is a stack)")
+    g.add_argument("--stride", type=int, default=None, metavar="N",
+                   help="step between tiles with --tile-size (default: the tile size, no overlap)")
+    g.add_argument("--min-foreground", type=float, default=0.0, metavar="F",
+                   help="with --tile-size keep only tiles with at least this fraction of pixels brighter than "
+                        "Otsu's threshold (default: %(default)s, keep all)")
+    g.add_argument("--channel-axis", type=int, default=None, metavar="AXIS",
+                   help="axis of the channels when not the last, e.g. 1 for N x C x H x W "
+                        "(default: last axis)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``napari-tsimcne`` command."""
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="napari-tsimcne",
+        description="2D maps of image tiles with t-SimCNE (contrastive learning straight to 2D).",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    fmt = argparse.RawDescriptionHelpFormatter
+
+    fit = sub.add_parser("fit", help="train a map on a tile stack and write model, CSV, PNG and summary",
+                         description="Train t-SimCNE on INPUT and write OUTDIR/model.tsimcne, embedding.csv, "
+                                     "map.png and summary.json.", epilog=EPILOG, formatter_class=fmt)
+    fit.add_argument("input", metavar="INPUT",
+                     help="tile stack: .tif/.tiff stack, .npy, .npz (key 'images' or the first array; 'labels' "
+                          "if present), a folder of same-shape image files, or one large image with --tile-size")
+    fit.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for the results (created)")
+    _add_input_options(fit)
+    _add_training_options(fit)
+
+    embed = sub.add_parser("embed", help="map new tiles with a saved model",
+                           description="Map the tiles in INPUT with the model in MODEL (no retraining) and "
+                                       "write a CSV.", epilog=EPILOG, formatter_class=fmt)
+    embed.add_argument("model", metavar="MODEL", help="a .tsimcne model file (or a folder holding model.tsimcne)")
+    embed.add_argument("input", metavar="INPUT", help="tiles, in any form that 'fit' reads")
+    embed.add_argument("-o", "--output", required=True, metavar="OUT.csv", help="CSV file to write")
+    embed.add_argument("--device", default="auto", help="device for the forward pass (default: %(default)s)")
+    embed.add_argument("--quiet", action="store_true", help="no messages besides errors")
+    _add_input_options(embed)
+
+    ev = sub.add_parser("evaluate", help="15-NN accuracy of a map, given labels",
+                        description="Print the k-NN accuracy (stratified 90/10 split, seed 0, 15 neighbours) "
+                                    "of a map. Labels are used for this score only, never for training.",
+                        epilog=EPILOG, formatter_class=fmt)
+    ev.add_argument("embedding", metavar="EMBEDDING",
+                    help="an embedding CSV, or an output folder of 'fit'/'demo' (reads its embedding.csv)")
+    ev.add_argument("--labels", default=None, metavar="LABELS",
+                    help="labels: .npy, .npz (key 'labels' or the first array) or .csv (column given by "
+                         "--label-column) (default: the CSV's own 'label' column)")
+    ev.add_argument("--label-column", default="label", help="column of a labels CSV (default: %(default)s)")
+
+    demo = sub.add_parser("demo", help="train on the bundled sample and show (or write) the map",
+                          description="With a display: open napari with the demo. Headless (no display, or "
+                                      "--headless): train on the whole sample (blood cells when pbc28.npz is "
+                                      "found, else histology tiles) and write the outputs of 'fit'.",
+                          epilog=EPILOG, formatter_class=fmt)
+    demo.add_argument("--headless", action="store_true", help="never open a window, even with a display")
+    demo.add_argument("-o", "--output", default=DEMO_DIR, metavar="OUTDIR",
+                      help="folder for the results in headless mode (default: ./%(default)s)")
+    demo.add_argument("--n-tiles", type=int, default=None, metavar="N",
+                      help="train on a random subset of N tiles (default: all tiles of the sample)")
+    _add_training_options(demo)
+    return parser
+
+
+# -- helpers -----------------------------------------------------------------------
+
+
+def _say(args: argparse.Namespace, message: str) -> None:
+    if not getattr(args, "quiet", False):
+        print(message)
+
+
+def _read(path: str, args: argparse.Namespace):
+    from .core.io import read_tiles
+
+    return read_tiles(path, args.tile_size, args.stride, min_foreground=args.min_foreground,
+                      channel_axis=args.channel_axis)
+
+
+def _batch_size(requested: int, n_tiles: int, args: argparse.Namespace) -> int:
+    """The batch size, lowered to the largest power of two not above the stack size."""
+    if requested <= n_tiles:
+        return requested
+    fitted = 1 << (max(2, n_tiles).bit_length() - 1)
+    _say(args, f"note: --batch-size {requested} exceeds the {n_tiles} tiles; using {fitted}.")
+    return fitted
+
+
+def _progress(events, total: int, quiet: bool):
+    """Drive the training generator with a tqdm bar on stderr; yields the events."""
+    from tqdm import tqdm
+
+    with tqdm(total=total, unit="epoch", disable=quiet, file=sys.stderr, dynamic_ncols=True) as bar:
+        for event in events:
+            bar.set_postfix(stage=event.stage_name, loss=f"{event.loss:.3f}",
+                            views_s=f"{event.views_per_second:,.0f}", refresh=False)
+            bar.update(event.global_epoch - bar.n)
+            if event.message and not quiet:
+                bar.write(f"note: {event.message}", file=sys.stderr)
+            yield event
+
+
+def _train(model, tiles: np.ndarray, outdir: Path, args: argparse.Namespace):
+    """Run the fit with a progress bar; on Ctrl-C save the partial model and raise _Interrupted."""
+    events = model.fit_iter(tiles)
+    try:
+        for _ in _progress(events, sum(model.total_epochs), args.quiet):
+            pass
+    except KeyboardInterrupt:
+        events.close()
+        _save_partial(model, outdir)
+        raise _Interrupted() from None
+
+
+def _save_partial(model, outdir: Path) -> None:
+    path = outdir / "model.partial.tsimcne"
+    try:
+        model.save(path)
+    except Exception as exc:  # noqa: BLE001 - report, never mask the interrupt
+        print(f"Interrupted; the partial model could not be saved: {exc}", file=sys.stderr)
+        return
+    print(f"Interrupted; the partial model was saved to {path} "
+          f"(load it with TSimCNE.load or 'napari-tsimcne embed').", file=sys.stderr)
+
+
+def _make_model(args: argparse.Namespace, n_tiles: int):
+    from .core import TSimCNE
+
+    return TSimCNE(total_epochs=tuple(args.epochs), batch_size=_batch_size(args.batch_size, n_tiles, args),
+                   augmentations=args.augmentations, device=args.device, random_state=args.seed,
+                   backbone=args.backbone, width=args.width, preview_every=0)  # no live map to update here
+
+
+def _write_outputs(model, data, outdir: Path, args: argparse.Namespace) -> dict:
+    """Write model.tsimcne, embedding.csv, map.png and summary.json; return the summary."""
+    from .core import knn_accuracy
+    from .core.io import plot_map, write_embedding_csv
+    from .core.persistence import atomic_write
+
+    emb = model.embedding_
+    acc = None
+    if data.labels is not None and len(np.unique(data.labels)) > 1:
+        acc = knn_accuracy(emb[:, :2], data.labels, k=KNN_K)
+    model.save(outdir / "model.tsimcne")
+    write_embedding_csv(outdir / "embedding.csv", emb, origins=data.origins, labels=data.labels)
+    title = data.name if acc is None else f"{data.name}: {KNN_K}-NN accuracy {acc:.1f} %"
+    plot_map(outdir / "map.png", emb, labels=data.labels, class_names=data.class_names or None, title=title)
+    summary = {
+        "data": data.name, "n_tiles": int(len(data.tiles)), "tile_shape": list(data.tiles.shape[1:]),
+        "settings": {"epochs": list(model.total_epochs), "batch_size": int(model.batch_size),
+                     "augmentations": args.augmentations, "seed": args.seed, "backbone": args.backbone,
+                     "width": args.width, "device_requested": args.device},
+        "device": str(model.device_), "fit_seconds": round(float(model.fit_seconds_), 3),
+        "knn_accuracy": acc, "knn_k": KNN_K if acc is not None else None,
+    }
+    text = json.dumps(summary, indent=2) + "\n"
+    atomic_write(outdir / "summary.json", lambda tmp: Path(tmp).write_text(text))
+    return summary
+
+
+def _fit_and_write(data, outdir: Path, args: argparse.Namespace) -> dict:
+    model = _make_model(args, len(data.tiles))
+    _say(args, f"Training on {len(data.tiles)} tiles of {data.name} ({data.tiles.shape[1]} x {data.tiles.shape[2]}), "
+               f"epochs {tuple(args.epochs)}, batch {model.batch_size}, device {args.device}.")
+    outdir.mkdir(parents=True, exist_ok=True)
+    _train(model, data.tiles, outdir, args)
+    return _write_outputs(model, data, outdir, args)
+
+
+def _report(summary: dict, outdir: Path, args: argparse.Namespace) -> None:
+    _say(args, f"Trained in {summary['fit_seconds']:.1f} s on {summary['device']}.")
+    if summary["knn_accuracy"] is not None:
+        _say(args, f"{KNN_K}-NN accuracy: {summary['knn_accuracy']:.1f} %")
+    _say(args, f"Wrote {outdir / 'model.tsimcne'}, {outdir / 'embedding.csv'}, {outdir / 'map.png'}, "
+               f"{outdir / 'summary.json'}")
+
+
+# -- subcommands ---------------------------------------------------------------------
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    data = _read(args.input, args)
+    outdir = Path(args.output)
+    _report(_fit_and_write(data, outdir, args), outdir, args)
+    return EXIT_OK
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    from .core import TSimCNE
+    from .core.io import write_embedding_csv
+
+    model_path = Path(args.model)
+    if model_path.is_dir() and (model_path / "model.tsimcne").is_file():
+        model_path = model_path / "model.tsimcne"
+    model = TSimCNE.load(model_path, device=args.device)
+    data = _read(args.input, args)
+    emb = model.transform(data.tiles)
+    write_embedding_csv(args.output, emb, origins=data.origins, labels=data.labels)
+    _say(args, f"Mapped {len(emb)} tiles; wrote {args.output}")
+    return EXIT_OK
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .core import knn_accuracy
+    from .core.io import read_embedding_csv, read_labels
+
+    path = Path(args.embedding)
+    if path.is_dir():
+        path = path / "embedding.csv"
+    table = read_embedding_csv(path)
+    labels = read_labels(args.labels, args.label_column) if args.labels else table.labels
+    if labels is None:
+        raise CliError(f"{path} has no 'label' column; pass --labels.", EXIT_BAD_INPUT)
+    if len(labels) != len(table.embedding):
+        raise CliError(f"{len(table.embedding)} embedded tiles but {len(labels)} labels.", EXIT_BAD_INPUT)
+    try:
+        acc = knn_accuracy(table.embedding, labels, k=KNN_K)
+    except ValueError as exc:  # e.g. a class too small for a stratified split
+        raise CliError(f"Cannot score this map: {exc}", EXIT_BAD_INPUT) from None
+    print(f"{KNN_K}-NN accuracy: {acc:.2f} %")
+    return EXIT_OK
+
+
+def has_display() -> bool:
+    """True where a window can open: macOS, Windows, or DISPLAY / WAYLAND_DISPLAY set."""
+    if sys.platform == "darwin" or os.name == "nt":
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def _run_viewer() -> bool:
+    """Open the napari demo; False (with a message) when napari cannot be imported."""
+    try:
+        from .plugin.demo import run_demo_viewer
+
+        run_demo_viewer()  # imports napari itself, before any window opens
+    except ImportError as exc:
+        print(f"napari could not be imported ({exc}); running the demo headless instead.", file=sys.stderr)
+        return False
+    return True
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .core.io import TileData
+    from .core.sample import load_sample
+
+    if not args.headless and has_display() and _run_viewer():
+        return EXIT_OK
+    sample = load_sample(n_tiles=args.n_tiles, seed=args.seed)
+    keep = slice(args.n_tiles)  # the histology fallback ignores n_tiles: take its first tiles
+    data = TileData(sample.tiles[keep], sample.name,
+                    labels=None if sample.labels is None else sample.labels[keep],
+                    origins=None if sample.origins is None else sample.origins[keep],
+                    class_names=tuple(sample.class_names))
+    outdir = Path(args.output)
+    _say(args, f"Demo: {sample.description}")
+    summary = _fit_and_write(data, outdir, args)
+    _report(summary, outdir, args)
+    _say(args, f"Open {outdir / 'map.png'} to see the map.")
+    return EXIT_OK
+
+
+COMMANDS = {"fit": cmd_fit, "embed": cmd_embed, "evaluate": cmd_evaluate, "demo": cmd_demo}
+
+
+# -- entry point ---------------------------------------------------------------------
+
+
+def _error(message: str, code: int) -> int:
+    print(f"napari-tsimcne: error: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
+    from .core import ModelFileError, NotFittedError, TileStackError
+
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, bad usage
+        return int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_USAGE
+    try:
+        return COMMANDS[args.command](args)
+    except _Interrupted:
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except CliError as exc:
+        return _error(str(exc), exc.code)
+    except ModelFileError as exc:
+        return _error(str(exc), EXIT_BAD_MODEL)
+    except TileStackError as exc:
+        return _error(str(exc), EXIT_BAD_INPUT)
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        return _error(str(exc), EXIT_BAD_INPUT)
+    except (ValueError, NotFittedError) as exc:
+        return _error(str(exc), EXIT_ERROR)
+    except Exception as exc:  # noqa: BLE001 - last resort: one line, not a traceback
+        return _error(f"{exc.__class__.__name__}: {exc}", EXIT_ERROR)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

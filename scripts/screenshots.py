@@ -1,0 +1,101 @@
+"""Take the screenshots of docs/plugin.md: run under a display, e.g. ``xvfb-run -a python scripts/screenshots.py``.
+
+Opens napari with the sample tiles, trains a short t-SimCNE run on the CPU, selects a cluster and names it,
+and writes PNGs of the whole window to docs/images/.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import torch._dynamo  # noqa: F401  (load before napari's OpenGL; see plugin.widget._preload_torch)
+
+import napari
+import numpy as np
+from PIL import Image as PILImage
+
+from napari_tsimcne.plugin.sample_data import tiles_layer_data
+from napari_tsimcne.core.sample import load_sample
+
+OUT = Path(__file__).resolve().parents[1] / "docs" / "images"
+
+
+def wait(condition, timeout: float = 600.0) -> None:
+    app = napari.qt.get_qapp()
+    start = time.time()
+    while not condition():
+        app.processEvents()
+        time.sleep(0.02)
+        if time.time() - start > timeout:
+            raise TimeoutError("gave up waiting")
+
+
+def shot(viewer, name: str) -> None:
+    app = napari.qt.get_qapp()
+    for _ in range(20):
+        app.processEvents()
+        time.sleep(0.02)
+    img = viewer.screenshot(canvas_only=False, flash=False)
+    path = OUT / f"{name}.png"
+    PILImage.fromarray(img).save(path, optimize=True)
+    if path.stat().st_size > 500_000:
+        PILImage.fromarray(img).convert("P", palette=PILImage.ADAPTIVE, colors=256).save(path, optimize=True)
+    print(f"{path}: {img.shape[1]} x {img.shape[0]}, {path.stat().st_size // 1024} KB")
+
+
+def main() -> int:
+    OUT.mkdir(parents=True, exist_ok=True)
+    viewer = napari.Viewer(title="t-SimCNE")
+    viewer.window.resize(1500, 900)
+    data, kwargs, _ = tiles_layer_data(load_sample(n_tiles=1000))
+    viewer.add_image(data, **kwargs)
+    train_dock, train = viewer.window.add_plugin_dock_widget("napari-tsimcne", "Train map")
+    for spin, value in zip(train.epoch_spins, (8, 1, 3)):
+        spin.setValue(value)
+    train.batch_spin.setValue(256)
+    train.device_combo.setCurrentText("auto")
+    train.backbone_combo.setCurrentText("resnet10")
+    train.width_spin.setValue(8)
+
+    first_preview = {}
+
+    def on_event(event):
+        if event.embedding is not None and event.global_epoch >= 4 and "done" not in first_preview:
+            first_preview["done"] = True
+            viewer.reset_view()
+            shot(viewer, "training")
+
+    train.start_training()
+    train.worker.yielded.connect(on_event)
+    wait(lambda: train.worker is None)
+    viewer.reset_view()
+    shot(viewer, "trained_map")
+
+    layer = viewer.layers[f"{data_name(kwargs)} map"]
+    annotate_dock, annotate = viewer.window.add_plugin_dock_widget("napari-tsimcne", "Annotate map", tabify=True)
+    annotate.propose_clusters(8)
+    clusters = layer.features["cluster"].to_numpy()
+    biggest = np.bincount(clusters).argmax()
+    layer.selected_data = set(np.flatnonzero(clusters == biggest)[:100].tolist())
+    viewer.layers.selection.active = layer
+    viewer.reset_view()
+    shot(viewer, "selection_gallery")
+
+    label = layer.features.get("label")
+    name = str(label[list(layer.selected_data)].mode()[0]) if label is not None else "cluster A"
+    annotate.name_edit.setText(name)
+    annotate.assign(name)
+    annotate.color_by("annotation")
+    shot(viewer, "annotation")
+    viewer.close()
+    return 0
+
+
+def data_name(kwargs: dict) -> str:
+    return kwargs["name"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

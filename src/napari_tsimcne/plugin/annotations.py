@@ -1,0 +1,82 @@
+"""Qt-free annotation helpers: class names, cluster proposals, CSV export and import."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+
+from napari_tsimcne.core.persistence import atomic_write
+
+CSV_COLUMNS = ("tile_index", "x", "y", "origin_row", "origin_col", "annotation", "cluster")
+
+
+class AnnotationFileError(ValueError):
+    """A CSV file that does not belong to these tiles."""
+
+
+def assign_annotation(features: pd.DataFrame, indices, name: str) -> pd.DataFrame:
+    """Return a copy of ``features`` with ``annotation`` set to ``name`` on the rows ``indices``."""
+    out = features.copy()
+    idx = np.asarray(sorted(indices), dtype=int)
+    if idx.size and (idx.min() < 0 or idx.max() >= len(out)):
+        raise IndexError(f"point indices must lie in [0, {len(out)}), got {idx.min()}..{idx.max()}.")
+    out.loc[out.index[idx], "annotation"] = str(name).strip()
+    return out
+
+
+def propose_clusters(coords: np.ndarray, k: int, random_state: int = 0) -> np.ndarray:
+    """k-means on the 2D map; returns one cluster number (0..k-1) per point."""
+    coords = np.asarray(coords, dtype=float)
+    if k < 1 or k > len(coords):
+        raise ValueError(f"k must lie between 1 and the number of points ({len(coords)}), got {k}.")
+    from sklearn.cluster import KMeans
+
+    return KMeans(n_clusters=k, n_init=4, random_state=random_state).fit_predict(coords).astype(int)
+
+
+def export_csv(features: pd.DataFrame, path: str | os.PathLike, origins: np.ndarray | None = None) -> None:
+    """Write tile_index, x, y, (origin_row, origin_col), annotation, cluster to ``path`` atomically."""
+    table = pd.DataFrame({
+        "tile_index": features["tile_index"].astype(int).to_numpy(),
+        "x": features["x"].to_numpy(),
+        "y": features["y"].to_numpy(),
+    })
+    if origins is not None and len(origins) == len(features):
+        origins = np.asarray(origins)
+        table["origin_row"] = origins[:, 0].astype(int)
+        table["origin_col"] = origins[:, 1].astype(int)
+    table["annotation"] = features["annotation"].astype(str).to_numpy()
+    table["cluster"] = features["cluster"].astype(int).to_numpy()
+    atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))
+
+
+def import_csv(path: str | os.PathLike, n_tiles: int) -> pd.DataFrame:
+    """Read a CSV written by :func:`export_csv`; refuse it unless it has exactly tiles 0..n_tiles-1.
+
+    Returns a table indexed 0..n_tiles-1 with columns ``annotation`` and ``cluster``.
+    """
+    try:
+        table = pd.read_csv(path, keep_default_na=False, dtype={"annotation": str})
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise AnnotationFileError(f"Cannot read {path}: {exc}") from None
+    if "tile_index" not in table.columns or "annotation" not in table.columns:
+        raise AnnotationFileError(f"{path} has no 'tile_index' and 'annotation' columns; is it an annotation export?")
+    if len(table) != n_tiles:
+        raise AnnotationFileError(
+            f"{path} annotates {len(table)} tiles, but the map has {n_tiles}. It belongs to another tile stack."
+        )
+    try:
+        index = table["tile_index"].astype(int).to_numpy()
+    except (TypeError, ValueError):
+        raise AnnotationFileError(f"{path}: tile_index must hold whole numbers.") from None
+    if not np.array_equal(np.sort(index), np.arange(n_tiles)):
+        raise AnnotationFileError(f"{path}: tile_index must list every tile 0..{n_tiles - 1} exactly once.")
+    out = pd.DataFrame(index=pd.RangeIndex(n_tiles))
+    out["annotation"] = ""
+    out["cluster"] = -1
+    out.loc[index, "annotation"] = table["annotation"].astype(str).to_numpy()
+    if "cluster" in table.columns:
+        out.loc[index, "cluster"] = pd.to_numeric(table["cluster"], errors="coerce").fillna(-1).astype(int).to_numpy()
+    return out

@@ -1,0 +1,110 @@
+"""Cross-selection between the map layer and the tile stack (main thread only)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .selection import gallery_image, tile_to_point
+
+GALLERY_NAME = "selected tiles"
+HIGHLIGHT_NAME = "current tile"
+
+
+def _selection_signal(layer):
+    """The signal a Points layer's selection emits on change (napari 0.9: psygnal ``items_changed``)."""
+    events = layer.selected_data.events
+    return events.items_changed if hasattr(events, "items_changed") else events.changed
+
+
+class MapTileLink:
+    """Selected points -> gallery of their tiles and the stack slider on the first; slider -> highlighted point."""
+
+    def __init__(self, viewer, map_layer, tiles_layer) -> None:
+        # plugins get napari's PublicOnlyProxy objects; keep the real ones so identity checks work
+        self.viewer = getattr(viewer, "__wrapped__", viewer)
+        self.map_layer = getattr(map_layer, "__wrapped__", map_layer)
+        self.tiles_layer = getattr(tiles_layer, "__wrapped__", tiles_layer)
+        self._busy = False
+        _selection_signal(self.map_layer).connect(self._on_selection)
+        self.viewer.dims.events.current_step.connect(self._on_step)
+        self.viewer.layers.events.removed.connect(self._on_layer_removed)
+
+    def disconnect(self) -> None:
+        _selection_signal(self.map_layer).disconnect(self._on_selection)
+        self.viewer.dims.events.current_step.disconnect(self._on_step)
+        self.viewer.layers.events.removed.disconnect(self._on_layer_removed)
+
+    def _on_layer_removed(self, event) -> None:
+        if event.value is self.map_layer or event.value is self.tiles_layer:
+            self.disconnect()
+
+    # -- points -> tiles ------------------------------------------------------
+    def _on_selection(self, event=None) -> None:
+        if self._busy:
+            return
+        self._busy = True
+        try:
+            self.show_selection()
+        finally:
+            self._busy = False
+
+    def show_selection(self) -> None:
+        """Show the selected points' tiles as a gallery and move the stack to the first of them."""
+        rows = sorted(self.map_layer.selected_data)
+        if not rows or self.tiles_layer not in self.viewer.layers:
+            return
+        tiles = self.map_layer.features["tile_index"].to_numpy()[rows]
+        self.update_gallery(tiles)
+        step = list(self.viewer.dims.current_step)
+        if len(step) >= 3 and step[0] != tiles[0]:
+            step[0] = int(tiles[0])
+            self.viewer.dims.current_step = tuple(step)
+        self.highlight(int(tiles[0]))
+
+    def update_gallery(self, tile_indices) -> None:
+        data = self.tiles_layer.data
+        mosaic = gallery_image(np.asarray(data), tile_indices)
+        side = self.map_layer.metadata.get("tsimcne_side", data.shape[2] * 2.0)
+        scale = side / max(mosaic.shape[:2])
+        translate = (0.0, float(self.map_layer.translate[-1]) + side * 1.1)
+        rgb = bool(getattr(self.tiles_layer, "rgb", False))
+        if mosaic.ndim == 3 and not rgb:
+            mosaic = mosaic[..., 0]
+        if GALLERY_NAME in self.viewer.layers and self.viewer.layers[GALLERY_NAME].rgb == rgb:
+            layer = self.viewer.layers[GALLERY_NAME]
+            layer.data = mosaic
+            layer.scale = (scale, scale)
+            layer.translate = translate
+        else:
+            if GALLERY_NAME in self.viewer.layers:
+                self.viewer.layers.remove(GALLERY_NAME)
+            layer = self.viewer.add_image(mosaic, name=GALLERY_NAME, rgb=rgb, scale=(scale, scale),
+                                          translate=translate, contrast_limits=self.tiles_layer.contrast_limits)
+        layer.metadata["tile_indices"] = np.asarray(list(tile_indices), dtype=int)
+
+    # -- tiles -> point -------------------------------------------------------
+    def _on_step(self, event=None) -> None:
+        if self._busy:
+            return
+        step = self.viewer.dims.current_step
+        if len(step) >= 3:
+            self.highlight(int(step[0]))
+
+    def highlight(self, tile: int) -> None:
+        """Mark the point of ``tile`` with a ring in a small extra points layer."""
+        if self.map_layer not in self.viewer.layers:
+            return
+        row = tile_to_point(self.map_layer.features["tile_index"].to_numpy(), tile)
+        if row is None:
+            return
+        pos = self.map_layer.data[row:row + 1]
+        size = float(np.max(self.map_layer.size)) * 3
+        if HIGHLIGHT_NAME in self.viewer.layers:
+            layer = self.viewer.layers[HIGHLIGHT_NAME]
+            layer.data = pos
+            layer.translate = self.map_layer.translate
+        else:
+            layer = self.viewer.add_points(pos, name=HIGHLIGHT_NAME, size=size, face_color="transparent",
+                                           border_color="red", border_width=0.2, translate=self.map_layer.translate)
+            self.viewer.layers.selection.active = self.map_layer
+        layer.metadata["tile_index"] = tile

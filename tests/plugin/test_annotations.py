@@ -1,0 +1,139 @@
+"""Qt-free tests of the annotation, selection and map helpers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from napari_tsimcne.plugin import annotations as ann
+from napari_tsimcne.plugin.map_layer import (
+    categorical_colors, initial_features, map_coordinates, map_geometry, outlier_scores,
+)
+from napari_tsimcne.plugin.sample_data import sample_tiles, tiles_layer_data
+from napari_tsimcne.plugin.selection import gallery_image, tile_to_point
+from napari_tsimcne.plugin.widget import default_batch_size
+
+
+@pytest.fixture
+def features():
+    rng = np.random.default_rng(0)
+    return initial_features(rng.normal(size=(20, 2)))
+
+
+def test_initial_features_columns(features):
+    assert list(features.columns[:6]) == ["tile_index", "x", "y", "annotation", "cluster", "outlier"]
+    assert (features["annotation"] == "").all() and (features["cluster"] == -1).all()
+
+
+def test_initial_features_label_column():
+    feats = initial_features(np.zeros((3, 2)) + np.arange(3)[:, None],
+                             {"labels": np.array([0, 1, 1]), "class_names": ("a", "b")})
+    assert feats["label"].tolist() == ["a", "b", "b"]
+
+
+def test_outlier_score_finds_the_far_point():
+    rng = np.random.default_rng(1)
+    emb = np.vstack([rng.normal(size=(50, 2)), [[30.0, 30.0]]])
+    scores = outlier_scores(emb)
+    assert scores.argmax() == 50 and np.median(scores) == pytest.approx(1.0)
+
+
+def test_map_coordinates_fit_the_square():
+    coords = map_coordinates(np.array([[0.0, 0.0], [2.0, 1.0], [1.0, 2.0]]), side=10.0)
+    assert coords.min() >= 0 and coords.max() <= 10.0
+    side, offset = map_geometry((28, 28))
+    assert side == 56 and offset[1] > 28  # beside the tile, not on it
+
+
+def test_assign_annotation_copies(features):
+    out = ann.assign_annotation(features, {1, 3}, " neutrophil ")
+    assert out.loc[[1, 3], "annotation"].tolist() == ["neutrophil", "neutrophil"]
+    assert (features["annotation"] == "").all()
+    with pytest.raises(IndexError):
+        ann.assign_annotation(features, {25}, "x")
+
+
+def test_propose_clusters_separates_blobs():
+    rng = np.random.default_rng(2)
+    pts = np.vstack([rng.normal(size=(30, 2)), rng.normal(size=(30, 2)) + 20])
+    labels = ann.propose_clusters(pts, 2)
+    assert len(set(labels[:30])) == 1 and len(set(labels[30:])) == 1 and labels[0] != labels[-1]
+    with pytest.raises(ValueError):
+        ann.propose_clusters(pts, 0)
+
+
+def test_csv_round_trip(tmp_path, features):
+    feats = ann.assign_annotation(features, [0, 5], "blast")
+    feats["cluster"] = np.arange(20) % 3
+    path = tmp_path / "a.csv"
+    ann.export_csv(feats, path, origins=np.arange(40).reshape(20, 2))
+    header = path.read_text().splitlines()[0].split(",")
+    assert header == list(ann.CSV_COLUMNS)
+    back = ann.import_csv(path, 20)
+    assert back["annotation"].tolist() == feats["annotation"].tolist()
+    assert back["cluster"].tolist() == feats["cluster"].tolist()
+    assert not list(tmp_path.glob(".*tmp"))  # atomic write leaves no temporary file
+
+
+@pytest.mark.parametrize("n_rows", [19, 21])
+def test_csv_import_refuses_other_stacks(tmp_path, n_rows):
+    path = tmp_path / "b.csv"
+    pd.DataFrame({"tile_index": np.arange(n_rows), "annotation": ""}).to_csv(path, index=False)
+    with pytest.raises(ann.AnnotationFileError, match="map has 20"):
+        ann.import_csv(path, 20)
+
+
+def test_csv_import_refuses_bad_indices_and_files(tmp_path):
+    path = tmp_path / "c.csv"
+    pd.DataFrame({"tile_index": [0, 0, 2], "annotation": "a"}).to_csv(path, index=False)
+    with pytest.raises(ann.AnnotationFileError, match="exactly once"):
+        ann.import_csv(path, 3)
+    path.write_text("foo,bar\n1,2\n")
+    with pytest.raises(ann.AnnotationFileError, match="tile_index"):
+        ann.import_csv(path, 1)
+
+
+def test_gallery_image_grid():
+    tiles = np.arange(10 * 4 * 5 * 3).reshape(10, 4, 5, 3).astype(np.uint8)
+    mosaic = gallery_image(tiles, [2, 7, 9, 1, 0])
+    assert mosaic.shape == (2 * 5 - 1, 3 * 6 - 1, 3)
+    np.testing.assert_array_equal(mosaic[:4, :5], tiles[2])
+    np.testing.assert_array_equal(mosaic[5:9, 6:11], tiles[0])
+    assert gallery_image(tiles[..., 0], range(10), max_tiles=4).shape == (9, 11)
+    with pytest.raises(ValueError):
+        gallery_image(tiles, [])
+
+
+def test_tile_to_point():
+    assert tile_to_point(np.array([3, 1, 2]), 2) == 2
+    assert tile_to_point(np.array([3, 1, 2]), 7) is None
+
+
+def test_categorical_colors_grey_for_unassigned():
+    colors = categorical_colors(np.array(["", "a", "b", "a"], dtype=object))
+    np.testing.assert_allclose(colors[0, :3], 0x80 / 255)
+    np.testing.assert_array_equal(colors[1], colors[3])
+    assert not np.array_equal(colors[1], colors[2])
+
+
+def test_default_batch_size():
+    assert default_batch_size(256) == 256 and default_batch_size(300) == 256 and default_batch_size(5000) == 1024
+
+
+def test_sample_data_layer_tuple():
+    from napari_tsimcne.core.sample import load_histology
+
+    data, kwargs, kind = tiles_layer_data(load_histology())
+    assert kind == "image" and kwargs["rgb"] and data.ndim == 4 and data.shape[-1] == 3
+    (data, kwargs, kind), = sample_tiles()
+    assert kwargs["rgb"] and data.ndim == 4
+
+
+def test_manifest_is_valid():
+    import npe2
+
+    manifest = npe2.PluginManifest.from_distribution("napari-tsimcne")
+    assert manifest.display_name == "t-SimCNE"
+    assert {w.display_name for w in manifest.contributions.widgets} == {"Train map", "Annotate map"}
+    assert manifest.contributions.sample_data[0].key == "tiles"

@@ -1,0 +1,171 @@
+"""Drive the dock widgets as a user would: train, select, annotate, export and import."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from qtpy.QtCore import Qt
+
+from napari_tsimcne.plugin.crosslink import GALLERY_NAME, HIGHLIGHT_NAME
+
+from .conftest import N_TILES, set_tiny
+
+pytestmark = pytest.mark.gui
+
+
+def train(qtbot, train_widget, timeout=90_000):
+    set_tiny(train_widget)
+    qtbot.mouseClick(train_widget.train_button, Qt.MouseButton.LeftButton)
+    assert train_widget.worker is not None
+    qtbot.waitUntil(lambda: train_widget.worker is None, timeout=timeout)
+
+
+@pytest.fixture
+def trained(qtbot, viewer_with_widgets):
+    viewer, train_widget, annotate = viewer_with_widgets
+    train(qtbot, train_widget)
+    return viewer, train_widget, annotate, viewer.layers["tiles map"]
+
+
+def test_widget_defaults(viewer_with_widgets):
+    viewer, train_widget, annotate = viewer_with_widgets
+    assert train_widget.layer_combo.currentText() == "tiles"
+    assert train_widget.batch_spin.value() == 256  # largest power of two <= 256 tiles
+    assert train_widget.preset_combo.currentText() == "microscopy"
+    train_widget.preset_combo.setCurrentText("fluorescence")
+    assert "intensity" in train_widget.preset_help.text()
+    assert annotate.map_combo.count() == 0
+
+
+def test_train_builds_map_and_cross_selection(qtbot, trained, tmp_path):
+    viewer, train_widget, annotate, layer = trained
+    assert "done" in train_widget.status.text()
+    assert layer.data.shape == (N_TILES, 2)
+    for col in ("tile_index", "x", "y", "annotation", "cluster", "outlier", "label"):
+        assert col in layer.features.columns
+    np.testing.assert_allclose(layer.features[["x", "y"]].to_numpy(), train_widget.model.embedding_, rtol=1e-6)
+    # the map lies beside the tile stack, not over it
+    tile_extent = viewer.layers["tiles"].extent.world
+    assert layer.extent.world[0, -1] > tile_extent[1, -1]
+    assert annotate.map_combo.currentText() == "tiles map"
+
+    # points -> tiles: gallery of the selected tiles, stack moves to the first one
+    layer.selected_data = {5, 9, 40}
+    gallery = viewer.layers[GALLERY_NAME]
+    assert gallery.data.shape == (2 * 33 - 1, 2 * 33 - 1, 3)
+    np.testing.assert_array_equal(gallery.data[:32, :32], viewer.layers["tiles"].data[5])
+    assert viewer.dims.current_step[0] == 5
+
+    # tiles -> point: moving the slider rings that tile's point
+    viewer.dims.set_current_step(0, 77)
+    ring = viewer.layers[HIGHLIGHT_NAME]
+    assert ring.metadata["tile_index"] == 77
+    np.testing.assert_allclose(ring.data[0], layer.data[77])
+    assert set(layer.selected_data) == {5, 9, 40}  # no feedback loop into the selection
+
+    # save and reload the model, embed again without training
+    path = tmp_path / "m.pt"
+    train_widget.save_model(path)
+    train_widget.model = None
+    train_widget.load_model(path)
+    again = train_widget.embed_with_model()
+    assert again.name == layer.name and len(layer.data) == N_TILES
+    assert len(viewer.layers) == 4  # tiles, map, gallery, ring: nothing duplicated
+
+
+def test_annotate_export_import(qtbot, trained, tmp_path):
+    viewer, _, annotate, layer = trained
+    layer.selected_data = {1, 2, 3}
+    annotate.name_edit.setText("stroma")
+    qtbot.mouseClick(annotate.assign_button, Qt.MouseButton.LeftButton)
+    assert layer.features.loc[[1, 2, 3], "annotation"].tolist() == ["stroma"] * 3
+    assert (layer.features["annotation"] == "stroma").sum() == 3
+    assert not np.allclose(layer.face_color[1], layer.face_color[0])  # named points get their own colour
+
+    annotate.k_spin.setValue(3)
+    qtbot.mouseClick(annotate.cluster_button, Qt.MouseButton.LeftButton)
+    assert set(layer.features["cluster"]) == {0, 1, 2}
+
+    path = tmp_path / "ann.csv"
+    annotate.export_csv(path)
+    saved = layer.features[["annotation", "cluster"]].copy()
+    feats = layer.features.copy()
+    feats["annotation"] = ""
+    feats["cluster"] = -1
+    layer.features = feats
+    annotate.import_csv(path)
+    assert layer.features["annotation"].tolist() == saved["annotation"].tolist()
+    assert layer.features["cluster"].tolist() == saved["cluster"].tolist()
+    assert "origin_row" in path.read_text().splitlines()[0]
+
+    # a CSV of another tile stack is refused with a clear message, and nothing changes
+    bad = tmp_path / "bad.csv"
+    bad.write_text("tile_index,annotation\n0,a\n1,b\n")
+    with pytest.raises(ValueError, match=f"annotates 2 tiles, but the map has {N_TILES}"):
+        annotate.import_csv(bad)
+    assert layer.features["annotation"].tolist() == saved["annotation"].tolist()
+
+
+def test_bad_settings_show_error_and_widget_stays_usable(qtbot, viewer_with_widgets, monkeypatch):
+    viewer, train_widget, _ = viewer_with_widgets
+    errors = []
+    monkeypatch.setattr("napari_tsimcne.plugin.widget.show_error", errors.append)
+    set_tiny(train_widget)
+    train_widget.batch_spin.setValue(512)  # more than the 256 tiles
+    qtbot.mouseClick(train_widget.train_button, Qt.MouseButton.LeftButton)
+    assert errors and "batch_size=512" in errors[0]
+    assert train_widget.worker is None and train_widget.train_button.isEnabled()
+    viewer.add_image(np.zeros((10, 10)), name="flat")  # a 2D image is no tile stack
+    assert train_widget.layer_combo.findText("flat") == -1
+
+
+def test_stop_keeps_the_model(qtbot, viewer_with_widgets):
+    viewer, train_widget, _ = viewer_with_widgets
+    set_tiny(train_widget)
+    train_widget.epoch_spins[0].setValue(50)
+    qtbot.mouseClick(train_widget.train_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: train_widget.progress.value() >= 1, timeout=60_000)
+    qtbot.mouseClick(train_widget.stop_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: train_widget.worker is None, timeout=60_000)
+    assert "stopped early" in train_widget.status.text()
+    assert train_widget.model.embedding_.shape == (N_TILES, 2)
+    assert viewer.layers["tiles map"].data.shape == (N_TILES, 2)
+
+
+def test_colour_by_follows_the_map(trained):
+    viewer, _, annotate, layer = trained
+    assert annotate.color_combo.currentText() == "label"  # the tiles' metadata has labels
+    annotate.color_by("outlier")
+    assert layer.metadata["tsimcne_color_by"] == "outlier"
+    annotate.propose_clusters(4)
+    assert annotate.color_combo.currentText() == "cluster"
+
+
+def test_demo_viewer_docks_both_widgets(make_napari_viewer, monkeypatch):
+    import napari
+
+    from napari_tsimcne.plugin import demo
+
+    made = []
+    monkeypatch.setattr(napari, "Viewer", lambda **kw: made.append(make_napari_viewer(**kw)) or made[-1])
+    monkeypatch.setattr(napari, "run", lambda: None)
+    demo.run_demo_viewer()
+    viewer = made[0]
+    assert len(viewer.layers) == 1 and viewer.layers[0].rgb
+    assert {"Train map (napari-tsimcne)", "Annotate map (napari-tsimcne)"} <= set(viewer.window.dock_widgets)
+
+
+@pytest.mark.parametrize("shape", [(40, 16, 12), (40, 16, 12, 2)], ids=["grey", "two-channel"])
+def test_gallery_of_grey_and_multichannel_stacks(viewer_with_widgets, shape):
+    viewer, train_widget, _ = viewer_with_widgets
+    tiles = np.random.default_rng(0).random(shape).astype(np.float32)
+    layer = viewer.add_image(tiles, name="fluo")
+    assert train_widget.layer_combo.findText("fluo") >= 0
+    emb = np.random.default_rng(1).normal(size=(40, 2))
+    points = train_widget.show_map(layer, emb)
+    assert points.name == "fluo map" and len(points.data) == 40 and points.metadata["tsimcne_color_by"] == "outlier"
+    points.selected_data = {3, 4}
+    gallery = viewer.layers[GALLERY_NAME]
+    assert gallery.data.shape == (16, 2 * 13 - 1)  # first channel of multichannel tiles
+    np.testing.assert_array_equal(gallery.data[:, :12], tiles[3] if tiles.ndim == 3 else tiles[3, ..., 0])
+    assert viewer.dims.current_step[0] == 3

@@ -147,7 +147,7 @@ class Trainer:
 
     @torch.no_grad()
     def _init_last_layer_from_pca(self, max_tiles: int = 4096) -> None:
-        """Start the low-dimensional layer as the PCA of the pre-trained output, scaled to unit spread."""
+        """Start the low-dimensional layer as the PCA of the pre-trained output, each axis scaled to the same spread."""
         idx = torch.linspace(0, len(self.store) - 1, min(len(self.store), max_tiles)).long()
         was_training = self.net.training
         self.net.eval()
@@ -157,7 +157,8 @@ class Trainer:
         z = z.float()
         mean = z.mean(0)
         _, s, vt = torch.linalg.svd(z - mean, full_matrices=False)
-        comps = vt[: self.out_dim] / (s[0] / (len(z) - 1) ** 0.5).clamp_min(1e-6) * self.init_scale
+        spread = (s[: self.out_dim] / (len(z) - 1) ** 0.5).clamp_min(1e-6)
+        comps = vt[: self.out_dim] / spread[:, None] * self.init_scale  # each axis with the same spread
         self.net.project_last_layer(comps, mean)
 
     # -- one epoch ----------------------------------------------------------

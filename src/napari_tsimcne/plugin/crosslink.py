@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .selection import gallery_image, tile_to_point
+from .selection import gallery_image, tile_rectangles, tile_to_point
 
 GALLERY_NAME = "selected tiles"
 HIGHLIGHT_NAME = "current tile"
+OUTLINE_NAME = "selected tiles outline"
 
 
 def _selection_signal(layer):
@@ -55,6 +56,7 @@ class MapTileLink:
             return
         tiles = self.map_layer.features["tile_index"].to_numpy()[rows]
         self.update_gallery(tiles)
+        self.outline_on_source(tiles)
         step = list(self.viewer.dims.current_step)
         if len(step) >= 3 and step[0] != tiles[0]:
             step[0] = int(tiles[0])
@@ -81,6 +83,21 @@ class MapTileLink:
             layer = self.viewer.add_image(mosaic, name=GALLERY_NAME, rgb=rgb, scale=(scale, scale),
                                           translate=translate, contrast_limits=self.tiles_layer.contrast_limits)
         layer.metadata["tile_indices"] = np.asarray(list(tile_indices), dtype=int)
+
+    def outline_on_source(self, tile_indices) -> None:
+        """Outline the tiles on the image they were cut from (tile layers made by "Cut image into tiles")."""
+        meta = self.tiles_layer.metadata
+        source_name, origins = meta.get("source_layer"), meta.get("origins")
+        if origins is None or source_name not in self.viewer.layers:
+            return
+        source = self.viewer.layers[source_name]
+        rects = tile_rectangles(origins, tile_indices, self.tiles_layer.data.shape[1:3])
+        if OUTLINE_NAME in self.viewer.layers:
+            self.viewer.layers.remove(OUTLINE_NAME)
+        self.viewer.add_shapes(rects, shape_type="rectangle", name=OUTLINE_NAME, face_color="transparent",
+                               edge_color="yellow", edge_width=1, scale=source.scale[-2:],
+                               translate=source.translate[-2:])
+        self.viewer.layers.selection.active = self.map_layer
 
     # -- tiles -> point -------------------------------------------------------
     def _on_step(self, event=None) -> None:

@@ -33,3 +33,14 @@ def tile_to_point(tile_indices: np.ndarray, tile: int) -> int | None:
     """Row of the point that shows tile ``tile`` (None when there is none)."""
     hits = np.flatnonzero(np.asarray(tile_indices) == int(tile))
     return int(hits[0]) if hits.size else None
+
+
+def tile_rectangles(origins: np.ndarray, indices, tile_shape: tuple[int, int]) -> list[np.ndarray]:
+    """Corner arrays (4, 2) of the rectangles of tiles ``indices`` in the source image (row, column)."""
+    h, w = int(tile_shape[0]), int(tile_shape[1])
+    origins = np.asarray(origins)
+    rects = []
+    for i in indices:
+        r, c = (float(v) for v in origins[int(i)])
+        rects.append(np.array([[r, c], [r, c + w], [r + h, c + w], [r + h, c]]))
+    return rects

@@ -9,8 +9,8 @@ from napari.layers import Image, Points
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import (
-    QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QProgressBar, QPushButton,
-    QSpinBox, QVBoxLayout, QWidget,
+    QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QProgressBar,
+    QPushButton, QSpinBox, QVBoxLayout, QWidget,
 )
 
 from napari_tsimcne.core import ModelFileError, NotFittedError, TileStackError, TSimCNE
@@ -18,6 +18,10 @@ from napari_tsimcne.core import ModelFileError, NotFittedError, TileStackError, 
 from . import annotations as ann
 from .crosslink import MapTileLink
 from .map_layer import create_map_layer, map_layer_name, recolor, update_map_layer
+from .preview import augmentation_mosaic, preview_indices
+from .tiling import cut_layer_into_tiles
+
+PREVIEW_NAME = "augmentation preview"
 
 PRESET_HELP = {
     "microscopy": "Rotations by any angle, flips, crops, colour jitter, blur. The map ignores orientation "
@@ -78,6 +82,10 @@ def _tile_layers(viewer) -> list[Image]:
     return [l for l in viewer.layers if isinstance(l, Image) and l.ndim >= 3 and l.name != "selected tiles"]
 
 
+def _image_layers_2d(viewer) -> list[Image]:
+    return [l for l in viewer.layers if isinstance(l, Image) and l.ndim == 2 and l.name != PREVIEW_NAME]
+
+
 def _refill(combo: QComboBox, names: list[str]) -> None:
     current = combo.currentText()
     combo.blockSignals(True)
@@ -131,6 +139,20 @@ class TrainWidget(QWidget):
         self.save_button = QPushButton("Save model…")
         self.load_button = QPushButton("Load model…")
         self.embed_button = QPushButton("Embed with loaded model")
+        self.preview_button = QPushButton("Preview augmentations")
+        self.source_combo = QComboBox()
+        self.tile_size_spin = QSpinBox()
+        self.tile_size_spin.setRange(4, 4096)
+        self.tile_size_spin.setValue(32)
+        self.stride_spin = QSpinBox()
+        self.stride_spin.setRange(1, 4096)
+        self.stride_spin.setValue(32)
+        self.min_fg_spin = QDoubleSpinBox()
+        self.min_fg_spin.setRange(0.0, 1.0)
+        self.min_fg_spin.setSingleStep(0.05)
+        self.min_fg_spin.setValue(0.0)
+        self.min_fg_spin.setToolTip("Skip tiles with less than this fraction of foreground (0 keeps all).")
+        self.cut_button = QPushButton("Cut")
 
         form = QFormLayout()
         form.addRow("Tiles", self.layer_combo)
@@ -151,8 +173,17 @@ class TrainWidget(QWidget):
         files = QHBoxLayout()
         files.addWidget(self.save_button)
         files.addWidget(self.load_button)
+        cut_box = QGroupBox("Cut image into tiles")
+        cut_form = QFormLayout(cut_box)
+        cut_form.addRow("Image", self.source_combo)
+        cut_form.addRow("Tile size", self.tile_size_spin)
+        cut_form.addRow("Stride", self.stride_spin)
+        cut_form.addRow("Skip background", self.min_fg_spin)
+        cut_form.addRow(self.cut_button)
         layout = QVBoxLayout(self)
+        layout.addWidget(cut_box)
         layout.addLayout(form)
+        layout.addWidget(self.preview_button)
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
@@ -167,6 +198,9 @@ class TrainWidget(QWidget):
         self.save_button.clicked.connect(self._ask_save)
         self.load_button.clicked.connect(self._ask_load)
         self.embed_button.clicked.connect(self.embed_with_model)
+        self.preview_button.clicked.connect(lambda: self.preview_augmentations())
+        self.cut_button.clicked.connect(lambda: self.cut_into_tiles())
+        self.tile_size_spin.valueChanged.connect(self._on_tile_size_changed)
         for ev in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed,
                    self.viewer.layers.events.reordered):
             ev.connect(self.refresh_layers)
@@ -175,6 +209,7 @@ class TrainWidget(QWidget):
     # -- layer choice ---------------------------------------------------------
     def refresh_layers(self, event=None) -> None:
         _refill(self.layer_combo, [l.name for l in _tile_layers(self.viewer)])
+        _refill(self.source_combo, [l.name for l in _image_layers_2d(self.viewer)])
         self._on_layer_changed(self.layer_combo.currentText())
 
     def _on_layer_changed(self, name: str) -> None:
@@ -184,6 +219,58 @@ class TrainWidget(QWidget):
     def tiles_layer(self) -> Image | None:
         name = self.layer_combo.currentText()
         return self.viewer.layers[name] if name in self.viewer.layers else None
+
+    # -- cutting and preview ----------------------------------------------------
+    def _on_tile_size_changed(self, value: int) -> None:
+        # keep the stride equal to the tile size unless the user chose another stride
+        if self.stride_spin.value() == getattr(self, "_last_tile_size", 32):
+            self.stride_spin.setValue(value)
+        self._last_tile_size = value
+
+    def cut_into_tiles(self, layer_name: str | None = None, tile_size: int | None = None,
+                       stride: int | None = None, min_foreground: float | None = None) -> Image | None:
+        """Cut a 2D image layer into a new tile layer "<name> tiles" with metadata origins and source_layer."""
+        name = self.source_combo.currentText() if layer_name is None else layer_name
+        if name not in self.viewer.layers:
+            show_error("Add a 2D image layer (H x W or RGB) to cut first.")
+            return None
+        source = self.viewer.layers[name]
+        tile_size = self.tile_size_spin.value() if tile_size is None else tile_size
+        stride = self.stride_spin.value() if stride is None else stride
+        min_foreground = self.min_fg_spin.value() if min_foreground is None else min_foreground
+        rgb = bool(getattr(source, "rgb", False))
+        try:
+            tiles, origins = cut_layer_into_tiles(np.asarray(source.data), rgb, tile_size, stride, min_foreground)
+        except (TileStackError, ValueError) as exc:
+            show_error(str(exc))
+            return None
+        layer = self.viewer.add_image(
+            tiles, name=f"{name} tiles", rgb=rgb,
+            metadata={"origins": np.asarray(origins, dtype=np.int64), "source_layer": name},
+        )
+        self.layer_combo.setCurrentText(layer.name)
+        show_info(f"Cut {name} into {len(tiles)} tiles of {tile_size} x {tile_size}.")
+        return layer
+
+    def preview_augmentations(self, n_tiles: int = 8, n_views: int = 6) -> Image | None:
+        """Show up to ``n_tiles`` tiles and ``n_views`` augmented views each, with the chosen preset and seed."""
+        layer = self.tiles_layer()
+        if layer is None:
+            show_error("Choose a tile layer first.")
+            return None
+        data = np.asarray(layer.data)
+        try:
+            tiles = data[preview_indices(len(data), n_tiles)]
+            mosaic = augmentation_mosaic(tiles, self.preset_combo.currentText(), n_views=n_views,
+                                         seed=self.seed_spin.value())
+        except (ValueError, RuntimeError) as exc:
+            show_error(f"Preview failed: {exc}")
+            return None
+        rgb = mosaic.ndim == 3
+        if PREVIEW_NAME in self.viewer.layers:
+            self.viewer.layers.remove(PREVIEW_NAME)
+        return self.viewer.add_image(mosaic, name=PREVIEW_NAME, rgb=rgb,
+                                     contrast_limits=None if rgb else (0.0, 1.0))
 
     # -- training -------------------------------------------------------------
     def make_model(self) -> TSimCNE:

@@ -408,8 +408,7 @@ def _with_embedding(event: TrainingEvent, embedding: np.ndarray) -> TrainingEven
 @torch.no_grad()
 def _set_input_statistics(net: TSimCNENet, store: TileStore, max_tiles: int = 4096) -> None:
     """Store the per-channel mean and std of (a sample of) the normalised tiles in the network."""
-    idx = torch.linspace(0, len(store) - 1, min(len(store), max_tiles)).long()
-    x = store.gather(idx)
+    x = store.evenly_spaced(max_tiles)
     mean = x.mean((0, 2, 3), keepdim=True)
     std = x.std((0, 2, 3), keepdim=True).clamp_min(1e-3)
     net.input_mean.copy_(mean.cpu())

@@ -66,6 +66,10 @@ class TileStore:
             return (batch.float() * self._scale + self._shift).clamp_(0.0, 1.0)
         return batch.float()
 
+    def evenly_spaced(self, max_tiles: int) -> torch.Tensor:
+        """Up to ``max_tiles`` tiles spread evenly over the stack, as :meth:`gather` returns them."""
+        return self.gather(torch.linspace(0, self.n_tiles - 1, min(self.n_tiles, max_tiles)).long())
+
     def iter_batches(self, batch_size: int):
         """Consecutive batches over all tiles, in order (for embedding)."""
         for start in range(0, self.n_tiles, batch_size):

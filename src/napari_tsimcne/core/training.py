@@ -148,11 +148,10 @@ class Trainer:
     @torch.no_grad()
     def _init_last_layer_from_pca(self, max_tiles: int = 4096) -> None:
         """Start the low-dimensional layer as the PCA of the pre-trained output, each axis scaled to the same spread."""
-        idx = torch.linspace(0, len(self.store) - 1, min(len(self.store), max_tiles)).long()
         was_training = self.net.training
         self.net.eval()
         with autocast(self.device):
-            z = self.net(self.store.gather(idx).contiguous(memory_format=memory_format(self.device)))
+            z = self.net(self.store.evenly_spaced(max_tiles).contiguous(memory_format=memory_format(self.device)))
         self.net.train(was_training)
         z = z.float()
         mean = z.mean(0)

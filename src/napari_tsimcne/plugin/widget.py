@@ -78,6 +78,25 @@ def _system_llvm_loaded() -> bool:
         return False
 
 
+_MODEL_FILTER = "napari-tsimcne model (*.tsimcne *.pt);;All files (*)"
+_CSV_FILTER = "CSV (*.csv);;All files (*)"
+
+
+def _ask_path_then(parent, title: str, default: str, name_filter: str, action, errors: tuple, *,
+                   save: bool = False, on_error=None) -> None:
+    """Ask for a file path; call ``action(path)``; show the listed errors in napari's notifications."""
+    ask = QFileDialog.getSaveFileName if save else QFileDialog.getOpenFileName
+    path, _ = ask(parent, title, default, name_filter)
+    if not path:
+        return
+    try:
+        action(path)
+    except errors as exc:
+        show_error(str(exc))
+        if on_error is not None:
+            on_error(str(exc))
+
+
 def _tile_layers(viewer) -> list[Image]:
     return [l for l in viewer.layers if isinstance(l, Image) and l.ndim >= 3 and l.name != "selected tiles"]
 
@@ -395,20 +414,10 @@ class TrainWidget(QWidget):
         return self.show_map(layer, embedding)
 
     def _ask_save(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save model", "tsimcne_model.pt", "Model (*.pt)")
-        if path:
-            try:
-                self.save_model(path)
-            except (NotFittedError, OSError) as exc:
-                show_error(str(exc))
+        _ask_path_then(self, "Save model", "model.tsimcne", _MODEL_FILTER, self.save_model, (NotFittedError, OSError), save=True)
 
     def _ask_load(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Load model", "", "Model (*.pt);;All files (*)")
-        if path:
-            try:
-                self.load_model(path)
-            except (ModelFileError, OSError) as exc:
-                show_error(str(exc))
+        _ask_path_then(self, "Load model", "", _MODEL_FILTER, self.load_model, (ModelFileError, OSError))
 
 
 class AnnotateWidget(QWidget):
@@ -553,18 +562,9 @@ class AnnotateWidget(QWidget):
         self.status.setText(f"Imported annotations from {path}.")
 
     def _ask_export(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export annotations", "annotations.csv", "CSV (*.csv)")
-        if path:
-            try:
-                self.export_csv(path)
-            except (ValueError, OSError) as exc:
-                show_error(str(exc))
+        _ask_path_then(self, "Export annotations", "annotations.csv", _CSV_FILTER, self.export_csv, (ValueError, OSError),
+                       save=True)
 
     def _ask_import(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Import annotations", "", "CSV (*.csv);;All files (*)")
-        if path:
-            try:
-                self.import_csv(path)
-            except (ValueError, OSError) as exc:
-                show_error(str(exc))
-                self.status.setText(str(exc))
+        _ask_path_then(self, "Import annotations", "", _CSV_FILTER, self.import_csv, (ValueError, OSError),
+                       on_error=self.status.setText)

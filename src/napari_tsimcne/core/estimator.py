@@ -11,6 +11,7 @@ import torch
 
 from .augment import AugmentationSettings
 from .device import resolve_device
+from .distributed import DistContext, broadcast_seed, from_environment
 from .model import BACKBONES, TSimCNENet
 from .normalization import ChannelNormalization
 from .persistence import ModelFileError, load_payload, save_payload
@@ -37,7 +38,9 @@ class TSimCNE:
     batch_size
         Tiles per step; each gives two views, and every other view in the
         batch is a negative. Larger batches give better maps (the paper uses
-        1024). Must not exceed the number of tiles.
+        1024). Must not exceed the number of tiles. Under ``torchrun`` this is
+        the batch of each process; the global batch is processes x batch_size
+        (see the multi-GPU page of the docs).
     augmentations
         A preset name (``"microscopy"``, ``"natural"``, ``"fluorescence"``) or
         an :class:`AugmentationSettings`. What the augmentations vary, the map
@@ -57,7 +60,7 @@ class TSimCNE:
         faster and weaker).
     lr
         Learning rate of stages 1 and 2 (stage 3 uses lr / 1000). ``"auto"``:
-        0.03 x batch_size / 256.
+        0.03 x (global) batch size / 256.
     warmup
         Warm-up epochs in stages 1 and 3; ``"auto"``: 10, at most a tenth of the stage.
     momentum, weight_decay, grad_clip
@@ -136,7 +139,7 @@ class TSimCNE:
         return f"TSimCNE({changed})"
 
     # -- validation ---------------------------------------------------------
-    def _check_params(self, n_tiles: int) -> tuple[tuple[int, int, int], float, AugmentationSettings]:
+    def _check_params(self, n_tiles: int, processes: int = 1) -> tuple[tuple[int, int, int], float, AugmentationSettings]:
         try:
             epochs = tuple(int(e) for e in self.total_epochs)
         except (TypeError, ValueError):
@@ -150,10 +153,11 @@ class TSimCNE:
             raise ValueError("total_epochs are all 0: nothing would be trained.")
         if not isinstance(self.batch_size, (int, np.integer)) or self.batch_size < 2:
             raise ValueError(f"batch_size must be a whole number of at least 2, got {self.batch_size!r}.")
-        if self.batch_size > n_tiles:
+        if self.batch_size * processes > n_tiles:
+            per = f" per process x {processes} processes" if processes > 1 else ""
             raise ValueError(
-                f"batch_size={self.batch_size} is larger than the stack ({n_tiles} tiles). "
-                f"Use batch_size <= {n_tiles} (for example {_largest_power_of_two(n_tiles)})."
+                f"batch_size={self.batch_size}{per} is larger than the stack ({n_tiles} tiles). "
+                f"Use batch_size <= {n_tiles // processes} (for example {_largest_power_of_two(n_tiles // processes)})."
             )
         if self.out_dim not in (2, 3):
             raise ValueError(f"out_dim must be 2 (a map) or 3 (a 3D point cloud), got {self.out_dim!r}.")
@@ -161,7 +165,7 @@ class TSimCNE:
             raise ValueError(f"backbone must be one of {sorted(BACKBONES)}, got {self.backbone!r}.")
         if not isinstance(self.width, (int, np.integer)) or self.width < 4:
             raise ValueError(f"width must be a whole number of at least 4, got {self.width!r}.")
-        lr = default_lr(self.batch_size) if self.lr == "auto" else self.lr
+        lr = default_lr(self.batch_size * processes) if self.lr == "auto" else self.lr  # the global batch
         if isinstance(lr, str) or not np.isfinite(lr) or lr <= 0:
             raise ValueError(f"lr must be a positive number or 'auto', got {self.lr!r}.")
         if not (self.warmup == "auto" or (isinstance(self.warmup, (int, np.integer)) and self.warmup >= 0)):
@@ -202,9 +206,9 @@ class TSimCNE:
         """
         stack = as_tile_stack(X, channel_axis=channel_axis)
         info = stack_info(stack)
-        epochs, lr, aug = self._check_params(info.n_tiles)
-        device = resolve_device(self.device)
-        seed = self._seed()
+        device, ctx = _device_and_processes(self.device)
+        epochs, lr, aug = self._check_params(info.n_tiles, ctx.world_size)
+        seed = broadcast_seed(self._seed(), ctx)
         normalization = ChannelNormalization.fit(stack)
         store = TileStore(stack, normalization, device)
         with torch.random.fork_rng(devices=[]):
@@ -226,6 +230,7 @@ class TSimCNE:
             out_dim=self.out_dim, seed=seed, momentum=self.momentum, weight_decay=self.weight_decay,
             grad_clip=self.grad_clip, preview_every=self._preview_every(epochs), embed_batch_size=self.embed_batch_size,
             state=TrainerState(batch_size=int(self.batch_size), history=self.history_), init_2d=self.init_2d,
+            dist=ctx,
         )
         return self._drive(trainer, checkpoint, checkpoint_every)
 
@@ -244,8 +249,8 @@ class TSimCNE:
         stack = as_tile_stack(X, channel_axis=channel_axis)
         info = stack_info(stack)
         self._check_compatible(info)
-        epochs, lr, aug = self._check_params(info.n_tiles)
-        device = resolve_device(self.device)
+        device, ctx = _device_and_processes(self.device)
+        epochs, lr, aug = self._check_params(info.n_tiles, ctx.world_size)
         self.device_ = device
         store = TileStore(stack, self.normalization_, device)
         net = self.model_.to(device=device, memory_format=torch.channels_last if device.type == "cuda" else torch.contiguous_format)
@@ -256,7 +261,7 @@ class TSimCNE:
             grad_clip=self.grad_clip, preview_every=self._preview_every(epochs), embed_batch_size=self.embed_batch_size,
             state=TrainerState(stage=int(resume["stage"]), epoch=int(resume["epoch"]),
                                batch_size=int(resume["batch_size"]), history=self.history_),
-            optimizer_state=resume.get("optimizer"), init_2d=self.init_2d,
+            optimizer_state=resume.get("optimizer"), init_2d=self.init_2d, dist=ctx,
         )
         self._resume_state = None
         return self._drive(trainer, checkpoint, checkpoint_every)
@@ -266,7 +271,7 @@ class TSimCNE:
         finished = False
         try:
             for event in trainer.run():
-                if checkpoint is not None and (event.global_epoch % max(1, checkpoint_every) == 0
+                if checkpoint is not None and trainer.dist.is_main and (event.global_epoch % max(1, checkpoint_every) == 0
                                                or event.global_epoch == event.total_epochs):
                     self._save_checkpoint(checkpoint, trainer)
                 if event.global_epoch == event.total_epochs:
@@ -393,6 +398,16 @@ class TSimCNE:
         model.embedding_ = None if emb is None else emb.numpy()
         model._resume_state = payload.get("trainer")
         return model
+
+
+def _device_and_processes(device: str) -> tuple[torch.device, DistContext]:
+    """The device to train on and, under torchrun, this process's place (one GPU per process)."""
+    dev = resolve_device(device)
+    ctx = from_environment(dev.type)
+    if ctx.active and dev.type == "cuda":
+        dev = torch.device("cuda", ctx.local_rank)
+        torch.cuda.set_device(dev)
+    return dev, ctx
 
 
 def _largest_power_of_two(n: int) -> int:

@@ -12,21 +12,25 @@ from __future__ import annotations
 import torch
 
 
-def cauchy_infonce(z: torch.Tensor) -> torch.Tensor:
+def cauchy_infonce(z: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
     """Mean loss over all 2B views; ``z`` is (2B, d) with rows i and i + B the two views of tile i.
 
     ``loss_i = -log s(i, twin(i)) + log sum_{j != i} s(i, j)`` with
-    ``s(i, j) = 1 / (1 + |z_i - z_j|^2)``. Computed in float32.
+    ``s(i, j) = 1 / (1 + |z_i - z_j|^2)``. Computed in float32. With
+    ``rows``, only those views are anchors (the mean is over them), while all
+    2B views remain their negatives: how each training process scores its own
+    views against the views of every process.
     """
     z = z.float()
     n = z.shape[0]
     if n % 2 or n < 4:
         raise ValueError(f"cauchy_infonce needs an even number of at least 4 views, got {n}.")
     b = n // 2
+    rows = torch.arange(n, device=z.device) if rows is None else rows
     sq = (z * z).sum(1)
-    d2 = (sq[:, None] + sq[None, :] - 2.0 * (z @ z.T)).clamp_min(0.0)
+    d2 = (sq[rows, None] + sq[None, :] - 2.0 * (z[rows] @ z.T)).clamp_min(0.0)
     sim = 1.0 / (1.0 + d2)
-    sim = sim.masked_fill(torch.eye(n, dtype=torch.bool, device=z.device), 0.0)
-    twin = torch.arange(n, device=z.device).roll(b)
-    positive = sim[torch.arange(n, device=z.device), twin]
+    local = torch.arange(len(rows), device=z.device)
+    sim = sim.index_put((local, rows), torch.zeros((), device=z.device))
+    positive = sim[local, (rows + b) % n]
     return (sim.sum(1).log() - positive.log()).mean()

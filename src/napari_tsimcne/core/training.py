@@ -17,8 +17,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from torch import nn
+
 from .augment import AugmentationSettings, augment, make_generator
 from .device import autocast, memory_format
+from .distributed import SINGLE, DistContext, gather_views, mean_over_processes, wrap
 from .loss import cauchy_infonce
 from .model import TSimCNENet
 from .schedule import Stage, lr_at
@@ -68,8 +71,30 @@ class TrainerState:
     history: list = field(default_factory=list)
 
 
-def _epoch_seed(seed: int, global_epoch: int) -> int:
-    return int(np.random.SeedSequence([seed, global_epoch]).generate_state(1)[0])
+def _epoch_seed(seed: int, global_epoch: int, *more: int) -> int:
+    return int(np.random.SeedSequence([seed, global_epoch, *more]).generate_state(1)[0])
+
+
+class _StageModel(nn.Module):
+    """The forward pass of one stage: the whole network, or (stage 2) the last layer on frozen features.
+
+    Wrapping this (not the bare network) in DistributedDataParallel lets
+    stage 2 keep the backbone out of the gradient computation.
+    """
+
+    def __init__(self, net: TSimCNENet, only_last: bool, device: torch.device) -> None:
+        super().__init__()
+        self.net = net
+        self.only_last = only_last
+        self.device = device
+
+    def forward(self, views: torch.Tensor) -> torch.Tensor:
+        with autocast(self.device):
+            if self.only_last:
+                with torch.no_grad():
+                    h = self.net.head.hidden(self.net.features(views))
+                return self.net.head.last(h)
+            return self.net(views)
 
 
 class Trainer:
@@ -94,6 +119,7 @@ class Trainer:
         optimizer_state: dict | None = None,
         init_2d: str = "pca",
         init_scale: float = 10.0,
+        dist: DistContext = SINGLE,
     ) -> None:
         self.net = net
         self.store = store
@@ -112,6 +138,8 @@ class Trainer:
         self.init_2d = init_2d
         self.init_scale = init_scale
         self._optimizer_state = optimizer_state  # restored when resuming mid-stage
+        self.dist = dist
+        self._model: nn.Module | None = None
 
     # -- stages -------------------------------------------------------------
     @property
@@ -135,6 +163,7 @@ class Trainer:
             p.requires_grad_(not only_last)
         self.net.head.last.requires_grad_(True)
         params = [p for p in self.net.parameters() if p.requires_grad]
+        self._model = wrap(_StageModel(self.net, only_last, self.device), self.dist, self.device)
         self.optimizer = torch.optim.SGD(params, lr=stage.lr, momentum=self.momentum, weight_decay=self.weight_decay)
         if self._optimizer_state is not None:
             self.optimizer.load_state_dict(self._optimizer_state)
@@ -161,22 +190,29 @@ class Trainer:
         self.net.project_last_layer(comps, mean)
 
     # -- one epoch ----------------------------------------------------------
-    def _forward(self, views: torch.Tensor, only_last: bool) -> torch.Tensor:
-        with autocast(self.device):
-            if only_last:
-                with torch.no_grad():
-                    h = self.net.head.hidden(self.net.features(views))
-                return self.net.head.last(h)
-            return self.net(views)
+    def _augmentation_generator(self, gen_cpu: torch.Generator, global_epoch: int) -> torch.Generator:
+        """One process: the shuffling generator (CPU) or one seeded alike; several: one per process."""
+        if self.dist.active:
+            return make_generator(self.device, _epoch_seed(self.seed, global_epoch, self.dist.rank))
+        if self.device.type == "cpu":
+            return gen_cpu
+        return make_generator(self.device, _epoch_seed(self.seed, global_epoch))
 
     def _run_epoch(self, stage: Stage, global_epoch: int) -> tuple[float, float, int]:
-        """Train one epoch; returns (mean loss, last lr, views trained on)."""
+        """Train one epoch; returns (mean loss, last lr, views trained on by all processes).
+
+        With several processes every step takes one global batch of
+        ``batch_size x processes`` tiles from the same shuffled order; each
+        process augments its own share, and the loss compares its views with
+        the views of all processes.
+        """
         n = len(self.store)
         bs = self.state.batch_size
-        steps = n // bs
+        world, rank = self.dist.world_size, self.dist.rank
+        steps = n // (bs * world)
         gen_cpu = make_generator(torch.device("cpu"), _epoch_seed(self.seed, global_epoch))
-        gen_dev = gen_cpu if self.device.type == "cpu" else make_generator(self.device, _epoch_seed(self.seed, global_epoch))
         perm = torch.randperm(n, generator=gen_cpu)
+        gen_dev = self._augmentation_generator(gen_cpu, global_epoch)
         fmt = memory_format(self.device)
         total = torch.zeros((), device=self.device)
         params = [p for p in self.net.parameters() if p.requires_grad]
@@ -186,16 +222,19 @@ class Trainer:
             lr = lr_at(stage, self.state.epoch * steps + step, steps)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            tiles = self.store.gather(perm[step * bs : (step + 1) * bs])
+            first = (step * world + rank) * bs
+            tiles = self.store.gather(perm[first : first + bs])
             views = augment(torch.cat([tiles, tiles]), self.augmentations, gen_dev).contiguous(memory_format=fmt)
-            loss = cauchy_infonce(self._forward(views, stage.train_only_last_layer))
+            z, rows = gather_views(self._model(views), self.dist)
+            loss = cauchy_infonce(z, rows)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.grad_clip:
                 torch.nn.utils.clip_grad_value_(params, self.grad_clip)
             self.optimizer.step()
             total += loss.detach()
-        return float(total) / max(1, steps), lr, 2 * bs * steps
+        total = mean_over_processes(total, self.dist)
+        return float(total) / max(1, steps), lr, 2 * bs * world * steps
 
     # -- embedding ----------------------------------------------------------
     @torch.no_grad()
@@ -222,6 +261,11 @@ class Trainer:
                 try:
                     loss, lr, views = self._run_epoch(stage, global_epoch)
                 except torch.cuda.OutOfMemoryError:
+                    if self.dist.active:  # every process would have to agree on the new batch size
+                        raise RuntimeError(
+                            f"GPU out of memory at batch size {self.state.batch_size} per process. "
+                            "Restart with a smaller --batch-size."
+                        ) from None
                     pending_message = self._halve_batch()  # the epoch restarts at the smaller batch
                     continue
                 message, pending_message = pending_message, None
@@ -238,7 +282,7 @@ class Trainer:
                 last_of_stage = self.state.epoch == stage.epochs
                 is_final = last_of_stage and stage.index == len(self.stages) - 1
                 want_preview = self.preview_every > 0 and (global_epoch % self.preview_every == 0 or last_of_stage)
-                embedding = self.preview() if (want_preview and not is_final) else None
+                embedding = self.preview() if (want_preview and not is_final and self.dist.is_main) else None
                 record = dict(stage=stage.index + 1, epoch=self.state.epoch, loss=loss, lr=lr,
                               views_per_second=views / dt if dt > 0 else float("nan"), seconds=dt,
                               batch_size=self.state.batch_size)

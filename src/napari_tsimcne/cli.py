@@ -23,6 +23,7 @@ EXIT_BAD_MODEL = 4
 EXIT_INTERRUPTED = 130
 
 DEFAULT_EPOCHS = (40, 4, 16)
+CHECKPOINT = "checkpoint.tsimcne"
 DEMO_DIR = "tsimcne-demo"
 KNN_K = 15
 
@@ -73,6 +74,16 @@ def _add_training_options(p: argparse.ArgumentParser, epochs: tuple[int, int, in
     p.add_argument("--quiet", action="store_true", help="no progress bar and no messages besides errors")
 
 
+def _add_checkpoint_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("checkpoints")
+    g.add_argument("--checkpoint-every", type=int, default=10, metavar="N",
+                   help=f"write OUTDIR/{CHECKPOINT} every N epochs (atomically) and delete it once training "
+                        "has finished; 0: never (default: %(default)s)")
+    g.add_argument("--resume", action="store_true",
+                   help=f"continue an interrupted run from OUTDIR/{CHECKPOINT}, on the same INPUT; the "
+                        "training options are taken from the checkpoint")
+
+
 def _add_input_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("input")
     g.add_argument("--tile-size", type=int, default=None, metavar="N",
@@ -109,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for the results (created)")
     _add_input_options(fit)
     _add_training_options(fit)
+    _add_checkpoint_options(fit)
 
     embed = sub.add_parser("embed", help="map new tiles with a saved model",
                            description="Map the tiles in INPUT with the model in MODEL (no retraining) and "
@@ -148,8 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
 # -- helpers -----------------------------------------------------------------------
 
 
+def _is_main_process() -> bool:
+    """False on all but the first of several processes started by torchrun (they neither print nor write)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def _say(args: argparse.Namespace, message: str) -> None:
-    if not getattr(args, "quiet", False):
+    if not getattr(args, "quiet", False) and _is_main_process():
         print(message)
 
 
@@ -184,18 +201,27 @@ def _progress(events, total: int, quiet: bool):
 
 
 def _train(model, tiles: np.ndarray, outdir: Path, args: argparse.Namespace):
-    """Run the fit with a progress bar; on Ctrl-C save the partial model and raise _Interrupted."""
-    events = model.fit_iter(tiles)
+    """Run (or resume) the fit with a progress bar; on Ctrl-C save the partial model and raise _Interrupted."""
+    every = getattr(args, "checkpoint_every", 0)
+    checkpoint = outdir / CHECKPOINT if every > 0 else None
+    if getattr(args, "resume", False):
+        events = model.resume_iter(tiles, checkpoint=checkpoint, checkpoint_every=max(1, every))
+    else:
+        events = model.fit_iter(tiles, checkpoint=checkpoint, checkpoint_every=max(1, every))
+    quiet = args.quiet or not _is_main_process()
     try:
-        for _ in _progress(events, sum(model.total_epochs), args.quiet):
+        for _ in _progress(events, sum(model.total_epochs), quiet):
             pass
     except KeyboardInterrupt:
         events.close()
-        _save_partial(model, outdir)
+        if _is_main_process():
+            _save_partial(model, outdir, checkpoint)
         raise _Interrupted() from None
+    if checkpoint is not None and _is_main_process():
+        checkpoint.unlink(missing_ok=True)  # finished: model.tsimcne is the result
 
 
-def _save_partial(model, outdir: Path) -> None:
+def _save_partial(model, outdir: Path, checkpoint: Path | None = None) -> None:
     path = outdir / "model.partial.tsimcne"
     try:
         model.save(path)
@@ -204,6 +230,8 @@ def _save_partial(model, outdir: Path) -> None:
         return
     print(f"Interrupted; the partial model was saved to {path} "
           f"(load it with TSimCNE.load or 'napari-tsimcne embed').", file=sys.stderr)
+    if checkpoint is not None and checkpoint.exists():
+        print("Continue training from the last checkpoint with the same command and --resume.", file=sys.stderr)
 
 
 def _make_model(args: argparse.Namespace, n_tiles: int):
@@ -230,9 +258,12 @@ def _write_outputs(model, data, outdir: Path, args: argparse.Namespace) -> dict:
     plot_map(outdir / "map.png", emb, labels=data.labels, class_names=data.class_names or None, title=title)
     summary = {
         "data": data.name, "n_tiles": int(len(data.tiles)), "tile_shape": list(data.tiles.shape[1:]),
+        "input": _input_record(args, data),
         "settings": {"epochs": list(model.total_epochs), "batch_size": int(model.batch_size),
-                     "augmentations": args.augmentations, "seed": args.seed, "backbone": args.backbone,
-                     "width": args.width, "device_requested": args.device},
+                     "augmentations": model.augmentations if isinstance(model.augmentations, str)
+                     else model.augmentations.to_dict(),
+                     "seed": model.random_state, "backbone": model.backbone, "width": model.width,
+                     "device_requested": args.device, "processes": int(os.environ.get("WORLD_SIZE", "1"))},
         "device": str(model.device_), "fit_seconds": round(float(model.fit_seconds_), 3),
         "knn_accuracy": acc, "knn_k": KNN_K if acc is not None else None,
     }
@@ -241,16 +272,44 @@ def _write_outputs(model, data, outdir: Path, args: argparse.Namespace) -> dict:
     return summary
 
 
+def _input_record(args: argparse.Namespace, data) -> dict:
+    """Where the tiles came from and how they were read, so the output folder can be reopened with its tiles."""
+    if getattr(args, "input", None) is None:  # the demo: the bundled sample
+        return {"sample": data.name, "n_tiles": args.n_tiles, "seed": args.seed}
+    return {"path": str(Path(args.input).resolve()), "tile_size": args.tile_size, "stride": args.stride,
+            "min_foreground": args.min_foreground, "channel_axis": args.channel_axis}
+
+
+def _resume_model(outdir: Path, args: argparse.Namespace):
+    """The model and training state of OUTDIR's checkpoint, for --resume."""
+    from .core import TSimCNE
+
+    path = outdir / CHECKPOINT
+    if not path.exists():
+        raise CliError(f"--resume: there is no checkpoint {path} (written by 'fit' with --checkpoint-every > 0).",
+                       EXIT_USAGE)
+    return TSimCNE.load(path, device=args.device)
+
+
 def _fit_and_write(data, outdir: Path, args: argparse.Namespace) -> dict:
-    model = _make_model(args, len(data.tiles))
+    if getattr(args, "resume", False):
+        model = _resume_model(outdir, args)
+        _say(args, f"Resuming from {outdir / CHECKPOINT} (epochs {tuple(model.total_epochs)}, "
+                   f"batch {model.batch_size}).")
+    else:
+        model = _make_model(args, len(data.tiles))
     _say(args, f"Training on {len(data.tiles)} tiles of {data.name} ({data.tiles.shape[1]} x {data.tiles.shape[2]}), "
                f"epochs {tuple(args.epochs)}, batch {model.batch_size}, device {args.device}.")
     outdir.mkdir(parents=True, exist_ok=True)
     _train(model, data.tiles, outdir, args)
+    if not _is_main_process():
+        return {}
     return _write_outputs(model, data, outdir, args)
 
 
 def _report(summary: dict, outdir: Path, args: argparse.Namespace) -> None:
+    if not summary:  # not the main process
+        return
     _say(args, f"Trained in {summary['fit_seconds']:.1f} s on {summary['device']}.")
     if summary["knn_accuracy"] is not None:
         _say(args, f"{KNN_K}-NN accuracy: {summary['knn_accuracy']:.1f} %")

@@ -252,3 +252,57 @@ def test_python_m_help():
     result = subprocess.run([sys.executable, "-m", "napari_tsimcne", "--help"], capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0 and "fit" in result.stdout and "demo" in result.stdout
+
+
+def test_resume_after_interrupt_matches_an_uninterrupted_run(tiles16, tmp_path, monkeypatch, capsys):
+    import napari_tsimcne.cli as cli
+
+    np.save(tmp_path / "t.npy", tiles16[:64])
+    args = ["--epochs", "2", "1", "1", "--checkpoint-every", "1", *TINY]
+    assert main(["fit", str(tmp_path / "t.npy"), "-o", str(tmp_path / "whole"), *args]) == 0
+    assert not (tmp_path / "whole" / "checkpoint.tsimcne").exists()  # removed once finished
+
+    real_progress = cli._progress
+
+    def interrupt_in_stage_2(events, total, quiet):
+        for event in real_progress(events, total, quiet):
+            yield event
+            if event.global_epoch == 3:
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_progress", interrupt_in_stage_2)
+    out = tmp_path / "cut"
+    assert main(["fit", str(tmp_path / "t.npy"), "-o", str(out), *args]) == 130
+    assert (out / "checkpoint.tsimcne").exists() and "--resume" in capsys.readouterr().err
+    monkeypatch.setattr(cli, "_progress", real_progress)
+    assert main(["fit", str(tmp_path / "t.npy"), "-o", str(out), "--resume", *args]) == 0
+    whole = np.array([[float(r["x"]), float(r["y"])] for r in _rows(tmp_path / "whole" / "embedding.csv")])
+    resumed = np.array([[float(r["x"]), float(r["y"])] for r in _rows(out / "embedding.csv")])
+    np.testing.assert_array_equal(resumed, whole)
+    assert not (out / "checkpoint.tsimcne").exists()
+
+
+def test_resume_without_checkpoint_is_a_usage_error(tiles16, tmp_path, capsys):
+    np.save(tmp_path / "t.npy", tiles16[:64])
+    assert main(["fit", str(tmp_path / "t.npy"), "-o", str(tmp_path / "none"), "--resume", *TINY]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_fit_under_torchrun_writes_the_outputs_once(tiles16, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    np.save(tmp_path / "t.npy", tiles16[:64])
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
+    env["OMP_NUM_THREADS"] = "1"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m",
+           "napari_tsimcne", "fit", str(tmp_path / "t.npy"), "-o", str(tmp_path / "out"),
+           "--epochs", "1", "1", "1", "--batch-size", "16", "--backbone", "resnet10", "--width", "8",
+           "--device", "cpu"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["settings"]["processes"] == 2 and summary["settings"]["batch_size"] == 16
+    assert len(_rows(tmp_path / "out" / "embedding.csv")) == 64
+    assert done.stdout.count("Trained in") == 1  # only the first process reports

@@ -18,6 +18,16 @@ from tests.conftest import TINY
         ({"out_dim": 5}, "out_dim"),
         ({"device": "cuda"} if not __import__("torch").cuda.is_available() else {"device": "tpu"}, "device"),
         ({"augmentations": "cats"}, "Unknown augmentation preset"),
+        ({"lr": None}, "lr must be a positive"),
+        ({"lr": True}, "lr must be a positive"),
+        ({"momentum": None}, "momentum must be"),
+        ({"momentum": 1.0}, "momentum must be"),
+        ({"weight_decay": -1}, "weight_decay"),
+        ({"grad_clip": "a"}, "grad_clip"),
+        ({"preview_every": "x"}, "preview_every"),
+        ({"random_state": "a"}, "random_state"),
+        ({"embed_batch_size": 0}, "embed_batch_size"),
+        ({"batch_size": 8.5}, "batch_size must be a whole number"),
     ],
 )
 def test_bad_settings_fail_before_training(rgb_tiles, params, message):

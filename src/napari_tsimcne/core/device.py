@@ -28,7 +28,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
             raise ValueError(
                 "device='cuda' was requested, but PyTorch sees no CUDA GPU on this machine "
                 f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}). "
-                "Use device='auto' or 'cpu'."
+                "Use device 'auto' (the default; --device auto on the command line) or 'cpu'."
             )
         index = int(name.split(":")[1]) if ":" in name else 0
         if index >= torch.cuda.device_count():

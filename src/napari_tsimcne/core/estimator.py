@@ -151,7 +151,7 @@ class TSimCNE:
             )
         if sum(epochs) == 0:
             raise ValueError("total_epochs are all 0: nothing would be trained.")
-        if not isinstance(self.batch_size, (int, np.integer)) or self.batch_size < 2:
+        if not _is_whole(self.batch_size) or self.batch_size < 2:
             raise ValueError(f"batch_size must be a whole number of at least 2, got {self.batch_size!r}.")
         if self.batch_size * processes > n_tiles:
             per = f" per process x {processes} processes" if processes > 1 else ""
@@ -163,17 +163,29 @@ class TSimCNE:
             raise ValueError(f"out_dim must be 2 (a map) or 3 (a 3D point cloud), got {self.out_dim!r}.")
         if self.backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {sorted(BACKBONES)}, got {self.backbone!r}.")
-        if not isinstance(self.width, (int, np.integer)) or self.width < 4:
+        if not _is_whole(self.width) or self.width < 4:
             raise ValueError(f"width must be a whole number of at least 4, got {self.width!r}.")
-        lr = default_lr(self.batch_size * processes) if self.lr == "auto" else self.lr  # the global batch
-        if isinstance(lr, str) or not np.isfinite(lr) or lr <= 0:
+        if self.lr != "auto" and not _is_number(self.lr):
             raise ValueError(f"lr must be a positive number or 'auto', got {self.lr!r}.")
-        if not (self.warmup == "auto" or (isinstance(self.warmup, (int, np.integer)) and self.warmup >= 0)):
+        lr = default_lr(self.batch_size * processes) if self.lr == "auto" else self.lr  # the global batch
+        if not np.isfinite(lr) or lr <= 0:
+            raise ValueError(f"lr must be a positive number or 'auto', got {self.lr!r}.")
+        if not (self.warmup == "auto" or (_is_whole(self.warmup) and self.warmup >= 0)):
             raise ValueError(f"warmup must be 'auto' or a non-negative whole number, got {self.warmup!r}.")
-        if self.momentum < 0 or self.momentum >= 1 or self.weight_decay < 0:
-            raise ValueError("momentum must lie in [0, 1) and weight_decay must not be negative.")
-        if self.grad_clip is not None and self.grad_clip <= 0:
-            raise ValueError(f"grad_clip must be positive or None, got {self.grad_clip!r}.")
+        if not _is_number(self.momentum) or not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must be a number in [0, 1), got {self.momentum!r}.")
+        if not _is_number(self.weight_decay) or self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be a non-negative number, got {self.weight_decay!r}.")
+        if self.grad_clip is not None and (not _is_number(self.grad_clip) or self.grad_clip <= 0):
+            raise ValueError(f"grad_clip must be a positive number or None, got {self.grad_clip!r}.")
+        if not (self.preview_every == "auto" or (_is_whole(self.preview_every) and self.preview_every >= 0)):
+            raise ValueError(f"preview_every must be 'auto' or a non-negative whole number (0: never), got {self.preview_every!r}.")
+        if not _is_whole(self.embed_batch_size) or self.embed_batch_size < 1:
+            raise ValueError(f"embed_batch_size must be a positive whole number, got {self.embed_batch_size!r}.")
+        if self.random_state is not None and not (_is_whole(self.random_state) and self.random_state >= 0):
+            raise ValueError(f"random_state must be None or a non-negative whole number, got {self.random_state!r}.")
+        if not _is_whole(self.pretrain_dim) or self.pretrain_dim < 2:
+            raise ValueError(f"pretrain_dim must be a whole number of at least 2, got {self.pretrain_dim!r}.")
         if self.init_2d not in ("pca", "random"):
             raise ValueError(f"init_2d must be 'pca' or 'random', got {self.init_2d!r}.")
         aug = AugmentationSettings.coerce(self.augmentations)
@@ -314,6 +326,8 @@ class TSimCNE:
         the backbone features (N, 512) as a second array.
         """
         self._check_fitted()
+        if not _is_whole(self.embed_batch_size) or self.embed_batch_size < 1:
+            raise ValueError(f"embed_batch_size must be a positive whole number, got {self.embed_batch_size!r}.")
         stack = as_tile_stack(X, channel_axis=channel_axis)
         info = stack_info(stack)
         self._check_compatible(info)
@@ -428,3 +442,12 @@ def _set_input_statistics(net: TSimCNENet, store: TileStore, max_tiles: int = 40
     std = x.std((0, 2, 3), keepdim=True).clamp_min(1e-3)
     net.input_mean.copy_(mean.cpu())
     net.input_std.copy_(std.cpu())
+
+
+def _is_number(value) -> bool:
+    """A real number that is not a bool (``True`` is not a learning rate)."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_whole(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))

@@ -79,8 +79,8 @@ def _read_folder(path: Path) -> np.ndarray:
     return np.stack(images)
 
 
-def _read_array(path: Path) -> tuple[np.ndarray, np.ndarray | None, tuple[str, ...]]:
-    """The raw array (and labels, class names) stored at ``path``."""
+def _read_array(path: Path, mmap_mode: str | None = None) -> tuple[np.ndarray, np.ndarray | None, tuple[str, ...]]:
+    """The raw array (and labels, class names) stored at ``path``; a .npy is memory-mapped with ``mmap_mode``."""
     if not path.exists():
         raise InputFileError(f"No such file or folder: {path}")
     if path.is_dir():
@@ -88,7 +88,7 @@ def _read_array(path: Path) -> tuple[np.ndarray, np.ndarray | None, tuple[str, .
     suffix = path.suffix.lower()
     try:
         if suffix == ".npy":
-            return np.load(path, allow_pickle=False), None, ()
+            return np.load(path, allow_pickle=False, mmap_mode=mmap_mode), None, ()
         if suffix == ".npz":
             return _read_npz(path)
     except InputFileError:
@@ -110,8 +110,13 @@ def read_tiles(
     *,
     min_foreground: float = 0.0,
     channel_axis: int | None = None,
+    mmap_mode: str | None = "r",
 ) -> TileData:
     """Read a tile stack from a TIFF stack, .npy, .npz, a folder of images, or one large image.
+
+    A .npy file is memory-mapped (read-only with the default ``mmap_mode="r"``):
+    a stack larger than memory opens at once, and a uint8 stack is trained on
+    without being copied into memory. Pass ``mmap_mode=None`` to read it whole.
 
     With ``tile_size`` the file must hold one 2D image (H, W) or (H, W, C);
     it is cut with :func:`napari_tsimcne.tile_image` and the tile origins are
@@ -124,7 +129,7 @@ def read_tiles(
         (or its subclass :class:`InputFileError`) with a one-line reason.
     """
     path = Path(path)
-    array, labels, classes = _read_array(path)
+    array, labels, classes = _read_array(path, mmap_mode)
     name = path.stem if path.is_file() else path.name
     if tile_size is not None:
         square_tiles = array.ndim == 3 and array.shape[1] == array.shape[2] > 4  # (N, H, H), not (H, W, C)

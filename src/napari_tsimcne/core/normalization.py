@@ -40,28 +40,44 @@ class ChannelNormalization:
 
         uint8 stacks map their full 0..255 range: they are display-ready
         already, and stretching them would change the colours a user sees.
+        Where the percentiles coincide (sparse data: mostly 0 with a few
+        bright pixels), the high end is the 95th percentile of the pixels
+        above the background, so a few hot pixels among them do not set the
+        scale.
+
+        Raises
+        ------
+        TileStackError
+            When the whole stack is constant, or (for non-uint8 data) one
+            channel is constant.
         """
         n_channels = stack.shape[3] if stack.ndim == 4 else 1
-        if stack.dtype == np.uint8:
+        flat = stack.reshape(-1, n_channels)  # a view for a contiguous stack
+        if _is_constant(flat):  # reads only the first chunk of a normal stack
+            value = flat[0].tolist()
+            raise TileStackError(
+                f"Every pixel of every tile has the same value ({value[0] if n_channels == 1 else value}): "
+                "the stack carries no information to learn from. Check that the right layer or file was loaded."
+            )
+        if stack.dtype == np.uint8:  # no sample needed: a memory-mapped stack is not read here
             return cls(low=(0.0,) * n_channels, high=(255.0,) * n_channels)
-        flat = stack.reshape(-1, n_channels)
+        sample = flat
         if flat.shape[0] > max_samples:
-            rows = np.random.default_rng(seed).choice(flat.shape[0], max_samples, replace=False)
-            rows.sort()
-            flat = flat[rows]
-        lo, hi = np.percentile(flat.astype(np.float64), percentiles, axis=0)
+            # with replacement: choice(replace=False) would allocate memory in proportion to the whole stack
+            rows = np.sort(np.random.default_rng(seed).integers(0, flat.shape[0], max_samples))
+            sample = flat[rows]
         lows, highs = [], []
-        for ch, (a, b) in enumerate(zip(np.atleast_1d(lo), np.atleast_1d(hi))):
+        for ch in range(n_channels):  # one channel at a time: a float64 copy of one channel's sample at most
+            a, b = (float(v) for v in np.percentile(sample[:, ch].astype(np.float64), percentiles))
             if not b > a:
-                cmin, cmax = float(flat[:, ch].min()), float(flat[:, ch].max())
-                if not cmax > cmin:
+                a, b = _sparse_range(sample[:, ch], flat[:, ch], a, percentiles)
+                if not b > a:
                     raise TileStackError(
-                        f"Channel {ch} is constant ({cmin:g}) across the whole stack; it carries no information. "
+                        f"Channel {ch} is constant ({a:g}) across the whole stack; it carries no information. "
                         "Drop that channel before training."
                     )
-                a, b = cmin, cmax  # sparse channel: percentiles collapse, use the full range
-            lows.append(float(a))
-            highs.append(float(b))
+            lows.append(a)
+            highs.append(b)
         return cls(low=tuple(lows), high=tuple(highs))
 
     def to_dict(self) -> dict:
@@ -79,6 +95,45 @@ class ChannelNormalization:
         return scale.view(1, -1, 1, 1), (-lo * scale).view(1, -1, 1, 1)
 
     def apply(self, batch: torch.Tensor) -> torch.Tensor:
-        """Normalise a raw (B, C, H, W) batch to float32 in [0, 1]."""
+        """Normalise a raw (B, C, H, W) batch to float32 in [0, 1].
+
+        float64 input is scaled in float64, so values beyond float32's range
+        (1e39 and up) are clipped instead of turning into NaN.
+        """
+        if batch.dtype == torch.float64:
+            lo = torch.tensor(self.low, dtype=torch.float64, device=batch.device).view(1, -1, 1, 1)
+            hi = torch.tensor(self.high, dtype=torch.float64, device=batch.device).view(1, -1, 1, 1)
+            return ((batch - lo) / (hi - lo)).clamp_(0.0, 1.0).float()
         scale, shift = self.scale_shift(batch.device)
         return (batch.float() * scale + shift).clamp_(0.0, 1.0)
+
+
+def _is_constant(pixels: np.ndarray, chunk: int = 1 << 20) -> bool:
+    """True when all ``pixels`` (rows x channels) hold one value; stops at the first chunk that differs."""
+    first = pixels[:1]
+    for start in range(0, pixels.shape[0], chunk):
+        if (pixels[start : start + chunk] != first).any():
+            return False
+    return True
+
+
+SPARSE_PERCENTILE = 95.0
+"""Percentile of the pixels off the background that sets the range of a sparse channel."""
+
+
+def _sparse_range(sample: np.ndarray, full: np.ndarray, value: float, percentiles: tuple[float, float]):
+    """(low, high) of one channel whose percentiles coincide at the background ``value``.
+
+    The few pixels off the background set the other end: the 95th
+    percentile of those above it (or the 5th of those below), from the
+    sample, or from the whole channel when the sample holds none. Returns
+    ``(value, value)`` for a constant channel.
+    """
+    for pixels in (sample, full):
+        above = pixels[pixels > value]
+        if above.size:
+            return value, float(np.percentile(above.astype(np.float64), SPARSE_PERCENTILE))
+        below = pixels[pixels < value]
+        if below.size:
+            return float(np.percentile(below.astype(np.float64), 100 - SPARSE_PERCENTILE)), value
+    return value, value

@@ -16,6 +16,8 @@ import torch
 
 FORMAT = "napari-tsimcne"
 FORMAT_VERSION = 1
+REQUIRED_KEYS = ("params", "state_dict", "normalization", "n_channels", "tile_shape", "model_out_dim", "pca")
+"""What a model file must hold besides the format tag."""
 
 
 class ModelFileError(ValueError):
@@ -63,4 +65,7 @@ def load_payload(path: str | os.PathLike) -> dict:
         raise ModelFileError(
             f"{path} was written by a newer napari-tsimcne (format {payload['format_version']}); please upgrade."
         )
+    missing = [k for k in REQUIRED_KEYS if k not in payload]
+    if missing:
+        raise ModelFileError(f"{path} is damaged: it lacks {', '.join(missing)}. Train and save the model again.")
     return payload

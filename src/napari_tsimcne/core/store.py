@@ -2,20 +2,25 @@
 
 Tiles stay in (N, H, W, C) order: a gathered batch permuted to (B, C, H, W)
 is then already in channels-last memory layout, which is what convolutions
-on a GPU want. uint8 stacks are kept as they are (for a CPU stack without any
-copy); other dtypes are normalised once, chunk by chunk, and kept as float16.
-A stack too large for GPU memory stays in pinned host memory and each batch
-is copied over asynchronously.
+on a GPU want. uint8 stacks are kept as they are (for a contiguous CPU stack,
+including a read-only ``np.load(..., mmap_mode="r")`` memory map, without any
+copy) and normalised batch by batch in :meth:`TileStore.gather`; other dtypes
+are normalised once, in chunks of at most 64 MiB of input, and kept as
+float16 (one copy of 2 bytes per pixel). A stack too large for GPU memory
+stays in pinned host memory and each batch is copied over asynchronously.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import torch
 
 from .normalization import ChannelNormalization
 
-_CHUNK = 8192
+_CHUNK_BYTES = 64 << 20
+"""Input bytes normalised at a time, so the float32 intermediate stays small."""
 
 
 class TileStore:
@@ -41,15 +46,16 @@ class TileStore:
         target = self.device if self.on_device else torch.device("cpu")
         pin = not self.on_device and self.device.type == "cuda"
         if self.raw_uint8 and target.type == "cpu" and not pin:
-            self.data = torch.from_numpy(np.ascontiguousarray(nhwc))  # no copy for a contiguous stack
+            self.data = _as_tensor(nhwc)  # no copy for a contiguous stack
         else:
             dtype = torch.uint8 if self.raw_uint8 else torch.float16
             self.data = torch.empty(nhwc.shape, dtype=dtype, device=target, pin_memory=pin)
-            for start in range(0, self.n_tiles, _CHUNK):
-                chunk = torch.from_numpy(np.ascontiguousarray(nhwc[start : start + _CHUNK]))
+            step = max(1, _CHUNK_BYTES // max(1, nhwc[:1].nbytes))
+            for start in range(0, self.n_tiles, step):
+                chunk = _as_tensor(nhwc[start : start + step])
                 if not self.raw_uint8:
                     chunk = normalization.apply(chunk.permute(0, 3, 1, 2)).permute(0, 2, 3, 1).half()
-                self.data[start : start + _CHUNK].copy_(chunk)
+                self.data[start : start + step].copy_(chunk)
         self._scale, self._shift = normalization.scale_shift(self.device)
 
     def __len__(self) -> int:
@@ -75,6 +81,20 @@ class TileStore:
         for start in range(0, self.n_tiles, batch_size):
             idx = torch.arange(start, min(start + batch_size, self.n_tiles))
             yield idx, self.gather(idx)
+
+
+def _as_tensor(array: np.ndarray) -> torch.Tensor:
+    """A CPU tensor sharing ``array``'s memory where it is contiguous (copied only where not).
+
+    Read-only arrays (memory maps) are shared too: the store never writes to its tiles.
+    Big-endian data (from some TIFF or FITS files) is converted to the native byte order.
+    """
+    if not array.dtype.isnative:
+        array = array.astype(array.dtype.newbyteorder("="))
+    array = np.ascontiguousarray(array)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(array)
 
 
 def _fits_on_device(nbytes: int, device: torch.device) -> bool:

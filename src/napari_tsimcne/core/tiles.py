@@ -58,7 +58,13 @@ def as_tile_stack(tiles, *, channel_axis: int | None = None, check_values: bool 
     """
     if tiles is None:
         raise TileStackError("No tiles were given (got None). Pass an array of shape (N, H, W) or (N, H, W, C).")
-    arr = np.asarray(tiles)
+    try:
+        arr = np.asarray(tiles)
+    except ValueError:  # a list of arrays of different shapes
+        raise TileStackError(
+            "The tiles have different shapes, so they cannot form one stack. All tiles need the same height, "
+            "width and channels: crop or pad them to one size first."
+        ) from None
     if arr.dtype == bool:
         raise TileStackError(
             "The tiles are boolean (a mask?). t-SimCNE needs intensity images: "
@@ -77,7 +83,7 @@ def as_tile_stack(tiles, *, channel_axis: int | None = None, check_values: bool 
     if arr.ndim == 2:
         raise TileStackError(
             f"Got one 2D image of shape {arr.shape}, not a stack of tiles. "
-            "Cut it into tiles with napari_tsimcne.tile_image(image, tile_size=...)."
+            f"Cut it into tiles: {_HOW_TO_CUT}."
         )
     if arr.ndim not in (3, 4):
         raise TileStackError(
@@ -89,7 +95,7 @@ def as_tile_stack(tiles, *, channel_axis: int | None = None, check_values: bool 
     if n == 1:
         raise TileStackError(
             "The stack holds a single tile. Contrastive learning needs many tiles (hundreds at least); "
-            "if this is one large image, cut it with napari_tsimcne.tile_image(image, tile_size=...)."
+            f"if this is one large image, cut it into tiles: {_HOW_TO_CUT}."
         )
     h, w = arr.shape[1:3]
     if arr.ndim == 4:
@@ -102,19 +108,43 @@ def as_tile_stack(tiles, *, channel_axis: int | None = None, check_values: bool 
                 f"If the channels are on another axis, pass channel_axis (shape {arr.shape})."
             )
     if min(h, w) < MIN_TILE_SIZE:
-        raise TileStackError(
-            f"Tiles of {h} x {w} pixels are too small; the network needs at least "
-            f"{MIN_TILE_SIZE} x {MIN_TILE_SIZE}. (Is the axis order right? shape {arr.shape})"
-        )
+        raise TileStackError(_too_small_message(arr.shape))
     if check_values and np.issubdtype(arr.dtype, np.floating):
-        finite = np.isfinite(arr)
-        if not finite.all():
-            bad_tiles = np.flatnonzero(~finite.reshape(n, -1).all(axis=1))
+        bad_tiles = _non_finite_tiles(arr)
+        if bad_tiles.size:
             raise TileStackError(
                 f"{bad_tiles.size} tile(s) contain NaN or infinite values (first: tile {bad_tiles[0]}). "
                 "Replace them (np.nan_to_num) or drop those tiles."
             )
     return arr
+
+
+_HOW_TO_CUT = ("napari_tsimcne.tile_image(image, tile_size=...) in Python, --tile-size on the command line, "
+               "'Cut image into tiles' in the plugin")
+
+
+def _too_small_message(shape: tuple[int, ...]) -> str:
+    """Why tiles of ``shape`` are too small, with the likeliest axis mix-up named."""
+    h, w = shape[1:3]
+    text = f"Tiles of {h} x {w} pixels are too small; the network needs at least {MIN_TILE_SIZE} x {MIN_TILE_SIZE}."
+    if len(shape) == 3 and shape[2] <= 4 and min(shape[:2]) >= MIN_TILE_SIZE:
+        return (f"{text} Shape {shape} looks like one image with {shape[2]} colour channels, not a stack: "
+                f"cut it into tiles: {_HOW_TO_CUT}.")
+    if len(shape) == 4 and shape[1] <= MAX_CHANNELS and min(shape[2:]) >= MIN_TILE_SIZE:
+        return f"{text} Shape {shape} looks like (N, C, H, W): pass channel_axis=1 (--channel-axis 1)."
+    return f"{text} (Is the axis order right? shape {shape})"
+
+
+def _non_finite_tiles(arr: np.ndarray, chunk_bytes: int = 64 << 20) -> np.ndarray:
+    """Indices of tiles holding NaN or infinity, checked in chunks (no full-size mask)."""
+    per_tile = max(1, arr[:1].nbytes)
+    step = max(1, chunk_bytes // per_tile)
+    bad = []
+    for start in range(0, arr.shape[0], step):
+        block = arr[start : start + step]
+        if not np.isfinite(block).all():
+            bad.append(start + np.flatnonzero(~np.isfinite(block).reshape(len(block), -1).all(axis=1)))
+    return np.concatenate(bad) if bad else np.zeros(0, dtype=np.int64)
 
 
 def stack_info(stack: np.ndarray) -> StackInfo:

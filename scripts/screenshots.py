@@ -52,12 +52,7 @@ def main() -> int:
     data, kwargs, _ = tiles_layer_data(load_sample(n_tiles=1000))
     viewer.add_image(data, **kwargs)
     train_dock, train = viewer.window.add_plugin_dock_widget("napari-tsimcne", "Train map")
-    for spin, value in zip(train.epoch_spins, (8, 1, 3)):
-        spin.setValue(value)
-    train.batch_spin.setValue(256)
-    train.device_combo.setCurrentText("auto")
-    train.backbone_combo.setCurrentText("resnet10")
-    train.width_spin.setValue(8)
+    train.apply_settings(epochs=(8, 1, 3), batch_size=256, device="auto", backbone="resnet10", width=8)
 
     first_preview = {}
 

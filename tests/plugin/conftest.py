@@ -30,12 +30,15 @@ def viewer_with_widgets(make_napari_viewer, sample_layer_tuple):
 
 def set_tiny(train) -> None:
     """Tiny network and budget: a fit takes seconds on 2 CPU cores."""
-    for spin, value in zip(train.epoch_spins, (2, 1, 1)):
-        spin.setValue(value)
-    train.batch_spin.setValue(64)
-    train.device_combo.setCurrentText("cpu")
-    train.backbone_combo.setCurrentText("resnet10")
-    train.width_spin.setValue(8)
+    train.apply_settings(epochs=(2, 1, 1), batch_size=64, device="cpu", backbone="resnet10", width=8)
+
+
+@pytest.fixture(autouse=True)
+def autosave_dir(tmp_path, monkeypatch):
+    """Every test autosaves into its own folder, never into the user's data folder."""
+    folder = tmp_path / "autosave"
+    monkeypatch.setenv("NAPARI_TSIMCNE_AUTOSAVE_DIR", str(folder))
+    return folder
 
 
 def pytest_collection_modifyitems(config, items):

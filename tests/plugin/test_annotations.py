@@ -137,3 +137,74 @@ def test_manifest_is_valid():
     assert manifest.display_name == "t-SimCNE"
     assert {w.display_name for w in manifest.contributions.widgets} == {"Train map", "Annotate map"}
     assert manifest.contributions.sample_data[0].key == "tiles"
+
+
+def test_hdbscan_finds_blobs_and_noise():
+    rng = np.random.default_rng(3)
+    blobs = [rng.normal(scale=0.5, size=(60, 2)) + c for c in ((0, 0), (15, 0), (0, 15))]
+    far = np.array([[40.0, 40.0], [-30.0, 25.0], [30.0, -30.0]])
+    labels = ann.propose_hdbscan(np.vstack(blobs + [far]), min_cluster_size=10)
+    groups = [set(labels[i * 60:(i + 1) * 60]) for i in range(3)]
+    assert all(len(g) == 1 and -1 not in g for g in groups)  # each blob is one cluster ...
+    assert len(set.union(*groups)) == 3  # ... of its own
+    assert (labels[-3:] == -1).all()  # isolated points are noise
+    with pytest.raises(ValueError, match="minimum cluster size"):
+        ann.propose_hdbscan(np.zeros((5, 2)), min_cluster_size=10)
+
+
+def test_points_in_polygon():
+    from napari_tsimcne.plugin.selection import points_in_polygon
+
+    pts = np.array([[1.0, 1.0], [6.0, 6.0], [2.0, 7.0], [8.0, 1.0]])
+    triangle = np.array([[0.0, 0.0], [0.0, 10.0], [10.0, 0.0]])  # below the anti-diagonal
+    assert points_in_polygon(pts, triangle).tolist() == [0, 2, 3]
+    assert points_in_polygon(pts, triangle[:2]).size == 0
+
+
+def test_stack_fingerprint_tells_stacks_apart():
+    from napari_tsimcne.plugin.autosave import stack_fingerprint
+
+    tiles = np.random.default_rng(0).integers(0, 255, (50, 8, 8, 3), dtype=np.uint8)
+    fp = stack_fingerprint(tiles)
+    assert len(fp) == 16 and fp == stack_fingerprint(tiles.copy())
+    other = tiles.copy()
+    other[0, 0, 0, 0] ^= 1
+    assert stack_fingerprint(other) != fp
+    assert stack_fingerprint(tiles[:49]) != fp
+    assert stack_fingerprint(tiles.astype(np.float32)) != fp
+
+
+def test_autosaver_writes_changes_only_and_atomically(tmp_path, features, monkeypatch):
+    from napari_tsimcne.plugin.autosave import AnnotationAutosaver
+
+    saver = AnnotationAutosaver(tmp_path / "t-0123456789abcdef.autosave.csv")
+    feats = ann.assign_annotation(features, [2], "blast")
+    assert saver.save(feats)
+    saver.flush()
+    assert not saver.save(feats)  # nothing changed: no write
+    first = saver.path.read_text()
+    assert ann.import_csv(saver.path, 20)["annotation"][2] == "blast"
+
+    # a crash half-way through a write leaves the previous file whole and no temporary file
+    def half_then_crash(self, path, **kw):
+        with open(path, "w") as fh:
+            fh.write("tile_index,x,y,annot")
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", half_then_crash)
+    assert saver.save(ann.assign_annotation(feats, [3], "lymphocyte"))
+    saver.flush()
+    assert isinstance(saver.error, OSError)
+    assert saver.path.read_text() == first
+    assert [p.name for p in tmp_path.iterdir()] == [saver.path.name]
+    saver.close()
+
+
+def test_load_autosave_refuses_another_stack(tmp_path, features):
+    from napari_tsimcne.plugin.autosave import load_autosave
+
+    path = tmp_path / "tiles-00000000000000aa.autosave.csv"
+    ann.export_csv(features, path)
+    with pytest.raises(ann.AnnotationFileError, match="another tile stack"):
+        load_autosave(path, "00000000000000bb", 20)
+    assert len(load_autosave(path, "00000000000000aa", 20)) == 20

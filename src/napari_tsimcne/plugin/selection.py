@@ -44,3 +44,17 @@ def tile_rectangles(origins: np.ndarray, indices, tile_shape: tuple[int, int]) -
         r, c = (float(v) for v in origins[int(i)])
         rects.append(np.array([[r, c], [r, c + w], [r + h, c + w], [r + h, c]]))
     return rects
+
+
+def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+    """Indices of the (N, 2) ``points`` inside the closed ``polygon`` (M, 2) (same coordinate order)."""
+    polygon = np.asarray(polygon, dtype=float)
+    points = np.asarray(points, dtype=float)
+    if len(polygon) < 3 or len(points) == 0:
+        return np.zeros(0, dtype=int)
+    from matplotlib.path import Path
+
+    lo, hi = polygon.min(0), polygon.max(0)
+    candidates = np.flatnonzero(np.all((points >= lo) & (points <= hi), axis=1))  # cheap bounding-box filter
+    inside = Path(polygon).contains_points(points[candidates])
+    return candidates[inside]

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import sys
+import threading
+import time
+from pathlib import Path
 
 import numpy as np
 from napari.layers import Image, Points
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QEvent, Qt, QTimer
 from qtpy.QtWidgets import (
     QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QProgressBar,
     QPushButton, QSpinBox, QVBoxLayout, QWidget,
@@ -16,8 +20,10 @@ from qtpy.QtWidgets import (
 from napari_tsimcne.core import ModelFileError, NotFittedError, TileStackError, TSimCNE
 
 from . import annotations as ann
+from . import autosave as autosave_mod
 from .crosslink import MapTileLink
-from .map_layer import create_map_layer, map_layer_name, recolor, update_map_layer
+from .lasso import LassoTool
+from .map_layer import create_map_layer, map_layer_name, outlier_scores, recolor, update_map_layer
 from .preview import augmentation_mosaic, preview_indices
 from .tiling import cut_layer_into_tiles
 
@@ -68,6 +74,18 @@ def _preload_torch() -> None:
     if _system_llvm_loaded():
         sys.modules["triton"] = None  # makes "import triton" raise ImportError, which torch handles
     import torch._dynamo  # noqa: F401
+
+
+def _release_device_memory() -> None:
+    """Give cached GPU memory back to the driver (the trainer and the tile store are gone by now)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    try:
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.empty_cache()
+    except RuntimeError:
+        pass
 
 
 def _system_llvm_loaded() -> bool:
@@ -125,6 +143,10 @@ class TrainWidget(QWidget):
         self.worker = None
         self._stop_requested = False
         self._training_layer = None
+        self._closing = False
+        self._loop_done = threading.Event()
+        self._loop_done.set()
+        self._task_id = None
 
         self.layer_combo = QComboBox()
         self.preset_combo = QComboBox()
@@ -301,6 +323,28 @@ class TrainWidget(QWidget):
             width=self.width_spin.value(),
         )
 
+    def apply_settings(self, *, epochs: tuple[int, int, int] | None = None, batch_size: int | None = None,
+                       device: str | None = None, backbone: str | None = None, width: int | None = None,
+                       preset: str | None = None, seed: int | None = None) -> None:
+        """Set the training controls (as a user would); None leaves a control as it is."""
+        if epochs is not None:
+            if len(epochs) != 3:
+                raise ValueError(f"epochs needs three numbers (one per stage), got {epochs!r}.")
+            for spin, value in zip(self.epoch_spins, epochs):
+                spin.setValue(int(value))
+        if batch_size is not None:
+            self.batch_spin.setValue(int(batch_size))
+        for combo, value in ((self.device_combo, device), (self.backbone_combo, backbone),
+                             (self.preset_combo, preset)):
+            if value is not None:
+                if combo.findText(value) < 0:
+                    raise ValueError(f"{value!r} is not one of {[combo.itemText(i) for i in range(combo.count())]}.")
+                combo.setCurrentText(value)
+        if width is not None:
+            self.width_spin.setValue(int(width))
+        if seed is not None:
+            self.seed_spin.setValue(int(seed))
+
     def start_training(self) -> None:
         """Check the settings, then train in a background thread."""
         layer = self.tiles_layer()
@@ -320,7 +364,16 @@ class TrainWidget(QWidget):
         self.model = model
         self._training_layer = layer
         self._stop_requested = False
-        self.worker = create_worker(self._train_loop, events, _start_thread=False)
+        self._loop_done.clear()
+        loop = self._train_loop(events)
+
+        def run():
+            return (yield from loop)
+
+        self.worker = create_worker(run, _start_thread=False)
+        # napari quits all workers when its window closes; the worker then leaves its loop without closing
+        # ours. Close it right there, in the worker thread, so that training ends cleanly (and maps the tiles).
+        self.worker.aborted.connect(loop.close, Qt.ConnectionType.DirectConnection)
         self.worker.yielded.connect(self._on_event)
         self.worker.returned.connect(self._on_returned)
         self.worker.errored.connect(self._on_error)
@@ -329,17 +382,25 @@ class TrainWidget(QWidget):
         self.stop_button.setEnabled(True)
         self.progress.setValue(0)
         self.status.setText("Starting…")
+        self._register_task()
         self.worker.start()
 
     def _train_loop(self, events):
         """Runs in the worker thread; closing ``events`` stops training and maps the tiles."""
         try:
             for event in events:
+                if event.embedding is not None:
+                    # the map's outlier scores (a kNN search) here, off the main thread
+                    self._outliers = (event.embedding, outlier_scores(event.embedding))
                 yield event
                 if self._stop_requested:
                     break
         finally:
-            events.close()
+            try:
+                events.close()
+            finally:
+                del events
+                self._loop_done.set()
         return self.model.embedding_
 
     def stop_training(self) -> None:
@@ -349,16 +410,27 @@ class TrainWidget(QWidget):
             self.status.setText("Stopping after this epoch…")
 
     def _on_event(self, event) -> None:
+        if self._closing:
+            return
+        # QProgressBar.setValue repaints at once (tens of ms beside an OpenGL canvas on a software renderer);
+        # with updates paused it only schedules the repaint, merged with the map's in the next paint
+        self.progress.setUpdatesEnabled(False)
         self.progress.setMaximum(max(1, event.total_epochs))
         self.progress.setValue(event.global_epoch)
+        self.progress.setUpdatesEnabled(True)
+        self.progress.update()
         self.status.setText(
             f"Stage {event.stage} ({event.stage_name}), epoch {event.epoch}/{event.stage_epochs}, "
             f"loss {event.loss:.3f}, {event.views_per_second:,.0f} views/s"
         )
         if event.embedding is not None:
-            self.show_map(self._training_layer, event.embedding)
+            cached = getattr(self, "_outliers", None)
+            outlier = cached[1] if cached is not None and cached[0] is event.embedding else None
+            self.show_map(self._training_layer, event.embedding, outlier=outlier)
 
     def _on_returned(self, embedding) -> None:
+        if self._closing:
+            return
         if embedding is not None and self._training_layer is not None:
             self.show_map(self._training_layer, embedding)
         done = "stopped early" if self._stop_requested else "done"
@@ -366,22 +438,78 @@ class TrainWidget(QWidget):
 
     def _on_error(self, exc) -> None:
         show_error(f"Training failed: {exc}")
-        self.status.setText(f"Training failed: {exc}")
+        if not self._closing:
+            self.status.setText(f"Training failed: {exc}")
 
     def _on_finished(self) -> None:
         self.worker = None
-        self.train_button.setEnabled(True)
-        self.stop_button.setEnabled(False)
+        self._finish_task()
+        _release_device_memory()
+        if not self._closing:
+            self.train_button.setEnabled(True)
+            self.stop_button.setEnabled(False)
 
-    def show_map(self, tiles_layer, embedding: np.ndarray) -> Points:
+    # -- closing ----------------------------------------------------------------
+    def shutdown(self, timeout: float = 0.0) -> bool:
+        """Stop training at the end of the current epoch (the model keeps what it learned).
+
+        Called without waiting when the widget is closed or removed from its dock (napari stays
+        responsive; the thread ends on its own), and with ``timeout`` = 10 s when napari closes.
+        The widget no longer touches layers afterwards. Returns whether the training thread has finished.
+        """
+        self._closing = True
+        if self.worker is None:
+            return True
+        self._stop_requested = True
+        done = self._loop_done.wait(timeout) if timeout > 0 else self._loop_done.is_set()
+        if done:
+            _release_device_memory()
+        return done
+
+    def _register_task(self) -> None:
+        # napari's task list: closing the window asks first, then calls our cancel callback
+        register = getattr(getattr(_unwrap(self.viewer), "window", None), "_register_task_status", None)
+        if register is None:
+            return
+        try:
+            from napari.utils.task_status import Status
+
+            self._task_id = register("napari-tsimcne", Status.BUSY, "training a t-SimCNE map",
+                                     cancel_callback=lambda: self.shutdown(timeout=10.0))
+        except Exception:  # noqa: BLE001 - a private napari API: training works without it
+            self._task_id = None
+
+    def _finish_task(self) -> None:
+        update = getattr(getattr(_unwrap(self.viewer), "window", None), "_update_task_status", None)
+        if self._task_id is None or update is None:
+            return
+        try:
+            from napari.utils.task_status import Status
+
+            update(self._task_id, Status.COMPLETED, "")
+        except Exception:  # noqa: BLE001
+            pass
+        self._task_id = None
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        self.shutdown()
+        super().closeEvent(event)
+
+    def event(self, ev) -> bool:
+        # napari's dock "x" (remove_dock_widget) takes the widget out of its dock with setParent(None)
+        if ev.type() == QEvent.Type.ParentChange and self.parent() is None and self.worker is not None:
+            self.shutdown()
+        return super().event(ev)
+
+    def show_map(self, tiles_layer, embedding: np.ndarray, outlier: np.ndarray | None = None) -> Points:
         """Create or update the map layer of ``tiles_layer`` and link it to the stack."""
         name = map_layer_name(tiles_layer.name)
         if name in self.viewer.layers and len(self.viewer.layers[name].data) == len(embedding):
             layer = self.viewer.layers[name]
-            update_map_layer(layer, embedding)
+            update_map_layer(layer, embedding, outlier=outlier)
         else:
             color_by = "label" if "labels" in tiles_layer.metadata else "outlier"
-            layer = create_map_layer(self.viewer, tiles_layer, embedding, color_by=color_by)
+            layer = create_map_layer(self.viewer, tiles_layer, embedding, color_by=color_by, outlier=outlier)
             recolor(layer, color_by)
         link_map(self.viewer, layer, tiles_layer)
         return layer
@@ -420,39 +548,79 @@ class TrainWidget(QWidget):
         _ask_path_then(self, "Load model", "", _MODEL_FILTER, self.load_model, (ModelFileError, OSError))
 
 
+AUTOSAVE_DELAY_MS = 1000
+"""Annotations are written this long after the first change (later changes in that second join the write)."""
+
+CLUSTER_METHODS = ("k-means", "HDBSCAN")
+
+
 class AnnotateWidget(QWidget):
-    """Name selected points, propose clusters, colour the map, export and import annotations."""
+    """Name selected points, propose clusters, colour the map, export and import annotations.
+
+    Annotations are autosaved (see :mod:`napari_tsimcne.plugin.autosave`) about a second after every change
+    and when the widget or napari closes; a fresh map of a stack with an autosave gets its annotations back.
+    """
 
     def __init__(self, napari_viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
         self._watched: dict[int, Points] = {}
+        self._savers: dict[int, autosave_mod.AnnotationAutosaver] = {}
+        self._fingerprints: dict[int, str] = {}
+        self._lasso: LassoTool | None = None
+        self._cluster_worker = None
+        self._filtered_windows: set[int] = set()
         self.map_combo = QComboBox()
         self.color_combo = QComboBox()
         self.name_edit = QLineEdit()
         self.name_edit.setPlaceholderText("class name, e.g. neutrophil")
         self.assign_button = QPushButton("Assign to selected")
+        self.lasso_button = QPushButton("Lasso select")
+        self.lasso_button.setCheckable(True)
+        self.lasso_button.setToolTip("Drag on the map to draw a free-hand outline; the points inside are selected. "
+                                     "Shift or Ctrl adds to the selection.")
+        self.method_combo = QComboBox()
+        self.method_combo.addItems(list(CLUSTER_METHODS))
         self.k_spin = QSpinBox()
         self.k_spin.setRange(2, 100)
         self.k_spin.setValue(8)
+        self.min_size_spin = QSpinBox()
+        self.min_size_spin.setRange(2, 100_000)
+        self.min_size_spin.setValue(20)
+        self.min_size_spin.setToolTip("HDBSCAN: the smallest group of points that counts as a cluster. "
+                                      "Points in no cluster get -1 (grey).")
+        self.k_label = QLabel("k")
+        self.min_size_label = QLabel("min size")
         self.cluster_button = QPushButton("Propose clusters")
         self.export_button = QPushButton("Export CSV…")
         self.import_button = QPushButton("Import CSV…")
+        self.restore_button = QPushButton("Restore autosave")
+        self.restore_button.setToolTip("Replace the map's annotations by the last autosave of this tile stack.")
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        self.autosave_label = QLabel("")
+        self.autosave_label.setWordWrap(True)
+        self._autosave_timer = QTimer(self)
+        self._autosave_timer.setSingleShot(True)
+        self._autosave_timer.setInterval(AUTOSAVE_DELAY_MS)
+        self._autosave_timer.timeout.connect(self.autosave_now)
 
         form = QFormLayout()
         form.addRow("Map", self.map_combo)
         form.addRow("Colour by", self.color_combo)
         box = QGroupBox("Annotate")
         box_form = QFormLayout(box)
+        box_form.addRow(self.lasso_button)
         box_form.addRow(self.name_edit)
         box_form.addRow(self.assign_button)
         clusters = QHBoxLayout()
-        clusters.addWidget(QLabel("k"))
+        clusters.addWidget(self.method_combo)
+        clusters.addWidget(self.k_label)
         clusters.addWidget(self.k_spin)
-        clusters.addWidget(self.cluster_button)
+        clusters.addWidget(self.min_size_label)
+        clusters.addWidget(self.min_size_spin)
         box_form.addRow(clusters)
+        box_form.addRow(self.cluster_button)
         files = QHBoxLayout()
         files.addWidget(self.export_button)
         files.addWidget(self.import_button)
@@ -460,16 +628,22 @@ class AnnotateWidget(QWidget):
         layout.addLayout(form)
         layout.addWidget(box)
         layout.addLayout(files)
+        layout.addWidget(self.restore_button)
         layout.addWidget(self.status)
+        layout.addWidget(self.autosave_label)
         layout.addStretch()
+        self._on_method_changed(self.method_combo.currentText())
 
         self.map_combo.currentTextChanged.connect(self._refresh_columns)
         self.color_combo.textActivated.connect(self.color_by)
         self.assign_button.clicked.connect(lambda: self.assign(self.name_edit.text()))
         self.name_edit.returnPressed.connect(lambda: self.assign(self.name_edit.text()))
-        self.cluster_button.clicked.connect(lambda: self.propose_clusters(self.k_spin.value()))
+        self.lasso_button.toggled.connect(self.set_lasso)
+        self.method_combo.currentTextChanged.connect(self._on_method_changed)
+        self.cluster_button.clicked.connect(self._on_cluster_clicked)
         self.export_button.clicked.connect(self._ask_export)
         self.import_button.clicked.connect(self._ask_import)
+        self.restore_button.clicked.connect(self._on_restore_clicked)
         for ev in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             ev.connect(self.refresh_layers)
         self.refresh_layers()
@@ -483,8 +657,25 @@ class AnnotateWidget(QWidget):
                 # keep "Colour by" in step when the map's colouring or columns change elsewhere
                 layer.events.face_color.connect(self._refresh_columns)
                 layer.events.features.connect(self._refresh_columns)
+                layer.events.features.connect(self._on_features_changed)
+                # after the code that made the map has finished with it (e.g. coloured it)
+                QTimer.singleShot(0, lambda key=key: self._restore_fresh_map(key))
+        alive = {id(_unwrap(l)) for l in maps}
+        for gone in [k for k in self._watched if k not in alive]:
+            self._forget(gone)
         _refill(self.map_combo, [l.name for l in maps])
         self._refresh_columns()
+
+    def _forget(self, key: int) -> None:
+        layer = self._watched.pop(key)
+        layer.events.face_color.disconnect(self._refresh_columns)
+        layer.events.features.disconnect(self._refresh_columns)
+        layer.events.features.disconnect(self._on_features_changed)
+        self._fingerprints.pop(key, None)
+        saver = self._savers.pop(key, None)
+        if saver is not None:
+            # the removed map's last changes still reach its file
+            saver.close()
 
     def _refresh_columns(self, *_) -> None:
         layer = self.map_layer()
@@ -525,22 +716,112 @@ class AnnotateWidget(QWidget):
         self.status.setText(f"{len(selected)} tiles named {name.strip()!r}.")
         return len(selected)
 
-    def propose_clusters(self, k: int) -> None:
-        """k-means on the map; writes the cluster column and colours by it."""
-        layer = self._require_map()
+    # -- lasso --------------------------------------------------------------------
+    def set_lasso(self, on: bool) -> None:
+        """Turn free-hand lasso selection on the current map on or off."""
+        if not on:
+            if self._lasso is not None:
+                lasso, self._lasso = self._lasso, None
+                lasso.disable()
+            return
+        layer = self.map_layer()
+        if layer is None:
+            show_error("No map yet: train a map in the 'Train map' widget first.")
+            self._sync_lasso_button()
+            return
+        if self._lasso is not None:
+            self._lasso.disable()
+        self._lasso = LassoTool(self.viewer, layer, on_disabled=self._on_lasso_disabled)
+        self._lasso.enable()
+        self._sync_lasso_button()
+
+    def _on_lasso_disabled(self) -> None:
+        self._lasso = None
+        self._sync_lasso_button()
+
+    def _sync_lasso_button(self) -> None:
+        self.lasso_button.blockSignals(True)
+        self.lasso_button.setChecked(self._lasso is not None and self._lasso.active)
+        self.lasso_button.blockSignals(False)
+
+    # -- clusters -------------------------------------------------------------------
+    def _on_method_changed(self, method: str) -> None:
+        kmeans = method == "k-means"
+        for w in (self.k_label, self.k_spin):
+            w.setVisible(kmeans)
+        for w in (self.min_size_label, self.min_size_spin):
+            w.setVisible(not kmeans)
+
+    def _on_cluster_clicked(self) -> None:
+        try:
+            if self.method_combo.currentText() == "HDBSCAN":
+                self.propose_hdbscan(self.min_size_spin.value())
+            else:
+                self.propose_clusters(self.k_spin.value())
+        except ValueError as exc:
+            show_error(str(exc))
+            self.status.setText(str(exc))
+
+    def _set_clusters(self, layer, labels: np.ndarray, message: str) -> None:
         feats = layer.features.copy()
-        feats["cluster"] = ann.propose_clusters(feats[["x", "y"]].to_numpy(), k)
+        feats["cluster"] = labels
         layer.features = feats
         self._refresh_columns()
         self.color_combo.setCurrentText("cluster")
         recolor(layer, "cluster")
-        self.status.setText(f"{k} clusters proposed.")
+        self.status.setText(message)
+
+    def propose_clusters(self, k: int) -> None:
+        """k-means on the map; writes the cluster column and colours by it."""
+        layer = self._require_map()
+        labels = ann.propose_clusters(layer.features[["x", "y"]].to_numpy(), k)
+        self._set_clusters(layer, labels, f"{k} clusters proposed.")
+
+    def propose_hdbscan(self, min_cluster_size: int):
+        """HDBSCAN on the map in a background thread (it takes a minute on 100,000 points); noise gets -1.
+
+        Returns the worker; the cluster column is written when it finishes.
+        """
+        layer = self._require_map()
+        if self._cluster_worker is not None:
+            raise ValueError("Clustering is already running.")
+        coords = layer.features[["x", "y"]].to_numpy()
+        if min_cluster_size < 2 or min_cluster_size > len(coords):
+            raise ValueError(f"The minimum cluster size must lie between 2 and the number of points "
+                             f"({len(coords)}), got {min_cluster_size}.")
+        key = _unwrap(layer)
+
+        def done(labels):
+            if key in self.viewer.layers and len(key.data) == len(labels):
+                n = len(set(labels.tolist()) - {-1})
+                noise = int((labels == -1).sum())
+                self._set_clusters(key, labels, f"HDBSCAN: {n} clusters, {noise} points in none (-1).")
+
+        def failed(exc):
+            show_error(f"Clustering failed: {exc}")
+
+        def finished():
+            self._cluster_worker = None
+            self.cluster_button.setEnabled(True)
+
+        worker = create_worker(ann.propose_hdbscan, coords, min_cluster_size, _start_thread=False)
+        worker.returned.connect(done)
+        worker.errored.connect(failed)
+        worker.finished.connect(finished)
+        self._cluster_worker = worker
+        self.cluster_button.setEnabled(False)
+        self.status.setText(f"HDBSCAN on {len(coords):,} points…")
+        worker.start()
+        return worker
+
+    # -- files ------------------------------------------------------------------------
+    def _tiles_layer_of(self, layer):
+        tiles_name = layer.metadata.get("tsimcne_tiles_layer")
+        return self.viewer.layers[tiles_name] if tiles_name in self.viewer.layers else None
 
     def _origins(self, layer):
-        tiles_name = layer.metadata.get("tsimcne_tiles_layer")
-        if tiles_name in self.viewer.layers:
-            return self.viewer.layers[tiles_name].metadata.get("origins")
-        return None
+        tiles = self._tiles_layer_of(layer)
+        return None if tiles is None else tiles.metadata.get("origins")
 
     def export_csv(self, path) -> None:
         """Write the annotations of the map to ``path`` (atomically)."""
@@ -548,10 +829,7 @@ class AnnotateWidget(QWidget):
         ann.export_csv(layer.features, path, origins=self._origins(layer))
         self.status.setText(f"Exported {len(layer.features)} tiles to {path}.")
 
-    def import_csv(self, path) -> None:
-        """Read annotations and clusters from ``path``; refuses files of another tile stack."""
-        layer = self._require_map()
-        table = ann.import_csv(path, len(layer.features))
+    def _apply_table(self, layer, table) -> None:
         feats = layer.features.copy()
         rows = feats["tile_index"].to_numpy()
         feats["annotation"] = table.loc[rows, "annotation"].to_numpy()
@@ -559,6 +837,11 @@ class AnnotateWidget(QWidget):
         layer.features = feats
         self._refresh_columns()
         recolor(layer, "annotation" if (feats["annotation"] != "").any() else None)
+
+    def import_csv(self, path) -> None:
+        """Read annotations and clusters from ``path``; refuses files of another tile stack."""
+        layer = self._require_map()
+        self._apply_table(layer, ann.import_csv(path, len(layer.features)))
         self.status.setText(f"Imported annotations from {path}.")
 
     def _ask_export(self) -> None:
@@ -568,3 +851,142 @@ class AnnotateWidget(QWidget):
     def _ask_import(self) -> None:
         _ask_path_then(self, "Import annotations", "", _CSV_FILTER, self.import_csv, (ValueError, OSError),
                        on_error=self.status.setText)
+
+    # -- autosave -----------------------------------------------------------------------
+    def _fingerprint(self, layer) -> str | None:
+        key = id(_unwrap(layer))
+        if key not in self._fingerprints:
+            tiles = self._tiles_layer_of(layer)
+            if tiles is None or len(tiles.data) != len(layer.data):
+                return None
+            self._fingerprints[key] = autosave_mod.stack_fingerprint(tiles.data)
+        return self._fingerprints[key]
+
+    def _saver(self, layer) -> autosave_mod.AnnotationAutosaver | None:
+        key = id(_unwrap(layer))
+        if key not in self._savers:
+            fingerprint = self._fingerprint(layer)
+            if fingerprint is None:
+                return None
+            tiles_name = layer.metadata.get("tsimcne_tiles_layer", layer.name)
+            self._savers[key] = autosave_mod.AnnotationAutosaver(autosave_mod.autosave_path(tiles_name, fingerprint))
+        return self._savers[key]
+
+    def autosave_path(self, layer=None) -> Path | None:
+        """The autosave file of ``layer`` (the current map by default)."""
+        layer = layer if layer is not None else self.map_layer()
+        saver = None if layer is None else self._saver(layer)
+        return None if saver is None else saver.path
+
+    def _on_features_changed(self, event=None) -> None:
+        # at most AUTOSAVE_DELAY_MS after the first unsaved change, also while changes keep coming
+        if not self._autosave_timer.isActive():
+            self._autosave_timer.start()
+
+    def autosave_now(self, wait: bool = False) -> None:
+        """Queue a write of every map's annotations that changed (``wait``: until they are on disk)."""
+        self._autosave_timer.stop()
+        for layer in list(self._watched.values()):
+            if layer not in self.viewer.layers:
+                continue
+            saver = self._saver(layer)
+            if saver is None:
+                continue
+            feats = layer.features
+            if saver.writes == 0 and not saver.path.exists() and not autosave_mod.has_annotations(feats):
+                saver.mark_saved(feats)  # nothing to keep yet: no file for every stack ever opened
+                continue
+            saver.save(feats, origins=self._origins(layer))
+            if wait:
+                saver.flush()
+            if saver.error is not None:
+                self.autosave_label.setText(f"Autosave failed: {saver.error}")
+            elif saver.writes:
+                self.autosave_label.setText(f"Autosaved to {saver.path} at {time.strftime('%H:%M:%S')}.")
+
+    def flush_autosave(self) -> None:
+        """Write pending changes now and wait for them (on close)."""
+        self.autosave_now(wait=True)
+        for saver in self._savers.values():
+            saver.flush()
+
+    def _restore_fresh_map(self, key) -> None:
+        """A new map without annotations gets those of its stack's autosave; a notification says so."""
+        if key not in self.viewer.layers or autosave_mod.has_annotations(key.features):
+            return
+        fingerprint = self._fingerprint(key)
+        if fingerprint is None:
+            return
+        path = autosave_mod.find_autosave(fingerprint)
+        if path is None:
+            others = autosave_mod.autosaves_of_other_stacks(key.metadata.get("tsimcne_tiles_layer", ""), fingerprint)
+            if others:
+                show_info(f"Not restored: the autosave {others[0].name} belongs to another tile stack of the "
+                          f"same name (different shape or pixels).")
+            return
+        try:
+            self.restore_autosave(key, path)
+        except (ValueError, OSError) as exc:
+            show_error(f"Autosave not restored: {exc}")
+
+    def restore_autosave(self, layer=None, path=None) -> Path:
+        """Replace the map's annotations and clusters by its stack's autosave (or ``path``).
+
+        Raises AnnotationFileError (a ValueError) for a file of another tile stack, leaving the map unchanged.
+        """
+        layer = _unwrap(layer if layer is not None else self._require_map())
+        fingerprint = self._fingerprint(layer)
+        if fingerprint is None:
+            raise ValueError("The map's tile layer is gone; cannot check which stack an autosave belongs to.")
+        path = Path(path) if path is not None else autosave_mod.find_autosave(fingerprint)
+        if path is None:
+            raise ValueError("No autosave for this tile stack.")
+        table = autosave_mod.load_autosave(path, fingerprint, len(layer.features))
+        self._apply_table(layer, table)
+        saver = self._saver(layer)
+        if saver is not None:
+            saver.mark_saved(layer.features)
+        n = int((layer.features["annotation"] != "").sum())
+        message = f"Restored {n} annotated tiles of {layer.name!r} from the autosave {path}."
+        show_info(message)
+        self.status.setText(message)
+        return path
+
+    def _on_restore_clicked(self) -> None:
+        try:
+            self.restore_autosave()
+        except (ValueError, OSError) as exc:
+            show_error(str(exc))
+            self.status.setText(str(exc))
+
+    # -- closing ------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Write the last changes and stop the lasso (widget closed or removed, or napari closing)."""
+        if self._lasso is not None:
+            self.set_lasso(False)
+        try:
+            self.flush_autosave()
+        except Exception as exc:  # noqa: BLE001 - closing must not fail
+            show_error(f"Autosave failed: {exc}")
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        # napari closing its window: save first (harmless if the close is then cancelled)
+        window = self.window()
+        if window is not self and id(window) not in self._filtered_windows:
+            window.installEventFilter(self)
+            self._filtered_windows.add(id(window))
+        super().showEvent(event)
+
+    def eventFilter(self, obj, ev) -> bool:  # noqa: N802 - Qt's name
+        if ev.type() == QEvent.Type.Close:
+            self.flush_autosave()
+        return False
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        self.shutdown()
+        super().closeEvent(event)
+
+    def event(self, ev) -> bool:
+        if ev.type() == QEvent.Type.ParentChange and self.parent() is None:
+            self.shutdown()
+        return super().event(ev)

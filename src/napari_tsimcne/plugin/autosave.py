@@ -1,0 +1,151 @@
+"""Autosave of annotations (no Qt): one CSV per tile stack, written atomically in a background thread.
+
+Files live in ``$NAPARI_TSIMCNE_AUTOSAVE_DIR`` or else in the user data folder
+(``~/.local/share/napari-tsimcne/autosave`` on Linux), named ``<layer name>-<stack fingerprint>.autosave.csv``.
+The fingerprint (shape, dtype and a hash of a few tiles) ties a file to its stack, so renaming the layer
+still finds it, and a file of another stack is refused. The content is the export CSV, so "Import CSV…" reads it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import annotations as ann
+
+ENV_DIR = "NAPARI_TSIMCNE_AUTOSAVE_DIR"
+SUFFIX = ".autosave.csv"
+_N_HASHED_TILES = 16
+
+
+def autosave_dir() -> Path:
+    """The autosave folder: ``$NAPARI_TSIMCNE_AUTOSAVE_DIR`` if set, else the user data folder."""
+    env = os.environ.get(ENV_DIR)
+    if env:
+        return Path(env).expanduser()
+    try:
+        from platformdirs import user_data_dir
+
+        return Path(user_data_dir("napari-tsimcne", appauthor=False)) / "autosave"
+    except ImportError:  # pragma: no cover - platformdirs comes with napari
+        return Path.home() / ".local" / "share" / "napari-tsimcne" / "autosave"
+
+
+def stack_fingerprint(tiles) -> str:
+    """A short hex digest of the stack's shape, dtype and up to 16 evenly spaced tiles (lazy arrays are fine)."""
+    shape = tuple(int(s) for s in tiles.shape)
+    digest = hashlib.blake2b(digest_size=8)
+    digest.update(repr((shape, str(np.dtype(tiles.dtype)))).encode())
+    n = shape[0] if shape else 0
+    for i in np.unique(np.linspace(0, max(n - 1, 0), min(n, _N_HASHED_TILES)).round().astype(int)):
+        digest.update(np.ascontiguousarray(np.asarray(tiles[int(i)])).tobytes())
+    return digest.hexdigest()
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")[:60] or "tiles"
+
+
+def autosave_path(layer_name: str, fingerprint: str, folder: Path | None = None) -> Path:
+    """Where the annotations of the stack ``fingerprint`` (shown as ``layer_name``) are autosaved."""
+    return (folder or autosave_dir()) / f"{_safe(layer_name)}-{fingerprint}{SUFFIX}"
+
+
+def fingerprint_of(path: str | os.PathLike) -> str | None:
+    """The stack fingerprint in an autosave file's name (None for other names)."""
+    m = re.search(r"-([0-9a-f]{16})" + re.escape(SUFFIX) + "$", Path(path).name)
+    return m.group(1) if m else None
+
+
+def find_autosave(fingerprint: str, folder: Path | None = None) -> Path | None:
+    """The newest autosave of the stack ``fingerprint``, whatever the layer was called."""
+    folder = folder or autosave_dir()
+    if not folder.is_dir():
+        return None
+    hits = [p for p in folder.glob(f"*-{fingerprint}{SUFFIX}") if p.is_file()]
+    return max(hits, key=lambda p: p.stat().st_mtime) if hits else None
+
+
+def autosaves_of_other_stacks(layer_name: str, fingerprint: str, folder: Path | None = None) -> list[Path]:
+    """Autosaves of layers with this name but another stack (to explain why nothing was restored)."""
+    folder = folder or autosave_dir()
+    if not folder.is_dir():
+        return []
+    pattern = f"{_safe(layer_name)}-*{SUFFIX}"
+    return [p for p in folder.glob(pattern) if fingerprint_of(p) not in (None, fingerprint)]
+
+
+def load_autosave(path: str | os.PathLike, fingerprint: str, n_tiles: int) -> pd.DataFrame:
+    """Read an autosave; refuses a file of another stack with :class:`AnnotationFileError`."""
+    saved = fingerprint_of(path)
+    if saved is not None and saved != fingerprint:
+        raise ann.AnnotationFileError(
+            f"{Path(path).name} was autosaved for another tile stack (fingerprint {saved}); "
+            f"these tiles have fingerprint {fingerprint}. Not restored."
+        )
+    return ann.import_csv(path, n_tiles)
+
+
+def has_annotations(features: pd.DataFrame) -> bool:
+    """Whether a map has any class names or clusters (a fresh map has none)."""
+    return bool((features["annotation"].astype(str) != "").any() or (features["cluster"] != -1).any())
+
+
+class AnnotationAutosaver:
+    """Writes snapshots of a map's annotations to one file, in order, off the calling thread.
+
+    ``save(features, origins)`` takes a snapshot now and returns at once; ``flush()`` waits for the writes.
+    Unchanged annotations are not written again.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tsimcne-autosave")
+        self._last: tuple | None = None
+        self._pending: Future | None = None
+        self.error: BaseException | None = None
+        self.writes = 0
+
+    def _key(self, features: pd.DataFrame) -> tuple:
+        hashed = pd.util.hash_pandas_object(features[["annotation", "cluster"]].astype({"annotation": str}), index=False)
+        return len(features), hashlib.blake2b(hashed.to_numpy().tobytes(), digest_size=16).hexdigest()
+
+    def save(self, features: pd.DataFrame, origins=None, force: bool = False) -> bool:
+        """Queue a write of ``features``; returns False when nothing changed since the last write."""
+        key = self._key(features)
+        if not force and key == self._last:
+            return False
+        self._last = key
+        snapshot = features[["tile_index", "x", "y", "annotation", "cluster"]].copy()
+        origins = None if origins is None else np.array(origins, copy=True)
+        self._pending = self._executor.submit(self._write, snapshot, origins)
+        return True
+
+    def mark_saved(self, features: pd.DataFrame) -> None:
+        """Treat ``features`` as already on disk (e.g. just restored from this file)."""
+        self._last = self._key(features)
+
+    def _write(self, snapshot: pd.DataFrame, origins) -> None:
+        try:
+            ann.export_csv(snapshot, self.path, origins=origins)
+            self.writes += 1
+            self.error = None
+        except Exception as exc:  # noqa: BLE001 - reported by the widget, never raised in the thread
+            self.error = exc
+            self._last = None  # try again at the next change
+
+    def flush(self, timeout: float | None = 10.0) -> None:
+        """Wait until the queued writes are on disk."""
+        pending = self._pending
+        if pending is not None:
+            pending.result(timeout=timeout)
+
+    def close(self) -> None:
+        """Finish the queued writes and stop the writer thread."""
+        self._executor.shutdown(wait=True)

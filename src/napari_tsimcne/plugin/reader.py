@@ -1,0 +1,284 @@
+"""Reader contribution: open the output folder of ``napari-tsimcne fit`` (or ``demo``) in napari.
+
+The folder holds ``embedding.csv`` and ``summary.json`` (and ``model.tsimcne``, ``map.png``). The reader
+returns the tiles as an image layer (read again from the input recorded in ``summary.json``, with the same
+tiling options), the map as a points layer beside them, as the Train widget draws it, with the annotations
+of ``annotations.csv`` when the folder has one, and, for tiles cut from one large image, that image. In a
+viewer, the map is linked to the tiles: selecting points shows their tiles.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+EMBEDDING_FILE = "embedding.csv"
+SUMMARY_FILE = "summary.json"
+ANNOTATIONS_FILE = "annotations.csv"
+MODEL_SUFFIX = ".tsimcne"
+TOKEN_KEY = "tsimcne_reader_token"
+"""Metadata key shared by the layers of one read, so that they can be linked once they are in a viewer."""
+
+LayerData = tuple[Any, dict, str]
+
+
+def output_folder(path: str | os.PathLike) -> Path | None:
+    """The t-SimCNE output folder ``path`` is (or holds a file of), or None.
+
+    A folder counts when it has both ``embedding.csv`` and ``summary.json``; ``path`` may also be a
+    ``.tsimcne`` model file, ``embedding.csv`` or ``summary.json`` inside such a folder.
+    """
+    try:
+        p = Path(os.fspath(path))
+    except TypeError:
+        return None
+    if p.is_file() and (p.suffix == MODEL_SUFFIX or p.name in (EMBEDDING_FILE, SUMMARY_FILE)):
+        p = p.parent
+    if p.is_dir() and (p / EMBEDDING_FILE).is_file() and (p / SUMMARY_FILE).is_file():
+        return p
+    return None
+
+
+def get_reader(path: str | os.PathLike | list) -> Callable[[Any], list[LayerData]] | None:
+    """The napari reader hook: :func:`read_output` for a t-SimCNE output folder, else None."""
+    if isinstance(path, (list, tuple)):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    return read_output if output_folder(path) is not None else None
+
+
+def read_output(path: str | os.PathLike | list) -> list[LayerData]:
+    """Layer data tuples of an output folder: [source image,] tiles, map (tiles omitted, with a warning, if unreadable)."""
+    if isinstance(path, (list, tuple)):
+        path = path[0]
+    folder = output_folder(path)
+    if folder is None:
+        raise ValueError(f"{path} is not a napari-tsimcne output folder (needs {EMBEDDING_FILE} and {SUMMARY_FILE}).")
+    from napari_tsimcne.core.io import read_embedding_csv
+
+    summary = json.loads((folder / SUMMARY_FILE).read_text())
+    table = read_embedding_csv(folder / EMBEDDING_FILE)
+    n = len(table.embedding)
+    token = uuid.uuid4().hex
+    tiles_name = str(summary.get("data") or folder.name)
+
+    sample = _load_tiles(summary, folder, n)
+    layers: list[LayerData] = []
+    labels = table.labels
+    class_names: tuple[str, ...] = ()
+    origins = table.origins
+    if sample is not None:
+        tiles, labels_read, class_names, origins_read, source = sample
+        labels = labels_read if labels_read is not None else labels
+        origins = origins_read if origins_read is not None else origins
+        tile_hw = (int(tiles.shape[1]), int(tiles.shape[2]))
+    else:
+        tiles, source = None, None
+        shape = summary.get("tile_shape") or [1, 1]
+        tile_hw = (int(shape[0]), int(shape[1]))
+
+    map_layer = _map_layer(table.embedding, tile_hw, tiles_name, labels, class_names, folder, token)
+    if tiles is not None:
+        meta: dict[str, Any] = {TOKEN_KEY: token, "description": f"tiles of the t-SimCNE map in {folder}"}
+        if labels is not None:
+            meta["labels"] = np.asarray(labels)
+            meta["class_names"] = tuple(class_names)
+        if origins is not None:
+            meta["origins"] = np.asarray(origins, dtype=np.int64)
+        if source is not None:
+            source_name = f"{tiles_name} image"
+            meta["source_layer"] = source_name
+            layers.append(_source_layer(source, source_name, tile_hw, map_layer[1]["metadata"]["tsimcne_side"], token))
+        rgb = tiles.ndim == 4 and tiles.shape[-1] in (3, 4)
+        layers.append((tiles, {"name": tiles_name, "rgb": rgb, "metadata": meta}, "image"))
+    layers.append(map_layer)
+    _link_when_added(token)
+    return layers
+
+
+# -- tiles -----------------------------------------------------------------------
+
+
+def _load_tiles(summary: dict, folder: Path, n: int):
+    """(tiles, labels, class_names, origins, source image or None) from the recorded input, or None with a warning."""
+    record = summary.get("input")
+    if not isinstance(record, dict):
+        warnings.warn(f"{folder / SUMMARY_FILE} does not record the input tiles; showing the map without them.",
+                      stacklevel=3)
+        return None
+    try:
+        if record.get("sample"):
+            got = _sample_tiles(record, summary)
+        else:
+            got = _file_tiles(record, folder)
+    except Exception as exc:  # noqa: BLE001 - any failure leaves the map, with the reason
+        warnings.warn(f"The tiles of {folder} could not be read ({exc}); showing the map without them.",
+                      stacklevel=3)
+        return None
+    if len(got[0]) != n:
+        warnings.warn(f"The input now holds {len(got[0])} tiles but the map of {folder} has {n}; "
+                      "showing the map without the tiles.", stacklevel=3)
+        return None
+    return got
+
+
+def _file_tiles(record: dict, folder: Path):
+    from napari_tsimcne.core.io import _read_array, read_tiles
+
+    path = Path(record["path"])
+    if not path.exists():
+        # the output folder and the input may have moved together
+        for candidate in (folder / path.name, folder.parent / path.name):
+            if candidate.exists():
+                path = candidate
+                break
+    tile_size, channel_axis = record.get("tile_size"), record.get("channel_axis")
+    data = read_tiles(path, tile_size, record.get("stride"), min_foreground=float(record.get("min_foreground") or 0.0),
+                      channel_axis=channel_axis)
+    source = None
+    if tile_size is not None:
+        image = _read_array(path)[0]
+        if channel_axis is not None:
+            image = np.moveaxis(image, channel_axis, -1)
+        if image.ndim == 2 or (image.ndim == 3 and image.shape[-1] in (3, 4)):
+            source = image
+    return data.tiles, data.labels, tuple(data.class_names), data.origins, source
+
+
+def _sample_tiles(record: dict, summary: dict):
+    from napari_tsimcne.core.sample import load_sample
+
+    n_tiles, seed = record.get("n_tiles"), int(record.get("seed") or 0)
+    sample = load_sample(n_tiles=n_tiles, seed=seed)
+    if summary.get("data") and sample.name != summary["data"]:
+        raise ValueError(f"the map is of {summary['data']!r} but the sample found here is {sample.name!r}")
+    keep = slice(n_tiles)
+    labels = None if sample.labels is None else sample.labels[keep]
+    origins = None if sample.origins is None else sample.origins[keep]
+    return sample.tiles[keep], labels, tuple(sample.class_names), origins, sample.source_image
+
+
+def _source_layer(image: np.ndarray, name: str, tile_hw: tuple[int, int], side: float, token: str) -> LayerData:
+    """The image the tiles were cut from, scaled to the width of tiles and map, below them."""
+    h, w = tile_hw
+    width = 1.25 * w + side
+    scale = width / max(image.shape[:2])
+    rgb = image.ndim == 3
+    kwargs = {"name": name, "rgb": rgb, "scale": (scale, scale), "translate": (side + 0.25 * h, 0.0),
+              "metadata": {TOKEN_KEY: token}}
+    return image, kwargs, "image"
+
+
+# -- map -------------------------------------------------------------------------
+
+
+def _map_layer(embedding: np.ndarray, tile_hw: tuple[int, int], tiles_name: str, labels, class_names,
+               folder: Path, token: str) -> LayerData:
+    """The points layer of the map, placed and featured as the Train widget makes it."""
+    from .map_layer import initial_features, map_coordinates, map_geometry, map_layer_name, point_size
+
+    side, offset = map_geometry(tile_hw)
+    coords = map_coordinates(embedding, side)
+    meta: dict[str, Any] = {}
+    if labels is not None:
+        labels = np.asarray(labels)
+        names_fit = (class_names and np.issubdtype(labels.dtype, np.integer)
+                     and labels.min() >= 0 and labels.max() < len(class_names))
+        meta = {"labels": labels, "class_names": tuple(class_names) if names_fit else None}
+    feats = initial_features(embedding, meta)
+    feats = _merge_annotations(feats, folder)
+    color_by = "annotation" if (feats["annotation"] != "").any() else "label" if "label" in feats else "outlier"
+    kwargs = {
+        "name": map_layer_name(tiles_name), "features": feats, "size": point_size(side, len(coords)),
+        "border_width": 0, "translate": offset,
+        "metadata": {"tsimcne_tiles_layer": tiles_name, "tsimcne_side": side, "tsimcne_color_by": color_by,
+                     "tsimcne_output": str(folder), TOKEN_KEY: token},
+        **_face_colors(feats[color_by], color_by),
+    }
+    return coords, kwargs, "points"
+
+
+def _merge_annotations(feats: pd.DataFrame, folder: Path) -> pd.DataFrame:
+    """Annotation and cluster columns from ``annotations.csv`` when the folder has one of these tiles."""
+    path = folder / ANNOTATIONS_FILE
+    if not path.is_file():
+        return feats
+    from .annotations import AnnotationFileError, import_csv
+
+    try:
+        table = import_csv(path, len(feats))
+    except AnnotationFileError as exc:
+        warnings.warn(f"Annotations not loaded: {exc}", stacklevel=4)
+        return feats
+    rows = feats["tile_index"].to_numpy()
+    feats["annotation"] = table.loc[rows, "annotation"].astype(str).to_numpy()
+    feats["cluster"] = table.loc[rows, "cluster"].to_numpy().astype(int)
+    return feats
+
+
+def _face_colors(values: pd.Series, column: str) -> dict:
+    """Points keyword arguments colouring by ``column`` the way :func:`map_layer.recolor` does."""
+    from .map_layer import categorical_colors
+
+    if pd.api.types.is_numeric_dtype(values) and column not in ("cluster", "tile_index"):
+        lo = float(values.min())
+        hi = float(np.percentile(values, 99)) if column == "outlier" else float(values.max())
+        return {"face_color": column, "face_colormap": "viridis", "face_contrast_limits": (lo, max(hi, lo + 1e-9))}
+    return {"face_color": categorical_colors(values.to_numpy())}
+
+
+# -- linking in the viewer ---------------------------------------------------------
+
+
+def _link_when_added(token: str) -> None:
+    """Link map and tiles (cross-selection) once the current viewer has added the layers of this read.
+
+    Readers get no viewer; napari adds the returned layers right after the reader returns, to the
+    viewer that asked, which is the current one.
+    """
+    try:
+        import napari
+    except ImportError:
+        return
+    viewer = napari.current_viewer()
+    if viewer is None:
+        return
+    viewer = getattr(viewer, "__wrapped__", viewer)
+
+    def on_inserted(event) -> None:
+        layer = event.value
+        if layer.metadata.get(TOKEN_KEY) != token or "tsimcne_tiles_layer" not in layer.metadata:
+            return  # not our map (the map comes last)
+        viewer.layers.events.inserted.disconnect(on_inserted)
+        link_layers(viewer, layer, token)
+
+    viewer.layers.events.inserted.connect(on_inserted)
+
+
+def link_layers(viewer, map_layer, token: str | None = None) -> None:
+    """Point the map at the tiles layer napari actually added (names may have got a suffix) and link them."""
+    from napari.layers import Image
+
+    from .map_layer import recolor
+    from .widget import link_map
+
+    token = token or map_layer.metadata.get(TOKEN_KEY)
+    ours = [l for l in viewer.layers if isinstance(l, Image) and l.metadata.get(TOKEN_KEY) == token]
+    tiles = next((l for l in ours if l.ndim >= 3), None)
+    source = next((l for l in ours if l.ndim == 2), None)
+    recolor(map_layer)
+    if tiles is None:
+        return
+    map_layer.metadata["tsimcne_tiles_layer"] = tiles.name
+    if source is not None:
+        tiles.metadata["source_layer"] = source.name
+    link_map(viewer, map_layer, tiles)
+    viewer.layers.selection.active = map_layer

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-import torch._dynamo  # noqa: F401  (load before napari's OpenGL; see plugin.widget._preload_torch)
+import torch._dynamo  # noqa: F401  (load before napari's OpenGL; see plugin.torch_runtime.preload_torch)
 
 import napari
 import numpy as np

@@ -12,7 +12,7 @@ from napari_tsimcne.plugin.map_layer import (
 )
 from napari_tsimcne.plugin.sample_data import sample_tiles, tiles_layer_data
 from napari_tsimcne.plugin.selection import gallery_image, tile_to_point
-from napari_tsimcne.plugin.widget import default_batch_size
+from napari_tsimcne.plugin.train_widget import default_batch_size
 
 
 @pytest.fixture

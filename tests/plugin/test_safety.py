@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -39,8 +41,10 @@ def small_map(viewer_with_widgets):
 def notes(monkeypatch):
     """Messages shown with napari's show_info / show_error by the widgets."""
     shown = {"info": [], "error": []}
-    monkeypatch.setattr("napari_tsimcne.plugin.widget.show_info", shown["info"].append)
-    monkeypatch.setattr("napari_tsimcne.plugin.widget.show_error", shown["error"].append)
+    for module in ("train_widget", "annotate_widget", "qt_helpers"):
+        for kind in ("info", "error"):
+            if hasattr(importlib.import_module(f"napari_tsimcne.plugin.{module}"), f"show_{kind}"):
+                monkeypatch.setattr(f"napari_tsimcne.plugin.{module}.show_{kind}", shown[kind].append)
     return shown
 
 
@@ -203,7 +207,7 @@ def test_bad_model_files_show_the_core_message(qtbot, viewer_with_widgets, notes
     viewer, train, _ = viewer_with_widgets
     corrupt = tmp_path / "broken.tsimcne"
     corrupt.write_bytes(b"not a model" * 10)
-    monkeypatch.setattr("napari_tsimcne.plugin.widget.QFileDialog.getOpenFileName",
+    monkeypatch.setattr("napari_tsimcne.plugin.qt_helpers.QFileDialog.getOpenFileName",
                         lambda *a, **k: (str(corrupt), ""))
     qtbot.mouseClick(train.load_button, Qt.MouseButton.LeftButton)
     assert "not a readable napari-tsimcne model" in notes["error"][-1] and train.model is None

@@ -109,7 +109,7 @@ def test_annotate_export_import(qtbot, trained, tmp_path):
 def test_bad_settings_show_error_and_widget_stays_usable(qtbot, viewer_with_widgets, monkeypatch):
     viewer, train_widget, _ = viewer_with_widgets
     errors = []
-    monkeypatch.setattr("napari_tsimcne.plugin.widget.show_error", errors.append)
+    monkeypatch.setattr("napari_tsimcne.plugin.train_widget.show_error", errors.append)
     set_tiny(train_widget)
     train_widget.batch_spin.setValue(512)  # more than the 256 tiles
     qtbot.mouseClick(train_widget.train_button, Qt.MouseButton.LeftButton)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .qt_helpers import unwrap
 from .selection import gallery_image, tile_rectangles, tile_to_point
 
 GALLERY_NAME = "selected tiles"
@@ -132,3 +133,16 @@ class MapTileLink:
                                            border_color="red", border_width=0.2, translate=self.map_layer.translate)
             self.viewer.layers.selection.active = self.map_layer
         layer.metadata["tile_index"] = tile
+
+
+_LINKS: dict[int, MapTileLink] = {}
+
+
+def link_map(viewer, map_layer, tiles_layer) -> MapTileLink:
+    """Connect the map and the tile stack (once per map layer)."""
+    key = unwrap(map_layer)
+    link = _LINKS.get(id(key))
+    if link is None or unwrap(link.map_layer) is not key:
+        link = _LINKS[id(key)] = MapTileLink(viewer, map_layer, tiles_layer)
+    link.tiles_layer = unwrap(tiles_layer)
+    return link

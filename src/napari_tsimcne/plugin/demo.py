@@ -5,7 +5,7 @@ from __future__ import annotations
 
 def run_demo_viewer() -> None:
     """Open napari with the sample tiles and the Train/Annotate widgets docked; blocks until closed."""
-    import torch._dynamo  # noqa: F401  (before napari's OpenGL: see widget._preload_torch)
+    import torch._dynamo  # noqa: F401  (before napari's OpenGL: see torch_runtime.preload_torch)
 
     import napari
 

@@ -268,7 +268,7 @@ def link_layers(viewer, map_layer, token: str | None = None) -> None:
     from napari.layers import Image
 
     from .map_layer import recolor
-    from .widget import link_map
+    from .crosslink import link_map
 
     token = token or map_layer.metadata.get(TOKEN_KEY)
     ours = [l for l in viewer.layers if isinstance(l, Image) and l.metadata.get(TOKEN_KEY) == token]

@@ -1,0 +1,464 @@
+"""The Annotate map dock widget: select, name and cluster points of the map; export, import and autosave."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+from napari.layers import Points
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QEvent, QTimer
+from qtpy.QtWidgets import (
+    QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPushButton, QSpinBox, QVBoxLayout, QWidget,
+)
+
+from . import annotations as ann
+from . import autosave as autosave_mod
+from .lasso import LassoTool
+from .map_layer import recolor
+from .qt_helpers import CSV_FILTER, ask_path_then, refill, unwrap
+
+AUTOSAVE_DELAY_MS = 1000
+"""Annotations are written this long after the first change (later changes in that second join the write)."""
+
+CLUSTER_METHODS = ("k-means", "HDBSCAN")
+
+
+class AnnotateWidget(QWidget):
+    """Name selected points, propose clusters, colour the map, export and import annotations.
+
+    Annotations are autosaved (see :mod:`napari_tsimcne.plugin.autosave`) about a second after every change
+    and when the widget or napari closes; a fresh map of a stack with an autosave gets its annotations back.
+    """
+
+    def __init__(self, napari_viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self._watched: dict[int, Points] = {}
+        self._savers: dict[int, autosave_mod.AnnotationAutosaver] = {}
+        self._fingerprints: dict[int, str] = {}
+        self._lasso: LassoTool | None = None
+        self._cluster_worker = None
+        self._filtered_windows: set[int] = set()
+        self.map_combo = QComboBox()
+        self.color_combo = QComboBox()
+        self.name_edit = QLineEdit()
+        self.name_edit.setPlaceholderText("class name, e.g. neutrophil")
+        self.assign_button = QPushButton("Assign to selected")
+        self.lasso_button = QPushButton("Lasso select")
+        self.lasso_button.setCheckable(True)
+        self.lasso_button.setToolTip("Drag on the map to draw a free-hand outline; the points inside are selected. "
+                                     "Shift or Ctrl adds to the selection.")
+        self.method_combo = QComboBox()
+        self.method_combo.addItems(list(CLUSTER_METHODS))
+        self.k_spin = QSpinBox()
+        self.k_spin.setRange(2, 100)
+        self.k_spin.setValue(8)
+        self.min_size_spin = QSpinBox()
+        self.min_size_spin.setRange(2, 100_000)
+        self.min_size_spin.setValue(20)
+        self.min_size_spin.setToolTip("HDBSCAN: the smallest group of points that counts as a cluster. "
+                                      "Points in no cluster get -1 (grey).")
+        self.k_label = QLabel("k")
+        self.min_size_label = QLabel("min size")
+        self.cluster_button = QPushButton("Propose clusters")
+        self.export_button = QPushButton("Export CSV…")
+        self.import_button = QPushButton("Import CSV…")
+        self.restore_button = QPushButton("Restore autosave")
+        self.restore_button.setToolTip("Replace the map's annotations by the last autosave of this tile stack.")
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.autosave_label = QLabel("")
+        self.autosave_label.setWordWrap(True)
+        self._autosave_timer = QTimer(self)
+        self._autosave_timer.setSingleShot(True)
+        self._autosave_timer.setInterval(AUTOSAVE_DELAY_MS)
+        self._autosave_timer.timeout.connect(self.autosave_now)
+
+        form = QFormLayout()
+        form.addRow("Map", self.map_combo)
+        form.addRow("Colour by", self.color_combo)
+        box = QGroupBox("Annotate")
+        box_form = QFormLayout(box)
+        box_form.addRow(self.lasso_button)
+        box_form.addRow(self.name_edit)
+        box_form.addRow(self.assign_button)
+        clusters = QHBoxLayout()
+        clusters.addWidget(self.method_combo)
+        clusters.addWidget(self.k_label)
+        clusters.addWidget(self.k_spin)
+        clusters.addWidget(self.min_size_label)
+        clusters.addWidget(self.min_size_spin)
+        box_form.addRow(clusters)
+        box_form.addRow(self.cluster_button)
+        files = QHBoxLayout()
+        files.addWidget(self.export_button)
+        files.addWidget(self.import_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(box)
+        layout.addLayout(files)
+        layout.addWidget(self.restore_button)
+        layout.addWidget(self.status)
+        layout.addWidget(self.autosave_label)
+        layout.addStretch()
+        self._on_method_changed(self.method_combo.currentText())
+
+        self.map_combo.currentTextChanged.connect(self._refresh_columns)
+        self.color_combo.textActivated.connect(self.color_by)
+        self.assign_button.clicked.connect(lambda: self.assign(self.name_edit.text()))
+        self.name_edit.returnPressed.connect(lambda: self.assign(self.name_edit.text()))
+        self.lasso_button.toggled.connect(self.set_lasso)
+        self.method_combo.currentTextChanged.connect(self._on_method_changed)
+        self.cluster_button.clicked.connect(self._on_cluster_clicked)
+        self.export_button.clicked.connect(self._ask_export)
+        self.import_button.clicked.connect(self._ask_import)
+        self.restore_button.clicked.connect(self._on_restore_clicked)
+        for ev in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
+            ev.connect(self.refresh_layers)
+        self.refresh_layers()
+
+    def refresh_layers(self, event=None) -> None:
+        maps = [l for l in self.viewer.layers if isinstance(l, Points) and "tsimcne_tiles_layer" in l.metadata]
+        for layer in maps:
+            key = unwrap(layer)
+            if id(key) not in self._watched:
+                self._watched[id(key)] = key
+                # keep "Colour by" in step when the map's colouring or columns change elsewhere
+                layer.events.face_color.connect(self._refresh_columns)
+                layer.events.features.connect(self._refresh_columns)
+                layer.events.features.connect(self._on_features_changed)
+                # after the code that made the map has finished with it (e.g. coloured it)
+                QTimer.singleShot(0, lambda key=key: self._restore_fresh_map(key))
+        alive = {id(unwrap(l)) for l in maps}
+        for gone in [k for k in self._watched if k not in alive]:
+            self._forget(gone)
+        refill(self.map_combo, [l.name for l in maps])
+        self._refresh_columns()
+
+    def _forget(self, key: int) -> None:
+        layer = self._watched.pop(key)
+        layer.events.face_color.disconnect(self._refresh_columns)
+        layer.events.features.disconnect(self._refresh_columns)
+        layer.events.features.disconnect(self._on_features_changed)
+        self._fingerprints.pop(key, None)
+        saver = self._savers.pop(key, None)
+        if saver is not None:
+            # the removed map's last changes still reach its file
+            saver.close()
+
+    def _refresh_columns(self, *_) -> None:
+        layer = self.map_layer()
+        columns = [] if layer is None else [c for c in layer.features.columns if c not in ("tile_index", "x", "y")]
+        refill(self.color_combo, columns)
+        if layer is not None and layer.metadata.get("tsimcne_color_by") in columns:
+            self.color_combo.blockSignals(True)
+            self.color_combo.setCurrentText(layer.metadata["tsimcne_color_by"])
+            self.color_combo.blockSignals(False)
+
+    def map_layer(self) -> Points | None:
+        name = self.map_combo.currentText()
+        return self.viewer.layers[name] if name in self.viewer.layers else None
+
+    def _require_map(self) -> Points:
+        layer = self.map_layer()
+        if layer is None:
+            raise ValueError("No map yet: train a map in the 'Train map' widget first.")
+        return layer
+
+    def color_by(self, column: str) -> None:
+        layer = self.map_layer()
+        if layer is not None and column:
+            recolor(layer, column)
+
+    def assign(self, name: str) -> int:
+        """Give the selected points the class ``name``; returns how many were named."""
+        layer = self.map_layer()
+        if layer is None or not name.strip() or not layer.selected_data:
+            show_error("Select points in the map and type a class name first.")
+            return 0
+        selected = set(layer.selected_data)
+        layer.features = ann.assign_annotation(layer.features, selected, name)
+        layer.selected_data = selected
+        self._refresh_columns()
+        self.color_combo.setCurrentText("annotation")
+        recolor(layer, "annotation")
+        self.status.setText(f"{len(selected)} tiles named {name.strip()!r}.")
+        return len(selected)
+
+    # -- lasso --------------------------------------------------------------------
+    def set_lasso(self, on: bool) -> None:
+        """Turn free-hand lasso selection on the current map on or off."""
+        if not on:
+            if self._lasso is not None:
+                lasso, self._lasso = self._lasso, None
+                lasso.disable()
+            return
+        layer = self.map_layer()
+        if layer is None:
+            show_error("No map yet: train a map in the 'Train map' widget first.")
+            self._sync_lasso_button()
+            return
+        if self._lasso is not None:
+            self._lasso.disable()
+        self._lasso = LassoTool(self.viewer, layer, on_disabled=self._on_lasso_disabled)
+        self._lasso.enable()
+        self._sync_lasso_button()
+
+    def _on_lasso_disabled(self) -> None:
+        self._lasso = None
+        self._sync_lasso_button()
+
+    def _sync_lasso_button(self) -> None:
+        self.lasso_button.blockSignals(True)
+        self.lasso_button.setChecked(self._lasso is not None and self._lasso.active)
+        self.lasso_button.blockSignals(False)
+
+    # -- clusters -------------------------------------------------------------------
+    def _on_method_changed(self, method: str) -> None:
+        kmeans = method == "k-means"
+        for w in (self.k_label, self.k_spin):
+            w.setVisible(kmeans)
+        for w in (self.min_size_label, self.min_size_spin):
+            w.setVisible(not kmeans)
+
+    def _on_cluster_clicked(self) -> None:
+        try:
+            if self.method_combo.currentText() == "HDBSCAN":
+                self.propose_hdbscan(self.min_size_spin.value())
+            else:
+                self.propose_clusters(self.k_spin.value())
+        except ValueError as exc:
+            show_error(str(exc))
+            self.status.setText(str(exc))
+
+    def _set_clusters(self, layer, labels: np.ndarray, message: str) -> None:
+        feats = layer.features.copy()
+        feats["cluster"] = labels
+        layer.features = feats
+        self._refresh_columns()
+        self.color_combo.setCurrentText("cluster")
+        recolor(layer, "cluster")
+        self.status.setText(message)
+
+    def propose_clusters(self, k: int) -> None:
+        """k-means on the map; writes the cluster column and colours by it."""
+        layer = self._require_map()
+        labels = ann.propose_clusters(layer.features[["x", "y"]].to_numpy(), k)
+        self._set_clusters(layer, labels, f"{k} clusters proposed.")
+
+    def propose_hdbscan(self, min_cluster_size: int):
+        """HDBSCAN on the map in a background thread (it takes a minute on 100,000 points); noise gets -1.
+
+        Returns the worker; the cluster column is written when it finishes.
+        """
+        layer = self._require_map()
+        if self._cluster_worker is not None:
+            raise ValueError("Clustering is already running.")
+        coords = layer.features[["x", "y"]].to_numpy()
+        if min_cluster_size < 2 or min_cluster_size > len(coords):
+            raise ValueError(f"The minimum cluster size must lie between 2 and the number of points "
+                             f"({len(coords)}), got {min_cluster_size}.")
+        key = unwrap(layer)
+
+        def done(labels):
+            if key in self.viewer.layers and len(key.data) == len(labels):
+                n = len(set(labels.tolist()) - {-1})
+                noise = int((labels == -1).sum())
+                self._set_clusters(key, labels, f"HDBSCAN: {n} clusters, {noise} points in none (-1).")
+
+        def failed(exc):
+            show_error(f"Clustering failed: {exc}")
+
+        def finished():
+            self._cluster_worker = None
+            self.cluster_button.setEnabled(True)
+
+        worker = create_worker(ann.propose_hdbscan, coords, min_cluster_size, _start_thread=False)
+        worker.returned.connect(done)
+        worker.errored.connect(failed)
+        worker.finished.connect(finished)
+        self._cluster_worker = worker
+        self.cluster_button.setEnabled(False)
+        self.status.setText(f"HDBSCAN on {len(coords):,} points…")
+        worker.start()
+        return worker
+
+    # -- files ------------------------------------------------------------------------
+    def _tiles_layer_of(self, layer):
+        tiles_name = layer.metadata.get("tsimcne_tiles_layer")
+        return self.viewer.layers[tiles_name] if tiles_name in self.viewer.layers else None
+
+    def _origins(self, layer):
+        tiles = self._tiles_layer_of(layer)
+        return None if tiles is None else tiles.metadata.get("origins")
+
+    def export_csv(self, path) -> None:
+        """Write the annotations of the map to ``path`` (atomically)."""
+        layer = self._require_map()
+        ann.export_csv(layer.features, path, origins=self._origins(layer))
+        self.status.setText(f"Exported {len(layer.features)} tiles to {path}.")
+
+    def _apply_table(self, layer, table) -> None:
+        feats = layer.features.copy()
+        rows = feats["tile_index"].to_numpy()
+        feats["annotation"] = table.loc[rows, "annotation"].to_numpy()
+        feats["cluster"] = table.loc[rows, "cluster"].to_numpy().astype(int)
+        layer.features = feats
+        self._refresh_columns()
+        recolor(layer, "annotation" if (feats["annotation"] != "").any() else None)
+
+    def import_csv(self, path) -> None:
+        """Read annotations and clusters from ``path``; refuses files of another tile stack."""
+        layer = self._require_map()
+        self._apply_table(layer, ann.import_csv(path, len(layer.features)))
+        self.status.setText(f"Imported annotations from {path}.")
+
+    def _ask_export(self) -> None:
+        ask_path_then(self, "Export annotations", "annotations.csv", CSV_FILTER, self.export_csv, (ValueError, OSError),
+                       save=True)
+
+    def _ask_import(self) -> None:
+        ask_path_then(self, "Import annotations", "", CSV_FILTER, self.import_csv, (ValueError, OSError),
+                       on_error=self.status.setText)
+
+    # -- autosave -----------------------------------------------------------------------
+    def _fingerprint(self, layer) -> str | None:
+        key = id(unwrap(layer))
+        if key not in self._fingerprints:
+            tiles = self._tiles_layer_of(layer)
+            if tiles is None or len(tiles.data) != len(layer.data):
+                return None
+            self._fingerprints[key] = autosave_mod.stack_fingerprint(tiles.data)
+        return self._fingerprints[key]
+
+    def _saver(self, layer) -> autosave_mod.AnnotationAutosaver | None:
+        key = id(unwrap(layer))
+        if key not in self._savers:
+            fingerprint = self._fingerprint(layer)
+            if fingerprint is None:
+                return None
+            tiles_name = layer.metadata.get("tsimcne_tiles_layer", layer.name)
+            self._savers[key] = autosave_mod.AnnotationAutosaver(autosave_mod.autosave_path(tiles_name, fingerprint))
+        return self._savers[key]
+
+    def autosave_path(self, layer=None) -> Path | None:
+        """The autosave file of ``layer`` (the current map by default)."""
+        layer = layer if layer is not None else self.map_layer()
+        saver = None if layer is None else self._saver(layer)
+        return None if saver is None else saver.path
+
+    def _on_features_changed(self, event=None) -> None:
+        # at most AUTOSAVE_DELAY_MS after the first unsaved change, also while changes keep coming
+        if not self._autosave_timer.isActive():
+            self._autosave_timer.start()
+
+    def autosave_now(self, wait: bool = False) -> None:
+        """Queue a write of every map's annotations that changed (``wait``: until they are on disk)."""
+        self._autosave_timer.stop()
+        for layer in list(self._watched.values()):
+            if layer not in self.viewer.layers:
+                continue
+            saver = self._saver(layer)
+            if saver is None:
+                continue
+            feats = layer.features
+            if saver.writes == 0 and not saver.path.exists() and not autosave_mod.has_annotations(feats):
+                saver.mark_saved(feats)  # nothing to keep yet: no file for every stack ever opened
+                continue
+            saver.save(feats, origins=self._origins(layer))
+            if wait:
+                saver.flush()
+            if saver.error is not None:
+                self.autosave_label.setText(f"Autosave failed: {saver.error}")
+            elif saver.writes:
+                self.autosave_label.setText(f"Autosaved to {saver.path} at {time.strftime('%H:%M:%S')}.")
+
+    def flush_autosave(self) -> None:
+        """Write pending changes now and wait for them (on close)."""
+        self.autosave_now(wait=True)
+        for saver in self._savers.values():
+            saver.flush()
+
+    def _restore_fresh_map(self, key) -> None:
+        """A new map without annotations gets those of its stack's autosave; a notification says so."""
+        if key not in self.viewer.layers or autosave_mod.has_annotations(key.features):
+            return
+        fingerprint = self._fingerprint(key)
+        if fingerprint is None:
+            return
+        path = autosave_mod.find_autosave(fingerprint)
+        if path is None:
+            others = autosave_mod.autosaves_of_other_stacks(key.metadata.get("tsimcne_tiles_layer", ""), fingerprint)
+            if others:
+                show_info(f"Not restored: the autosave {others[0].name} belongs to another tile stack of the "
+                          f"same name (different shape or pixels).")
+            return
+        try:
+            self.restore_autosave(key, path)
+        except (ValueError, OSError) as exc:
+            show_error(f"Autosave not restored: {exc}")
+
+    def restore_autosave(self, layer=None, path=None) -> Path:
+        """Replace the map's annotations and clusters by its stack's autosave (or ``path``).
+
+        Raises AnnotationFileError (a ValueError) for a file of another tile stack, leaving the map unchanged.
+        """
+        layer = unwrap(layer if layer is not None else self._require_map())
+        fingerprint = self._fingerprint(layer)
+        if fingerprint is None:
+            raise ValueError("The map's tile layer is gone; cannot check which stack an autosave belongs to.")
+        path = Path(path) if path is not None else autosave_mod.find_autosave(fingerprint)
+        if path is None:
+            raise ValueError("No autosave for this tile stack.")
+        table = autosave_mod.load_autosave(path, fingerprint, len(layer.features))
+        self._apply_table(layer, table)
+        saver = self._saver(layer)
+        if saver is not None:
+            saver.mark_saved(layer.features)
+        n = int((layer.features["annotation"] != "").sum())
+        message = f"Restored {n} annotated tiles of {layer.name!r} from the autosave {path}."
+        show_info(message)
+        self.status.setText(message)
+        return path
+
+    def _on_restore_clicked(self) -> None:
+        try:
+            self.restore_autosave()
+        except (ValueError, OSError) as exc:
+            show_error(str(exc))
+            self.status.setText(str(exc))
+
+    # -- closing ------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Write the last changes and stop the lasso (widget closed or removed, or napari closing)."""
+        if self._lasso is not None:
+            self.set_lasso(False)
+        try:
+            self.flush_autosave()
+        except Exception as exc:  # noqa: BLE001 - closing must not fail
+            show_error(f"Autosave failed: {exc}")
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        # napari closing its window: save first (harmless if the close is then cancelled)
+        window = self.window()
+        if window is not self and id(window) not in self._filtered_windows:
+            window.installEventFilter(self)
+            self._filtered_windows.add(id(window))
+        super().showEvent(event)
+
+    def eventFilter(self, obj, ev) -> bool:  # noqa: N802 - Qt's name
+        if ev.type() == QEvent.Type.Close:
+            self.flush_autosave()
+        return False
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        self.shutdown()
+        super().closeEvent(event)
+
+    def event(self, ev) -> bool:
+        if ev.type() == QEvent.Type.ParentChange and self.parent() is None:
+            self.shutdown()
+        return super().event(ev)

@@ -1,0 +1,463 @@
+"""The Train map dock widget: choose a tile layer and augmentations, train in the background, watch the map form."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+from napari.layers import Image, Points
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QEvent, Qt
+from qtpy.QtWidgets import (
+    QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QProgressBar, QPushButton, QSpinBox,
+    QVBoxLayout, QWidget,
+)
+
+from napari_tsimcne.core import ModelFileError, NotFittedError, TileStackError, TSimCNE
+
+from .crosslink import GALLERY_NAME, link_map
+from .map_layer import create_map_layer, map_layer_name, outlier_scores, recolor, update_map_layer
+from .preview import augmentation_mosaic, preview_indices
+from .qt_helpers import MODEL_FILTER, ask_path_then, refill, unwrap
+from .tiling import cut_layer_into_tiles
+from .torch_runtime import preload_torch, release_device_memory
+
+PREVIEW_NAME = "augmentation preview"
+
+PRESET_HELP = {
+    "microscopy": "Rotations by any angle, flips, crops, colour jitter, blur. The map ignores orientation "
+                  "and moderate staining/brightness differences. Good for cells and tissue.",
+    "natural": "SimCLR's set: crops, horizontal flips, colour jitter, greyscale. No rotations: the map "
+               "keeps 'up'. For photographs and objects with an orientation.",
+    "fluorescence": "Rotations, flips, crops, at most a 5 % gain per channel. No brightness or contrast jitter, "
+                    "so intensity (DNA content, marker levels) stays visible in the map.",
+}
+
+
+def default_batch_size(n_tiles: int) -> int:
+    """min(1024, the largest power of two <= n_tiles)."""
+    return int(min(1024, 1 << (max(2, n_tiles).bit_length() - 1)))
+
+
+def _tile_layers(viewer) -> list[Image]:
+    return [l for l in viewer.layers if isinstance(l, Image) and l.ndim >= 3 and l.name != GALLERY_NAME]
+
+
+def _image_layers_2d(viewer) -> list[Image]:
+    return [l for l in viewer.layers if isinstance(l, Image) and l.ndim == 2 and l.name != PREVIEW_NAME]
+
+
+class TrainWidget(QWidget):
+    """Choose a tile layer and augmentations, train, and watch the map form."""
+
+    def __init__(self, napari_viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.model: TSimCNE | None = None
+        self.worker = None
+        self._stop_requested = False
+        self._training_layer = None
+        self._closing = False
+        self._loop_done = threading.Event()
+        self._loop_done.set()
+        self._task_id = None
+
+        self.layer_combo = QComboBox()
+        self.preset_combo = QComboBox()
+        self.preset_combo.addItems(list(PRESET_HELP))
+        self.preset_help = QLabel(PRESET_HELP["microscopy"])
+        self.preset_help.setWordWrap(True)
+        self.epoch_spins = []
+        for default in (40, 4, 16):
+            spin = QSpinBox()
+            spin.setRange(0, 5000)
+            spin.setValue(default)
+            self.epoch_spins.append(spin)
+        self.batch_spin = QSpinBox()
+        self.batch_spin.setRange(2, 65536)
+        self.batch_spin.setValue(1024)
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(["auto", "cuda", "mps", "cpu"])
+        self.backbone_combo = QComboBox()
+        self.backbone_combo.addItems(["resnet18", "resnet10"])
+        self.width_spin = QSpinBox()
+        self.width_spin.setRange(4, 256)
+        self.width_spin.setValue(64)
+        self.seed_spin = QSpinBox()
+        self.seed_spin.setRange(0, 2**31 - 1)
+        self.train_button = QPushButton("Train")
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setEnabled(False)
+        self.progress = QProgressBar()
+        self.status = QLabel("Not trained.")
+        self.status.setWordWrap(True)
+        self.save_button = QPushButton("Save model…")
+        self.load_button = QPushButton("Load model…")
+        self.embed_button = QPushButton("Embed with loaded model")
+        self.preview_button = QPushButton("Preview augmentations")
+        self.source_combo = QComboBox()
+        self.tile_size_spin = QSpinBox()
+        self.tile_size_spin.setRange(4, 4096)
+        self.tile_size_spin.setValue(32)
+        self.stride_spin = QSpinBox()
+        self.stride_spin.setRange(1, 4096)
+        self.stride_spin.setValue(32)
+        self.min_fg_spin = QDoubleSpinBox()
+        self.min_fg_spin.setRange(0.0, 1.0)
+        self.min_fg_spin.setSingleStep(0.05)
+        self.min_fg_spin.setValue(0.0)
+        self.min_fg_spin.setToolTip("Skip tiles with less than this fraction of foreground (0 keeps all).")
+        self.cut_button = QPushButton("Cut")
+
+        form = QFormLayout()
+        form.addRow("Tiles", self.layer_combo)
+        form.addRow("Augmentations", self.preset_combo)
+        form.addRow(self.preset_help)
+        epochs = QHBoxLayout()
+        for spin in self.epoch_spins:
+            epochs.addWidget(spin)
+        form.addRow("Epochs (1/2/3)", epochs)
+        form.addRow("Batch size", self.batch_spin)
+        form.addRow("Device", self.device_combo)
+        form.addRow("Network", self.backbone_combo)
+        form.addRow("Width", self.width_spin)
+        form.addRow("Seed", self.seed_spin)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.train_button)
+        buttons.addWidget(self.stop_button)
+        files = QHBoxLayout()
+        files.addWidget(self.save_button)
+        files.addWidget(self.load_button)
+        cut_box = QGroupBox("Cut image into tiles")
+        cut_form = QFormLayout(cut_box)
+        cut_form.addRow("Image", self.source_combo)
+        cut_form.addRow("Tile size", self.tile_size_spin)
+        cut_form.addRow("Stride", self.stride_spin)
+        cut_form.addRow("Skip background", self.min_fg_spin)
+        cut_form.addRow(self.cut_button)
+        layout = QVBoxLayout(self)
+        layout.addWidget(cut_box)
+        layout.addLayout(form)
+        layout.addWidget(self.preview_button)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addLayout(files)
+        layout.addWidget(self.embed_button)
+        layout.addStretch()
+
+        self.preset_combo.currentTextChanged.connect(lambda p: self.preset_help.setText(PRESET_HELP[p]))
+        self.layer_combo.currentTextChanged.connect(self._on_layer_changed)
+        self.train_button.clicked.connect(self.start_training)
+        self.stop_button.clicked.connect(self.stop_training)
+        self.save_button.clicked.connect(self._ask_save)
+        self.load_button.clicked.connect(self._ask_load)
+        self.embed_button.clicked.connect(self.embed_with_model)
+        self.preview_button.clicked.connect(lambda: self.preview_augmentations())
+        self.cut_button.clicked.connect(lambda: self.cut_into_tiles())
+        self.tile_size_spin.valueChanged.connect(self._on_tile_size_changed)
+        for ev in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed,
+                   self.viewer.layers.events.reordered):
+            ev.connect(self.refresh_layers)
+        self.refresh_layers()
+
+    # -- layer choice ---------------------------------------------------------
+    def refresh_layers(self, event=None) -> None:
+        refill(self.layer_combo, [l.name for l in _tile_layers(self.viewer)])
+        refill(self.source_combo, [l.name for l in _image_layers_2d(self.viewer)])
+        self._on_layer_changed(self.layer_combo.currentText())
+
+    def _on_layer_changed(self, name: str) -> None:
+        if name in self.viewer.layers:
+            self.batch_spin.setValue(default_batch_size(self.viewer.layers[name].data.shape[0]))
+
+    def tiles_layer(self) -> Image | None:
+        name = self.layer_combo.currentText()
+        return self.viewer.layers[name] if name in self.viewer.layers else None
+
+    # -- cutting and preview ----------------------------------------------------
+    def _on_tile_size_changed(self, value: int) -> None:
+        # keep the stride equal to the tile size unless the user chose another stride
+        if self.stride_spin.value() == getattr(self, "_last_tile_size", 32):
+            self.stride_spin.setValue(value)
+        self._last_tile_size = value
+
+    def cut_into_tiles(self, layer_name: str | None = None, tile_size: int | None = None,
+                       stride: int | None = None, min_foreground: float | None = None) -> Image | None:
+        """Cut a 2D image layer into a new tile layer "<name> tiles" with metadata origins and source_layer."""
+        name = self.source_combo.currentText() if layer_name is None else layer_name
+        if name not in self.viewer.layers:
+            show_error("Add a 2D image layer (H x W or RGB) to cut first.")
+            return None
+        source = self.viewer.layers[name]
+        tile_size = self.tile_size_spin.value() if tile_size is None else tile_size
+        stride = self.stride_spin.value() if stride is None else stride
+        min_foreground = self.min_fg_spin.value() if min_foreground is None else min_foreground
+        rgb = bool(getattr(source, "rgb", False))
+        try:
+            tiles, origins = cut_layer_into_tiles(np.asarray(source.data), rgb, tile_size, stride, min_foreground)
+        except (TileStackError, ValueError) as exc:
+            show_error(str(exc))
+            return None
+        layer = self.viewer.add_image(
+            tiles, name=f"{name} tiles", rgb=rgb,
+            metadata={"origins": np.asarray(origins, dtype=np.int64), "source_layer": name},
+        )
+        self.layer_combo.setCurrentText(layer.name)
+        show_info(f"Cut {name} into {len(tiles)} tiles of {tile_size} x {tile_size}.")
+        return layer
+
+    def preview_augmentations(self, n_tiles: int = 8, n_views: int = 6) -> Image | None:
+        """Show up to ``n_tiles`` tiles and ``n_views`` augmented views each, with the chosen preset and seed."""
+        layer = self.tiles_layer()
+        if layer is None:
+            show_error("Choose a tile layer first.")
+            return None
+        data = np.asarray(layer.data)
+        try:
+            tiles = data[preview_indices(len(data), n_tiles)]
+            mosaic = augmentation_mosaic(tiles, self.preset_combo.currentText(), n_views=n_views,
+                                         seed=self.seed_spin.value())
+        except (ValueError, RuntimeError) as exc:
+            show_error(f"Preview failed: {exc}")
+            return None
+        rgb = mosaic.ndim == 3
+        if PREVIEW_NAME in self.viewer.layers:
+            self.viewer.layers.remove(PREVIEW_NAME)
+        return self.viewer.add_image(mosaic, name=PREVIEW_NAME, rgb=rgb,
+                                     contrast_limits=None if rgb else (0.0, 1.0))
+
+    # -- training -------------------------------------------------------------
+    def make_model(self) -> TSimCNE:
+        """A TSimCNE with the settings shown in the widget."""
+        return TSimCNE(
+            total_epochs=tuple(s.value() for s in self.epoch_spins), batch_size=self.batch_spin.value(),
+            augmentations=self.preset_combo.currentText(), device=self.device_combo.currentText(),
+            random_state=self.seed_spin.value(), backbone=self.backbone_combo.currentText(),
+            width=self.width_spin.value(),
+        )
+
+    def apply_settings(self, *, epochs: tuple[int, int, int] | None = None, batch_size: int | None = None,
+                       device: str | None = None, backbone: str | None = None, width: int | None = None,
+                       preset: str | None = None, seed: int | None = None) -> None:
+        """Set the training controls (as a user would); None leaves a control as it is."""
+        if epochs is not None:
+            if len(epochs) != 3:
+                raise ValueError(f"epochs needs three numbers (one per stage), got {epochs!r}.")
+            for spin, value in zip(self.epoch_spins, epochs):
+                spin.setValue(int(value))
+        if batch_size is not None:
+            self.batch_spin.setValue(int(batch_size))
+        for combo, value in ((self.device_combo, device), (self.backbone_combo, backbone),
+                             (self.preset_combo, preset)):
+            if value is not None:
+                if combo.findText(value) < 0:
+                    raise ValueError(f"{value!r} is not one of {[combo.itemText(i) for i in range(combo.count())]}.")
+                combo.setCurrentText(value)
+        if width is not None:
+            self.width_spin.setValue(int(width))
+        if seed is not None:
+            self.seed_spin.setValue(int(seed))
+
+    def start_training(self) -> None:
+        """Check the settings, then train in a background thread."""
+        layer = self.tiles_layer()
+        if layer is None:
+            show_error("Add a tile stack (an image layer N x H x W or N x H x W x C) first.")
+            return
+        if self.worker is not None:
+            return
+        model = self.make_model()
+        preload_torch()
+        try:
+            events = model.fit_iter(np.asarray(layer.data))
+        except (TileStackError, ValueError, RuntimeError) as exc:
+            show_error(str(exc))
+            self.status.setText(f"Not started: {exc}")
+            return
+        self.model = model
+        self._training_layer = layer
+        self._stop_requested = False
+        self._loop_done.clear()
+        loop = self._train_loop(events)
+
+        def run():
+            return (yield from loop)
+
+        self.worker = create_worker(run, _start_thread=False)
+        # napari quits all workers when its window closes; the worker then leaves its loop without closing
+        # ours. Close it right there, in the worker thread, so that training ends cleanly (and maps the tiles).
+        self.worker.aborted.connect(loop.close, Qt.ConnectionType.DirectConnection)
+        self.worker.yielded.connect(self._on_event)
+        self.worker.returned.connect(self._on_returned)
+        self.worker.errored.connect(self._on_error)
+        self.worker.finished.connect(self._on_finished)
+        self.train_button.setEnabled(False)
+        self.stop_button.setEnabled(True)
+        self.progress.setValue(0)
+        self.status.setText("Starting…")
+        self._register_task()
+        self.worker.start()
+
+    def _train_loop(self, events):
+        """Runs in the worker thread; closing ``events`` stops training and maps the tiles."""
+        try:
+            for event in events:
+                if event.embedding is not None:
+                    # the map's outlier scores (a kNN search) here, off the main thread
+                    self._outliers = (event.embedding, outlier_scores(event.embedding))
+                yield event
+                if self._stop_requested:
+                    break
+        finally:
+            try:
+                events.close()
+            finally:
+                del events
+                self._loop_done.set()
+        return self.model.embedding_
+
+    def stop_training(self) -> None:
+        """Stop at the next epoch; the model keeps what it learned."""
+        if self.worker is not None:
+            self._stop_requested = True
+            self.status.setText("Stopping after this epoch…")
+
+    def _on_event(self, event) -> None:
+        if self._closing:
+            return
+        # QProgressBar.setValue repaints at once (tens of ms beside an OpenGL canvas on a software renderer);
+        # with updates paused it only schedules the repaint, merged with the map's in the next paint
+        self.progress.setUpdatesEnabled(False)
+        self.progress.setMaximum(max(1, event.total_epochs))
+        self.progress.setValue(event.global_epoch)
+        self.progress.setUpdatesEnabled(True)
+        self.progress.update()
+        self.status.setText(
+            f"Stage {event.stage} ({event.stage_name}), epoch {event.epoch}/{event.stage_epochs}, "
+            f"loss {event.loss:.3f}, {event.views_per_second:,.0f} views/s"
+        )
+        if event.embedding is not None:
+            cached = getattr(self, "_outliers", None)
+            outlier = cached[1] if cached is not None and cached[0] is event.embedding else None
+            self.show_map(self._training_layer, event.embedding, outlier=outlier)
+
+    def _on_returned(self, embedding) -> None:
+        if self._closing:
+            return
+        if embedding is not None and self._training_layer is not None:
+            self.show_map(self._training_layer, embedding)
+        done = "stopped early" if self._stop_requested else "done"
+        self.status.setText(f"Training {done} in {self.model.fit_seconds_:.1f} s. {self.status.text()}")
+
+    def _on_error(self, exc) -> None:
+        show_error(f"Training failed: {exc}")
+        if not self._closing:
+            self.status.setText(f"Training failed: {exc}")
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self._finish_task()
+        release_device_memory()
+        if not self._closing:
+            self.train_button.setEnabled(True)
+            self.stop_button.setEnabled(False)
+
+    # -- closing ----------------------------------------------------------------
+    def shutdown(self, timeout: float = 0.0) -> bool:
+        """Stop training at the end of the current epoch (the model keeps what it learned).
+
+        Called without waiting when the widget is closed or removed from its dock (napari stays
+        responsive; the thread ends on its own), and with ``timeout`` = 10 s when napari closes.
+        The widget no longer touches layers afterwards. Returns whether the training thread has finished.
+        """
+        self._closing = True
+        if self.worker is None:
+            return True
+        self._stop_requested = True
+        done = self._loop_done.wait(timeout) if timeout > 0 else self._loop_done.is_set()
+        if done:
+            release_device_memory()
+        return done
+
+    def _register_task(self) -> None:
+        # napari's task list: closing the window asks first, then calls our cancel callback
+        register = getattr(getattr(unwrap(self.viewer), "window", None), "_register_task_status", None)
+        if register is None:
+            return
+        try:
+            from napari.utils.task_status import Status
+
+            self._task_id = register("napari-tsimcne", Status.BUSY, "training a t-SimCNE map",
+                                     cancel_callback=lambda: self.shutdown(timeout=10.0))
+        except Exception:  # noqa: BLE001 - a private napari API: training works without it
+            self._task_id = None
+
+    def _finish_task(self) -> None:
+        update = getattr(getattr(unwrap(self.viewer), "window", None), "_update_task_status", None)
+        if self._task_id is None or update is None:
+            return
+        try:
+            from napari.utils.task_status import Status
+
+            update(self._task_id, Status.COMPLETED, "")
+        except Exception:  # noqa: BLE001
+            pass
+        self._task_id = None
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        self.shutdown()
+        super().closeEvent(event)
+
+    def event(self, ev) -> bool:
+        # napari's dock "x" (remove_dock_widget) takes the widget out of its dock with setParent(None)
+        if ev.type() == QEvent.Type.ParentChange and self.parent() is None and self.worker is not None:
+            self.shutdown()
+        return super().event(ev)
+
+    def show_map(self, tiles_layer, embedding: np.ndarray, outlier: np.ndarray | None = None) -> Points:
+        """Create or update the map layer of ``tiles_layer`` and link it to the stack."""
+        name = map_layer_name(tiles_layer.name)
+        if name in self.viewer.layers and len(self.viewer.layers[name].data) == len(embedding):
+            layer = self.viewer.layers[name]
+            update_map_layer(layer, embedding, outlier=outlier)
+        else:
+            color_by = "label" if "labels" in tiles_layer.metadata else "outlier"
+            layer = create_map_layer(self.viewer, tiles_layer, embedding, color_by=color_by, outlier=outlier)
+            recolor(layer, color_by)
+        link_map(self.viewer, layer, tiles_layer)
+        return layer
+
+    # -- files ----------------------------------------------------------------
+    def save_model(self, path) -> None:
+        """Write the trained model to ``path``."""
+        if self.model is None:
+            raise NotFittedError("Train or load a model first.")
+        self.model.save(path)
+        show_info(f"Model saved to {path}")
+
+    def load_model(self, path) -> TSimCNE:
+        """Read a model written by Save model."""
+        self.model = TSimCNE.load(path, device=self.device_combo.currentText())
+        self.status.setText(f"Loaded {path}: tiles of {self.model.tile_shape_}, {self.model.n_channels_} channel(s).")
+        return self.model
+
+    def embed_with_model(self) -> Points | None:
+        """Map the chosen tile layer with the loaded (or trained) model, without training."""
+        layer = self.tiles_layer()
+        if self.model is None or layer is None:
+            show_error("Load or train a model and choose a tile layer first.")
+            return None
+        try:
+            embedding = self.model.transform(np.asarray(layer.data))
+        except (TileStackError, ValueError, NotFittedError) as exc:
+            show_error(str(exc))
+            return None
+        return self.show_map(layer, embedding)
+
+    def _ask_save(self) -> None:
+        ask_path_then(self, "Save model", "model.tsimcne", MODEL_FILTER, self.save_model, (NotFittedError, OSError), save=True)
+
+    def _ask_load(self) -> None:
+        ask_path_then(self, "Load model", "", MODEL_FILTER, self.load_model, (ModelFileError, OSError))

@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_common import emit
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -256,13 +257,7 @@ def main(argv=None) -> dict:
                 ref["seconds_per_epoch_overall"] / single["seconds_per_epoch_overall"], 2)
             result["knn15_map_2d_difference"] = round(single["knn15_map_2d"] - ref["knn15_map_2d"], 2)
         print(_table(single, ref), file=sys.stderr, flush=True)
-    line = json.dumps(result)
-    print(line, flush=True)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        with open(args.out, "a") as fh:
-            fh.write(line + "\n")
-    return result
+    return emit(result, args.out)
 
 
 if __name__ == "__main__":

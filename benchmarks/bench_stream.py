@@ -30,7 +30,6 @@ Prints one JSON line; see benchmarks/README.md for the fields.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import shutil
 import subprocess
@@ -40,6 +39,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_common import emit
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -284,13 +284,7 @@ def main(argv=None) -> dict:
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     del y
-    line = json.dumps(result)
-    print(line, flush=True)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        with open(args.out, "a") as fh:
-            fh.write(line + "\n")
-    return result
+    return emit(result, args.out)
 
 
 if __name__ == "__main__":

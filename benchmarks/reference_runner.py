@@ -34,8 +34,6 @@ Augmentations (``--augmentations``):
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import platform
 import random
 import sys
@@ -44,6 +42,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_common import emit
 
 ROOT = Path(__file__).resolve().parents[1]
 if (ROOT / ".ref").is_dir():
@@ -280,13 +279,7 @@ def main(argv=None) -> dict:
         "transform_tiles_per_second": round(len(tiles) / transform_seconds, 1),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    line = json.dumps(result)
-    print(line, flush=True)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        with open(args.out, "a") as fh:
-            fh.write(line + "\n")
-    return result
+    return emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -338,6 +338,8 @@ class TrainWidget(QWidget):
             f"Stage {event.stage} ({event.stage_name}), epoch {event.epoch}/{event.stage_epochs}, "
             f"loss {event.loss:.3f}, {event.views_per_second:,.0f} views/s"
         )
+        if event.message:  # e.g. GPU out of memory: the batch was halved and training goes on
+            show_info(f"Training: {event.message}")
         if event.embedding is not None:
             cached = getattr(self, "_outliers", None)
             outlier = cached[1] if cached is not None and cached[0] is event.embedding else None

@@ -6,7 +6,9 @@ and writes PNGs of the whole window to docs/images/.
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -47,6 +49,7 @@ def shot(viewer, name: str) -> None:
 
 def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("NAPARI_TSIMCNE_AUTOSAVE_DIR", tempfile.mkdtemp(prefix="tsimcne-autosave-"))
     viewer = napari.Viewer(title="t-SimCNE")
     viewer.window.resize(1500, 900)
     data, kwargs, _ = tiles_layer_data(load_sample(n_tiles=1000))
@@ -78,14 +81,39 @@ def main() -> int:
     viewer.reset_view()
     shot(viewer, "selection_gallery")
 
+    # the lasso, caught while the outline is drawn around the second-largest cluster
+    annotate.set_lasso(True)
+    second = np.argsort(np.bincount(clusters))[-2]
+    outline = lasso_around(layer.data[clusters == second])
+    annotate._lasso._draw(list(outline))
+    annotate._lasso.select(outline)
+    shot(viewer, "lasso")
+    annotate.set_lasso(False)
+    layer.selected_data = set(np.flatnonzero(clusters == biggest)[:100].tolist())
+
     label = layer.features.get("label")
     name = str(label[list(layer.selected_data)].mode()[0]) if label is not None else "cluster A"
     annotate.name_edit.setText(name)
     annotate.assign(name)
     annotate.color_by("annotation")
+    wait(lambda: annotate.autosave_label.text().startswith("Autosaved"), timeout=10)  # within about a second
     shot(viewer, "annotation")
     viewer.close()
     return 0
+
+
+def lasso_around(points: np.ndarray, n: int = 60) -> np.ndarray:
+    """A hand-drawn-looking closed outline around a cloud of (row, col) points."""
+    centre = np.median(points, axis=0)
+    angles = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    rel = points - centre
+    theta = np.arctan2(rel[:, 0], rel[:, 1])
+    radius = np.hypot(rel[:, 0], rel[:, 1])
+    reach = np.array([np.percentile(radius[np.abs(np.angle(np.exp(1j * (theta - a)))) < 0.4], 90)
+                      if np.any(np.abs(np.angle(np.exp(1j * (theta - a)))) < 0.4) else np.median(radius)
+                      for a in angles])
+    reach = 1.15 * np.convolve(np.r_[reach[-2:], reach, reach[:2]], np.ones(5) / 5, mode="valid")
+    return centre + np.column_stack([reach * np.sin(angles), reach * np.cos(angles)])
 
 
 def data_name(kwargs: dict) -> str:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from qtpy.QtCore import Qt
 
+from napari_tsimcne.plugin.train_widget import default_batch_size
 from napari_tsimcne.plugin.crosslink import GALLERY_NAME, HIGHLIGHT_NAME
 
 from .conftest import N_TILES, set_tiny
@@ -117,6 +118,21 @@ def test_bad_settings_show_error_and_widget_stays_usable(qtbot, viewer_with_widg
     assert train_widget.worker is None and train_widget.train_button.isEnabled()
     viewer.add_image(np.zeros((10, 10)), name="flat")  # a 2D image is no tile stack
     assert train_widget.layer_combo.findText("flat") == -1
+
+
+def test_batch_size_is_suggested_per_stack_and_kept_when_other_layers_change(qtbot, viewer_with_widgets):
+    viewer, train_widget, _ = viewer_with_widgets
+    stack = train_widget.layer_combo.currentText()
+    assert train_widget.batch_spin.value() == default_batch_size(viewer.layers[stack].data.shape[0])
+    train_widget.batch_spin.setValue(100)
+    viewer.add_points(np.zeros((3, 2)), name="other points")  # e.g. the map, the gallery, a user's layer
+    viewer.layers.remove("other points")
+    assert train_widget.batch_spin.value() == 100
+    viewer.add_image(np.zeros((40, 16, 16), np.float32), name="small stack")
+    train_widget.layer_combo.setCurrentText("small stack")
+    assert train_widget.batch_spin.value() == 32  # suggested for 40 tiles
+    train_widget.layer_combo.setCurrentText(stack)
+    assert train_widget.batch_spin.value() == default_batch_size(viewer.layers[stack].data.shape[0])
 
 
 def test_stop_keeps_the_model(qtbot, viewer_with_widgets):

@@ -62,6 +62,7 @@ class TrainWidget(QWidget):
         self._loop_done = threading.Event()
         self._loop_done.set()
         self._task_id = None
+        self._sized_for: str | None = None
 
         self.layer_combo = QComboBox()
         self.preset_combo = QComboBox()
@@ -169,8 +170,11 @@ class TrainWidget(QWidget):
         self._on_layer_changed(self.layer_combo.currentText())
 
     def _on_layer_changed(self, name: str) -> None:
-        if name in self.viewer.layers:
-            self.batch_spin.setValue(default_batch_size(self.viewer.layers[name].data.shape[0]))
+        # suggest a batch size for a newly chosen stack; adding or removing other layers keeps the user's choice
+        if name == self._sized_for or name not in self.viewer.layers:
+            return
+        self._sized_for = name
+        self.batch_spin.setValue(default_batch_size(self.viewer.layers[name].data.shape[0]))
 
     def tiles_layer(self) -> Image | None:
         name = self.layer_combo.currentText()

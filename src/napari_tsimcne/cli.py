@@ -23,6 +23,8 @@ EXIT_BAD_MODEL = 4
 EXIT_INTERRUPTED = 130
 
 DEFAULT_EPOCHS = (40, 4, 16)
+CPU_DEMO = {"n_tiles": 2000, "epochs": [20, 3, 5], "width": 16, "batch_size": 256}
+"""The headless demo without a GPU: a narrower network on 2,000 tiles (about 4 minutes on 2 cores)."""
 CHECKPOINT = "checkpoint.tsimcne"
 DEMO_DIR = "tsimcne-demo"
 KNN_K = 15
@@ -146,14 +148,21 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="train on the bundled sample and show (or write) the map",
                           description="With a display: open napari with the demo. Headless (no display, or "
                                       "--headless): train on the whole sample (blood cells when pbc28.npz is "
-                                      "found, else histology tiles) and write the outputs of 'fit'.",
+                                      "found, else histology tiles) and write the outputs of 'fit'. Without a "
+                                      "GPU, options not given default to a demo sized for a CPU: "
+                                      f"{CPU_DEMO['n_tiles']:,} tiles, --epochs "
+                                      f"{' '.join(map(str, CPU_DEMO['epochs']))}, --width {CPU_DEMO['width']}, "
+                                      f"--batch-size {CPU_DEMO['batch_size']} (a few minutes on 2 cores).",
                           epilog=EPILOG, formatter_class=fmt)
     demo.add_argument("--headless", action="store_true", help="never open a window, even with a display")
     demo.add_argument("-o", "--output", default=DEMO_DIR, metavar="OUTDIR",
                       help="folder for the results in headless mode (default: ./%(default)s)")
     demo.add_argument("--n-tiles", type=int, default=None, metavar="N",
-                      help="train on a random subset of N tiles (default: all tiles of the sample)")
+                      help="train on a random subset of N tiles (default: all tiles of the sample; "
+                           f"{CPU_DEMO['n_tiles']:,} without a GPU)")
     _add_training_options(demo)
+    # None: not given. Without a GPU the headless demo then uses CPU_DEMO (see cmd_demo).
+    demo.set_defaults(epochs=None, width=None, batch_size=None)
     return parser
 
 
@@ -388,6 +397,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     if not args.headless and has_display() and _run_viewer():
         return EXIT_OK
+    _fill_demo_defaults(args)
     sample = load_sample(n_tiles=args.n_tiles, seed=args.seed)
     keep = slice(args.n_tiles)  # the histology fallback ignores n_tiles: take its first tiles
     data = TileData(sample.tiles[keep], sample.name,
@@ -400,6 +410,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _report(summary, outdir, args)
     _say(args, f"Open {outdir / 'map.png'} to see the map.")
     return EXIT_OK
+
+
+def _fill_demo_defaults(args: argparse.Namespace) -> None:
+    """Options the user left out: the full demo on a GPU, :data:`CPU_DEMO` on a CPU (said in a note)."""
+    from .core.device import resolve_device
+
+    on_cpu = resolve_device(args.device).type == "cpu"
+    full = {"n_tiles": args.n_tiles, "epochs": list(DEFAULT_EPOCHS), "width": 64, "batch_size": 1024}
+    chosen = CPU_DEMO if on_cpu else full
+    filled = []
+    for key in ("n_tiles", "epochs", "width", "batch_size"):
+        if getattr(args, key) is None:
+            setattr(args, key, chosen[key])
+            filled.append(key)
+    if on_cpu and filled:
+        _say(args, f"No GPU here: a demo sized for the CPU ({', '.join(f'{k}={chosen[k]}' for k in filled)}). "
+                   "Set these options for a longer run.")
 
 
 COMMANDS = {"fit": cmd_fit, "embed": cmd_embed, "evaluate": cmd_evaluate, "demo": cmd_demo}

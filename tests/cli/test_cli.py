@@ -219,6 +219,22 @@ def test_demo_headless(tmp_path, monkeypatch, capsys):
     assert str(out / "map.png") in capsys.readouterr().out
 
 
+def test_headless_demo_without_gpu_is_sized_for_the_cpu(tmp_path, monkeypatch, capsys):
+    import json
+
+    import napari_tsimcne.cli as cli
+
+    monkeypatch.setattr(cli, "CPU_DEMO", {"n_tiles": 96, "epochs": [1, 0, 1], "width": 8, "batch_size": 32})
+    out = tmp_path / "demo"
+    assert main(["demo", "--headless", "-o", str(out), "--device", "cpu", "--backbone", "resnet10", "--epochs",
+                 "1", "1", "1"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_tiles"] == 96 and summary["input"]["n_tiles"] == 96  # the reader rebuilds the same tiles
+    assert summary["settings"]["epochs"] == [1, 1, 1]  # given: kept
+    assert summary["settings"]["width"] == 8 and summary["settings"]["batch_size"] == 32  # left out: CPU demo
+    assert "No GPU here" in capsys.readouterr().out
+
+
 def test_tile_size_on_a_stack_is_refused(tiles16, tmp_path, capsys):
     np.save(tmp_path / "grey.npy", tiles16[:40, :, :, 0])
     assert main(["fit", str(tmp_path / "grey.npy"), "-o", str(tmp_path / "out"), "--tile-size", "8", *ONE_EPOCH, *TINY]) == 3

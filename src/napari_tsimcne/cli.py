@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .core.sample import CPU_DEMO
+
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -23,8 +25,6 @@ EXIT_BAD_MODEL = 4
 EXIT_INTERRUPTED = 130
 
 DEFAULT_EPOCHS = (40, 4, 16)
-CPU_DEMO = {"n_tiles": 2000, "epochs": [20, 3, 5], "width": 16, "batch_size": 256}
-"""The headless demo without a GPU: a narrower network on 2,000 tiles (about 4 minutes on 2 cores)."""
 CHECKPOINT = "checkpoint.tsimcne"
 DEMO_DIR = "tsimcne-demo"
 KNN_K = 15
@@ -417,12 +417,12 @@ def _fill_demo_defaults(args: argparse.Namespace) -> None:
     from .core.device import resolve_device
 
     on_cpu = resolve_device(args.device).type == "cpu"
-    full = {"n_tiles": args.n_tiles, "epochs": list(DEFAULT_EPOCHS), "width": 64, "batch_size": 1024}
+    full = {"n_tiles": args.n_tiles, "epochs": DEFAULT_EPOCHS, "width": 64, "batch_size": 1024}
     chosen = CPU_DEMO if on_cpu else full
     filled = []
     for key in ("n_tiles", "epochs", "width", "batch_size"):
         if getattr(args, key) is None:
-            setattr(args, key, chosen[key])
+            setattr(args, key, list(chosen[key]) if key == "epochs" else chosen[key])
             filled.append(key)
     if on_cpu and filled:
         _say(args, f"No GPU here: a demo sized for the CPU ({', '.join(f'{k}={chosen[k]}' for k in filled)}). "

@@ -39,6 +39,17 @@ def test_outlier_score_finds_the_far_point():
     assert scores.argmax() == 50 and np.median(scores) == pytest.approx(1.0)
 
 
+def test_outlier_score_finds_a_small_tight_island():
+    """Twenty blank tiles that sit on top of each other, far from the cells: a small k calls them typical."""
+    rng = np.random.default_rng(2)
+    cells = rng.normal(size=(2000, 2)) * [4.0, 2.0]
+    island = rng.normal(size=(20, 2)) * 0.01 + [15.0, 0.0]
+    emb = np.vstack([cells, island])
+    scores = outlier_scores(emb)
+    assert scores[2000:].min() > np.percentile(scores[:2000], 99)
+    assert np.median(outlier_scores(emb, k=10)[2000:]) < 0.1  # the island's own points are its 10 neighbours
+
+
 def test_map_coordinates_fit_the_square():
     coords = map_coordinates(np.array([[0.0, 0.0], [2.0, 1.0], [1.0, 2.0]]), side=10.0)
     assert coords.min() >= 0 and coords.max() <= 10.0

@@ -9,7 +9,7 @@ import pandas as pd
 
 MAP_SIDE_IN_TILES = 2.0
 """The map is drawn as a square this many tile widths wide."""
-OUTLIER_K = 10
+OUTLIER_FRACTION, OUTLIER_K_MIN, OUTLIER_K_MAX = 0.02, 10, 50
 
 
 def map_layer_name(tiles_name: str) -> str:
@@ -40,14 +40,24 @@ def map_coordinates(embedding: np.ndarray, side: float) -> np.ndarray:
     return np.column_stack([(1.0 - unit[:, 1]) * side, unit[:, 0] * side])
 
 
-def outlier_scores(embedding: np.ndarray, k: int = OUTLIER_K) -> np.ndarray:
-    """Distance to the k-th nearest neighbour in the map, divided by its median (1 = typical)."""
+def outlier_neighbours(n_tiles: int) -> int:
+    """The k of :func:`outlier_scores`: 2 % of the tiles, at least 10 and at most 50."""
+    return int(np.clip(round(OUTLIER_FRACTION * n_tiles), OUTLIER_K_MIN, OUTLIER_K_MAX))
+
+
+def outlier_scores(embedding: np.ndarray, k: int | None = None) -> np.ndarray:
+    """Distance to the k-th nearest neighbour in the map, divided by its median (1 = typical).
+
+    k grows with the map (:func:`outlier_neighbours`), so that a small island scores high too: artefacts
+    (blank or noisy tiles) often gather in a tight island of their own, where a small k finds close
+    neighbours and calls them typical. See benchmarks/bench_outliers.py.
+    """
     emb = np.asarray(embedding, dtype=float)[:, :2]
     if len(emb) < 2:
         return np.zeros(len(emb))
     from sklearn.neighbors import NearestNeighbors
 
-    k = min(k, len(emb) - 1)
+    k = min(outlier_neighbours(len(emb)) if k is None else k, len(emb) - 1)
     dist = NearestNeighbors(n_neighbors=k + 1).fit(emb).kneighbors(emb)[0][:, k]
     med = float(np.median(dist)) or 1.0
     return dist / med

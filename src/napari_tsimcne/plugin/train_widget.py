@@ -320,7 +320,10 @@ class TrainWidget(QWidget):
             finally:
                 del events
                 self._loop_done.set()
-        return self.model.embedding_
+        final = self.model.embedding_
+        if final is not None and not self._closing:
+            self._outliers = (final, outlier_scores(final))  # here too, off the main thread
+        return final
 
     def stop_training(self) -> None:
         """Stop at the next epoch; the model keeps what it learned."""
@@ -345,15 +348,18 @@ class TrainWidget(QWidget):
         if event.message:  # e.g. GPU out of memory: the batch was halved and training goes on
             show_info(f"Training: {event.message}")
         if event.embedding is not None:
-            cached = getattr(self, "_outliers", None)
-            outlier = cached[1] if cached is not None and cached[0] is event.embedding else None
-            self.show_map(self._training_layer, event.embedding, outlier=outlier)
+            self.show_map(self._training_layer, event.embedding, outlier=self._outliers_of(event.embedding))
+
+    def _outliers_of(self, embedding) -> np.ndarray | None:
+        """The outlier scores the worker computed for this very embedding (None: compute them here)."""
+        cached = getattr(self, "_outliers", None)
+        return cached[1] if cached is not None and cached[0] is embedding else None
 
     def _on_returned(self, embedding) -> None:
         if self._closing:
             return
         if embedding is not None and self._training_layer is not None:
-            self.show_map(self._training_layer, embedding)
+            self.show_map(self._training_layer, embedding, outlier=self._outliers_of(embedding))
         done = "stopped early" if self._stop_requested else "done"
         self.status.setText(f"Training {done} in {self.model.fit_seconds_:.1f} s. {self.status.text()}")
 

@@ -345,7 +345,11 @@ def cmd_embed(args: argparse.Namespace) -> int:
         model_path = model_path / "model.tsimcne"
     model = TSimCNE.load(model_path, device=args.device)
     data = _read(args.input, args)
-    emb = model.transform(data.tiles)
+    from tqdm import tqdm
+
+    with tqdm(total=len(data.tiles), unit="tile", disable=args.quiet, file=sys.stderr,
+              dynamic_ncols=True, desc="embedding") as bar:
+        emb = model.transform(data.tiles, progress=lambda done, total: bar.update(done - bar.n))
     write_embedding_csv(args.output, emb, origins=data.origins, labels=data.labels)
     _say(args, f"Mapped {len(emb)} tiles; wrote {args.output}")
     return EXIT_OK

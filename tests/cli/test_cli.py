@@ -66,12 +66,14 @@ def test_map_png_is_an_image(fitted):
     assert img.ndim == 3 and min(img.shape[:2]) > 100
 
 
-def test_embed_with_saved_model(fitted, tiles16, tmp_path):
+def test_embed_with_saved_model(fitted, tiles16, tmp_path, capsys):
     tmp, _ = fitted
     np.save(tmp_path / "new.npy", tiles16[:40])
     code = main(["embed", str(tmp / "out" / "model.tsimcne"), str(tmp_path / "new.npy"),
-                 "-o", str(tmp_path / "new.csv"), "--device", "cpu", "--quiet"])
+                 "-o", str(tmp_path / "new.csv"), "--device", "cpu"])
     assert code == 0
+    err = capsys.readouterr().err
+    assert "embedding: 100%" in err and "40/40" in err  # the progress bar, on stderr
     rows = _rows(tmp_path / "new.csv")
     assert len(rows) == 40
     # the same tiles map to the same points as in training

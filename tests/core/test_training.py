@@ -52,6 +52,17 @@ def test_transform_of_training_tiles_reproduces_the_embedding(trained_on_pbc, pb
     assert feats.shape == (1000, 128)  # resnet10 at width 16: 8 * 16 features
 
 
+def test_transform_reports_progress_per_batch(trained_on_pbc, pbc_subset):
+    model, _ = trained_on_pbc
+    calls = []
+    model.embed_batch_size = 300
+    try:
+        model.transform(pbc_subset[0], progress=lambda done, total: calls.append((done, total)))
+    finally:
+        model.embed_batch_size = 2048
+    assert calls == [(300, 1000), (600, 1000), (900, 1000), (1000, 1000)]
+
+
 def test_save_and_load_give_the_same_embedding(trained_on_pbc, pbc_subset, tmp_path):
     model, _ = trained_on_pbc
     path = tmp_path / "model.tsimcne"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -319,11 +319,13 @@ class TSimCNE:
         if getattr(self, "model_", None) is None:
             raise NotFittedError("This TSimCNE model is not trained yet: call fit() first, or TSimCNE.load(path).")
 
-    def transform(self, X, *, channel_axis: int | None = None, return_features: bool = False, device: str | None = None):
+    def transform(self, X, *, channel_axis: int | None = None, return_features: bool = False, device: str | None = None,
+                  progress: Callable[[int, int], None] | None = None):
         """Map new tiles with the trained network (no retraining).
 
         Returns the map (N, out_dim), and with ``return_features=True`` also
-        the backbone features (N, 512) as a second array.
+        the backbone features (N, 512) as a second array. ``progress(done, total)``,
+        if given, is called after each batch (e.g. to drive a progress bar).
         """
         self._check_fitted()
         if not _is_whole(self.embed_batch_size) or self.embed_batch_size < 1:
@@ -334,7 +336,7 @@ class TSimCNE:
         dev = resolve_device(device) if device is not None else self.device_
         self.model_.to(dev)
         store = TileStore(stack, self.normalization_, dev)
-        out = embed_store(self.model_, store, self.embed_batch_size, return_features=return_features)
+        out = embed_store(self.model_, store, self.embed_batch_size, return_features=return_features, progress=progress)
         y, feats = out if return_features else (out, None)
         if self.pca_ is not None:
             y = pca_2d(y, self.pca_)[0]

@@ -11,7 +11,7 @@ boundary continues exactly as an uninterrupted one would.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -306,20 +306,26 @@ class Trainer:
 
 
 @torch.no_grad()
-def embed_store(net: TSimCNENet, store: TileStore, batch_size: int, *, return_features: bool = False):
-    """Map every tile of ``store`` through ``net`` (eval mode, no augmentation)."""
+def embed_store(net: TSimCNENet, store: TileStore, batch_size: int, *, return_features: bool = False,
+                progress: Callable[[int, int], None] | None = None):
+    """Map every tile of ``store`` through ``net`` (eval mode, no augmentation).
+
+    ``progress(done, total)`` is called after each batch with the number of tiles mapped so far.
+    """
     was_training = net.training
     net.eval()
     fmt = memory_format(store.device)
     outs, feats = [], []
     try:
-        for _, tiles in store.iter_batches(batch_size):
+        for idx, tiles in store.iter_batches(batch_size):
             with autocast(store.device):
                 h = net.features(tiles.contiguous(memory_format=fmt))
                 z = net.head(h)
             outs.append(z.float().cpu())
             if return_features:
                 feats.append(h.float().cpu())
+            if progress is not None:
+                progress(min(int(idx[-1]) + 1, store.n_tiles), store.n_tiles)
     finally:
         net.train(was_training)
     y = torch.cat(outs).numpy()

@@ -33,6 +33,25 @@ def rgb_tiles():
     return load_histology().tiles[:256]
 
 
+@pytest.fixture
+def out_of_memory_once(monkeypatch):
+    """The first training epoch raises CUDA's out-of-memory error (as a too-large batch on a GPU would)."""
+    from napari_tsimcne.core import training
+
+    real = training.Trainer._run_epoch
+    calls = {"n": 0}
+
+    def run_epoch(self, stage, global_epoch):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise torch.cuda.OutOfMemoryError("simulated")
+        return real(self, stage, global_epoch)
+
+    monkeypatch.setattr(training.Trainer, "_run_epoch", run_epoch)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    return calls
+
+
 def pytest_collection_modifyitems(config, items):
     """GPU tests run only where PyTorch sees a CUDA device."""
     if torch.cuda.is_available():

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 
 from napari_tsimcne import TSimCNE, knn_accuracy
 from tests.conftest import TINY
@@ -138,20 +137,7 @@ def test_a_checkpoint_is_also_a_usable_model(rgb_tiles, tmp_path):
     assert TSimCNE.load(ckpt).transform(rgb_tiles[:4]).shape == (4, 2)
 
 
-def test_out_of_memory_halves_the_batch_and_tells_the_user(rgb_tiles, monkeypatch):
-    from napari_tsimcne.core import training
-
-    calls = {"n": 0}
-    real = training.Trainer._run_epoch
-
-    def oom_once(self, stage, global_epoch):
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise torch.cuda.OutOfMemoryError("simulated")
-        return real(self, stage, global_epoch)
-
-    monkeypatch.setattr(training.Trainer, "_run_epoch", oom_once)
-    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+def test_out_of_memory_halves_the_batch_and_tells_the_user(rgb_tiles, out_of_memory_once):
     events = list(TSimCNE(**TINY).fit_iter(rgb_tiles))
     assert "batch size halved to 32" in events[0].message
     assert events[0].batch_size == 32 and len(events) == 4

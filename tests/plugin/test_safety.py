@@ -185,22 +185,8 @@ def test_closing_napari_stops_training(qtbot, make_napari_viewer, sample_layer_t
     assert train.model.embedding_.shape == (N_TILES, 2)
 
 
-def test_out_of_memory_is_told_in_a_notification_and_training_goes_on(qtbot, viewer_with_widgets, notes, monkeypatch):
-    import torch
-
-    from napari_tsimcne.core import training
-
-    real = training.Trainer._run_epoch
-    calls = {"n": 0}
-
-    def oom_once(self, stage, global_epoch):
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise torch.cuda.OutOfMemoryError("simulated")
-        return real(self, stage, global_epoch)
-
-    monkeypatch.setattr(training.Trainer, "_run_epoch", oom_once)
-    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+def test_out_of_memory_is_told_in_a_notification_and_training_goes_on(qtbot, viewer_with_widgets, notes,
+                                                                        out_of_memory_once):
     viewer, train, _ = viewer_with_widgets
     set_tiny(train)
     train.start_training()

@@ -54,3 +54,19 @@ def test_killed_writer_leaves_the_last_saved_version_intact(tmp_path, delay_s):
     saved = int(versions.pop()[1:])
     assert saved >= acknowledged[-1]  # nothing that was reported saved is lost
     assert (table["cluster"] == saved).all()
+
+
+def test_a_killed_writers_temporaries_are_removed_by_the_next_autosaver(tmp_path):
+    from napari_tsimcne.plugin.autosave import AnnotationAutosaver
+
+    path = tmp_path / "stack-0123456789abcdef.autosave.csv"
+    stale, fresh, other = (tmp_path / f".{path.name}.abc.tmp", tmp_path / f".{path.name}.def.tmp",
+                           tmp_path / ".other.autosave.csv.abc.tmp")
+    for f in (stale, fresh, other):
+        f.write_text("tile_index,x")
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    os.utime(other, (old, old))
+    AnnotationAutosaver(path).close()
+    assert not stale.exists()  # left by a killed process an hour ago
+    assert fresh.exists() and other.exists()  # maybe being written right now; another stack's

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -104,13 +105,28 @@ class AnnotationAutosaver:
     Unchanged annotations are not written again.
     """
 
+    STALE_TMP_SECONDS = 60.0
+
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self._remove_stale_temporaries()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tsimcne-autosave")
         self._last: tuple | None = None
         self._pending: Future | None = None
         self.error: BaseException | None = None
         self.writes = 0
+
+    def _remove_stale_temporaries(self) -> None:
+        """Delete half-written temporaries of this file left by a killed process (the file itself is intact)."""
+        if not self.path.parent.is_dir():
+            return
+        now = time.time()
+        for tmp in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            try:
+                if now - tmp.stat().st_mtime > self.STALE_TMP_SECONDS:  # not a write in progress elsewhere
+                    tmp.unlink()
+            except OSError:
+                pass
 
     def _key(self, features: pd.DataFrame) -> tuple:
         hashed = pd.util.hash_pandas_object(features[["annotation", "cluster"]].astype({"annotation": str}), index=False)

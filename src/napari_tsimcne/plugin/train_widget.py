@@ -289,7 +289,9 @@ class TrainWidget(QWidget):
         def run():
             return (yield from loop)
 
-        self.worker = create_worker(run, _start_thread=False)
+        # napari's own progress bar (activity dock, status bar) counts the epochs: one event per epoch
+        self.worker = create_worker(run, _start_thread=False,
+                                    _progress={"total": int(sum(model.total_epochs)), "desc": "t-SimCNE epochs"})
         # napari quits all workers when its window closes; the worker then leaves its loop without closing
         # ours. Close it right there, in the worker thread, so that training ends cleanly (and maps the tiles).
         self.worker.aborted.connect(loop.close, Qt.ConnectionType.DirectConnection)

@@ -209,15 +209,33 @@ def _progress(events, total: int, quiet: bool):
             yield event
 
 
+class _MappingBar:
+    """A tqdm bar for mapping all tiles after the last epoch, opened at the first call."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bar = None
+
+    def update(self, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=total, unit="tile", desc="mapping", disable=self.quiet, file=sys.stderr,
+                            dynamic_ncols=True)
+        self.bar.update(done - self.bar.n)
+        if done >= total:
+            self.bar.close()
+            self.bar = None
+
+
 def _train(model, tiles: np.ndarray, outdir: Path, args: argparse.Namespace):
     """Run (or resume) the fit with a progress bar; on Ctrl-C save the partial model and raise _Interrupted."""
     every = getattr(args, "checkpoint_every", 0)
     checkpoint = outdir / CHECKPOINT if every > 0 else None
-    if getattr(args, "resume", False):
-        events = model.resume_iter(tiles, checkpoint=checkpoint, checkpoint_every=max(1, every))
-    else:
-        events = model.fit_iter(tiles, checkpoint=checkpoint, checkpoint_every=max(1, every))
     quiet = args.quiet or not _is_main_process()
+    mapping = _MappingBar(quiet)
+    start = model.resume_iter if getattr(args, "resume", False) else model.fit_iter
+    events = start(tiles, checkpoint=checkpoint, checkpoint_every=max(1, every), progress=mapping.update)
     try:
         for _ in _progress(events, sum(model.total_epochs), quiet):
             pass

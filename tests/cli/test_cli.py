@@ -91,12 +91,15 @@ def test_evaluate_label_column_and_labels_file(fitted, tmp_path, capsys):
     assert capsys.readouterr().out == first
 
 
-def test_fit_tiff_stack(tiles16, tmp_path):
+def test_fit_tiff_stack(tiles16, tmp_path, capsys):
     import tifffile
 
     tifffile.imwrite(tmp_path / "stack.tif", tiles16[:64])
-    assert main(["fit", str(tmp_path / "stack.tif"), "-o", str(tmp_path / "out"), *ONE_EPOCH, *TINY]) == 0
+    not_quiet = [a for a in TINY if a != "--quiet"]
+    assert main(["fit", str(tmp_path / "stack.tif"), "-o", str(tmp_path / "out"), *ONE_EPOCH, *not_quiet]) == 0
     assert len(_rows(tmp_path / "out" / "embedding.csv")) == 64
+    err = capsys.readouterr().err
+    assert "1/1" in err and "mapping: 100%" in err and "64/64" in err  # bars for the epochs, then the mapping
 
 
 def test_fit_folder_of_pngs(tiles16, tmp_path):

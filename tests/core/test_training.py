@@ -51,6 +51,16 @@ def test_transform_of_training_tiles_reproduces_the_embedding(trained_on_pbc, pb
     assert feats.shape == (1000, 128)  # resnet10 at width 16: 8 * 16 features
 
 
+def test_fit_reports_the_final_mapping(rgb_tiles):
+    calls = []
+    model = TSimCNE(**{**TINY, "embed_batch_size": 24})
+    for _ in model.fit_iter(rgb_tiles, progress=lambda done, total: calls.append((done, total))):
+        pass
+    n = len(rgb_tiles)
+    assert calls[-1] == (n, n) and [d for d, _ in calls] == sorted(d for d, _ in calls)
+    assert len(calls) == -(-n // 24)  # one call per batch, only for the final mapping
+
+
 def test_transform_reports_progress_per_batch(trained_on_pbc, pbc_subset):
     model, _ = trained_on_pbc
     calls = []

@@ -205,7 +205,7 @@ class TSimCNE:
     # -- training -----------------------------------------------------------
     def fit_iter(
         self, X, *, channel_axis: int | None = None, checkpoint: str | os.PathLike | None = None,
-        checkpoint_every: int = 1,
+        checkpoint_every: int = 1, progress: Callable[[int, int], None] | None = None,
     ) -> Iterator[TrainingEvent]:
         """Check ``X`` and the parameters now, then return a generator that trains epoch by epoch.
 
@@ -215,6 +215,8 @@ class TSimCNE:
         ``checkpoint``, the model and the training state are written there
         (atomically) every ``checkpoint_every`` epochs; continue an
         interrupted run with ``TSimCNE.load(checkpoint).resume_iter(X)``.
+        ``progress(done, total)`` is called while the training tiles are mapped
+        at the end (after the last epoch or an early stop), for a progress bar.
         """
         stack = as_tile_stack(X, channel_axis=channel_axis)
         info = stack_info(stack)
@@ -244,11 +246,11 @@ class TSimCNE:
             state=TrainerState(batch_size=int(self.batch_size), history=self.history_), init_2d=self.init_2d,
             dist=ctx,
         )
-        return self._drive(trainer, checkpoint, checkpoint_every)
+        return self._drive(trainer, checkpoint, checkpoint_every, progress)
 
     def resume_iter(
         self, X, *, channel_axis: int | None = None, checkpoint: str | os.PathLike | None = None,
-        checkpoint_every: int = 1,
+        checkpoint_every: int = 1, progress: Callable[[int, int], None] | None = None,
     ) -> Iterator[TrainingEvent]:
         """Continue training from a checkpoint loaded with :meth:`load`, on the same tiles.
 
@@ -276,9 +278,10 @@ class TSimCNE:
             optimizer_state=resume.get("optimizer"), init_2d=self.init_2d, dist=ctx,
         )
         self._resume_state = None
-        return self._drive(trainer, checkpoint, checkpoint_every)
+        return self._drive(trainer, checkpoint, checkpoint_every, progress)
 
-    def _drive(self, trainer: Trainer, checkpoint=None, checkpoint_every: int = 1) -> Iterator[TrainingEvent]:
+    def _drive(self, trainer: Trainer, checkpoint=None, checkpoint_every: int = 1,
+               progress: Callable[[int, int], None] | None = None) -> Iterator[TrainingEvent]:
         start = time.perf_counter()
         finished = False
         try:
@@ -287,18 +290,18 @@ class TSimCNE:
                                                or event.global_epoch == event.total_epochs):
                     self._save_checkpoint(checkpoint, trainer)
                 if event.global_epoch == event.total_epochs:
-                    self._finish(trainer)
+                    self._finish(trainer, progress)
                     finished = True
                     event = _with_embedding(event, self.embedding_)
                 yield event
         finally:
             if not finished:
-                self._finish(trainer)
+                self._finish(trainer, progress)
             self.fit_seconds_ = time.perf_counter() - start
 
-    def _finish(self, trainer: Trainer) -> None:
+    def _finish(self, trainer: Trainer, progress: Callable[[int, int], None] | None = None) -> None:
         """Map the training tiles with the model as it is now (also after an early stop)."""
-        y = trainer.embed()
+        y = trainer.embed(progress=progress)
         if y.shape[1] > 3:  # stopped during pre-training: show the 128-D output's first two principal axes
             y, self.pca_ = pca_2d(y)
         self.embedding_ = y

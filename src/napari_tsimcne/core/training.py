@@ -238,8 +238,9 @@ class Trainer:
 
     # -- embedding ----------------------------------------------------------
     @torch.no_grad()
-    def embed(self, return_features: bool = False):
-        return embed_store(self.net, self.store, self.embed_batch_size, return_features=return_features)
+    def embed(self, return_features: bool = False, progress: Callable[[int, int], None] | None = None):
+        return embed_store(self.net, self.store, self.embed_batch_size, return_features=return_features,
+                           progress=progress)
 
     def preview(self) -> np.ndarray:
         y = self.embed()

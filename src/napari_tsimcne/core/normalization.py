@@ -70,7 +70,7 @@ class ChannelNormalization:
         for ch in range(n_channels):  # one channel at a time: a float64 copy of one channel's sample at most
             a, b = (float(v) for v in np.percentile(sample[:, ch].astype(np.float64), percentiles))
             if not b > a:
-                a, b = _sparse_range(sample[:, ch], flat[:, ch], a, percentiles)
+                a, b = _sparse_range(sample[:, ch], flat[:, ch], a)
                 if not b > a:
                     raise TileStackError(
                         f"Channel {ch} is constant ({a:g}) across the whole stack; it carries no information. "
@@ -121,7 +121,7 @@ SPARSE_PERCENTILE = 95.0
 """Percentile of the pixels off the background that sets the range of a sparse channel."""
 
 
-def _sparse_range(sample: np.ndarray, full: np.ndarray, value: float, percentiles: tuple[float, float]):
+def _sparse_range(sample: np.ndarray, full: np.ndarray, value: float) -> tuple[float, float]:
     """(low, high) of one channel whose percentiles coincide at the background ``value``.
 
     The few pixels off the background set the other end: the 95th

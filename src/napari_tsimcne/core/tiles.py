@@ -141,9 +141,9 @@ def _non_finite_tiles(arr: np.ndarray, chunk_bytes: int = 64 << 20) -> np.ndarra
     step = max(1, chunk_bytes // per_tile)
     bad = []
     for start in range(0, arr.shape[0], step):
-        block = arr[start : start + step]
-        if not np.isfinite(block).all():
-            bad.append(start + np.flatnonzero(~np.isfinite(block).reshape(len(block), -1).all(axis=1)))
+        finite = np.isfinite(arr[start : start + step]).reshape(-1, arr[:1].size).all(axis=1)
+        if not finite.all():
+            bad.append(start + np.flatnonzero(~finite))
     return np.concatenate(bad) if bad else np.zeros(0, dtype=np.int64)
 
 

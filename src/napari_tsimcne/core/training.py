@@ -326,7 +326,7 @@ def embed_store(net: TSimCNENet, store: TileStore, batch_size: int, *, return_fe
             if return_features:
                 feats.append(h.float().cpu())
             if progress is not None:
-                progress(min(int(idx[-1]) + 1, store.n_tiles), store.n_tiles)
+                progress(int(idx[-1]) + 1, store.n_tiles)
     finally:
         net.train(was_training)
     y = torch.cat(outs).numpy()

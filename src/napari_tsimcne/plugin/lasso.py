@@ -28,7 +28,6 @@ class LassoTool:
         self.on_disabled = on_disabled
         self.active = False
         self._outline = None
-        self._last_selection: np.ndarray = np.zeros(0, dtype=int)
 
     # -- on and off ---------------------------------------------------------------
     def enable(self) -> None:
@@ -73,8 +72,10 @@ class LassoTool:
         self.disable()
 
     def _on_removed(self, event) -> None:
-        if event.value is self.layer or event.value is self._outline:
-            self._outline = None if event.value is self._outline else self._outline
+        if event.value is self._outline:
+            self._outline = None  # already gone: disable() must not remove it again
+            self.disable()
+        elif event.value is self.layer:
             self.disable()
 
     # -- drawing --------------------------------------------------------------------
@@ -114,5 +115,4 @@ class LassoTool:
         if add:
             chosen |= set(self.layer.selected_data)
         self.layer.selected_data = chosen
-        self._last_selection = inside
         return inside

@@ -18,7 +18,8 @@ from . import annotations as ann
 from . import autosave as autosave_mod
 from .lasso import LassoTool
 from .map_layer import recolor
-from .qt_helpers import CSV_FILTER, ask_path_then, refill, unwrap
+from .napari_proxy import unwrap
+from .qt_helpers import CSV_FILTER, ask_path_then, refill
 
 AUTOSAVE_DELAY_MS = 1000
 """Annotations are written this long after the first change (later changes in that second join the write)."""

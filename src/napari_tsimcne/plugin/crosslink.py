@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .qt_helpers import unwrap
+from .napari_proxy import unwrap
 from .selection import gallery_image, tile_rectangles, tile_to_point
 
 GALLERY_NAME = "selected tiles"
@@ -30,9 +30,9 @@ class MapTileLink:
 
     def __init__(self, viewer, map_layer, tiles_layer) -> None:
         # plugins get napari's PublicOnlyProxy objects; keep the real ones so identity checks work
-        self.viewer = getattr(viewer, "__wrapped__", viewer)
-        self.map_layer = getattr(map_layer, "__wrapped__", map_layer)
-        self.tiles_layer = getattr(tiles_layer, "__wrapped__", tiles_layer)
+        self.viewer = unwrap(viewer)
+        self.map_layer = unwrap(map_layer)
+        self.tiles_layer = unwrap(tiles_layer)
         self._busy = False
         _selection_signal(self.map_layer).connect(self._on_selection)
         self.viewer.dims.events.current_step.connect(self._on_step)

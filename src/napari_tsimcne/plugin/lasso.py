@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 
+from .napari_proxy import unwrap
 from .selection import points_in_polygon
 
 LASSO_NAME = "lasso"
@@ -23,8 +24,8 @@ class LassoTool:
     """Turn free-hand lasso selection on or off for one map (Points) layer."""
 
     def __init__(self, viewer, map_layer, on_disabled=None) -> None:
-        self.viewer = getattr(viewer, "__wrapped__", viewer)
-        self.layer = getattr(map_layer, "__wrapped__", map_layer)
+        self.viewer = unwrap(viewer)
+        self.layer = unwrap(map_layer)
         self.on_disabled = on_disabled
         self.active = False
         self._outline = None

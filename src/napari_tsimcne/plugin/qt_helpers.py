@@ -1,4 +1,4 @@
-"""Small Qt helpers shared by the dock widgets: file dialogs, combo boxes, napari's layer proxies."""
+"""Small Qt helpers shared by the dock widgets: file dialogs and combo boxes."""
 
 from __future__ import annotations
 
@@ -7,11 +7,6 @@ from qtpy.QtWidgets import QComboBox, QFileDialog
 
 MODEL_FILTER = "napari-tsimcne model (*.tsimcne *.pt);;All files (*)"
 CSV_FILTER = "CSV (*.csv);;All files (*)"
-
-
-def unwrap(obj):
-    """The object behind napari's PublicOnlyProxy (what plugins get), for identity checks."""
-    return getattr(obj, "__wrapped__", obj)
 
 
 def ask_path_then(parent, title: str, default: str, name_filter: str, action, errors: tuple, *,

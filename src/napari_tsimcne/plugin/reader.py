@@ -19,6 +19,8 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from .napari_proxy import unwrap
+
 EMBEDDING_FILE = "embedding.csv"
 SUMMARY_FILE = "summary.json"
 ANNOTATIONS_FILE = "annotations.csv"
@@ -251,7 +253,7 @@ def _link_when_added(token: str) -> None:
     viewer = napari.current_viewer()
     if viewer is None:
         return
-    viewer = getattr(viewer, "__wrapped__", viewer)
+    viewer = unwrap(viewer)
 
     def on_inserted(event) -> None:
         layer = event.value

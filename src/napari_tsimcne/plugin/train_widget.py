@@ -19,7 +19,8 @@ from napari_tsimcne.core import ModelFileError, NotFittedError, TileStackError, 
 from .crosslink import GALLERY_NAME, link_map
 from .map_layer import create_map_layer, map_layer_name, outlier_scores, recolor, update_map_layer
 from .preview import augmentation_mosaic, preview_indices
-from .qt_helpers import MODEL_FILTER, ask_path_then, refill, unwrap
+from .napari_proxy import unwrap
+from .qt_helpers import MODEL_FILTER, ask_path_then, refill
 from .tiling import cut_layer_into_tiles
 from .torch_runtime import preload_torch, release_device_memory
 

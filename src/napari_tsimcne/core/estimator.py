@@ -180,8 +180,7 @@ class TSimCNE:
             raise ValueError(f"grad_clip must be a positive number or None, got {self.grad_clip!r}.")
         if not (self.preview_every == "auto" or (_is_whole(self.preview_every) and self.preview_every >= 0)):
             raise ValueError(f"preview_every must be 'auto' or a non-negative whole number (0: never), got {self.preview_every!r}.")
-        if not _is_whole(self.embed_batch_size) or self.embed_batch_size < 1:
-            raise ValueError(f"embed_batch_size must be a positive whole number, got {self.embed_batch_size!r}.")
+        self._check_embed_batch_size()
         if self.random_state is not None and not (_is_whole(self.random_state) and self.random_state >= 0):
             raise ValueError(f"random_state must be None or a non-negative whole number, got {self.random_state!r}.")
         if not _is_whole(self.pretrain_dim) or self.pretrain_dim < 2:
@@ -318,6 +317,10 @@ class TSimCNE:
         return self.fit(X, channel_axis=channel_axis).embedding_
 
     # -- embedding ----------------------------------------------------------
+    def _check_embed_batch_size(self) -> None:
+        if not _is_whole(self.embed_batch_size) or self.embed_batch_size < 1:
+            raise ValueError(f"embed_batch_size must be a positive whole number, got {self.embed_batch_size!r}.")
+
     def _check_fitted(self) -> None:
         if getattr(self, "model_", None) is None:
             raise NotFittedError("This TSimCNE model is not trained yet: call fit() first, or TSimCNE.load(path).")
@@ -331,8 +334,7 @@ class TSimCNE:
         if given, is called after each batch (e.g. to drive a progress bar).
         """
         self._check_fitted()
-        if not _is_whole(self.embed_batch_size) or self.embed_batch_size < 1:
-            raise ValueError(f"embed_batch_size must be a positive whole number, got {self.embed_batch_size!r}.")
+        self._check_embed_batch_size()
         stack = as_tile_stack(X, channel_axis=channel_axis)
         info = stack_info(stack)
         self._check_compatible(info)

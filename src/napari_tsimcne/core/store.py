@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .normalization import ChannelNormalization
+from .tiles import tiles_per_chunk
 
 _CHUNK_BYTES = 64 << 20
 """Input bytes normalised at a time, so the float32 intermediate stays small."""
@@ -50,7 +51,7 @@ class TileStore:
         else:
             dtype = torch.uint8 if self.raw_uint8 else torch.float16
             self.data = torch.empty(nhwc.shape, dtype=dtype, device=target, pin_memory=pin)
-            step = max(1, _CHUNK_BYTES // max(1, nhwc[:1].nbytes))
+            step = tiles_per_chunk(nhwc, _CHUNK_BYTES)
             for start in range(0, self.n_tiles, step):
                 chunk = _as_tensor(nhwc[start : start + step])
                 if not self.raw_uint8:

@@ -135,10 +135,14 @@ def _too_small_message(shape: tuple[int, ...]) -> str:
     return f"{text} (Is the axis order right? shape {shape})"
 
 
-def _non_finite_tiles(arr: np.ndarray, chunk_bytes: int = 64 << 20) -> np.ndarray:
+def tiles_per_chunk(stack: np.ndarray, chunk_bytes: int = 64 << 20) -> int:
+    """How many tiles of ``stack`` fit into ``chunk_bytes`` (at least one), for work done chunk by chunk."""
+    return max(1, chunk_bytes // max(1, stack[:1].nbytes))
+
+
+def _non_finite_tiles(arr: np.ndarray) -> np.ndarray:
     """Indices of tiles holding NaN or infinity, checked in chunks (no full-size mask)."""
-    per_tile = max(1, arr[:1].nbytes)
-    step = max(1, chunk_bytes // per_tile)
+    step = tiles_per_chunk(arr)
     bad = []
     for start in range(0, arr.shape[0], step):
         finite = np.isfinite(arr[start : start + step]).reshape(-1, arr[:1].size).all(axis=1)

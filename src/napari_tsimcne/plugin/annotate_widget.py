@@ -259,9 +259,7 @@ class AnnotateWidget(QWidget):
         if self._cluster_worker is not None:
             raise ValueError("Clustering is already running.")
         coords = layer.features[["x", "y"]].to_numpy()
-        if min_cluster_size < 2 or min_cluster_size > len(coords):
-            raise ValueError(f"The minimum cluster size must lie between 2 and the number of points "
-                             f"({len(coords)}), got {min_cluster_size}.")
+        ann.check_min_cluster_size(min_cluster_size, len(coords))  # here, before the worker starts
         key = unwrap(layer)
 
         def done(labels):

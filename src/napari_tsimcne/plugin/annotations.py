@@ -36,17 +36,22 @@ def propose_clusters(coords: np.ndarray, k: int, random_state: int = 0) -> np.nd
     return KMeans(n_clusters=k, n_init=4, random_state=random_state).fit_predict(coords).astype(int)
 
 
+def check_min_cluster_size(min_cluster_size: int, n_points: int) -> None:
+    """HDBSCAN's smallest cluster must lie between 2 and the number of points; else a ValueError says so."""
+    if min_cluster_size < 2 or min_cluster_size > n_points:
+        raise ValueError(
+            f"The minimum cluster size must lie between 2 and the number of points ({n_points}), "
+            f"got {min_cluster_size}."
+        )
+
+
 def propose_hdbscan(coords: np.ndarray, min_cluster_size: int = 20, min_samples: int | None = None) -> np.ndarray:
     """HDBSCAN on the 2D map; returns one cluster number (0, 1, ...) per point and -1 for noise.
 
     Unlike k-means it finds the number of clusters itself and leaves sparse points between islands unassigned.
     """
     coords = np.asarray(coords, dtype=float)
-    if min_cluster_size < 2 or min_cluster_size > len(coords):
-        raise ValueError(
-            f"The minimum cluster size must lie between 2 and the number of points ({len(coords)}), "
-            f"got {min_cluster_size}."
-        )
+    check_min_cluster_size(min_cluster_size, len(coords))
     from sklearn.cluster import HDBSCAN
 
     model = HDBSCAN(min_cluster_size=int(min_cluster_size), min_samples=min_samples, copy=True)

@@ -25,6 +25,8 @@ EXIT_BAD_MODEL = 4
 EXIT_INTERRUPTED = 130
 
 DEFAULT_EPOCHS = (40, 4, 16)
+DEFAULT_BATCH_SIZE = 1024
+DEFAULT_WIDTH = 64
 CHECKPOINT = "checkpoint.tsimcne"
 DEMO_DIR = "tsimcne-demo"
 KNN_K = 15
@@ -59,7 +61,7 @@ def _add_training_options(p: argparse.ArgumentParser, epochs: tuple[int, int, in
     g.add_argument("--epochs", nargs=3, type=int, metavar=("E1", "E2", "E3"), default=list(epochs),
                    help="epochs of the three stages: 128-D pre-training, 2-D last layer alone, 2-D fine-tuning "
                         f"(default: {' '.join(map(str, epochs))}; the paper uses 1000 50 450)")
-    g.add_argument("--batch-size", type=int, default=1024, metavar="N",
+    g.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N",
                    help="tiles per step; every other view in the batch is a negative (default: %(default)s; "
                         "lowered to the largest power of two that fits when the stack is smaller)")
     g.add_argument("--augmentations", choices=("microscopy", "natural", "fluorescence"), default="microscopy",
@@ -71,7 +73,7 @@ def _add_training_options(p: argparse.ArgumentParser, epochs: tuple[int, int, in
                                                       "(default: %(default)s)")
     g.add_argument("--backbone", choices=("resnet18", "resnet10"), default="resnet18",
                    help="network: resnet18 (the paper's) or the lighter resnet10 (default: %(default)s)")
-    g.add_argument("--width", type=int, default=64, metavar="C",
+    g.add_argument("--width", type=int, default=DEFAULT_WIDTH, metavar="C",
                    help="channels of the first network layer; smaller is faster and weaker (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no messages besides errors")
 
@@ -209,10 +211,11 @@ def _progress(events, total: int, quiet: bool):
             yield event
 
 
-class _MappingBar:
-    """A tqdm bar for mapping all tiles after the last epoch, opened at the first call."""
+class _TileBar:
+    """A tqdm bar on stderr counting mapped tiles; opened at the first ``update(done, total)``, closed at the last."""
 
-    def __init__(self, quiet: bool) -> None:
+    def __init__(self, desc: str, quiet: bool) -> None:
+        self.desc = desc
         self.quiet = quiet
         self.bar = None
 
@@ -220,7 +223,7 @@ class _MappingBar:
         from tqdm import tqdm
 
         if self.bar is None:
-            self.bar = tqdm(total=total, unit="tile", desc="mapping", disable=self.quiet, file=sys.stderr,
+            self.bar = tqdm(total=total, unit="tile", desc=self.desc, disable=self.quiet, file=sys.stderr,
                             dynamic_ncols=True)
         self.bar.update(done - self.bar.n)
         if done >= total:
@@ -233,7 +236,7 @@ def _train(model, tiles: np.ndarray, outdir: Path, args: argparse.Namespace):
     every = getattr(args, "checkpoint_every", 0)
     checkpoint = outdir / CHECKPOINT if every > 0 else None
     quiet = args.quiet or not _is_main_process()
-    mapping = _MappingBar(quiet)
+    mapping = _TileBar("mapping", quiet)
     start = model.resume_iter if getattr(args, "resume", False) else model.fit_iter
     events = start(tiles, checkpoint=checkpoint, checkpoint_every=max(1, every), progress=mapping.update)
     try:
@@ -363,11 +366,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
         model_path = model_path / "model.tsimcne"
     model = TSimCNE.load(model_path, device=args.device)
     data = _read(args.input, args)
-    from tqdm import tqdm
-
-    with tqdm(total=len(data.tiles), unit="tile", disable=args.quiet, file=sys.stderr,
-              dynamic_ncols=True, desc="embedding") as bar:
-        emb = model.transform(data.tiles, progress=lambda done, total: bar.update(done - bar.n))
+    emb = model.transform(data.tiles, progress=_TileBar("embedding", args.quiet).update)
     write_embedding_csv(args.output, emb, origins=data.origins, labels=data.labels)
     _say(args, f"Mapped {len(emb)} tiles; wrote {args.output}")
     return EXIT_OK
@@ -439,7 +438,7 @@ def _fill_demo_defaults(args: argparse.Namespace) -> None:
     from .core.device import resolve_device
 
     on_cpu = resolve_device(args.device).type == "cpu"
-    full = {"n_tiles": args.n_tiles, "epochs": DEFAULT_EPOCHS, "width": 64, "batch_size": 1024}
+    full = {"n_tiles": args.n_tiles, "epochs": DEFAULT_EPOCHS, "width": DEFAULT_WIDTH, "batch_size": DEFAULT_BATCH_SIZE}
     chosen = CPU_DEMO if on_cpu else full
     filled = []
     for key in ("n_tiles", "epochs", "width", "batch_size"):

@@ -463,13 +463,13 @@ def _error(message: str, code: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
-    from .core import ModelFileError, NotFittedError, TileStackError
-
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, bad usage
         return int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_USAGE
+    from .core import ModelFileError, NotFittedError, TileStackError  # imports torch: not for --help
+
     try:
         return COMMANDS[args.command](args)
     except _Interrupted:

@@ -30,8 +30,9 @@ if ! "$VENV/bin/python" -c "import torch, torchvision" >/dev/null 2>&1; then
 fi
 stamp="$VENV/.napari-tsimcne-installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  echo "==> installing napari-tsimcne with its napari and testing extras"
-  $PIP install -q -e ".[napari,testing]"
+  # napari leaves the Qt binding to the user; this script picks PyQt6 (the pyqt6 extra; PySide6 works too)
+  echo "==> installing napari-tsimcne with napari, PyQt6 and the testing extras"
+  $PIP install -q -e ".[pyqt6,testing]"
   touch "$stamp"
 fi
 echo "==> ready: $VENV"

@@ -45,17 +45,67 @@ def check_min_cluster_size(min_cluster_size: int, n_points: int) -> None:
         )
 
 
-def propose_hdbscan(coords: np.ndarray, min_cluster_size: int = 20, min_samples: int | None = None) -> np.ndarray:
-    """HDBSCAN on the 2D map; returns one cluster number (0, 1, ...) per point and -1 for noise.
+FAST_HDBSCAN_MIN_POINTS = 20_000
+"""From this many points on, ``implementation="auto"`` uses fast-hdbscan when it is installed.
 
-    Unlike k-means it finds the number of clusters itself and leaves sparse points between islands unassigned.
+Below it scikit-learn's HDBSCAN takes a few seconds at most, less than importing fast-hdbscan's numba
+(and, the first time ever, compiling it); above it scikit-learn's slows down steeply
+(``benchmarks/bench_hdbscan.py``).
+"""
+
+
+def propose_hdbscan(coords: np.ndarray, min_cluster_size: int = 20, min_samples: int | None = None,
+                    implementation: str = "auto") -> np.ndarray:
+    """HDBSCAN on the 2D map: one cluster number (0, 1, ...) per point, -1 for noise.
+
+    Unlike k-means it finds the number of clusters itself and leaves sparse points between islands
+    unassigned (Campello, Moulavi and Sander 2013, "Density-based clustering based on hierarchical
+    density estimates", PAKDD).
+
+    Parameters
+    ----------
+    coords : numpy.ndarray
+        The map, shape (n_points, 2).
+    min_cluster_size : int, default 20
+        The smallest group of points that counts as a cluster; between 2 and ``n_points``.
+    min_samples : int or None, default None
+        Neighbours that make a point a core point; None uses ``min_cluster_size``.
+    implementation : {"auto", "fast_hdbscan", "sklearn"}, default "auto"
+        ``"fast_hdbscan"``: the multi-core fast-hdbscan package; ``"sklearn"``: scikit-learn's.
+        ``"auto"`` takes fast-hdbscan for maps of at least :data:`FAST_HDBSCAN_MIN_POINTS` points
+        when it can be imported, and scikit-learn's otherwise.
+
+    Returns
+    -------
+    numpy.ndarray
+        Integer labels, shape (n_points,); -1 marks noise.
+
+    Raises
+    ------
+    ValueError
+        If ``min_cluster_size`` is out of range or ``implementation`` is unknown.
+    ImportError
+        If ``implementation="fast_hdbscan"`` and fast-hdbscan cannot be imported.
     """
     coords = np.asarray(coords, dtype=float)
     check_min_cluster_size(min_cluster_size, len(coords))
-    from sklearn.cluster import HDBSCAN
+    if implementation not in ("auto", "fast_hdbscan", "sklearn"):
+        raise ValueError(f"implementation must be 'auto', 'fast_hdbscan' or 'sklearn', got {implementation!r}.")
+    model = None
+    if implementation == "fast_hdbscan" or (implementation == "auto" and len(coords) >= FAST_HDBSCAN_MIN_POINTS):
+        try:
+            from fast_hdbscan import HDBSCAN as FastHDBSCAN
+        except ImportError as exc:
+            if implementation == "fast_hdbscan":
+                raise ImportError(f"fast-hdbscan cannot be imported ({exc}); install it with "
+                                  "'pip install fast-hdbscan' or use implementation='sklearn'.") from exc
+        else:
+            model = FastHDBSCAN(min_cluster_size=int(min_cluster_size), min_samples=min_samples)
+    if model is None:
+        from sklearn.cluster import HDBSCAN
 
-    model = HDBSCAN(min_cluster_size=int(min_cluster_size), min_samples=min_samples, copy=True)
-    return model.fit_predict(coords).astype(int)
+        model = HDBSCAN(min_cluster_size=int(min_cluster_size), min_samples=min_samples, copy=True)
+    return np.asarray(model.fit_predict(coords)).astype(int)
 
 
 def export_csv(features: pd.DataFrame, path: str | os.PathLike, origins: np.ndarray | None = None) -> None:

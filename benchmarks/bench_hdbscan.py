@@ -2,17 +2,18 @@
 
 Two point sets of ``--n-points`` 2-D points:
 
-* ``pbc-pca2``: real tiles. The 17,092 blood-cell tiles of ``pbc28.npz`` under the eight rotations and
-  flips of the square (136,736 distinct tiles), a random ``--n-points`` of them, projected onto the first
-  two principal components of their pixels (PCA fitted on 20,000 of them). Skipped when the file is absent.
-* ``gaussian-mixture``: a map-like layout of 40 islands of different sizes and spreads, plus 2 % of the
-  points spread uniformly between them.
+* ``pbc-pca2``: real tiles. The 17,092 blood-cell tiles of ``pbc28.npz`` under the eight
+  rotations and flips of the square (136,736 distinct tiles), a random ``--n-points`` of them,
+  projected onto the first two principal components of their pixels (PCA fitted on 20,000 of
+  them). Skipped when the file is absent.
+* ``gaussian-mixture``: a map-like layout of 40 islands of different sizes and spreads, plus 2 %
+  of the points spread uniformly between them.
 
-For each it times fast-hdbscan (its first call in this process, which loads or compiles numba's code,
-and a second call) and scikit-learn's ``HDBSCAN``, both with ``min_cluster_size`` 20 (the widget's
-default), and compares the labels with the adjusted Rand index (noise counted as one more label). It
-prints one JSON object and writes it with ``--out``. About 4 minutes on 2 cores, nearly all of it
-scikit-learn's::
+For each it times fast-hdbscan (its first call in this process, which loads or compiles numba's
+code, and a second call) and scikit-learn's ``HDBSCAN``, both with ``min_cluster_size`` 20 (the
+widget's default), and compares the labels with the adjusted Rand index (noise counted as one more
+label). It prints one JSON object and writes it with ``--out``. About 4 minutes on 2 cores, nearly
+all of it scikit-learn's::
 
     python benchmarks/bench_hdbscan.py --out benchmarks/results/hdbscan-cpu-2core.json
 """
@@ -35,7 +36,7 @@ from napari_tsimcne.core.sample import PBC_FILE, find_data_file  # noqa: E402
 
 
 def pbc_pca2(n_points: int, seed: int = 0) -> np.ndarray | None:
-    """PCA-2 of the pixels of ``n_points`` rotated or flipped PBC tiles, or None without the data file.
+    """PCA-2 of the pixels of ``n_points`` rotated or flipped PBC tiles (None without the file).
 
     Parameters
     ----------
@@ -62,13 +63,14 @@ def pbc_pca2(n_points: int, seed: int = 0) -> np.ndarray | None:
 
     def pixels(rows: np.ndarray) -> np.ndarray:
         out = np.empty((len(rows), images[0].size), dtype=np.float32)
-        for j, (w, t) in enumerate(zip(which[rows], tile[rows])):
+        for j, (w, t) in enumerate(zip(which[rows], tile[rows], strict=True)):
             img = np.rot90(images[t], k=int(w) % 4)
             out[j] = (img[:, ::-1] if w >= 4 else img).ravel()
         return out
 
     pca = PCA(n_components=2, random_state=seed).fit(pixels(np.arange(min(20_000, len(pick)))))
-    chunks = [pca.transform(pixels(np.arange(i, min(i + 10_000, len(pick))))) for i in range(0, len(pick), 10_000)]
+    starts = range(0, len(pick), 10_000)
+    chunks = [pca.transform(pixels(np.arange(i, min(i + 10_000, len(pick))))) for i in starts]
     return np.vstack(chunks).astype(np.float64)
 
 
@@ -111,7 +113,8 @@ def summary(labels: np.ndarray) -> dict:
     dict
         ``n_clusters`` and ``noise_fraction``.
     """
-    return {"n_clusters": int(len(set(labels.tolist()) - {-1})), "noise_fraction": round(float(np.mean(labels == -1)), 4)}
+    return {"n_clusters": int(len(set(labels.tolist()) - {-1})),
+            "noise_fraction": round(float(np.mean(labels == -1)), 4)}
 
 
 def compare(points: np.ndarray, min_cluster_size: int) -> dict:
@@ -138,7 +141,8 @@ def compare(points: np.ndarray, min_cluster_size: int) -> dict:
     t1 = time.perf_counter()
     fast = FastHDBSCAN(min_cluster_size=min_cluster_size).fit_predict(points)
     t2 = time.perf_counter()
-    print(f"  fast-hdbscan: {t1 - t0:.1f} s (first call), {t2 - t1:.1f} s", file=sys.stderr, flush=True)
+    print(f"  fast-hdbscan: {t1 - t0:.1f} s (first call), {t2 - t1:.1f} s", file=sys.stderr,
+          flush=True)
     sk = HDBSCAN(min_cluster_size=min_cluster_size, copy=True).fit_predict(points)
     t3 = time.perf_counter()
     print(f"  scikit-learn: {t3 - t2:.1f} s", file=sys.stderr, flush=True)
@@ -151,7 +155,8 @@ def compare(points: np.ndarray, min_cluster_size: int) -> dict:
         "sklearn_s": round(t3 - t2, 2),
         "speedup": round((t3 - t2) / max(t2 - t1, 1e-9), 1),
         "adjusted_rand_index": round(float(ari), 4),
-        "adjusted_rand_index_clustered_by_both": round(float(adjusted_rand_score(sk[both], fast[both])), 4),
+        "adjusted_rand_index_clustered_by_both":
+            round(float(adjusted_rand_score(sk[both], fast[both])), 4),
         "first_call_same_labels": bool(np.array_equal(fast_first, fast)),
         "fast_hdbscan": summary(fast),
         "sklearn": summary(sk),
@@ -172,7 +177,8 @@ def main(argv: list[str] | None = None) -> dict:
         ``machine``, ``versions``, ``import_fast_hdbscan_s`` and one entry per point set.
     """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-points", type=int, default=100_000, help="points per set (default: %(default)s)")
+    parser.add_argument("--n-points", type=int, default=100_000,
+                        help="points per set (default: %(default)s)")
     parser.add_argument("--min-cluster-size", type=int, default=20, help="(default: %(default)s)")
     parser.add_argument("--out", help="JSON file to write")
     args = parser.parse_args(argv)
@@ -180,12 +186,14 @@ def main(argv: list[str] | None = None) -> dict:
     t0 = time.perf_counter()
     import fast_hdbscan  # noqa: F401 - timed: numba comes with it
     import_s = time.perf_counter() - t0
-    import sklearn
     from importlib.metadata import version
+
+    import sklearn
 
     result: dict = {
         "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                    "cpu_count": os.cpu_count(), "load_average_1min_start": round(os.getloadavg()[0], 2)},
+                    "cpu_count": os.cpu_count(),
+                    "load_average_1min_start": round(os.getloadavg()[0], 2)},
         "versions": {"fast-hdbscan": version("fast-hdbscan"), "numba": version("numba"),
                      "scikit-learn": sklearn.__version__},
         "min_cluster_size": args.min_cluster_size,

@@ -1,4 +1,4 @@
-"""Cheap imports: the package, the napari manifest, the reader and ``--help`` do not import PyTorch."""
+"""Cheap imports: the package, the napari manifest, the reader and ``--help`` skip PyTorch."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-NO_TORCH = "import sys; assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))"
+NO_TORCH = ("import sys; assert 'torch' not in sys.modules, "
+            "sorted(m for m in sys.modules if m.startswith('torch'))")
 
 
 def _run(code: str) -> subprocess.CompletedProcess:

@@ -32,7 +32,21 @@ _LAZY: dict[str, str] = {
 }
 """Public name -> the module (relative to this package) that defines it."""
 
-__all__ = [*sorted(_LAZY), "__version__"]
+__all__ = [
+    "AugmentationSettings",
+    "ChannelNormalization",
+    "ModelFileError",
+    "NotFittedError",
+    "TSimCNE",
+    "TileStackError",
+    "TiledImage",
+    "TrainingDivergedError",
+    "TrainingEvent",
+    "__version__",
+    "as_tile_stack",
+    "knn_accuracy",
+    "tile_image",
+]
 
 if TYPE_CHECKING:  # static tools and IDEs see the names as ordinary imports
     from .core.augment import AugmentationSettings

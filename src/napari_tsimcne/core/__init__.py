@@ -25,7 +25,20 @@ _LAZY: dict[str, str] = {
 }
 """Public name -> the submodule that defines it."""
 
-__all__ = sorted(_LAZY)
+__all__ = [
+    "AugmentationSettings",
+    "ChannelNormalization",
+    "ModelFileError",
+    "NotFittedError",
+    "TSimCNE",
+    "TileStackError",
+    "TiledImage",
+    "TrainingDivergedError",
+    "TrainingEvent",
+    "as_tile_stack",
+    "knn_accuracy",
+    "tile_image",
+]
 
 if TYPE_CHECKING:  # static tools and IDEs see the names as ordinary imports
     from .augment import AugmentationSettings

@@ -48,8 +48,8 @@ def check_min_cluster_size(min_cluster_size: int, n_points: int) -> None:
 FAST_HDBSCAN_MIN_POINTS = 20_000
 """From this many points on, ``implementation="auto"`` uses fast-hdbscan when it is installed.
 
-Below it scikit-learn's HDBSCAN takes a few seconds at most, less than importing fast-hdbscan's numba
-(and, the first time ever, compiling it); above it scikit-learn's slows down steeply
+Below it scikit-learn's HDBSCAN takes a few seconds at most, less than importing fast-hdbscan's
+numba (and, the first time ever, compiling it); above it scikit-learn's slows down steeply
 (``benchmarks/bench_hdbscan.py``).
 """
 
@@ -90,15 +90,19 @@ def propose_hdbscan(coords: np.ndarray, min_cluster_size: int = 20, min_samples:
     coords = np.asarray(coords, dtype=float)
     check_min_cluster_size(min_cluster_size, len(coords))
     if implementation not in ("auto", "fast_hdbscan", "sklearn"):
-        raise ValueError(f"implementation must be 'auto', 'fast_hdbscan' or 'sklearn', got {implementation!r}.")
+        raise ValueError("implementation must be 'auto', 'fast_hdbscan' or 'sklearn', "
+                         f"got {implementation!r}.")
     model = None
-    if implementation == "fast_hdbscan" or (implementation == "auto" and len(coords) >= FAST_HDBSCAN_MIN_POINTS):
+    large = len(coords) >= FAST_HDBSCAN_MIN_POINTS
+    if implementation == "fast_hdbscan" or (implementation == "auto" and large):
         try:
             from fast_hdbscan import HDBSCAN as FastHDBSCAN
         except ImportError as exc:
             if implementation == "fast_hdbscan":
-                raise ImportError(f"fast-hdbscan cannot be imported ({exc}); install it with "
-                                  "'pip install fast-hdbscan' or use implementation='sklearn'.") from exc
+                raise ImportError(
+                    f"fast-hdbscan cannot be imported ({exc}); install it with "
+                    "'pip install fast-hdbscan' or use implementation='sklearn'."
+                ) from exc
         else:
             model = FastHDBSCAN(min_cluster_size=int(min_cluster_size), min_samples=min_samples)
     if model is None:

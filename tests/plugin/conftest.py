@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from napari_tsimcne.plugin.torch_runtime import preload_torch
+
+# torch's optimizer imports triton, which crashes once napari's OpenGL (Mesa's LLVM) is loaded: load it first,
+# whichever test (a widget's or the CLI's) trains first
+preload_torch()
+
 N_TILES = 256
 
 

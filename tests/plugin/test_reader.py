@@ -165,15 +165,29 @@ def test_open_twice_links_each_map_to_its_own_tiles(make_napari_viewer, stack_ou
     viewer = make_napari_viewer()
     viewer.open(str(stack_output), plugin="napari-tsimcne")
     viewer.open(str(stack_output), plugin="napari-tsimcne")
+    # the reader returns layer data only: the widget links the maps it finds when it opens
+    viewer.window.add_plugin_dock_widget("napari-tsimcne", "Annotate map")
     maps = [l for l in viewer.layers if "tsimcne_tiles_layer" in l.metadata]
     assert len(maps) == 2
     targets = [m.metadata["tsimcne_tiles_layer"] for m in maps]
     assert targets[0] != targets[1] and all(t in viewer.layers for t in targets)
+    maps[1].selected_data = {4}
+    assert viewer.dims.current_step[0] == 4
+    np.testing.assert_array_equal(viewer.layers[GALLERY_NAME].data, viewer.layers[targets[1]].data[4])
+
+
+def test_reader_only_returns_layer_data(stack_output, monkeypatch):
+    import napari
+
+    monkeypatch.setattr(napari, "current_viewer", lambda: pytest.fail("the reader must not look for a viewer"))
+    layers = read_output(str(stack_output))
+    assert all(isinstance(t, tuple) and len(t) == 3 for t in layers)
 
 
 @pytest.mark.gui
 def test_tiles_cut_from_an_image_come_with_it(make_napari_viewer, tiled_output, autosave_dir):
     viewer = make_napari_viewer()
+    viewer.window.add_plugin_dock_widget("napari-tsimcne", "Train map")
     viewer.open(str(tiled_output), plugin="napari-tsimcne")
     tiles, layer, source = viewer.layers["slide"], viewer.layers["slide map"], viewer.layers["slide image"]
     assert tiles.data.shape == (121, 32, 32, 3)

@@ -126,13 +126,13 @@ def test_lasso_selects_like_the_box_and_drives_the_gallery(qtbot, small_map):
     viewer, _, annotate, points = small_map
     qtbot.mouseClick(annotate.lasso_button, Qt.MouseButton.LeftButton)
     assert annotate.lasso_button.isChecked() and LASSO_NAME in viewer.layers
-    assert viewer.layers.selection.active.name == points.name and not viewer.camera.mouse_pan
+    assert viewer.layers.selection.active.name == points.name and not viewer.scene.camera.mouse_pan
 
     # a free-hand loop around the first blob, drawn with the mouse on the canvas
     blob = points.data[:30]
     centre, radius = blob.mean(0), np.ptp(blob, axis=0).max() * 0.9
-    viewer.camera.center = tuple(points.data_to_world(centre)[-2:])
-    viewer.camera.zoom = 150 / radius  # the loop is ~150 pixels wide on the canvas
+    viewer.scene.camera.center = tuple(points.data_to_world(centre)[-2:])
+    viewer.scene.camera.zoom = 150 / radius  # the loop is ~150 pixels wide on the canvas
     qtbot.wait(50)
     angles = np.linspace(0, 2 * np.pi, 40)
     loop = [centre + radius * np.array([np.sin(a), np.cos(a)]) for a in angles]
@@ -153,7 +153,7 @@ def test_lasso_selects_like_the_box_and_drives_the_gallery(qtbot, small_map):
     points.mode = "select"
     assert not annotate.lasso_button.isChecked() and LASSO_NAME not in viewer.layers
     points.mode = "pan_zoom"
-    assert viewer.camera.mouse_pan
+    assert viewer.scene.camera.mouse_pan
 
 
 def test_closing_the_train_widget_stops_training(qtbot, viewer_with_widgets):

@@ -8,6 +8,7 @@ from qtpy.QtCore import Qt
 
 from napari_tsimcne.plugin.train_widget import default_batch_size
 from napari_tsimcne.plugin.crosslink import GALLERY_NAME, HIGHLIGHT_NAME
+from napari_tsimcne.plugin.layout import extent_2d, overlaps, visible_extent
 
 from .conftest import N_TILES, set_tiny
 
@@ -48,9 +49,14 @@ def test_train_builds_map_and_cross_selection(qtbot, trained, tmp_path):
     for col in ("tile_index", "x", "y", "annotation", "cluster", "outlier", "label"):
         assert col in layer.features.columns
     np.testing.assert_allclose(layer.features[["x", "y"]].to_numpy(), train_widget.model.embedding_, rtol=1e-6)
-    # the map lies beside the tile stack, not over it
+    # the map lies beside the tile stack, not over it, and the camera shows all of it
     tile_extent = viewer.layers["tiles"].extent.world
     assert layer.extent.world[0, -1] > tile_extent[1, -1]
+    camera = viewer.scene.camera
+    shown = visible_extent(camera.center, camera.zoom, viewer.canvas.size)
+    ext = extent_2d(layer)
+    assert np.all(ext[0] >= shown[0]) and np.all(ext[1] <= shown[1])
+    assert not overlaps(ext, extent_2d(viewer.layers["tiles"]))
     assert annotate.map_combo.currentText() == "tiles map"
 
     # points -> tiles: gallery of the selected tiles, stack moves to the first one

@@ -16,10 +16,12 @@ from qtpy.QtWidgets import (
 
 from . import annotations as ann
 from . import autosave as autosave_mod
+from .crosslink import link_opened_outputs
 from .lasso import LassoTool
-from .map_layer import recolor
-from .napari_proxy import unwrap
-from .qt_helpers import CSV_FILTER, ask_path_then, refill
+from .selection import AnnotationHistory, group_choices, rows_where
+from .legend_widget import LegendView
+from .map_layer import legend, recolor
+from .qt_helpers import CSV_FILTER, ask_path_then, refill, scroll_layout
 
 AUTOSAVE_DELAY_MS = 1000
 """Annotations are written this long after the first change (later changes in that second join the write)."""
@@ -37,9 +39,9 @@ class AnnotateWidget(QWidget):
     def __init__(self, napari_viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
-        self._watched: dict[int, Points] = {}
-        self._savers: dict[int, autosave_mod.AnnotationAutosaver] = {}
-        self._fingerprints: dict[int, str] = {}
+        self._watched: dict = {}  # map layer -> itself (napari's proxies hash and compare as the layer)
+        self._savers: dict = {}
+        self._fingerprints: dict = {}
         self._lasso: LassoTool | None = None
         self._cluster_worker = None
         self._filtered_windows: set[int] = set()
@@ -65,6 +67,15 @@ class AnnotateWidget(QWidget):
         self.k_label = QLabel("k")
         self.min_size_label = QLabel("min size")
         self.cluster_button = QPushButton("Propose clusters")
+        self.group_combo = QComboBox()
+        self.group_combo.setPlaceholderText("named class or cluster")
+        self.group_combo.setToolTip("A named class or a proposed cluster of the map, with its number of tiles.")
+        self.select_group_button = QPushButton("Select")
+        self.select_group_button.setToolTip("Select all tiles of the class or cluster on the left.")
+        self.undo_button = QPushButton("Undo naming")
+        self.undo_button.setToolTip("Give the tiles back the names they had before the last 'Assign'.")
+        self.undo_button.setEnabled(False)
+        self._histories: dict = {}  # map layer -> AnnotationHistory
         self.export_button = QPushButton("Export CSV…")
         self.import_button = QPushButton("Import CSV…")
         self.restore_button = QPushButton("Restore autosave")
@@ -85,7 +96,14 @@ class AnnotateWidget(QWidget):
         box_form = QFormLayout(box)
         box_form.addRow(self.lasso_button)
         box_form.addRow(self.name_edit)
-        box_form.addRow(self.assign_button)
+        assign_row = QHBoxLayout()
+        assign_row.addWidget(self.assign_button)
+        assign_row.addWidget(self.undo_button)
+        box_form.addRow(assign_row)
+        select_row = QHBoxLayout()
+        select_row.addWidget(self.group_combo, 1)
+        select_row.addWidget(self.select_group_button)
+        box_form.addRow(select_row)
         clusters = QHBoxLayout()
         clusters.addWidget(self.method_combo)
         clusters.addWidget(self.k_label)
@@ -97,8 +115,12 @@ class AnnotateWidget(QWidget):
         files = QHBoxLayout()
         files.addWidget(self.export_button)
         files.addWidget(self.import_button)
-        layout = QVBoxLayout(self)
+        self.legend = LegendView()
+        legend_box = QGroupBox("Legend")
+        QVBoxLayout(legend_box).addWidget(self.legend)
+        layout = scroll_layout(self)
         layout.addLayout(form)
+        layout.addWidget(legend_box)
         layout.addWidget(box)
         layout.addLayout(files)
         layout.addWidget(self.restore_button)
@@ -106,12 +128,31 @@ class AnnotateWidget(QWidget):
         layout.addWidget(self.autosave_label)
         layout.addStretch()
         self._on_method_changed(self.method_combo.currentText())
+        tips = {
+            self.map_combo: "The map to work on (one per tile stack).",
+            self.color_combo: "What the colours of the points show: your names (annotation), proposed clusters, "
+                              "known labels, or how unusual each tile is (outlier).",
+            self.name_edit: "A name for the selected tiles, e.g. a cell type. Press Enter to assign it.",
+            self.assign_button: "Give the selected points (tiles) this name. Select with a box in select mode, "
+                                "or with the lasso.",
+            self.method_combo: "How to propose groups: k-means makes exactly k groups; HDBSCAN finds the islands "
+                               "itself and leaves stragglers in none.",
+            self.k_spin: "k-means: how many groups to propose.",
+            self.cluster_button: "Propose groups of nearby points. They are only suggestions: select a cluster "
+                                 "and name it.",
+            self.export_button: "Save every tile's name and cluster to a CSV file (opens in a spreadsheet).",
+            self.import_button: "Read names and clusters from a CSV file exported for these tiles.",
+        }
+        for widget, tip in tips.items():
+            widget.setToolTip(tip)
 
         self.map_combo.currentTextChanged.connect(self._refresh_columns)
         self.color_combo.textActivated.connect(self.color_by)
         self.assign_button.clicked.connect(lambda: self.assign(self.name_edit.text()))
         self.name_edit.returnPressed.connect(lambda: self.assign(self.name_edit.text()))
         self.lasso_button.toggled.connect(self.set_lasso)
+        self.undo_button.clicked.connect(lambda: self.undo_annotation())
+        self.select_group_button.clicked.connect(self._on_select_group_clicked)
         self.method_combo.currentTextChanged.connect(self._on_method_changed)
         self.cluster_button.clicked.connect(self._on_cluster_clicked)
         self.export_button.clicked.connect(self._ask_export)
@@ -120,20 +161,22 @@ class AnnotateWidget(QWidget):
         for ev in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             ev.connect(self.refresh_layers)
         self.refresh_layers()
+        QTimer.singleShot(0, self._watch_window)  # once docked in napari's window
 
     def refresh_layers(self, event=None) -> None:
+        link_opened_outputs(self.viewer)  # maps opened from an output folder: link them to their tiles
         maps = [l for l in self.viewer.layers if isinstance(l, Points) and "tsimcne_tiles_layer" in l.metadata]
         for layer in maps:
-            key = unwrap(layer)
-            if id(key) not in self._watched:
-                self._watched[id(key)] = key
+            key = layer
+            if key not in self._watched:
+                self._watched[key] = key
                 # keep "Colour by" in step when the map's colouring or columns change elsewhere
                 layer.events.face_color.connect(self._refresh_columns)
                 layer.events.features.connect(self._refresh_columns)
                 layer.events.features.connect(self._on_features_changed)
                 # after the code that made the map has finished with it (e.g. coloured it)
                 QTimer.singleShot(0, lambda key=key: self._restore_fresh_map(key))
-        alive = {id(unwrap(l)) for l in maps}
+        alive = set(maps)
         for gone in [k for k in self._watched if k not in alive]:
             self._forget(gone)
         refill(self.map_combo, [l.name for l in maps])
@@ -145,6 +188,7 @@ class AnnotateWidget(QWidget):
         layer.events.features.disconnect(self._refresh_columns)
         layer.events.features.disconnect(self._on_features_changed)
         self._fingerprints.pop(key, None)
+        self._histories.pop(key, None)
         saver = self._savers.pop(key, None)
         if saver is not None:
             # the removed map's last changes still reach its file
@@ -152,12 +196,58 @@ class AnnotateWidget(QWidget):
 
     def _refresh_columns(self, *_) -> None:
         layer = self.map_layer()
+        self._refresh_groups(layer)
+        self.legend.set_legend({"kind": "none"} if layer is None else legend(layer))
         columns = [] if layer is None else [c for c in layer.features.columns if c not in ("tile_index", "x", "y")]
         refill(self.color_combo, columns)
         if layer is not None and layer.metadata.get("tsimcne_color_by") in columns:
             self.color_combo.blockSignals(True)
             self.color_combo.setCurrentText(layer.metadata["tsimcne_color_by"])
             self.color_combo.blockSignals(False)
+
+    def _refresh_groups(self, layer) -> None:
+        choices = [] if layer is None else group_choices(layer.features)
+        self._group_choices = {text: (column, value) for text, column, value, _ in choices}
+        refill(self.group_combo, list(self._group_choices))
+        history = None if layer is None else self._histories.get(layer)
+        self.undo_button.setEnabled(bool(history))
+
+    def _on_select_group_clicked(self) -> None:
+        choice = self._group_choices.get(self.group_combo.currentText())
+        if choice is not None:
+            self.select_group(*choice)
+
+    def select_group(self, column: str, value) -> set[int]:
+        """Select the map's points whose ``column`` is ``value``; the map becomes the active layer."""
+        layer = self._require_map()
+        rows = rows_where(layer.features, column, value)
+        self.viewer.layers.selection.active = layer
+        layer.selected_data = rows
+        self.status.setText(f"{len(rows)} tiles selected.")
+        return rows
+
+    def select_cluster(self, number: int) -> set[int]:
+        """Select the points of proposed cluster ``number``."""
+        return self.select_group("cluster", int(number))
+
+    def select_annotation(self, name: str) -> set[int]:
+        """Select the points named ``name``."""
+        return self.select_group("annotation", str(name))
+
+    def undo_annotation(self) -> bool:
+        """Undo the last naming of the current map; returns whether there was one."""
+        layer = self.map_layer()
+        history = None if layer is None else self._histories.get(layer)
+        feats = None if history is None else history.undo(layer.features)
+        if feats is None:
+            self.status.setText("Nothing to undo.")
+            self.undo_button.setEnabled(False)
+            return False
+        layer.features = feats
+        recolor(layer, "annotation")
+        self._refresh_columns()
+        self.status.setText("Last naming undone.")
+        return True
 
     def map_layer(self) -> Points | None:
         name = self.map_combo.currentText()
@@ -181,6 +271,7 @@ class AnnotateWidget(QWidget):
             show_error("Select points in the map and type a class name first.")
             return 0
         selected = set(layer.selected_data)
+        self._histories.setdefault(layer, AnnotationHistory()).record(layer.features)
         layer.features = ann.assign_annotation(layer.features, selected, name)
         layer.selected_data = selected
         self._refresh_columns()
@@ -260,7 +351,7 @@ class AnnotateWidget(QWidget):
             raise ValueError("Clustering is already running.")
         coords = layer.features[["x", "y"]].to_numpy()
         ann.check_min_cluster_size(min_cluster_size, len(coords))  # here, before the worker starts
-        key = unwrap(layer)
+        key = layer
 
         def done(labels):
             if key in self.viewer.layers and len(key.data) == len(labels):
@@ -325,7 +416,7 @@ class AnnotateWidget(QWidget):
 
     # -- autosave -----------------------------------------------------------------------
     def _fingerprint(self, layer) -> str | None:
-        key = id(unwrap(layer))
+        key = layer
         if key not in self._fingerprints:
             tiles = self._tiles_layer_of(layer)
             if tiles is None or len(tiles.data) != len(layer.data):
@@ -334,7 +425,7 @@ class AnnotateWidget(QWidget):
         return self._fingerprints[key]
 
     def _saver(self, layer) -> autosave_mod.AnnotationAutosaver | None:
-        key = id(unwrap(layer))
+        key = layer
         if key not in self._savers:
             fingerprint = self._fingerprint(layer)
             if fingerprint is None:
@@ -405,7 +496,7 @@ class AnnotateWidget(QWidget):
 
         Raises AnnotationFileError (a ValueError) for a file of another tile stack, leaving the map unchanged.
         """
-        layer = unwrap(layer if layer is not None else self._require_map())
+        layer = layer if layer is not None else self._require_map()
         fingerprint = self._fingerprint(layer)
         if fingerprint is None:
             raise ValueError("The map's tile layer is gone; cannot check which stack an autosave belongs to.")
@@ -440,12 +531,15 @@ class AnnotateWidget(QWidget):
         except Exception as exc:  # noqa: BLE001 - closing must not fail
             show_error(f"Autosave failed: {exc}")
 
-    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
+    def _watch_window(self) -> None:
         # napari closing its window: save first (harmless if the close is then cancelled)
         window = self.window()
         if window is not self and id(window) not in self._filtered_windows:
             window.installEventFilter(self)
             self._filtered_windows.add(id(window))
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        self._watch_window()
         super().showEvent(event)
 
     def eventFilter(self, obj, ev) -> bool:  # noqa: N802 - Qt's name

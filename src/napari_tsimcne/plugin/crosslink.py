@@ -1,10 +1,14 @@
-"""Cross-selection between the map layer and the tile stack (main thread only)."""
+"""Cross-selection between the map layer and the tile stack (main thread only).
+
+napari hands plugins its objects wrapped in a proxy that forwards ``==`` and ``hash`` to the object behind
+it, so layers are compared with ``==`` (never ``is``) and used as dictionary keys directly.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from .napari_proxy import unwrap
+from .layout import fit_camera, is_in_view
 from .selection import gallery_image, tile_rectangles, tile_to_point
 
 GALLERY_NAME = "selected tiles"
@@ -29,10 +33,9 @@ class MapTileLink:
     """Selected points -> gallery of their tiles and the stack slider on the first; slider -> highlighted point."""
 
     def __init__(self, viewer, map_layer, tiles_layer) -> None:
-        # plugins get napari's PublicOnlyProxy objects; keep the real ones so identity checks work
-        self.viewer = unwrap(viewer)
-        self.map_layer = unwrap(map_layer)
-        self.tiles_layer = unwrap(tiles_layer)
+        self.viewer = viewer
+        self.map_layer = map_layer
+        self.tiles_layer = tiles_layer
         self._busy = False
         _selection_signal(self.map_layer).connect(self._on_selection)
         self.viewer.dims.events.current_step.connect(self._on_step)
@@ -44,8 +47,18 @@ class MapTileLink:
         self.viewer.layers.events.removed.disconnect(self._on_layer_removed)
 
     def _on_layer_removed(self, event) -> None:
-        if event.value is self.map_layer or event.value is self.tiles_layer:
+        if event.value == self.map_layer or event.value == self.tiles_layer:
             self.disconnect()
+            if _LINKS.get(self.map_layer) is self:
+                del _LINKS[self.map_layer]
+
+    def keep_map_active(self) -> None:
+        """After adding a layer (napari makes it the active one): the map again, with the tool it had."""
+        if self.map_layer in self.viewer.layers:
+            mode = self.map_layer.mode
+            self.viewer.layers.selection.active = self.map_layer
+            if self.map_layer.mode != mode:
+                self.map_layer.mode = mode
 
     # -- points -> tiles ------------------------------------------------------
     def _on_selection(self, event=None) -> None:
@@ -90,6 +103,9 @@ class MapTileLink:
                 self.viewer.layers.remove(GALLERY_NAME)
             layer = self.viewer.add_image(mosaic, name=GALLERY_NAME, rgb=rgb, scale=(scale, scale),
                                           translate=translate, contrast_limits=self.tiles_layer.contrast_limits)
+            self.keep_map_active()
+            if not is_in_view(self.viewer, layer):  # the gallery first appears: show it beside the map
+                fit_camera(self.viewer, [self.map_layer, layer])
         layer.metadata["tile_indices"] = np.asarray(list(tile_indices), dtype=int)
 
     def outline_on_source(self, tile_indices) -> None:
@@ -105,7 +121,7 @@ class MapTileLink:
         self.viewer.add_shapes(rects, shape_type="rectangle", name=OUTLINE_NAME, face_color="transparent",
                                edge_color="yellow", edge_width=1, scale=source.scale[-2:],
                                translate=source.translate[-2:])
-        self.viewer.layers.selection.active = self.map_layer
+        self.keep_map_active()
 
     # -- tiles -> point -------------------------------------------------------
     def _on_step(self, event=None) -> None:
@@ -131,18 +147,58 @@ class MapTileLink:
         else:
             layer = self.viewer.add_points(pos, name=HIGHLIGHT_NAME, size=size, face_color="transparent",
                                            border_color="red", border_width=0.2, translate=self.map_layer.translate)
-            self.viewer.layers.selection.active = self.map_layer
+            self.keep_map_active()
         layer.metadata["tile_index"] = tile
 
 
-_LINKS: dict[int, MapTileLink] = {}
+_LINKS: dict = {}
+"""The link of each map layer (keyed by the layer; dropped when the map or its tiles leave the viewer)."""
 
 
 def link_map(viewer, map_layer, tiles_layer) -> MapTileLink:
     """Connect the map and the tile stack (once per map layer)."""
-    key = unwrap(map_layer)
-    link = _LINKS.get(id(key))
-    if link is None or unwrap(link.map_layer) is not key:
-        link = _LINKS[id(key)] = MapTileLink(viewer, map_layer, tiles_layer)
-    link.tiles_layer = unwrap(tiles_layer)
+    from .map_guard import protect_map
+
+    link = _LINKS.get(map_layer)
+    if link is None:
+        link = _LINKS[map_layer] = MapTileLink(viewer, map_layer, tiles_layer)
+        protect_map(map_layer)  # its points cannot be moved, deleted or added by accident
+    link.tiles_layer = tiles_layer
     return link
+
+
+def is_linked(map_layer) -> bool:
+    return map_layer in _LINKS
+
+
+TOKEN_KEY = "tsimcne_reader_token"
+"""Metadata key shared by the layers of one read of an output folder (see :mod:`.reader`)."""
+
+
+def link_opened_outputs(viewer) -> list:
+    """Link every map opened from an output folder (by the reader) to its tiles, once; returns the maps linked.
+
+    The reader only returns layer data; the dock widgets call this when layers are added (and when they open),
+    so that maps opened before or after a widget is shown are linked.
+    """
+    from napari.layers import Image, Points
+
+    linked = []
+    for layer in list(viewer.layers):
+        if not isinstance(layer, Points) or TOKEN_KEY not in layer.metadata or is_linked(layer):
+            continue
+        token = layer.metadata[TOKEN_KEY]
+        ours = [l for l in viewer.layers if isinstance(l, Image) and l.metadata.get(TOKEN_KEY) == token]
+        tiles = next((l for l in ours if l.ndim >= 3), None)
+        if tiles is None:
+            continue
+        source = next((l for l in ours if l.ndim == 2), None)
+        # names may have got a suffix ("cells [1]") when the same folder was opened twice
+        layer.metadata["tsimcne_tiles_layer"] = tiles.name
+        if source is not None:
+            tiles.metadata["source_layer"] = source.name
+        link_map(viewer, layer, tiles)
+        linked.append(layer)
+    if linked:
+        viewer.layers.selection.active = linked[-1]
+    return linked

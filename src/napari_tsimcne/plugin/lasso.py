@@ -12,7 +12,6 @@ import time
 
 import numpy as np
 
-from .napari_proxy import unwrap
 from .selection import points_in_polygon
 
 LASSO_NAME = "lasso"
@@ -24,8 +23,8 @@ class LassoTool:
     """Turn free-hand lasso selection on or off for one map (Points) layer."""
 
     def __init__(self, viewer, map_layer, on_disabled=None) -> None:
-        self.viewer = unwrap(viewer)
-        self.layer = unwrap(map_layer)
+        self.viewer = viewer
+        self.layer = map_layer
         self.on_disabled = on_disabled
         self.active = False
         self._outline = None
@@ -73,10 +72,10 @@ class LassoTool:
         self.disable()
 
     def _on_removed(self, event) -> None:
-        if event.value is self._outline:
+        if self._outline is not None and event.value == self._outline:
             self._outline = None  # already gone: disable() must not remove it again
             self.disable()
-        elif event.value is self.layer:
+        elif event.value == self.layer:
             self.disable()
 
     # -- drawing --------------------------------------------------------------------

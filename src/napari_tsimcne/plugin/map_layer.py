@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import ExitStack, contextmanager
-
 import numpy as np
 import pandas as pd
 
@@ -22,7 +20,10 @@ def tile_size(tiles_layer) -> tuple[int, int]:
 
 
 def map_geometry(tile_hw: tuple[int, int]) -> tuple[float, tuple[float, float]]:
-    """Side length and (row, col) offset of the map square, to the right of the tile."""
+    """Side length and (row, col) offset of the map square, to the right of the tile.
+
+    (In a viewer, :func:`create_map_layer` places the map right of everything already on the canvas.)
+    """
     h, w = tile_hw
     side = MAP_SIDE_IN_TILES * max(h, w)
     return side, (0.0, 1.25 * w)
@@ -91,8 +92,10 @@ def point_size(side: float, n: int) -> float:
 def create_map_layer(viewer, tiles_layer, embedding: np.ndarray, color_by: str = "outlier",
                      outlier: np.ndarray | None = None):
     """Add (or replace the data of) the map layer of ``tiles_layer`` and return it."""
+    from .layout import fit_camera, free_column_origin
+
     name = map_layer_name(tiles_layer.name)
-    side, offset = map_geometry(tile_size(tiles_layer))
+    side, _ = map_geometry(tile_size(tiles_layer))
     coords = map_coordinates(embedding, side)
     if name in viewer.layers:
         layer = viewer.layers[name]
@@ -100,6 +103,8 @@ def create_map_layer(viewer, tiles_layer, embedding: np.ndarray, color_by: str =
             update_map_layer(layer, embedding, outlier=outlier)
             return layer
         viewer.layers.remove(layer)
+    # in its own region, right of everything on the canvas (never over the images)
+    offset = free_column_origin(viewer.layers, side)
     feats = initial_features(embedding, tiles_layer.metadata, outlier=outlier)
     if color_by not in feats:
         color_by = "outlier"
@@ -108,6 +113,7 @@ def create_map_layer(viewer, tiles_layer, embedding: np.ndarray, color_by: str =
         face_colormap="viridis", border_width=0, translate=offset,
         metadata={"tsimcne_tiles_layer": tiles_layer.name, "tsimcne_side": side},
     )
+    fit_camera(viewer, [layer])  # a new map is where the user looks
     return layer
 
 
@@ -122,25 +128,14 @@ def update_map_layer(layer, embedding: np.ndarray, outlier: np.ndarray | None = 
     feats["y"] = np.asarray(embedding[:, 1], dtype=float)
     feats["outlier"] = outlier_scores(embedding) if outlier is None else np.asarray(outlier, dtype=float)
     selected = set(layer.selected_data)
-    # napari redraws all points on every colour event (~0.1 s per redraw at 100,000 points on a CPU):
-    # change features and colours quietly, then let the new positions redraw once with both
-    with _colour_events_paused(layer):
-        layer.features = feats
-        recolor(layer)
+    layer.features = feats
+    recolor(layer)
     layer.data = map_coordinates(embedding, side)
     layer.selected_data = selected
 
 
-@contextmanager
-def _colour_events_paused(layer):
-    with ExitStack() as stack:
-        emitters = [layer.events.face_color]
-        face = getattr(layer, "_face", None)  # napari's colour manager (not public API): skipped if absent
-        if face is not None and hasattr(face, "events"):
-            emitters += [getattr(face.events, n) for n in ("colors", "color_properties") if hasattr(face.events, n)]
-        for emitter in emitters:
-            stack.enter_context(emitter.blocker())
-        yield
+COLORS_KEY = "tsimcne_category_colors"
+"""Layer metadata: {column: {name: "#rrggbb"}}, the colour each name got when it first appeared."""
 
 
 def recolor(layer, column: str | None = None) -> None:
@@ -148,6 +143,7 @@ def recolor(layer, column: str | None = None) -> None:
 
     Numeric columns (except ``cluster``) use the viridis colormap (for ``outlier`` up to its 99th
     percentile); names and cluster numbers get one colour each, with grey for "" and -1 (not assigned).
+    A name keeps its colour when other names are added (see :func:`categorical_colors`).
     The colours are set in one go (one redraw of the points, which matters for 100,000 of them).
     """
     column = column or layer.metadata.get("tsimcne_color_by") or "outlier"
@@ -155,10 +151,34 @@ def recolor(layer, column: str | None = None) -> None:
         return
     layer.metadata["tsimcne_color_by"] = column
     values = layer.features[column]
-    if pd.api.types.is_numeric_dtype(values) and column not in ("cluster", "tile_index"):
-        layer.face_color = continuous_colors(values.to_numpy(dtype=float), upper_percentile=99 if column == "outlier" else 100)
+    if is_continuous(values, column):
+        layer.face_color = continuous_colors(values.to_numpy(dtype=float), upper_percentile=upper_percentile(column))
         return
-    layer.face_color = categorical_colors(values.to_numpy())
+    layer.face_color = categorical_colors(values.to_numpy(), category_colors(layer.metadata, column))
+
+
+def is_continuous(values, column: str) -> bool:
+    """Numbers on a scale (outlier score) rather than names or cluster numbers."""
+    return bool(pd.api.types.is_numeric_dtype(values) and column not in ("cluster", "tile_index"))
+
+
+def upper_percentile(column: str) -> float:
+    """The outlier score's colour scale ends at its 99th percentile (a few extreme tiles would flatten it)."""
+    return 99 if column == "outlier" else 100
+
+
+def category_colors(metadata: dict, column: str) -> dict:
+    """The layer's stored {name: colour} of ``column`` (created empty, kept in its metadata)."""
+    return metadata.setdefault(COLORS_KEY, {}).setdefault(column, {})
+
+
+def continuous_range(values: np.ndarray, upper_percentile: float = 100) -> tuple[float, float]:
+    """(low, high) ends of the colour scale of ``values``: their minimum and their ``upper_percentile``."""
+    values = np.asarray(values, dtype=float)
+    finite = np.isfinite(values)
+    if not finite.any():
+        return 0.0, 1.0
+    return float(values[finite].min()), float(np.percentile(values[finite], upper_percentile))
 
 
 def continuous_colors(values: np.ndarray, upper_percentile: float = 100, colormap: str = "viridis") -> np.ndarray:
@@ -168,23 +188,81 @@ def continuous_colors(values: np.ndarray, upper_percentile: float = 100, colorma
     values = np.asarray(values, dtype=float)
     if values.size == 0:
         return np.zeros((0, 4))
-    finite = np.isfinite(values)
-    lo = float(values[finite].min()) if finite.any() else 0.0
-    hi = float(np.percentile(values[finite], upper_percentile)) if finite.any() else 1.0
+    lo, hi = continuous_range(values, upper_percentile)
     unit = np.clip((np.nan_to_num(values, nan=lo) - lo) / max(hi - lo, 1e-9), 0.0, 1.0)
     return np.asarray(ensure_colormap(colormap).map(unit), dtype=float)
 
 
-def categorical_colors(values: np.ndarray) -> np.ndarray:
-    """(N, 4) RGBA colours: one per distinct value, grey for "" and -1."""
+UNASSIGNED = "#808080"
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf",
+           "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d", "#9edae5"]
+"""Category colours (matplotlib's tab20 without its greys, which mean "not assigned")."""
+
+
+def is_unassigned(value) -> bool:
+    return value == "" or (isinstance(value, (int, np.integer)) and value == -1)
+
+
+def name_color(value, taken: dict | None = None) -> str:
+    """The colour of one category: a function of its name only.
+
+    Cluster numbers take palette entry ``n``; names start at a fixed hash of the name and, when ``taken``
+    (the colours already given to other names of this column) holds that colour, the next free one. A name
+    therefore keeps its colour when other names are added, and reopening a map gives the same colours.
+    """
+    import zlib
+
+    if is_unassigned(value):
+        return UNASSIGNED
+    if taken is not None and str(value) in taken:
+        return taken[str(value)]
+    if isinstance(value, (int, np.integer)):
+        color = PALETTE[int(value) % len(PALETTE)]
+    else:
+        start = zlib.crc32(str(value).encode("utf-8")) % len(PALETTE)
+        used = set((taken or {}).values())
+        free = [PALETTE[(start + i) % len(PALETTE)] for i in range(len(PALETTE))
+                if PALETTE[(start + i) % len(PALETTE)] not in used]
+        color = free[0] if free else PALETTE[start]
+    if taken is not None:
+        taken[str(value)] = color
+    return color
+
+
+def categorical_colors(values: np.ndarray, taken: dict | None = None) -> np.ndarray:
+    """(N, 4) RGBA colours: one per distinct value (:func:`name_color`), grey for "" and -1.
+
+    ``taken``: the {name: colour} already given in this column; new names are added to it.
+    """
     from matplotlib.colors import to_rgba
 
-    out = np.tile(np.array(to_rgba("#808080"), dtype=float), (len(values), 1))
-    distinct = [v for v in pd.unique(values) if not (v == "" or (isinstance(v, (int, np.integer)) and v == -1))]
-    for i, v in enumerate(sorted(distinct, key=str)):
-        out[values == v] = to_rgba(_CYCLE[i % len(_CYCLE)])
+    values = np.asarray(values)
+    taken = {} if taken is None else taken
+    out = np.tile(np.array(to_rgba(UNASSIGNED), dtype=float), (len(values), 1))
+    distinct = [v for v in pd.unique(values) if not is_unassigned(v)]
+    # in a fixed order (not the order of the points), so that the same names get the same colours
+    for v in sorted(distinct, key=lambda v: (str(v) not in taken, str(v))):
+        out[values == v] = to_rgba(name_color(v, taken))
     return out
 
 
-_CYCLE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
-          "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94"]
+def legend(layer) -> dict:
+    """What the map's colours mean, for a legend: categorical or continuous, from the layer's colouring.
+
+    ``{"column", "kind": "categories", "entries": [(name, "#rrggbb", count), ...]}`` (unassigned last) or
+    ``{"column", "kind": "scale", "low", "high", "colormap": "viridis"}``.
+    """
+    column = layer.metadata.get("tsimcne_color_by")
+    if column is None or column not in layer.features:
+        return {"column": None, "kind": "none"}
+    values = layer.features[column]
+    if is_continuous(values, column):
+        lo, hi = continuous_range(values.to_numpy(dtype=float), upper_percentile(column))
+        return {"column": column, "kind": "scale", "low": lo, "high": hi, "colormap": "viridis"}
+    taken = category_colors(layer.metadata, column)
+    names, counts = np.unique(values.to_numpy(), return_counts=True)
+    entries = [(str(n), name_color(n, taken), int(c)) for n, c in zip(names, counts) if not is_unassigned(n)]
+    unassigned = int(sum(c for n, c in zip(names, counts) if is_unassigned(n)))
+    if unassigned:
+        entries.append(("not assigned" if column != "cluster" else "no cluster (-1)", UNASSIGNED, unassigned))
+    return {"column": column, "kind": "categories", "entries": entries}

@@ -1,9 +1,10 @@
-"""Small Qt helpers shared by the dock widgets: file dialogs and combo boxes."""
+"""Small Qt helpers shared by the dock widgets: file dialogs, combo boxes and foldable sections."""
 
 from __future__ import annotations
 
 from napari.utils.notifications import show_error
-from qtpy.QtWidgets import QComboBox, QFileDialog
+from qtpy.QtCore import QEvent, Qt
+from qtpy.QtWidgets import QComboBox, QFileDialog, QFrame, QScrollArea, QToolButton, QVBoxLayout, QWidget
 
 MODEL_FILTER = "napari-tsimcne model (*.tsimcne *.pt);;All files (*)"
 CSV_FILTER = "CSV (*.csv);;All files (*)"
@@ -32,3 +33,82 @@ def refill(combo: QComboBox, names: list[str]) -> None:
     if current in names:
         combo.setCurrentText(current)
     combo.blockSignals(False)
+
+
+class Collapsible(QWidget):
+    """A titled section that folds away (closed by default): a toggle with an arrow, then its content."""
+
+    def __init__(self, title: str, content: QWidget, expanded: bool = False, tooltip: str = "") -> None:
+        super().__init__()
+        self.toggle = QToolButton()
+        self.toggle.setText(title)
+        self.toggle.setCheckable(True)
+        self.toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.toggle.setStyleSheet("QToolButton { border: none; font-weight: bold; }")
+        self.toggle.setToolTip(tooltip or f"Show or hide: {title.lower()}")
+        self.content = content
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
+        layout.addWidget(self.toggle)
+        layout.addWidget(content)
+        self.toggle.toggled.connect(self.set_expanded)
+        self.toggle.setChecked(expanded)
+        self.set_expanded(expanded)
+
+    def set_expanded(self, expanded: bool) -> None:
+        self.toggle.blockSignals(True)
+        self.toggle.setChecked(expanded)
+        self.toggle.blockSignals(False)
+        self.toggle.setArrowType(Qt.ArrowType.DownArrow if expanded else Qt.ArrowType.RightArrow)
+        self.content.setVisible(expanded)
+
+    def is_expanded(self) -> bool:
+        return self.toggle.isChecked()
+
+
+MIN_VISIBLE_HEIGHT = 280
+"""Pixels of a dock widget's content that stay in view however little room the dock gets."""
+
+
+class _VerticalScrollArea(QScrollArea):
+    """Scrolls up and down only: as wide as its content needs (so nothing is cut at the right)."""
+
+    def minimumSizeHint(self):  # noqa: N802 - Qt's name
+        hint = super().minimumSizeHint()
+        if self.widget() is not None:
+            width = self.widget().minimumSizeHint().width() + self.verticalScrollBar().sizeHint().width()
+            hint.setWidth(max(hint.width(), width))
+            # docks stacked in one column share its height: each keeps a useful part of its content in view
+            hint.setHeight(max(hint.height(), min(self.widget().sizeHint().height(), MIN_VISIBLE_HEIGHT)))
+        return hint
+
+    def sizeHint(self):  # noqa: N802 - Qt's name
+        # as tall as the content wants (a plain scroll area asks for little, and its dock gets squeezed)
+        hint = super().sizeHint()
+        if self.widget() is not None:
+            hint.setHeight(self.widget().sizeHint().height() + 2 * self.frameWidth())
+            hint.setWidth(max(hint.width(), self.minimumSizeHint().width()))
+        return hint
+
+    def eventFilter(self, obj, event):  # noqa: N802 - Qt's name
+        # the content's layout changed (widgets added, a section unfolded): ask the dock for room again
+        if obj is self.widget() and event.type() == QEvent.Type.LayoutRequest:
+            self.updateGeometry()
+        return super().eventFilter(obj, event)
+
+
+def scroll_layout(owner: QWidget) -> QVBoxLayout:
+    """The layout to fill ``owner`` with, inside a scroll area: a dock that gets little room scrolls
+    instead of squeezing (and clipping) its labels."""
+    content = QWidget()
+    layout = QVBoxLayout(content)
+    scroll = _VerticalScrollArea()
+    scroll.setWidgetResizable(True)
+    scroll.setFrameShape(QFrame.Shape.NoFrame)
+    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    scroll.setWidget(content)
+    outer = QVBoxLayout(owner)
+    outer.setContentsMargins(0, 0, 0, 0)
+    outer.addWidget(scroll)
+    return layout

@@ -3,8 +3,9 @@
 The folder holds ``embedding.csv`` and ``summary.json`` (and ``model.tsimcne``, ``map.png``). The reader
 returns the tiles as an image layer (read again from the input recorded in ``summary.json``, with the same
 tiling options), the map as a points layer beside them, as the Train widget draws it, with the annotations
-of ``annotations.csv`` when the folder has one, and, for tiles cut from one large image, that image. In a
-viewer, the map is linked to the tiles: selecting points shows their tiles.
+of ``annotations.csv`` when the folder has one, and, for tiles cut from one large image, that image. The
+reader returns layer data only; the plugin's dock widgets link the map to its tiles (selecting points shows
+their tiles) when they see these layers in the viewer (:func:`.crosslink.link_opened_outputs`).
 """
 
 from __future__ import annotations
@@ -19,14 +20,12 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from .napari_proxy import unwrap
+from .crosslink import TOKEN_KEY
 
 EMBEDDING_FILE = "embedding.csv"
 SUMMARY_FILE = "summary.json"
 ANNOTATIONS_FILE = "annotations.csv"
 MODEL_SUFFIX = ".tsimcne"
-TOKEN_KEY = "tsimcne_reader_token"
-"""Metadata key shared by the layers of one read, so that they can be linked once they are in a viewer."""
 
 LayerData = tuple[Any, dict, str]
 
@@ -102,7 +101,6 @@ def read_output(path: str | os.PathLike | list) -> list[LayerData]:
         rgb = tiles.ndim == 4 and tiles.shape[-1] in (3, 4)
         layers.append((tiles, {"name": tiles_name, "rgb": rgb, "metadata": meta}, "image"))
     layers.append(map_layer)
-    _link_when_added(token)
     return layers
 
 
@@ -203,8 +201,8 @@ def _map_layer(embedding: np.ndarray, tile_hw: tuple[int, int], tiles_name: str,
         "border_width": 0, "translate": offset,
         "metadata": {"tsimcne_tiles_layer": tiles_name, "tsimcne_side": side, "tsimcne_color_by": color_by,
                      "tsimcne_output": str(folder), TOKEN_KEY: token},
-        **_face_colors(feats[color_by], color_by),
     }
+    kwargs.update(_face_colors(feats[color_by], color_by, kwargs["metadata"]))
     return coords, kwargs, "points"
 
 
@@ -226,61 +224,12 @@ def _merge_annotations(feats: pd.DataFrame, folder: Path) -> pd.DataFrame:
     return feats
 
 
-def _face_colors(values: pd.Series, column: str) -> dict:
+def _face_colors(values: pd.Series, column: str, metadata: dict) -> dict:
     """Points keyword arguments colouring by ``column`` the way :func:`map_layer.recolor` does."""
-    from .map_layer import categorical_colors
+    from .map_layer import categorical_colors, category_colors
 
     if pd.api.types.is_numeric_dtype(values) and column not in ("cluster", "tile_index"):
         lo = float(values.min())
         hi = float(np.percentile(values, 99)) if column == "outlier" else float(values.max())
         return {"face_color": column, "face_colormap": "viridis", "face_contrast_limits": (lo, max(hi, lo + 1e-9))}
-    return {"face_color": categorical_colors(values.to_numpy())}
-
-
-# -- linking in the viewer ---------------------------------------------------------
-
-
-def _link_when_added(token: str) -> None:
-    """Link map and tiles (cross-selection) once the current viewer has added the layers of this read.
-
-    Readers get no viewer; napari adds the returned layers right after the reader returns, to the
-    viewer that asked, which is the current one.
-    """
-    try:
-        import napari
-    except ImportError:
-        return
-    viewer = napari.current_viewer()
-    if viewer is None:
-        return
-    viewer = unwrap(viewer)
-
-    def on_inserted(event) -> None:
-        layer = event.value
-        if layer.metadata.get(TOKEN_KEY) != token or "tsimcne_tiles_layer" not in layer.metadata:
-            return  # not our map (the map comes last)
-        viewer.layers.events.inserted.disconnect(on_inserted)
-        link_layers(viewer, layer, token)
-
-    viewer.layers.events.inserted.connect(on_inserted)
-
-
-def link_layers(viewer, map_layer, token: str | None = None) -> None:
-    """Point the map at the tiles layer napari actually added (names may have got a suffix) and link them."""
-    from napari.layers import Image
-
-    from .map_layer import recolor
-    from .crosslink import link_map
-
-    token = token or map_layer.metadata.get(TOKEN_KEY)
-    ours = [l for l in viewer.layers if isinstance(l, Image) and l.metadata.get(TOKEN_KEY) == token]
-    tiles = next((l for l in ours if l.ndim >= 3), None)
-    source = next((l for l in ours if l.ndim == 2), None)
-    recolor(map_layer)
-    if tiles is None:
-        return
-    map_layer.metadata["tsimcne_tiles_layer"] = tiles.name
-    if source is not None:
-        tiles.metadata["source_layer"] = source.name
-    link_map(viewer, map_layer, tiles)
-    viewer.layers.selection.active = map_layer
+    return {"face_color": categorical_colors(values.to_numpy(), category_colors(metadata, column))}

@@ -58,3 +58,52 @@ def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
     candidates = np.flatnonzero(np.all((points >= lo) & (points <= hi), axis=1))  # cheap bounding-box filter
     inside = Path(polygon).contains_points(points[candidates])
     return candidates[inside]
+
+
+def rows_where(features, column: str, value) -> set[int]:
+    """Rows of the map whose ``column`` equals ``value`` (e.g. cluster 3, annotation "stroma")."""
+    if column not in features:
+        raise ValueError(f"The map has no {column!r} column.")
+    values = features[column].to_numpy()
+    if column == "cluster":
+        value = int(value)
+    else:
+        values, value = values.astype(str), str(value)
+    return set(np.flatnonzero(values == value).tolist())
+
+
+def group_choices(features) -> list[tuple[str, str, object, int]]:
+    """(text, column, value, count) of every cluster and every annotation of the map, for "Select"."""
+    out = []
+    if "annotation" in features:
+        names, counts = np.unique(features["annotation"].astype(str).to_numpy(), return_counts=True)
+        out += [(f"{n} ({c})", "annotation", n, int(c)) for n, c in zip(names, counts) if n != ""]
+    if "cluster" in features:
+        numbers, counts = np.unique(features["cluster"].to_numpy().astype(int), return_counts=True)
+        out += [(f"cluster {n} ({c})", "cluster", int(n), int(c)) for n, c in zip(numbers, counts) if n != -1]
+    return out
+
+
+class AnnotationHistory:
+    """The annotation column before each naming, so that the last ones can be undone (at most ``depth``)."""
+
+    def __init__(self, depth: int = 20) -> None:
+        self.depth = depth
+        self._stack: list[np.ndarray] = []
+
+    def __len__(self) -> int:
+        return len(self._stack)
+
+    def record(self, features) -> None:
+        self._stack.append(features["annotation"].to_numpy(dtype=object).copy())
+        del self._stack[:-self.depth]
+
+    def undo(self, features):
+        """A copy of ``features`` with the annotations as they were before the last naming (None: nothing to undo)."""
+        while self._stack:
+            previous = self._stack.pop()
+            if len(previous) == len(features):
+                out = features.copy()
+                out["annotation"] = previous
+                return out
+        return None

@@ -8,19 +8,19 @@ import numpy as np
 from napari.layers import Image, Points
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import QEvent, Qt
+from qtpy.QtCore import QEvent, Qt, QTimer
 from qtpy.QtWidgets import (
-    QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QProgressBar, QPushButton, QSpinBox,
+    QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QProgressBar, QPushButton, QSpinBox,
     QVBoxLayout, QWidget,
 )
 
 from napari_tsimcne.core import ModelFileError, NotFittedError, TileStackError, TSimCNE
 
-from .crosslink import GALLERY_NAME, link_map
+from .crosslink import GALLERY_NAME, link_map, link_opened_outputs
+from .layout import fit_camera, free_column_origin
 from .map_layer import create_map_layer, map_layer_name, outlier_scores, recolor, update_map_layer
 from .preview import augmentation_mosaic, preview_indices
-from .napari_proxy import unwrap
-from .qt_helpers import MODEL_FILTER, ask_path_then, refill
+from .qt_helpers import MODEL_FILTER, Collapsible, ask_path_then, refill, scroll_layout
 from .tiling import cut_layer_into_tiles
 from .torch_runtime import preload_torch, release_device_memory
 
@@ -46,7 +46,7 @@ def _tile_layers(viewer) -> list[Image]:
 
 
 def _image_layers_2d(viewer) -> list[Image]:
-    return [l for l in viewer.layers if isinstance(l, Image) and l.ndim == 2 and l.name != PREVIEW_NAME]
+    return [l for l in viewer.layers if isinstance(l, Image) and l.ndim == 2 and l.name not in (PREVIEW_NAME, GALLERY_NAME)]
 
 
 class TrainWidget(QWidget):
@@ -62,7 +62,7 @@ class TrainWidget(QWidget):
         self._closing = False
         self._loop_done = threading.Event()
         self._loop_done.set()
-        self._task_id = None
+        self._filtered_windows: set[int] = set()
         self._sized_for: str | None = None
 
         self.layer_combo = QComboBox()
@@ -109,44 +109,66 @@ class TrainWidget(QWidget):
         self.min_fg_spin.setRange(0.0, 1.0)
         self.min_fg_spin.setSingleStep(0.05)
         self.min_fg_spin.setValue(0.0)
-        self.min_fg_spin.setToolTip("Skip tiles with less than this fraction of foreground (0 keeps all).")
         self.cut_button = QPushButton("Cut")
 
-        form = QFormLayout()
-        form.addRow("Tiles", self.layer_combo)
-        form.addRow("Augmentations", self.preset_combo)
-        form.addRow(self.preset_help)
+        self._set_tooltips()
+        # 1. where the tiles come from: a stack, or a large image cut here (folded away)
+        source = QFormLayout()
+        source.addRow("Tiles", self.layer_combo)
+        cut_content = QWidget()
+        cut_form = QFormLayout(cut_content)
+        cut_form.setContentsMargins(12, 0, 0, 0)
+        cut_form.addRow("Image", self.source_combo)
+        cut_form.addRow("Tile size", self.tile_size_spin)
+        cut_form.addRow("Step", self.stride_spin)
+        cut_form.addRow("Skip background", self.min_fg_spin)
+        cut_form.addRow(self.cut_button)
+        self.cut_section = Collapsible("Cut a large image into tiles", cut_content,
+                                       tooltip="For a slide or a field of view: cut it into a stack of tiles first.")
+        # 2. the basic form: what the map should ignore, how long to train, Train / Stop
+        basic = QFormLayout()
+        basic.addRow("Augmentations", self.preset_combo)
+        basic.addRow(self.preset_help)
         epochs = QHBoxLayout()
         for spin in self.epoch_spins:
             epochs.addWidget(spin)
-        form.addRow("Epochs (1/2/3)", epochs)
-        form.addRow("Batch size", self.batch_spin)
-        form.addRow("Device", self.device_combo)
-        form.addRow("Network", self.backbone_combo)
-        form.addRow("Width", self.width_spin)
-        form.addRow("Seed", self.seed_spin)
+        self.epochs_label = QLabel("Epochs (3 stages)")
+        self.epochs_label.setToolTip(self.epoch_spins[0].toolTip())
+        basic.addRow(self.epochs_label, epochs)
         buttons = QHBoxLayout()
         buttons.addWidget(self.train_button)
         buttons.addWidget(self.stop_button)
-        files = QHBoxLayout()
-        files.addWidget(self.save_button)
-        files.addWidget(self.load_button)
-        cut_box = QGroupBox("Cut image into tiles")
-        cut_form = QFormLayout(cut_box)
-        cut_form.addRow("Image", self.source_combo)
-        cut_form.addRow("Tile size", self.tile_size_spin)
-        cut_form.addRow("Stride", self.stride_spin)
-        cut_form.addRow("Skip background", self.min_fg_spin)
-        cut_form.addRow(self.cut_button)
-        layout = QVBoxLayout(self)
-        layout.addWidget(cut_box)
-        layout.addLayout(form)
+        # 3. advanced settings, folded away
+        advanced_content = QWidget()
+        advanced = QFormLayout(advanced_content)
+        advanced.setContentsMargins(12, 0, 0, 0)
+        advanced.addRow("Batch size", self.batch_spin)
+        advanced.addRow("Device", self.device_combo)
+        advanced.addRow("Network", self.backbone_combo)
+        advanced.addRow("Network width", self.width_spin)
+        advanced.addRow("Random seed", self.seed_spin)
+        self.advanced_section = Collapsible("Advanced settings", advanced_content,
+                                            tooltip="Batch size, device, network and seed. The defaults suit most data.")
+        files_content = QWidget()
+        files = QVBoxLayout(files_content)
+        files.setContentsMargins(12, 0, 0, 0)
+        file_row = QHBoxLayout()
+        file_row.addWidget(self.save_button)
+        file_row.addWidget(self.load_button)
+        files.addLayout(file_row)
+        files.addWidget(self.embed_button)
+        self.files_section = Collapsible("Saved models", files_content,
+                                         tooltip="Save the trained network, or map new tiles with a saved one.")
+        layout = scroll_layout(self)
+        layout.addLayout(source)
+        layout.addWidget(self.cut_section)
+        layout.addLayout(basic)
         layout.addWidget(self.preview_button)
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
-        layout.addLayout(files)
-        layout.addWidget(self.embed_button)
+        layout.addWidget(self.advanced_section)
+        layout.addWidget(self.files_section)
         layout.addStretch()
 
         self.preset_combo.currentTextChanged.connect(lambda p: self.preset_help.setText(PRESET_HELP[p]))
@@ -163,11 +185,53 @@ class TrainWidget(QWidget):
                    self.viewer.layers.events.reordered):
             ev.connect(self.refresh_layers)
         self.refresh_layers()
+        QTimer.singleShot(0, self._watch_window)  # once docked in napari's window
+
+    def _set_tooltips(self) -> None:
+        tips = {
+            self.layer_combo: "The image layer that holds your tiles, one tile per slice (N x H x W, or N x H x W x "
+                              "RGB). Each tile becomes one point of the map.",
+            self.preset_combo: "What the map should ignore. Whatever the augmentations change (orientation, "
+                               "brightness, ...), the map learns to disregard.",
+            self.batch_spin: "How many tiles the network compares at once. Larger separates the map better but "
+                             "needs more memory; it cannot exceed the number of tiles.",
+            self.device_combo: "Where to train: 'auto' takes the graphics card (GPU) if there is one, else the CPU.",
+            self.backbone_combo: "The network that looks at the tiles: resnet18 (the paper's) or the smaller, "
+                                 "faster resnet10.",
+            self.width_spin: "How wide the network is (64 as in the paper). Smaller trains faster on a CPU and "
+                             "gives a rougher map.",
+            self.seed_spin: "Starting point of the random choices. The same seed and settings give the same map.",
+            self.train_button: "Train a map of the chosen tiles in the background; the map appears and sharpens "
+                               "while it trains.",
+            self.stop_button: "Stop after the current epoch. The map and the network keep what they learned.",
+            self.progress: "Epochs done of all three stages.",
+            self.save_button: "Save the trained network to a file, to map more tiles of the same kind later.",
+            self.load_button: "Load a network saved before.",
+            self.embed_button: "Map the chosen tiles with the loaded network, without training.",
+            self.preview_button: "Show a few of your tiles beside augmented copies: how different the map will "
+                                 "consider them the same.",
+            self.source_combo: "A large 2D image (a slide, a field of view) to cut into square tiles.",
+            self.tile_size_spin: "Side of each tile in pixels: about the size of one cell or structure.",
+            self.stride_spin: "Pixels from one tile to the next. Equal to the tile size: tiles touch; smaller: "
+                              "they overlap.",
+            self.min_fg_spin: "Leave out tiles that are mostly empty background (0 keeps them all).",
+            self.cut_button: "Cut the image into a new tile layer; its tiles stay linked to their place in the image.",
+        }
+        for widget, tip in tips.items():
+            widget.setToolTip(tip)
+        stage_tips = ("Stage 1: learn what makes tiles different (most of the time goes here).",
+                      "Stage 2: turn what was learned into a 2D map (short).",
+                      "Stage 3: fine-tune the whole map.")
+        for spin, tip in zip(self.epoch_spins, stage_tips):
+            spin.setToolTip(f"{tip} One epoch shows the network every tile once.")
 
     # -- layer choice ---------------------------------------------------------
     def refresh_layers(self, event=None) -> None:
+        link_opened_outputs(self.viewer)  # maps opened from an output folder: link them to their tiles
         refill(self.layer_combo, [l.name for l in _tile_layers(self.viewer)])
         refill(self.source_combo, [l.name for l in _image_layers_2d(self.viewer)])
+        if self.layer_combo.count() == 0 and self.source_combo.count() > 0:
+            self.cut_section.set_expanded(True)  # only a large image so far: cutting it comes first
         self._on_layer_changed(self.layer_combo.currentText())
 
     def _on_layer_changed(self, name: str) -> None:
@@ -205,8 +269,10 @@ class TrainWidget(QWidget):
         except (TileStackError, ValueError) as exc:
             show_error(str(exc))
             return None
+        # beside the image, not over it
+        row, col = free_column_origin(self.viewer.layers, tile_size)
         layer = self.viewer.add_image(
-            tiles, name=f"{name} tiles", rgb=rgb,
+            tiles, name=f"{name} tiles", rgb=rgb, translate=(0.0, row, col),
             metadata={"origins": np.asarray(origins, dtype=np.int64), "source_layer": name},
         )
         self.layer_combo.setCurrentText(layer.name)
@@ -230,8 +296,12 @@ class TrainWidget(QWidget):
         rgb = mosaic.ndim == 3
         if PREVIEW_NAME in self.viewer.layers:
             self.viewer.layers.remove(PREVIEW_NAME)
-        return self.viewer.add_image(mosaic, name=PREVIEW_NAME, rgb=rgb,
-                                     contrast_limits=None if rgb else (0.0, 1.0))
+        # in a free region right of everything (never over the images), and in view
+        origin = free_column_origin(self.viewer.layers, max(mosaic.shape[:2]))
+        preview = self.viewer.add_image(mosaic, name=PREVIEW_NAME, rgb=rgb, translate=origin,
+                                        contrast_limits=None if rgb else (0.0, 1.0))
+        fit_camera(self.viewer, [preview])
+        return preview
 
     # -- training -------------------------------------------------------------
     def make_model(self) -> TSimCNE:
@@ -304,7 +374,6 @@ class TrainWidget(QWidget):
         self.stop_button.setEnabled(True)
         self.progress.setValue(0)
         self.status.setText("Starting…")
-        self._register_task()
         self.worker.start()
 
     def _train_loop(self, events):
@@ -373,7 +442,6 @@ class TrainWidget(QWidget):
 
     def _on_finished(self) -> None:
         self.worker = None
-        self._finish_task()
         release_device_memory()
         if not self._closing:
             self.train_button.setEnabled(True)
@@ -396,30 +464,21 @@ class TrainWidget(QWidget):
             release_device_memory()
         return done
 
-    def _register_task(self) -> None:
-        # napari's task list: closing the window asks first, then calls our cancel callback
-        register = getattr(getattr(unwrap(self.viewer), "window", None), "_register_task_status", None)
-        if register is None:
-            return
-        try:
-            from napari.utils.task_status import Status
+    def _watch_window(self) -> None:
+        # napari closing its window: stop training at the end of the epoch, waiting up to 10 s
+        window = self.window()
+        if window is not self and id(window) not in self._filtered_windows:
+            window.installEventFilter(self)
+            self._filtered_windows.add(id(window))
 
-            self._task_id = register("napari-tsimcne", Status.BUSY, "training a t-SimCNE map",
-                                     cancel_callback=lambda: self.shutdown(timeout=10.0))
-        except Exception:  # noqa: BLE001 - a private napari API: training works without it
-            self._task_id = None
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        self._watch_window()
+        super().showEvent(event)
 
-    def _finish_task(self) -> None:
-        update = getattr(getattr(unwrap(self.viewer), "window", None), "_update_task_status", None)
-        if self._task_id is None or update is None:
-            return
-        try:
-            from napari.utils.task_status import Status
-
-            update(self._task_id, Status.COMPLETED, "")
-        except Exception:  # noqa: BLE001
-            pass
-        self._task_id = None
+    def eventFilter(self, obj, ev) -> bool:  # noqa: N802 - Qt's name
+        if ev.type() == QEvent.Type.Close and self.worker is not None:
+            self.shutdown(timeout=10.0)
+        return False
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
         self.shutdown()

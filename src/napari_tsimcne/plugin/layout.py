@@ -1,0 +1,102 @@
+"""Where the plugin's layers go on the canvas: never over the user's images, and in view when they appear.
+
+napari draws every layer in one world coordinate system. The user's tile stack (and any image it was cut
+from) sits at the origin; everything the plugin adds (the map, the augmentation preview, tiles cut from
+an image) is placed in a free column to the right of all that is already there, and the camera is fitted
+to a map when it first appears. Only napari's public API (``layer.extent``, the camera). No Qt.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+GAP_FRACTION = 0.1
+"""Space left between regions, as a fraction of the size of the thing placed (at least 2 world units)."""
+
+OVERLAY_NAMES = ("current tile", "selected tiles outline", "lasso")
+"""Plugin layers drawn on top of others on purpose (a ring on the map, outlines on the image, the lasso)."""
+
+
+def extent_2d(layer) -> np.ndarray | None:
+    """The layer's world extent in the two displayed (last) axes: [[top, left], [bottom, right]], or None if empty."""
+    try:
+        ext = np.asarray(layer.extent.world, dtype=float)[:, -2:]
+    except (AttributeError, ValueError):
+        return None
+    if not np.all(np.isfinite(ext)) or np.any(ext[1] < ext[0]):
+        return None
+    if hasattr(layer, "data") and hasattr(layer.data, "__len__") and not isinstance(layer.data, np.ndarray) \
+            and len(layer.data) == 0:
+        return None  # e.g. an empty Shapes layer
+    return ext
+
+
+def occupied_extent(layers, exclude=()) -> np.ndarray | None:
+    """The union of the 2D extents of ``layers`` (minus overlays and ``exclude``), or None when nothing is there."""
+    boxes = []
+    for layer in layers:
+        if layer.name in OVERLAY_NAMES or any(layer == other for other in exclude):
+            continue
+        ext = extent_2d(layer)
+        if ext is not None:
+            boxes.append(ext)
+    if not boxes:
+        return None
+    boxes = np.asarray(boxes)
+    return np.array([boxes[:, 0].min(0), boxes[:, 1].max(0)])
+
+
+def free_column_origin(layers, size: float, exclude=()) -> tuple[float, float]:
+    """(row, column) of the top-left corner of a free region right of everything in ``layers``."""
+    occupied = occupied_extent(layers, exclude)
+    if occupied is None:
+        return 0.0, 0.0
+    gap = max(2.0, GAP_FRACTION * float(size))
+    return float(occupied[0, 0]), float(occupied[1, 1] + gap)
+
+
+def overlaps(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two 2D extents [[top, left], [bottom, right]] overlap (touching edges do not count)."""
+    return bool(np.all(a[0] < b[1]) and np.all(b[0] < a[1]))
+
+
+def visible_extent(camera_center, zoom: float, canvas_size) -> np.ndarray:
+    """The world region [[top, left], [bottom, right]] the 2D camera shows on a canvas of (height, width) pixels."""
+    center = np.asarray(camera_center, dtype=float)[-2:]
+    half = np.asarray(canvas_size, dtype=float)[:2] / (2.0 * float(zoom))
+    return np.array([center - half, center + half])
+
+
+def fit_camera(viewer, layers, margin: float = 0.05) -> None:
+    """Centre the 2D camera on ``layers`` and zoom so that they fill the canvas but for ``margin``.
+
+    (napari's ``fit_to_view(layers=...)`` fails for a 2D layer beside a 3D stack, so the camera is set here.)
+    """
+    boxes = [e for e in (extent_2d(layer) for layer in layers) if e is not None]
+    if not boxes or viewer.dims.ndisplay != 2:
+        return
+    boxes = np.asarray(boxes)
+    lo, hi = boxes[:, 0].min(0), boxes[:, 1].max(0)
+    size = np.maximum(hi - lo, 1e-9)
+    canvas = np.asarray(viewer.canvas.size, dtype=float)[:2]
+    camera = _camera(viewer)
+    center = list(camera.center)
+    center[-2:] = (lo + hi) / 2
+    camera.center = tuple(center)
+    camera.zoom = float(np.min(canvas * (1.0 - 2 * margin) / size))
+
+
+def is_in_view(viewer, layer) -> bool:
+    """Whether the layer's whole 2D extent is inside what the camera shows."""
+    ext = extent_2d(layer)
+    if ext is None:
+        return True
+    camera = _camera(viewer)
+    shown = visible_extent(camera.center, camera.zoom, viewer.canvas.size)
+    return bool(np.all(ext[0] >= shown[0]) and np.all(ext[1] <= shown[1]))
+
+
+def _camera(viewer):
+    """The viewer's camera (``viewer.scene.camera`` since napari 0.9, ``viewer.camera`` before)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None else viewer.camera

@@ -1,0 +1,97 @@
+"""A small legend of the map's colours: name -> swatch (with counts) for names and clusters, a colour bar for
+scores. A thin view: what to show comes from :func:`.map_layer.legend` (no Qt there)."""
+
+from __future__ import annotations
+
+import numpy as np
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+
+MAX_ENTRIES = 24
+"""Names listed at most (the rest are summed up in one line)."""
+
+
+def _hex(rgba) -> str:
+    r, g, b = (int(round(float(v) * 255)) for v in np.asarray(rgba)[:3])
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+def gradient_css(colormap: str = "viridis", stops: int = 9) -> str:
+    """A Qt style sheet gradient running through ``colormap`` from left to right."""
+    from napari.utils.colormaps import ensure_colormap
+
+    colors = ensure_colormap(colormap).map(np.linspace(0, 1, stops))
+    parts = ", ".join(f"stop:{i / (stops - 1):.3f} {_hex(c)}" for i, c in enumerate(colors))
+    return f"background: qlineargradient(x1:0, y1:0, x2:1, y2:0, {parts}); border: 1px solid #555;"
+
+
+class LegendView(QWidget):
+    """Shows one legend (see :func:`.map_layer.legend`); ``set_legend`` replaces it."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.title = QLabel("")
+        self.title.setWordWrap(True)
+        self._rows = QGridLayout()
+        self._rows.setHorizontalSpacing(6)
+        self._rows.setVerticalSpacing(2)
+        self.bar = QLabel()
+        self.bar.setFixedHeight(12)
+        self.bar.setToolTip("Colours from the lowest score (left) to the highest (right).")
+        self.low = QLabel("")
+        self.high = QLabel("")
+        self.high.setAlignment(Qt.AlignmentFlag.AlignRight)
+        ends = QHBoxLayout()
+        ends.addWidget(self.low)
+        ends.addStretch()
+        ends.addWidget(self.high)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.title)
+        layout.addLayout(self._rows)
+        layout.addWidget(self.bar)
+        layout.addLayout(ends)
+        self.entries: list[tuple[str, str, int]] = []
+        self.set_legend({"kind": "none"})
+
+    def _clear_rows(self) -> None:
+        while self._rows.count():
+            item = self._rows.takeAt(0)
+            if item.widget() is not None:
+                item.widget().hide()  # at once: deleteLater() only removes it on the next event loop turn
+                item.widget().deleteLater()
+
+    def set_legend(self, legend: dict) -> None:
+        self._clear_rows()
+        kind = legend.get("kind")
+        scale = kind == "scale"
+        for w in (self.bar, self.low, self.high):
+            w.setVisible(scale)
+        self.entries = list(legend.get("entries", [])) if kind == "categories" else []
+        if kind == "none":
+            self.title.setText("No map yet.")
+            return
+        column = legend["column"]
+        if scale:
+            self.title.setText(f"Colour: {column} (dark = low, yellow = high)")
+            self.bar.setStyleSheet(gradient_css(legend.get("colormap", "viridis")))
+            self.low.setText(f"{legend['low']:.3g}")
+            self.high.setText(f"≥ {legend['high']:.3g}" if column == "outlier" else f"{legend['high']:.3g}")
+            return
+        self.title.setText(f"Colour: {column}")
+        shown = self.entries[:MAX_ENTRIES]
+        for row, (name, color, count) in enumerate(shown):
+            swatch = QLabel()
+            swatch.setFixedSize(14, 14)
+            swatch.setStyleSheet(f"background: {color}; border: 1px solid #222;")
+            label = QLabel(name)
+            label.setToolTip(f"{name}: {count} tiles")
+            number = QLabel(str(count))
+            number.setAlignment(Qt.AlignmentFlag.AlignRight)
+            self._rows.addWidget(swatch, row, 0)
+            self._rows.addWidget(label, row, 1)
+            self._rows.addWidget(number, row, 2)
+        if len(self.entries) > MAX_ENTRIES:
+            rest = self.entries[MAX_ENTRIES:]
+            more = QLabel(f"… {len(rest)} more ({sum(c for *_, c in rest)} tiles)")
+            self._rows.addWidget(more, len(shown), 1, 1, 2)

@@ -8,7 +8,11 @@ import pytest
 
 from napari_tsimcne.plugin import annotations as ann
 from napari_tsimcne.plugin.map_layer import (
-    categorical_colors, initial_features, map_coordinates, map_geometry, outlier_scores,
+    categorical_colors,
+    initial_features,
+    map_coordinates,
+    map_geometry,
+    outlier_scores,
 )
 from napari_tsimcne.plugin.sample_data import sample_tiles, tiles_layer_data
 from napari_tsimcne.plugin.selection import gallery_image, tile_to_point

@@ -205,7 +205,13 @@ def _clipped_labels(widget) -> list[str]:
 
 def test_calm_dock_tooltips_folded_advanced_nothing_clipped(qtbot, make_napari_viewer, sample_layer_tuple):
     from qtpy.QtWidgets import (
-        QAbstractSpinBox, QComboBox, QDoubleSpinBox, QLineEdit, QPushButton, QSpinBox, QToolButton,
+        QAbstractSpinBox,
+        QComboBox,
+        QDoubleSpinBox,
+        QLineEdit,
+        QPushButton,
+        QSpinBox,
+        QToolButton,
     )
 
     viewer = make_napari_viewer(show=True)

@@ -11,17 +11,26 @@ from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QEvent, QTimer
 from qtpy.QtWidgets import (
-    QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPushButton, QSpinBox, QVBoxLayout, QWidget,
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
 )
 
 from . import annotations as ann
 from . import autosave as autosave_mod
 from .crosslink import link_opened_outputs
 from .lasso import LassoTool
-from .selection import AnnotationHistory, group_choices, rows_where
 from .legend_widget import LegendView
 from .map_layer import legend, recolor
 from .qt_helpers import CSV_FILTER, ask_path_then, refill, scroll_layout
+from .selection import AnnotationHistory, group_choices, rows_where
 
 AUTOSAVE_DELAY_MS = 1000
 """Annotations are written this long after the first change (later changes in that second join the write)."""

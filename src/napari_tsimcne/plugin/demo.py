@@ -9,9 +9,8 @@ def run_demo_viewer() -> None:
     Without a GPU the sample and the Train widget's settings are sized for the CPU (``CPU_DEMO``),
     so that pressing Train shows a map within minutes.
     """
-    import torch._dynamo  # noqa: F401  (before napari's OpenGL: see torch_runtime.preload_torch)
-
     import napari
+    import torch._dynamo  # noqa: F401  (before napari's OpenGL: see torch_runtime.preload_torch)
     from napari.utils.notifications import show_info
 
     from napari_tsimcne.core.device import resolve_device

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from napari.utils.notifications import show_error
 from qtpy.QtCore import QEvent, Qt
-from qtpy.QtWidgets import QComboBox, QFileDialog, QFrame, QScrollArea, QToolButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFrame,
+    QScrollArea,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 MODEL_FILTER = "napari-tsimcne model (*.tsimcne *.pt);;All files (*)"
 CSV_FILTER = "CSV (*.csv);;All files (*)"

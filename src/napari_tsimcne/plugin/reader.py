@@ -14,8 +14,9 @@ import json
 import os
 import uuid
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -183,7 +184,13 @@ def _source_layer(image: np.ndarray, name: str, tile_hw: tuple[int, int], side: 
 def _map_layer(embedding: np.ndarray, tile_hw: tuple[int, int], tiles_name: str, labels, class_names,
                folder: Path, token: str) -> LayerData:
     """The points layer of the map, placed and featured as the Train widget makes it."""
-    from .map_layer import initial_features, map_coordinates, map_geometry, map_layer_name, point_size
+    from .map_layer import (
+        initial_features,
+        map_coordinates,
+        map_geometry,
+        map_layer_name,
+        point_size,
+    )
 
     side, offset = map_geometry(tile_hw)
     coords = map_coordinates(embedding, side)

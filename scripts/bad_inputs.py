@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import os
 import re
 import sys
@@ -83,7 +84,8 @@ def make_inputs() -> dict[str, np.ndarray]:
         "const_channel": const_channel, "few_constant": few_constant, "bool": g > 127,
         "complex": g.astype(np.complex64), "strings": g.astype(str)[..., 0], "uint16_hot": hot,
         "uint16_sparse": sparse, "uint16_full": rng.integers(0, 65536, (64, 16, 16), dtype=np.uint16),
-        "float_extreme": extreme, "big_endian": g.astype(">f4"),
+        "float_extreme": extreme, "big_endian": g.astype(">f4"), "oned": np.arange(10),
+        "chw_image": _rng().integers(0, 256, (3, 256, 256), dtype=np.uint8), "other": g[::-1].copy(),
     }
 
 
@@ -113,6 +115,35 @@ def write_files(folder: Path, arrays: dict[str, np.ndarray]) -> None:
 
     iio.imwrite(mixed / "a.png", arrays["good"][0])
     iio.imwrite(mixed / "b.png", arrays["big"][0])
+    write_damaged_files(folder, arrays, model)
+
+
+def write_damaged_files(folder: Path, arrays: dict[str, np.ndarray], model) -> None:
+    """Model files with damaged parts, a checkpoint, folders that already hold results, broken PNGs, labels."""
+    import imageio.v3 as iio
+    import torch
+
+    payload = torch.load(folder / "model.tsimcne", weights_only=True)
+    nan = dict(payload, state_dict={k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
+                                    for k, v in payload["state_dict"].items()})
+    torch.save(nan, folder / "nan_weights.tsimcne")
+    torch.save(dict(payload, normalization={"low": [0.0]}), folder / "bad_norm.tsimcne")
+    torch.save(dict(payload, tile_shape="16x16"), folder / "bad_shape.tsimcne")
+    torch.save(dict(payload, format_version="one"), folder / "bad_version.tsimcne")
+    (folder / "ckpt").mkdir()
+    torch.save(dict(payload, trainer={"stage": 0, "epoch": 0, "batch_size": 32, "seed": 0, "optimizer": None}),
+               folder / "ckpt" / "checkpoint.tsimcne")
+    (folder / "results").mkdir()
+    model.save(folder / "results" / "model.tsimcne")
+    pngs = folder / "pngs"
+    pngs.mkdir()
+    for i in range(4):
+        iio.imwrite(pngs / f"{i}.png", arrays["good"][i])
+    for name, content in (("empty_png", b""), ("corrupt_png", b"\x89PNG\r\n\x1a\n garbage")):
+        (folder / name).mkdir()
+        iio.imwrite(folder / name / "a.png", arrays["good"][0])
+        (folder / name / "b.png").write_bytes(content)
+    np.savez(folder / "ids.npz", images=arrays["good"], labels=np.arange(len(arrays["good"])))
 
 
 def fitted_model(arrays: dict[str, np.ndarray]):
@@ -131,8 +162,10 @@ def cases(arrays: dict[str, np.ndarray]) -> list[Case]:
     def fit_array(x, **params) -> Callable[[], object]:
         return lambda: _accepted(TSimCNE(**{**TINY, **params}), x)
 
-    def cli_fit(name: str, *extra: str) -> list[str]:
-        return ["fit", f"{name}.npy", "-o", f"out_{name}", *CLI_TINY, *extra]
+    runs = itertools.count()
+
+    def cli_fit(name: str, *extra: str) -> list[str]:  # a fresh output folder each: results are never overwritten
+        return ["fit", f"{name}.npy", "-o", f"out_{name}_{next(runs)}", *CLI_TINY, *extra]
 
     ragged = [arrays["good"][0], arrays["big"][0]]
     return [
@@ -202,7 +235,43 @@ def cases(arrays: dict[str, np.ndarray]) -> list[Case]:
         Case("`device='cuda'` on a machine without CUDA", _without_cuda(fit("good", device="cuda")),
              _without_cuda_cli(cli_fit("good", "--device", "cuda"))),
         Case("Unknown device `'gpu'`", fit("good", device="gpu"), cli_fit("good", "--device", "gpu")),
+        Case("Channel axis out of range (7)", lambda: TSimCNE(**TINY).fit_iter(arrays["nchw"], channel_axis=7), cli_fit("nchw", "--channel-axis", "7")),
+        Case("A 1-D array", fit("oned"), cli_fit("oned")),
+        Case("One channels-first image (3, 256, 256), e.g. a TIFF", fit("chw_image"), cli_fit("chw_image")),
+        Case("Seed 2\\*\\*63", fit("good", random_state=2**63), cli_fit("good", "--seed", str(2**63))),
+        Case("A single tile mapped with a trained model", lambda: _shape(fitted_model(arrays).transform(arrays["single"])),
+             ["embed", "model.tsimcne", "single.npy", "-o", "single.csv", "--device", "cpu", "--quiet"]),
+        Case("Model file with NaN weights", lambda: TSimCNE.load("nan_weights.tsimcne"),
+             ["embed", "nan_weights.tsimcne", "good.npy", "-o", "x.csv"]),
+        Case("Model file with a damaged normalisation", lambda: TSimCNE.load("bad_norm.tsimcne"),
+             ["embed", "bad_norm.tsimcne", "good.npy", "-o", "x.csv"]),
+        Case("Model file with a damaged tile shape", lambda: TSimCNE.load("bad_shape.tsimcne"),
+             ["embed", "bad_shape.tsimcne", "good.npy", "-o", "x.csv"]),
+        Case("Model file with a damaged format version", lambda: TSimCNE.load("bad_version.tsimcne"),
+             ["embed", "bad_version.tsimcne", "good.npy", "-o", "x.csv"]),
+        Case("Checkpoint resumed on other tiles (same count and shape)",
+             lambda: TSimCNE.load("ckpt/checkpoint.tsimcne").resume_iter(arrays["other"]),
+             ["fit", "other.npy", "-o", "ckpt", "--resume", "--device", "cpu"]),
+        Case("Output folder holds a checkpoint, neither `--resume` nor `--overwrite`", None, 
+             ["fit", "good.npy", "-o", "ckpt", *CLI_TINY]),
+        Case("Output folder already holds results, no `--overwrite`", None, ["fit", "good.npy", "-o", "results",
+                                                                            *CLI_TINY]),
+        Case("Output folder is the input folder (`fit DIR -o DIR`)", None, ["fit", "pngs", "-o", "pngs", *CLI_TINY]),
+        Case("Output folder cannot be created (a path through a file)", None,
+             ["fit", "good.npy", "-o", "notes.txt/out", *CLI_TINY]),
+        Case("`embed -o` names the input file", None, ["embed", "model.tsimcne", "good.npy", "-o", "good.npy"]),
+        Case("`embed -o` names the model file", None,
+             ["embed", "model.tsimcne", "good.npy", "-o", "model.tsimcne"]),
+        Case("Labels that cannot be scored (unique ids)", None, ["fit", "ids.npz", "-o", "out_ids", *CLI_TINY]),
+        Case("An empty PNG in a folder of tiles", None, ["fit", "empty_png", "-o", "out", *CLI_TINY]),
+        Case("A corrupt PNG in a folder of tiles", None, ["fit", "corrupt_png", "-o", "out", *CLI_TINY]),
+        Case("`evaluate` on a file that is not a CSV", None, ["evaluate", "good.npy"]),
+        Case("`demo --n-tiles -5`", None, ["demo", "--headless", "--n-tiles", "-5"]),
     ]
+
+
+def _shape(y: np.ndarray) -> str:
+    return f"accepted: {len(y)} tile mapped"
 
 
 def _without_cuda(call):
@@ -263,7 +332,7 @@ def run_cli(case: Case) -> str:
             code = main(list(case.cli))
     lines = [ln.strip() for ln in (err.getvalue() + out.getvalue()).splitlines() if ln.strip()]
     if code == 0:
-        notes = [ln for ln in lines if ln.startswith("note:")]
+        notes = [ln for ln in lines if ln.startswith(("note:", "warning:"))]
         return "exit 0 (accepted)" + (": " + _clean(" ".join(notes)) if notes else "")
     errors = [ln for ln in lines if ln.startswith("napari-tsimcne") and "error:" in ln]
     return f"exit {code}: {_clean(errors[-1] if errors else ' '.join(lines))}"

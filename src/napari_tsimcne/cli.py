@@ -2,12 +2,13 @@
 
 Subcommands: ``fit``, ``embed``, ``evaluate`` and ``demo``. Exit codes:
 0 success, 1 other errors, 2 bad usage, 3 bad input data, 4 bad model file,
-130 interrupted (Ctrl-C).
+5 output not writable (read-only, permissions, disk full), 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -22,6 +23,7 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_BAD_INPUT = 3
 EXIT_BAD_MODEL = 4
+EXIT_OUTPUT = 5
 EXIT_INTERRUPTED = 130
 
 DEFAULT_EPOCHS = (40, 4, 16)
@@ -30,6 +32,8 @@ DEFAULT_WIDTH = 64
 CHECKPOINT = "checkpoint.tsimcne"
 DEMO_DIR = "tsimcne-demo"
 KNN_K = 15
+RESULTS = ("model.tsimcne", "embedding.csv", "map.png", "summary.json")
+"""The outputs of fit and demo, in the order they are moved into place (the summary last: the set is complete)."""
 
 EPILOG = """exit codes:
   0    success
@@ -37,6 +41,7 @@ EPILOG = """exit codes:
   2    bad usage (unknown option, missing argument)
   3    bad input data (missing or unreadable file, not a tile stack)
   4    bad model file (missing, corrupt, not a napari-tsimcne model)
+  5    output cannot be written (folder not writable, read-only, disk full)
   130  interrupted with Ctrl-C (fit/demo save the partial model as model.partial.tsimcne)
 """
 
@@ -86,13 +91,31 @@ def _add_checkpoint_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--resume", action="store_true",
                    help=f"continue an interrupted run from OUTDIR/{CHECKPOINT}, on the same INPUT; the "
                         "training options are taken from the checkpoint")
+    _add_overwrite_option(p)
+
+
+def _add_overwrite_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the results already in OUTDIR; without it a folder holding results or a "
+                        "checkpoint is refused")
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _add_input_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("input")
-    g.add_argument("--tile-size", type=int, default=None, metavar="N",
+    g.add_argument("--tile-size", type=_positive_int, default=None, metavar="N",
                    help="INPUT is one large 2D image: cut it into N x N tiles (default: INPUT is a stack)")
-    g.add_argument("--stride", type=int, default=None, metavar="N",
+    g.add_argument("--stride", type=_positive_int, default=None, metavar="N",
                    help="step between tiles with --tile-size (default: the tile size, no overlap)")
     g.add_argument("--min-foreground", type=float, default=0.0, metavar="F",
                    help="with --tile-size keep only tiles with at least this fraction of pixels brighter than "
@@ -159,10 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--headless", action="store_true", help="never open a window, even with a display")
     demo.add_argument("-o", "--output", default=DEMO_DIR, metavar="OUTDIR",
                       help="folder for the results in headless mode (default: ./%(default)s)")
-    demo.add_argument("--n-tiles", type=int, default=None, metavar="N",
+    demo.add_argument("--n-tiles", type=_positive_int, default=None, metavar="N",
                       help="train on a random subset of N tiles (default: all tiles of the sample; "
                            f"{CPU_DEMO['n_tiles']:,} without a GPU)")
     _add_training_options(demo)
+    _add_overwrite_option(demo)
     # None: not given. Without a GPU the headless demo then uses CPU_DEMO (see cmd_demo).
     demo.set_defaults(epochs=None, width=None, batch_size=None)
     return parser
@@ -181,11 +205,15 @@ def _say(args: argparse.Namespace, message: str) -> None:
         print(message)
 
 
-def _read(path: str, args: argparse.Namespace):
-    from .core.io import read_tiles
+def _read(path: str, args: argparse.Namespace, min_tiles: int = 2):
+    """The tiles of ``path``, their shape checked (values are checked when training or mapping starts)."""
+    from .core.io import TileData, read_tiles
+    from .core.tiles import as_tile_stack
 
-    return read_tiles(path, args.tile_size, args.stride, min_foreground=args.min_foreground,
+    data = read_tiles(path, args.tile_size, args.stride, min_foreground=args.min_foreground,
                       channel_axis=args.channel_axis)
+    tiles = as_tile_stack(data.tiles, check_values=False, min_tiles=min_tiles)
+    return TileData(tiles, data.name, labels=data.labels, origins=data.origins, class_names=data.class_names)
 
 
 def _batch_size(requested: int, n_tiles: int, args: argparse.Namespace) -> int:
@@ -247,8 +275,7 @@ def _train(model, tiles: np.ndarray, outdir: Path, args: argparse.Namespace):
         if _is_main_process():
             _save_partial(model, outdir, checkpoint)
         raise _Interrupted() from None
-    if checkpoint is not None and _is_main_process():
-        checkpoint.unlink(missing_ok=True)  # finished: model.tsimcne is the result
+    return checkpoint  # written by this run at its last epoch; deleted once the results are in place
 
 
 def _save_partial(model, outdir: Path, checkpoint: Path | None = None) -> None:
@@ -273,20 +300,52 @@ def _make_model(args: argparse.Namespace, n_tiles: int):
 
 
 def _write_outputs(model, data, outdir: Path, args: argparse.Namespace) -> dict:
-    """Write model.tsimcne, embedding.csv, map.png and summary.json; return the summary."""
-    from .core import knn_accuracy
+    """Write model.tsimcne, embedding.csv, map.png and summary.json as one set; return the summary.
+
+    The files are written into a hidden folder inside ``outdir`` and moved into
+    place together, the summary last. The k-NN score comes after the model and the
+    map are written, and a score that cannot be computed is a warning, never a failure.
+    """
     from .core.io import plot_map, write_embedding_csv
-    from .core.persistence import atomic_write
+    from .core.persistence import StagedOutputs
 
     emb = model.embedding_
-    acc = None
-    if data.labels is not None and len(np.unique(data.labels)) > 1:
-        acc = knn_accuracy(emb[:, :2], data.labels, k=KNN_K)
-    model.save(outdir / "model.tsimcne")
-    write_embedding_csv(outdir / "embedding.csv", emb, origins=data.origins, labels=data.labels)
-    title = data.name if acc is None else f"{data.name}: {KNN_K}-NN accuracy {acc:.1f} %"
-    plot_map(outdir / "map.png", emb, labels=data.labels, class_names=data.class_names or None, title=title)
-    summary = {
+    with StagedOutputs(outdir) as staged:
+        model.save(staged.path("model.tsimcne"))
+        write_embedding_csv(staged.path("embedding.csv"), emb, origins=data.origins, labels=data.labels)
+        acc, note = _score(emb, data.labels, args)
+        title = data.name if acc is None else f"{data.name}: {KNN_K}-NN accuracy {acc:.1f} %"
+        plot_map(staged.path("map.png"), emb, labels=data.labels, class_names=data.class_names or None, title=title)
+        summary = _summary(model, data, args, acc, note)
+        text = json.dumps(summary, indent=2) + "\n"
+        _write_text(staged.path("summary.json"), text)
+        staged.commit(list(RESULTS))
+    return summary
+
+
+def _write_text(path: Path, text: str) -> None:
+    from .core.persistence import atomic_write
+
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def _score(embedding: np.ndarray, labels: np.ndarray | None, args: argparse.Namespace) -> tuple[float | None, str | None]:
+    """The k-NN accuracy, or (None, why not) with a warning when the labels do not allow it."""
+    from .core import knn_accuracy
+
+    if labels is None:
+        return None, None
+    try:
+        return knn_accuracy(embedding[:, :2], labels, k=KNN_K), None
+    except Exception as exc:  # noqa: BLE001 - a score is never worth losing a finished training over
+        note = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        if _is_main_process():
+            print(f"warning: {note} The map was saved; summary.json records knn_accuracy as null.", file=sys.stderr)
+        return None, note
+
+
+def _summary(model, data, args: argparse.Namespace, acc: float | None, note: str | None) -> dict:
+    return {
         "data": data.name, "n_tiles": int(len(data.tiles)), "tile_shape": list(data.tiles.shape[1:]),
         "input": _input_record(args, data),
         "settings": {"epochs": list(model.total_epochs), "batch_size": int(model.batch_size),
@@ -296,16 +355,15 @@ def _write_outputs(model, data, outdir: Path, args: argparse.Namespace) -> dict:
                      "device_requested": args.device, "processes": int(os.environ.get("WORLD_SIZE", "1"))},
         "device": str(model.device_), "fit_seconds": round(float(model.fit_seconds_), 3),
         "knn_accuracy": acc, "knn_k": KNN_K if acc is not None else None,
+        "knn_note": note,
+        "fingerprint": model.fingerprint_.to_dict() if getattr(model, "fingerprint_", None) is not None else None,
     }
-    text = json.dumps(summary, indent=2) + "\n"
-    atomic_write(outdir / "summary.json", lambda tmp: Path(tmp).write_text(text))
-    return summary
 
 
 def _input_record(args: argparse.Namespace, data) -> dict:
     """Where the tiles came from and how they were read, so the output folder can be reopened with its tiles."""
-    if getattr(args, "input", None) is None:  # the demo: the bundled sample
-        return {"sample": data.name, "n_tiles": args.n_tiles, "seed": args.seed}
+    if getattr(args, "input", None) is None:  # the demo: the bundled sample (which may hold fewer tiles than asked)
+        return {"sample": data.name, "n_tiles": None if args.n_tiles is None else len(data.tiles), "seed": args.seed}
     return {"path": str(Path(args.input).resolve()), "tile_size": args.tile_size, "stride": args.stride,
             "min_foreground": args.min_foreground, "channel_axis": args.channel_axis}
 
@@ -322,6 +380,11 @@ def _resume_model(outdir: Path, args: argparse.Namespace):
 
 
 def _fit_and_write(data, outdir: Path, args: argparse.Namespace) -> dict:
+    from .core.device import resolve_device
+
+    device = resolve_device(args.device)  # a wrong --device is reported before anything is written
+    if _is_main_process():
+        _prepare_output(outdir, args)
     if getattr(args, "resume", False):
         model = _resume_model(outdir, args)
         _say(args, f"Resuming from {outdir / CHECKPOINT} (epochs {tuple(model.total_epochs)}, "
@@ -329,12 +392,82 @@ def _fit_and_write(data, outdir: Path, args: argparse.Namespace) -> dict:
     else:
         model = _make_model(args, len(data.tiles))
     _say(args, f"Training on {len(data.tiles)} tiles of {data.name} ({data.tiles.shape[1]} x {data.tiles.shape[2]}), "
-               f"epochs {tuple(args.epochs)}, batch {model.batch_size}, device {args.device}.")
-    outdir.mkdir(parents=True, exist_ok=True)
-    _train(model, data.tiles, outdir, args)
+               f"epochs {tuple(model.total_epochs)}, batch {model.batch_size}, device {_device_name(device)}.")
+    checkpoint = _train(model, data.tiles, outdir, args)
     if not _is_main_process():
         return {}
-    return _write_outputs(model, data, outdir, args)
+    summary = _write_outputs(model, data, outdir, args)
+    if checkpoint is not None:
+        checkpoint.unlink(missing_ok=True)  # finished, and the results are in place
+    return summary
+
+
+def _device_name(device) -> str:
+    """The device training runs on, as the start line shows it (under torchrun: this process's GPU)."""
+    local = os.environ.get("LOCAL_RANK")
+    if device.type == "cuda" and device.index is None and local is not None:
+        return f"cuda:{local}"
+    return str(device)
+
+
+def _prepare_output(outdir: Path, args: argparse.Namespace) -> None:
+    """Before training: refuse an output folder that would lose or mix results, and make sure it is writable."""
+    from .core.persistence import check_writable, remove_stale_temporaries
+
+    _refuse_input_folder(outdir, args)
+    if outdir.exists() and not outdir.is_dir():
+        raise CliError(f"-o {outdir} is a file; give a folder for the results.", EXIT_USAGE)
+    remove_stale_temporaries(outdir)
+    _refuse_overwrite(outdir, args)
+    check_writable(outdir)
+    _check_free_space(outdir, args)
+
+
+def _refuse_input_folder(outdir: Path, args: argparse.Namespace) -> None:
+    """Outputs written among the input tiles would be read as tiles by the next fit."""
+    source = getattr(args, "input", None)
+    if source is not None and Path(source).is_dir() and Path(source).resolve() == outdir.resolve():
+        raise CliError(f"-o {outdir} is the input folder: the results would land among the tiles. "
+                       "Choose another output folder.", EXIT_USAGE)
+
+
+def _refuse_overwrite(outdir: Path, args: argparse.Namespace) -> None:
+    """A folder with results or a checkpoint needs --resume or --overwrite."""
+    if getattr(args, "overwrite", False) or not outdir.is_dir():
+        return
+    has_checkpoint = (outdir / CHECKPOINT).exists()
+    if getattr(args, "resume", False):
+        return  # _resume_model checks that the checkpoint is there
+    if has_checkpoint:
+        raise CliError(f"{outdir} holds {CHECKPOINT} of an unfinished run: continue it with --resume, or pass "
+                       "--overwrite to start over (the checkpoint is replaced once the new run writes its own).",
+                       EXIT_USAGE)
+    found = [name for name in RESULTS if (outdir / name).exists()]
+    if found:
+        raise CliError(f"{outdir} already holds results ({', '.join(found)}): pass --overwrite to replace them, "
+                       "or choose another output folder with -o.", EXIT_USAGE)
+
+
+def _check_free_space(outdir: Path, args: argparse.Namespace) -> None:
+    """Refuse to start a training whose model and checkpoint could not be saved on this disk."""
+    import shutil
+
+    from .core.persistence import OutputFileError, output_error
+
+    need = _output_bytes_estimate(args)
+    free = shutil.disk_usage(outdir).free
+    if free < need:
+        raise OutputFileError(f"Cannot write into {outdir}: only {free / 2**20:.0f} MiB are free, and the model, "
+                              f"a checkpoint and the map need about {need / 2**20:.0f} MiB.")
+
+
+def _output_bytes_estimate(args: argparse.Namespace) -> int:
+    """About what the outputs and a checkpoint take on disk: weights, optimizer state and the model file."""
+    width = getattr(args, "width", None) or DEFAULT_WIDTH
+    backbone = getattr(args, "backbone", "resnet18")
+    per_width64 = {"resnet18": 11.7e6, "resnet10": 5.0e6}.get(backbone, 11.7e6)
+    params = per_width64 * (width / 64) ** 2 + 1.2e6  # the MLP head: 512 x 1024 at width 64, less when narrower
+    return int(params * 4 * 4) + (16 << 20)  # model file, checkpoint (weights + momentum), a temporary; CSV/PNG
 
 
 def _report(summary: dict, outdir: Path, args: argparse.Namespace) -> None:
@@ -360,16 +493,33 @@ def cmd_fit(args: argparse.Namespace) -> int:
 def cmd_embed(args: argparse.Namespace) -> int:
     from .core import TSimCNE
     from .core.io import write_embedding_csv
+    from .core.persistence import check_writable
 
     model_path = Path(args.model)
     if model_path.is_dir() and (model_path / "model.tsimcne").is_file():
         model_path = model_path / "model.tsimcne"
+    output = Path(args.output)
+    _refuse_output_over_inputs(output, [model_path, Path(args.input)])
     model = TSimCNE.load(model_path, device=args.device)
-    data = _read(args.input, args)
+    data = _read(args.input, args, min_tiles=1)
+    check_writable(output.parent if str(output.parent) else Path("."))
     emb = model.transform(data.tiles, progress=_TileBar("embedding", args.quiet).update)
-    write_embedding_csv(args.output, emb, origins=data.origins, labels=data.labels)
-    _say(args, f"Mapped {len(emb)} tiles; wrote {args.output}")
+    write_embedding_csv(output, emb, origins=data.origins, labels=data.labels)
+    _say(args, f"Mapped {len(emb)} tiles; wrote {output}")
     return EXIT_OK
+
+
+def _refuse_output_over_inputs(output: Path, inputs: list[Path]) -> None:
+    """The CSV may not replace an input file, nor be written where a folder is."""
+    if output.is_dir():
+        raise CliError(f"-o {output} is a folder; give the name of the CSV file to write.", EXIT_USAGE)
+    for source in inputs:
+        if source.exists() and output.exists() and output.resolve() == source.resolve():
+            raise CliError(f"-o {output} is an input of this command ({source}); it would be replaced by the CSV. "
+                           "Choose another output file.", EXIT_USAGE)
+        if source.is_dir() and output.resolve().parent == source.resolve():
+            raise CliError(f"-o {output} is inside the input folder {source}: the CSV would be read as a tile "
+                           "next time. Choose another output file.", EXIT_USAGE)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -426,11 +576,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     origins=None if sample.origins is None else sample.origins[keep],
                     class_names=tuple(sample.class_names))
     outdir = Path(args.output)
-    _say(args, f"Demo: {sample.description}")
+    if args.n_tiles is not None and len(data.tiles) < args.n_tiles:
+        _say(args, f"note: the sample holds {len(data.tiles):,} tiles, fewer than the {args.n_tiles:,} asked for; "
+                   "training on all of them.")
+    _say(args, f"Demo: {_demo_banner(sample, len(data.tiles))}")
     summary = _fit_and_write(data, outdir, args)
     _report(summary, outdir, args)
     _say(args, f"Open {outdir / 'map.png'} to see the map.")
     return EXIT_OK
+
+
+def _demo_banner(sample, n_used: int) -> str:
+    """The sample's description, with the number of tiles really trained on."""
+    if n_used == len(sample.tiles):
+        return sample.description
+    return f"{n_used:,} of {sample.description}"
 
 
 def _fill_demo_defaults(args: argparse.Namespace) -> None:
@@ -456,6 +616,10 @@ COMMANDS = {"fit": cmd_fit, "embed": cmd_embed, "evaluate": cmd_evaluate, "demo"
 # -- entry point ---------------------------------------------------------------------
 
 
+_OUTPUT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+"""Errors that only a write can cause: reported as output problems (exit 5)."""
+
+
 def _error(message: str, code: int) -> int:
     print(f"napari-tsimcne: error: {message}", file=sys.stderr)
     return code
@@ -469,6 +633,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, bad usage
         return int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_USAGE
     from .core import ModelFileError, NotFittedError, TileStackError  # imports torch: not for --help
+    from .core.persistence import OutputFileError, output_error
 
     try:
         return COMMANDS[args.command](args)
@@ -479,12 +644,18 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except CliError as exc:
         return _error(str(exc), exc.code)
+    except OutputFileError as exc:
+        return _error(str(exc), EXIT_OUTPUT)
     except ModelFileError as exc:
         return _error(str(exc), EXIT_BAD_MODEL)
     except TileStackError as exc:
         return _error(str(exc), EXIT_BAD_INPUT)
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        return _error(str(exc), EXIT_BAD_INPUT)
+    except OSError as exc:
+        if exc.errno in _OUTPUT_ERRNOS:  # a write that failed outside our own file writers
+            return _error(str(output_error(exc.filename or "the output", exc)), EXIT_OUTPUT)
+        if isinstance(exc, (FileNotFoundError, IsADirectoryError, PermissionError)):
+            return _error(str(exc), EXIT_BAD_INPUT)
+        return _error(f"{exc.__class__.__name__}: {exc}", EXIT_ERROR)
     except (ValueError, NotFittedError) as exc:
         return _error(str(exc), EXIT_ERROR)
     except Exception as exc:  # noqa: BLE001 - last resort: one line, not a traceback

@@ -11,13 +11,14 @@ import torch
 
 from .augment import AugmentationSettings
 from .device import resolve_device
+from .fingerprint import TileFingerprint, check_same_tiles, fingerprint
 from .distributed import DistContext, broadcast_seed, from_environment
 from .model import BACKBONES, TSimCNENet
 from .normalization import ChannelNormalization
 from .persistence import ModelFileError, load_payload, save_payload
 from .schedule import default_lr, make_stages
 from .store import TileStore
-from .tiles import TileStackError, as_tile_stack, stack_info
+from .tiles import MAX_CHANNELS, MIN_TILE_SIZE, TileStackError, as_tile_stack, stack_info
 from .training import Trainer, TrainerState, TrainingEvent, embed_store, pca_2d
 
 
@@ -181,8 +182,10 @@ class TSimCNE:
         if not (self.preview_every == "auto" or (_is_whole(self.preview_every) and self.preview_every >= 0)):
             raise ValueError(f"preview_every must be 'auto' or a non-negative whole number (0: never), got {self.preview_every!r}.")
         self._check_embed_batch_size()
-        if self.random_state is not None and not (_is_whole(self.random_state) and self.random_state >= 0):
-            raise ValueError(f"random_state must be None or a non-negative whole number, got {self.random_state!r}.")
+        if self.random_state is not None and not (_is_whole(self.random_state) and 0 <= self.random_state < 2**63):
+            raise ValueError(
+                f"random_state must be None or a whole number from 0 to 2**63 - 1, got {self.random_state!r}."
+            )
         if not _is_whole(self.pretrain_dim) or self.pretrain_dim < 2:
             raise ValueError(f"pretrain_dim must be a whole number of at least 2, got {self.pretrain_dim!r}.")
         if self.init_2d not in ("pca", "random"):
@@ -221,6 +224,7 @@ class TSimCNE:
         info = stack_info(stack)
         device, ctx = _device_and_processes(self.device)
         epochs, lr, aug = self._check_params(info.n_tiles, ctx.world_size)
+        self.fingerprint_ = fingerprint(stack)
         seed = broadcast_seed(self._seed(), ctx)
         normalization = ChannelNormalization.fit(stack)
         store = TileStore(stack, normalization, device)
@@ -262,6 +266,7 @@ class TSimCNE:
         stack = as_tile_stack(X, channel_axis=channel_axis)
         info = stack_info(stack)
         self._check_compatible(info)
+        check_same_tiles(getattr(self, "fingerprint_", None), stack, "The checkpoint")
         device, ctx = _device_and_processes(self.device)
         epochs, lr, aug = self._check_params(info.n_tiles, ctx.world_size)
         self.device_ = device
@@ -335,7 +340,7 @@ class TSimCNE:
         """
         self._check_fitted()
         self._check_embed_batch_size()
-        stack = as_tile_stack(X, channel_axis=channel_axis)
+        stack = as_tile_stack(X, channel_axis=channel_axis, min_tiles=1)
         info = stack_info(stack)
         self._check_compatible(info)
         dev = resolve_device(device) if device is not None else self.device_
@@ -392,32 +397,70 @@ class TSimCNE:
             "pca": None if self.pca_ is None else [torch.from_numpy(a) for a in self.pca_],
             "history": [dict(h) for h in self.history_],
             "embedding": None if self.embedding_ is None else torch.from_numpy(np.ascontiguousarray(self.embedding_)),
+            "fingerprint": None if getattr(self, "fingerprint_", None) is None else self.fingerprint_.to_dict(),
         }
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "auto") -> "TSimCNE":
-        """Read a model written by :meth:`save`; it runs on ``device`` (a CPU-only machine works)."""
+        """Read a model written by :meth:`save`; it runs on ``device`` (a CPU-only machine works).
+
+        Raises
+        ------
+        ModelFileError
+            When the file is missing, corrupt, not a napari-tsimcne model, or
+            holds damaged parts (settings, weights that are not finite,
+            normalisation or tile shape that do not fit the network).
+        """
         payload = load_payload(path)
         try:
-            params = dict(payload["params"])
-            params["augmentations"] = AugmentationSettings.coerce(params["augmentations"])
-            params["total_epochs"] = tuple(params["total_epochs"])
-            params["device"] = device
-            model = cls(**params)
-            net = TSimCNENet(payload["n_channels"], params["backbone"], params["width"], out_dim=payload["model_out_dim"])
-            net.load_state_dict(payload["state_dict"])
-        except (KeyError, RuntimeError, TypeError) as exc:
-            raise ModelFileError(f"{path} is damaged or incompatible: {exc}") from None
+            model = cls._from_payload(payload, device)
+        except ModelFileError as exc:
+            raise ModelFileError(f"{path} is damaged: {exc}") from None
+        except (KeyError, IndexError, RuntimeError, TypeError, ValueError, AttributeError) as exc:
+            raise ModelFileError(f"{path} is damaged or incompatible: {exc.__class__.__name__}: {exc}") from None
+        return model
+
+    @classmethod
+    def _from_payload(cls, payload: dict, device: str) -> "TSimCNE":
+        """The model described by a checked payload; raises on damaged fields (turned into ModelFileError)."""
+        params = dict(payload["params"])
+        params["augmentations"] = AugmentationSettings.coerce(params["augmentations"])
+        params["total_epochs"] = tuple(params["total_epochs"])
+        params["device"] = device
+        model = cls(**params)
+        n_channels, tile_shape = _checked_shape(payload)
+        net = TSimCNENet(n_channels, params["backbone"], params["width"], out_dim=int(payload["model_out_dim"]))
+        state = payload["state_dict"]
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise ModelFileError("its weights are not a table of tensors")
+        bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        if bad:
+            raise ModelFileError(f"{len(bad)} weight tensor(s) hold NaN or infinite values (first: {bad[0]})")
+        net.load_state_dict(state)
+        try:
+            normalization = ChannelNormalization.from_dict(payload["normalization"])
+        except (KeyError, TypeError, ValueError):
+            raise ModelFileError(f"its normalisation {payload['normalization']!r} is not a low and a high value "
+                                 "per channel") from None
+        if normalization.n_channels != n_channels or len(normalization.high) != n_channels or not all(
+                np.isfinite(lo) and np.isfinite(hi) and hi > lo for lo, hi in zip(normalization.low, normalization.high)):
+            raise ModelFileError(f"its normalisation {payload['normalization']!r} does not fit {n_channels} channel(s)")
         model.device_ = resolve_device(device)
         model.model_ = net.to(model.device_).eval()
-        model.normalization_ = ChannelNormalization.from_dict(payload["normalization"])
-        model.n_channels_ = int(payload["n_channels"])
-        model.tile_shape_ = tuple(payload["tile_shape"])
+        model.normalization_ = normalization
+        model.n_channels_ = n_channels
+        model.tile_shape_ = tile_shape
         model.pca_ = None if payload["pca"] is None else tuple(t.numpy() for t in payload["pca"])
-        model.history_ = list(payload.get("history", []))
+        if model.pca_ is not None and (len(model.pca_) != 2 or model.pca_[1].shape != (2, net.out_dim)):
+            raise ModelFileError("its PCA projection does not fit the network's output")
+        model.history_ = [dict(h) for h in payload.get("history", [])]
         emb = payload.get("embedding")
         model.embedding_ = None if emb is None else emb.numpy()
+        fp = payload.get("fingerprint")
+        model.fingerprint_ = None if fp is None else TileFingerprint.from_dict(fp)
         model._resume_state = payload.get("trainer")
+        if model._resume_state is not None and not isinstance(model._resume_state, dict):
+            raise ModelFileError("its training state is not a table")
         return model
 
 
@@ -429,6 +472,17 @@ def _device_and_processes(device: str) -> tuple[torch.device, DistContext]:
         dev = torch.device("cuda", ctx.local_rank)
         torch.cuda.set_device(dev)
     return dev, ctx
+
+
+def _checked_shape(payload: dict) -> tuple[int, tuple[int, int]]:
+    """The channel count and tile shape stored in a payload, checked."""
+    n_channels, tile_shape = payload["n_channels"], payload["tile_shape"]
+    if not _is_whole(n_channels) or not 1 <= n_channels <= MAX_CHANNELS:
+        raise ModelFileError(f"its channel count {n_channels!r} is not a whole number from 1 to {MAX_CHANNELS}")
+    if (not isinstance(tile_shape, (list, tuple)) or len(tile_shape) != 2
+            or not all(_is_whole(v) and v >= MIN_TILE_SIZE for v in tile_shape)):
+        raise ModelFileError(f"its tile shape {tile_shape!r} is not two whole numbers of at least {MIN_TILE_SIZE}")
+    return int(n_channels), (int(tile_shape[0]), int(tile_shape[1]))
 
 
 def _largest_power_of_two(n: int) -> int:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .persistence import atomic_write
-from .tiles import MAX_CHANNELS, TileStackError, tile_image
+from .tiles import MAX_CHANNELS, TileStackError, check_axis, tile_image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 """File types read from a folder of tiles."""
@@ -39,8 +39,10 @@ class TileData:
 
 
 def _read_image(path: Path) -> np.ndarray:
-    """One image file as an array (TIFF via tifffile, everything else via imageio)."""
+    """One image file as an array (TIFF via tifffile, everything else via imageio); one-line errors."""
     try:
+        if path.stat().st_size == 0:
+            raise InputFileError(f"Cannot read {path} as an image: the file is empty.")
         if path.suffix.lower() in (".tif", ".tiff"):
             import tifffile
 
@@ -48,8 +50,13 @@ def _read_image(path: Path) -> np.ndarray:
         import imageio.v3 as iio
 
         return np.asarray(iio.imread(path))
-    except Exception as exc:  # unreadable or not an image
-        raise InputFileError(f"Cannot read {path} as an image: {exc.__class__.__name__}: {exc}") from None
+    except InputFileError:
+        raise
+    except Exception as exc:  # unreadable or not an image; imageio's messages run over many lines
+        raise InputFileError(
+            f"Cannot read {path} as an image (corrupt, truncated or not a {path.suffix.lstrip('.').upper()} file): "
+            f"{exc.__class__.__name__}"
+        ) from None
 
 
 def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None, tuple[str, ...]]:
@@ -132,6 +139,8 @@ def read_tiles(
     array, labels, classes = _read_array(path, mmap_mode)
     name = path.stem if path.is_file() else path.name
     if tile_size is not None:
+        if channel_axis is not None:
+            check_axis(channel_axis, array.ndim, "--channel-axis")
         square_tiles = array.ndim == 3 and array.shape[1] == array.shape[2] > 4  # (N, H, H), not (H, W, C)
         if channel_axis is None and array.ndim == 3 and (array.shape[-1] > MAX_CHANNELS or square_tiles):
             raise TileStackError(
@@ -143,7 +152,16 @@ def read_tiles(
     if channel_axis is not None:
         if array.ndim != 4:
             raise TileStackError(f"--channel-axis needs a 4D stack, but {path.name} has shape {array.shape}.")
-        array = np.moveaxis(array, channel_axis, -1)
+        array = np.moveaxis(array, check_axis(channel_axis, array.ndim, "--channel-axis"), -1)
+    if array.ndim < 2:
+        raise TileStackError(f"{path.name} holds an array of shape {array.shape}, not images: expected a stack "
+                             "(N, H, W) or (N, H, W, C), or one image with --tile-size N.")
+    if _looks_channels_first(array):
+        raise TileStackError(
+            f"{path.name} has shape {array.shape}: one image with its {array.shape[0]} channels first, or a stack of "
+            f"{array.shape[0]} grey tiles? For one image pass --tile-size N --channel-axis 0 to cut it into tiles; "
+            "for a stack of N x C x H x W tiles pass --channel-axis 1."
+        )
     if array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (3, 4) and min(array.shape[:2]) > 64):
         raise TileStackError(
             f"{path.name} holds one image of shape {array.shape}, not a stack of tiles; "
@@ -152,6 +170,11 @@ def read_tiles(
     if labels is not None and len(labels) != len(array):
         raise TileStackError(f"{path.name} has {len(array)} tiles but {len(labels)} labels.")
     return TileData(array, name, labels=None if labels is None else np.asarray(labels), class_names=classes)
+
+
+def _looks_channels_first(array: np.ndarray) -> bool:
+    """(C, H, W) with a few channels and large sides: one image, channels first (e.g. a 3 x 256 x 256 TIFF)."""
+    return array.ndim == 3 and array.shape[0] <= 4 and min(array.shape[1:]) > 64
 
 
 def read_labels(path: str | os.PathLike, column: str = "label") -> np.ndarray:
@@ -220,11 +243,17 @@ def _cell(value) -> str:
 
 
 def _read_csv_columns(path: Path) -> dict[str, list[str]]:
-    with open(path, newline="") as fh:
-        rows = list(csv.reader(fh))
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.reader(fh))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InputFileError(f"{path} is not a CSV text file ({exc.__class__.__name__}).") from None
     if not rows:
         raise InputFileError(f"{path} is empty.")
-    header, body = rows[0], rows[1:]
+    header, body = rows[0], [r for r in rows[1:] if r]
+    for line, row in enumerate(body, start=2):
+        if len(row) != len(header):
+            raise InputFileError(f"{path}: row {line} has {len(row)} cells, but the header has {len(header)}.")
     return {h: [r[i] for r in body] for i, h in enumerate(header)}
 
 

@@ -37,7 +37,8 @@ class StackInfo:
         return (self.height, self.width)
 
 
-def as_tile_stack(tiles, *, channel_axis: int | None = None, check_values: bool = True) -> np.ndarray:
+def as_tile_stack(tiles, *, channel_axis: int | None = None, check_values: bool = True,
+                  min_tiles: int = 2) -> np.ndarray:
     """Return ``tiles`` as an ``(N, H, W)`` or ``(N, H, W, C)`` NumPy array, or raise.
 
     Parameters
@@ -50,6 +51,9 @@ def as_tile_stack(tiles, *, channel_axis: int | None = None, check_values: bool 
         ``(N, C, H, W)``). It is moved to the end without copying.
     check_values
         Scan the data for NaN and infinite values (one pass over the data).
+    min_tiles
+        Fewest tiles accepted: 2 for training (contrastive learning compares
+        tiles), 1 for mapping tiles with a trained model.
 
     Raises
     ------
@@ -79,7 +83,7 @@ def as_tile_stack(tiles, *, channel_axis: int | None = None, check_values: bool 
     if channel_axis is not None:
         if arr.ndim != 4:
             raise TileStackError(f"channel_axis={channel_axis} needs a 4D stack, but the tiles have shape {arr.shape}.")
-        arr = np.moveaxis(arr, channel_axis, -1)
+        arr = np.moveaxis(arr, check_axis(channel_axis, arr.ndim), -1)
     if arr.ndim == 2:
         raise TileStackError(
             f"Got one 2D image of shape {arr.shape}, not a stack of tiles. "
@@ -92,7 +96,7 @@ def as_tile_stack(tiles, *, channel_axis: int | None = None, check_values: bool 
     n = arr.shape[0]
     if n == 0:
         raise TileStackError("The tile stack is empty (0 tiles).")
-    if n == 1:
+    if n == 1 and min_tiles > 1:
         raise TileStackError(
             "The stack holds a single tile. Contrastive learning needs many tiles (hundreds at least); "
             f"if this is one large image, cut it into tiles: {_HOW_TO_CUT}."
@@ -117,6 +121,32 @@ def as_tile_stack(tiles, *, channel_axis: int | None = None, check_values: bool 
                 "Replace them (np.nan_to_num) or drop those tiles."
             )
     return arr
+
+
+def check_axis(axis, ndim: int, name: str = "channel_axis") -> int:
+    """``axis`` as a valid axis of an ``ndim``-dimensional array, or a :class:`TileStackError` naming ``name``.
+
+    Parameters
+    ----------
+    axis : int
+        The axis asked for; negative values count from the end.
+    ndim : int
+        Dimensions of the array.
+    name : str
+        The parameter's name, for the message.
+
+    Returns
+    -------
+    int
+        The axis, from 0 to ``ndim - 1``.
+    """
+    if not isinstance(axis, (int, np.integer)) or isinstance(axis, (bool, np.bool_)):
+        raise TileStackError(f"{name} must be a whole number, got {axis!r}.")
+    if not -ndim <= axis < ndim:
+        raise TileStackError(
+            f"{name}={axis} is out of range for data with {ndim} dimensions (use 0 to {ndim - 1}, or -{ndim} to -1)."
+        )
+    return int(axis) % ndim
 
 
 _HOW_TO_CUT = ("napari_tsimcne.tile_image(image, tile_size=...) in Python, --tile-size on the command line, "
@@ -199,7 +229,7 @@ def tile_image(
     """
     img = np.asarray(image)
     if channel_axis is not None:
-        img = np.moveaxis(img, channel_axis, -1)
+        img = np.moveaxis(img, check_axis(channel_axis, img.ndim), -1)
     if img.ndim not in (2, 3):
         raise TileStackError(f"tile_image expects one 2D image (H, W) or (H, W, C), got shape {img.shape}.")
     th, tw = (tile_size, tile_size) if np.isscalar(tile_size) else tuple(tile_size)

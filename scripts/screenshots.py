@@ -62,13 +62,11 @@ def main() -> int:
     def on_event(event):
         if event.embedding is not None and event.global_epoch >= 4 and "done" not in first_preview:
             first_preview["done"] = True
-            viewer.reset_view()
-            shot(viewer, "training")
+            shot(viewer, "training")  # the camera is where the plugin put it: on the new map
 
     train.start_training()
     train.worker.yielded.connect(on_event)
     wait(lambda: train.worker is None)
-    viewer.reset_view()
     shot(viewer, "trained_map")
 
     layer = viewer.layers[f"{data_name(kwargs)} map"]
@@ -78,8 +76,7 @@ def main() -> int:
     biggest = np.bincount(clusters).argmax()
     layer.selected_data = set(np.flatnonzero(clusters == biggest)[:100].tolist())
     viewer.layers.selection.active = layer
-    viewer.reset_view()
-    shot(viewer, "selection_gallery")
+    shot(viewer, "selection_gallery")  # the camera moved to show the map and the gallery together
 
     # the lasso, caught while the outline is drawn around the second-largest cluster
     annotate.set_lasso(True)

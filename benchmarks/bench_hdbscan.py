@@ -12,8 +12,10 @@ Two point sets of ``--n-points`` 2-D points:
 For each it times fast-hdbscan (its first call in this process, which loads or compiles numba's
 code, and a second call) and scikit-learn's ``HDBSCAN``, both with ``min_cluster_size`` 20 (the
 widget's default), and compares the labels with the adjusted Rand index (noise counted as one more
-label). It prints one JSON object and writes it with ``--out``. About 4 minutes on 2 cores, nearly
-all of it scikit-learn's::
+label). Then, on smaller mixtures (``--sizes``), where the two cross over, which sets the map size
+from which the plugin prefers fast-hdbscan; and fast-hdbscan's cost on first use after installing
+(a fresh process with an empty numba cache, where numba compiles its code). It prints one JSON
+object and writes it with ``--out``. About 7 minutes on 2 cores::
 
     python benchmarks/bench_hdbscan.py --out benchmarks/results/hdbscan-cpu-2core.json
 """
@@ -24,7 +26,9 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -163,6 +167,61 @@ def compare(points: np.ndarray, min_cluster_size: int) -> dict:
     }
 
 
+def first_use_s(n_points: int = 2000) -> float:
+    """Seconds for a fresh process to import fast-hdbscan and cluster ``n_points`` with no numba cache.
+
+    Parameters
+    ----------
+    n_points : int, default 2000
+        Size of the small mixture clustered.
+
+    Returns
+    -------
+    float
+        Wall-clock seconds of the whole process, numba's compilation included.
+    """
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from bench_hdbscan import gaussian_mixture\n"
+            "from fast_hdbscan import HDBSCAN\n"
+            f"HDBSCAN(min_cluster_size=20).fit_predict(gaussian_mixture({n_points}))")
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent)], env=env, check=True)
+        return time.perf_counter() - t0
+
+
+def sweep(sizes: list[int], min_cluster_size: int) -> list[dict]:
+    """Seconds of both implementations on mixtures of each size (fast-hdbscan already compiled).
+
+    Parameters
+    ----------
+    sizes : list of int
+        Numbers of points.
+    min_cluster_size : int
+        HDBSCAN's smallest cluster.
+
+    Returns
+    -------
+    list of dict
+        ``n_points``, ``fast_hdbscan_s`` and ``sklearn_s`` per size.
+    """
+    from fast_hdbscan import HDBSCAN as FastHDBSCAN
+    from sklearn.cluster import HDBSCAN
+
+    rows = []
+    for n in sizes:
+        points = gaussian_mixture(n)
+        t0 = time.perf_counter()
+        FastHDBSCAN(min_cluster_size=min_cluster_size).fit_predict(points)
+        t1 = time.perf_counter()
+        HDBSCAN(min_cluster_size=min_cluster_size, copy=True).fit_predict(points)
+        t2 = time.perf_counter()
+        rows.append({"n_points": n, "fast_hdbscan_s": round(t1 - t0, 2), "sklearn_s": round(t2 - t1, 2)})
+        print(f"  {n:,} points: fast-hdbscan {t1 - t0:.2f} s, scikit-learn {t2 - t1:.2f} s",
+              file=sys.stderr, flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Run the comparison on both point sets; print the result as JSON and write it with ``--out``.
 
@@ -174,12 +233,15 @@ def main(argv: list[str] | None = None) -> dict:
     Returns
     -------
     dict
-        ``machine``, ``versions``, ``import_fast_hdbscan_s`` and one entry per point set.
+        ``machine``, ``versions``, ``import_fast_hdbscan_s``, one entry per point set,
+        ``crossover`` and ``fast_hdbscan_first_use_s``.
     """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-points", type=int, default=100_000,
                         help="points per set (default: %(default)s)")
     parser.add_argument("--min-cluster-size", type=int, default=20, help="(default: %(default)s)")
+    parser.add_argument("--sizes", type=int, nargs="*", default=[5_000, 10_000, 20_000, 50_000],
+                        help="mixture sizes for the crossover (default: %(default)s)")
     parser.add_argument("--out", help="JSON file to write")
     args = parser.parse_args(argv)
 
@@ -208,6 +270,10 @@ def main(argv: list[str] | None = None) -> dict:
     for name, points in sets.items():
         print(f"{name}: {len(points):,} points", file=sys.stderr, flush=True)
         result[name] = compare(points, args.min_cluster_size)
+    print("crossover (gaussian mixtures):", file=sys.stderr, flush=True)
+    result["crossover"] = sweep(args.sizes, args.min_cluster_size)
+    result["fast_hdbscan_first_use_s"] = round(first_use_s(), 1)
+    print(f"first use: {result['fast_hdbscan_first_use_s']} s", file=sys.stderr, flush=True)
     result["machine"]["load_average_1min_end"] = round(os.getloadavg()[0], 2)
     text = json.dumps(result, indent=1)
     print(text)

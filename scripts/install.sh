@@ -33,6 +33,9 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   # napari leaves the Qt binding to the user; this script picks PyQt6 (the pyqt6 extra; PySide6 works too)
   echo "==> installing napari-tsimcne with napari, PyQt6 and the testing extras"
   $PIP install -q -e ".[pyqt6,testing]"
+  echo "==> compiling fast-hdbscan once (numba; up to a minute or two on 2 cores), for quick clustering later"
+  "$VENV/bin/python" -c "import numpy as np; from fast_hdbscan import HDBSCAN
+HDBSCAN(min_cluster_size=5).fit_predict(np.random.default_rng(0).normal(size=(500, 2)))" || true
   touch "$stamp"
 fi
 echo "==> ready: $VENV"

@@ -10,7 +10,7 @@ from qtpy.QtCore import Qt
 from napari_tsimcne.plugin.annotations import import_csv
 from napari_tsimcne.plugin.crosslink import GALLERY_NAME
 from napari_tsimcne.plugin.layout import extent_2d, overlaps, visible_extent
-from napari_tsimcne.plugin.map_guard import is_intact
+from napari_tsimcne.plugin.map_guard import PROTECTED_MESSAGE, is_intact
 from napari_tsimcne.plugin.selection import AnnotationHistory, group_choices, rows_where
 
 from .test_safety import _blobs, _canvas_pos, small_map  # noqa: F401 - fixture
@@ -36,7 +36,7 @@ def _zoom_on(viewer, layer, rows):
     viewer.scene.camera.zoom = 300 / max(np.ptp(layer.data[list(rows)], axis=0).max(), 1e-3)
 
 
-def test_drag_and_delete_leave_the_map_intact(qtbot, small_map, tmp_path):
+def test_drag_and_delete_leave_the_map_intact(qtbot, small_map, tmp_path, monkeypatch):
     viewer, _, annotate, points = small_map
     before, feats_before = points.data.copy(), points.features.copy()
     viewer.layers.selection.active = points
@@ -46,12 +46,19 @@ def test_drag_and_delete_leave_the_map_intact(qtbot, small_map, tmp_path):
 
     # drag a selected point in select mode: napari would move it; it goes back where its tile belongs
     points.selected_data = {3}
+    actions = []
+    points.events.data.connect(lambda event: actions.append(str(event.action)))
     _drag(qtbot, viewer, points, points.data[3], points.data[3] + [2.0, 2.0])
-    np.testing.assert_allclose(points.data, before)
+    assert "changed" in actions  # napari did move the point ...
+    np.testing.assert_allclose(points.data, before)  # ... and it went back
 
     # Delete on the canvas (napari's shortcut) and the layer controls' delete button (remove_selected)
     points.selected_data = {0, 1, 2}
+    shown = []
+    monkeypatch.setattr("napari.utils.notifications.show_info", shown.append)
     qtbot.keyClick(viewer.window._qt_viewer.canvas.native, Qt.Key.Key_Delete)
+    assert shown == [PROTECTED_MESSAGE]  # the key reached the map, which said why nothing happens
+    np.testing.assert_allclose(points.data, before)
     points.remove_selected()
     assert len(points.data) == len(before) and is_intact(points, len(before))
     np.testing.assert_allclose(points.data, before)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 
 import torch
 
@@ -41,6 +42,54 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if kind == "cpu":
         return torch.device("cpu")
     raise ValueError(f"Unknown device {device!r}; choose one of {', '.join(DEVICES)} (or 'cuda:N').")
+
+
+@dataclass(frozen=True)
+class DeviceDefaults:
+    """What ``"auto"`` means for the network, the batch and the training length on one kind of device."""
+
+    backbone: str
+    width: int
+    batch_size: int
+    total_epochs: tuple[int, int, int] | None
+    """Epochs of the three stages, or None: set by ``time_budget`` instead."""
+    time_budget: float | None
+    """Seconds of training and mapping, or None: train ``total_epochs``."""
+
+
+GPU_DEFAULTS = DeviceDefaults("resnet18", 64, 1024, (1000, 50, 450), None)
+"""CUDA: the paper's network, batch and budget (Böhm et al. 2023)."""
+
+MPS_DEFAULTS = DeviceDefaults("resnet18", 64, 1024, None, 600.0)
+"""Apple's GPUs: the paper's network, trained for about 10 minutes."""
+
+CPU_DEFAULTS = DeviceDefaults("resnet18-s2", 16, 256, None, 600.0)
+"""No GPU: ResNet-18 with a stride-2 stem and 16 channels in its first layer, batch 256, about 10 minutes.
+
+On 28 x 28 tiles the stride-2 stem makes a training step 2.9 times cheaper
+than the paper's stride-1 stem at the same width, and mapping new tiles
+faster still; docs/cpu.md shows the measurements behind this choice.
+"""
+
+
+def defaults_for(device: torch.device) -> DeviceDefaults:
+    """The settings that ``"auto"`` stands for on ``device``.
+
+    Parameters
+    ----------
+    device : torch.device
+        A resolved device (see :func:`resolve_device`).
+
+    Returns
+    -------
+    DeviceDefaults
+        :data:`GPU_DEFAULTS` on CUDA, :data:`MPS_DEFAULTS` on Apple's MPS, :data:`CPU_DEFAULTS` elsewhere.
+    """
+    if device.type == "cuda":
+        return GPU_DEFAULTS
+    if device.type == "mps":
+        return MPS_DEFAULTS
+    return CPU_DEFAULTS
 
 
 def autocast(device: torch.device):

@@ -157,15 +157,20 @@ def wrap(module: nn.Module, ctx: DistContext, device: torch.device) -> nn.Module
     return nn.parallel.DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False)
 
 
-def broadcast_seed(seed: int, ctx: DistContext) -> int:
-    """Rank 0's seed on every process (so shuffling and weights agree)."""
+def broadcast_ints(values: tuple[int, ...], ctx: DistContext) -> tuple[int, ...]:
+    """Rank 0's whole numbers on every process (seeds, epochs chosen for a time budget)."""
     if not ctx.active:
-        return seed
-    t = torch.tensor([seed], dtype=torch.int64)
+        return tuple(values)
+    t = torch.tensor(list(values), dtype=torch.int64)
     if dist.get_backend() == "nccl":
         t = t.cuda()
     dist.broadcast(t, 0)
-    return int(t.item())
+    return tuple(int(v) for v in t.tolist())
+
+
+def broadcast_seed(seed: int, ctx: DistContext) -> int:
+    """Rank 0's seed on every process (so shuffling and weights agree)."""
+    return broadcast_ints((seed,), ctx)[0]
 
 
 def mean_over_processes(value: torch.Tensor, ctx: DistContext) -> torch.Tensor:

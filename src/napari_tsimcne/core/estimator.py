@@ -5,14 +5,16 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from .augment import AugmentationSettings
-from .device import resolve_device
+from .budget import epochs_for_budget, measure_step_costs
+from .device import GPU_DEFAULTS, defaults_for, resolve_device
 from .fingerprint import TileFingerprint, check_same_tiles, fingerprint
-from .distributed import DistContext, broadcast_seed, from_environment
+from .distributed import DistContext, broadcast_ints, broadcast_seed, from_environment
 from .model import BACKBONES, TSimCNENet
 from .normalization import ChannelNormalization
 from .persistence import ModelFileError, load_payload, save_payload
@@ -34,14 +36,15 @@ class TSimCNE:
     total_epochs
         Epochs of the three stages: 128-D pre-training, training of the new
         2-D last layer alone, and fine-tuning of everything in 2-D. The
-        paper's budget is (1000, 50, 450); (40, 4, 16) already gives a useful
-        map of small data sets in minutes on a GPU.
+        paper's budget is (1000, 50, 450). ``"auto"`` (default): the paper's
+        budget on a CUDA GPU; elsewhere the epochs that fit ``time_budget``.
     batch_size
         Tiles per step; each gives two views, and every other view in the
         batch is a negative. Larger batches give better maps (the paper uses
         1024). Must not exceed the number of tiles. Under ``torchrun`` this is
         the batch of each process; the global batch is processes x batch_size
-        (see the multi-GPU page of the docs).
+        (see the multi-GPU page of the docs). ``"auto"``: 1024 on a GPU, 256 on
+        a CPU, at most the largest power of two that the stack holds.
     augmentations
         A preset name (``"microscopy"``, ``"natural"``, ``"fluorescence"``) or
         an :class:`AugmentationSettings`. What the augmentations vary, the map
@@ -56,9 +59,12 @@ class TSimCNE:
     pretrain_dim
         Output dimension during pre-training (128 in the paper).
     backbone, width
-        ``"resnet18"`` (the paper's) or the lighter ``"resnet10"``; ``width``
-        is the channel count of the first layer (64 in the paper; smaller is
-        faster and weaker).
+        ``"resnet18"`` (the paper's), the lighter ``"resnet10"``, or
+        ``"resnet18-s2"`` (ResNet-18 with a stride-2 stem: about three times
+        cheaper on small tiles); ``width`` is the channel count of the first
+        layer (64 in the paper; smaller is faster and weaker). ``"auto"``:
+        ResNet-18 at width 64 on a GPU; ``"resnet18-s2"`` at width 16 on a CPU,
+        where it gives better maps in the same time (see the CPU page of the docs).
     lr
         Learning rate of stages 1 and 2 (stage 3 uses lr / 1000). ``"auto"``:
         0.03 x (global) batch size / 256.
@@ -77,19 +83,36 @@ class TSimCNE:
         what pre-training learned; at short budgets this gives much better maps
         (on 1,000 PBC tiles with a small net: 15-NN 50-55 % instead of 21-36 %). Each axis starts with the same spread, so the map uses both dimensions.
         ``"random"``: Gaussian weights, as in the paper.
+    time_budget
+        Seconds for training and mapping, as an alternative to ``total_epochs``:
+        the first training steps are timed on a copy of the network and the
+        epochs are set to fit, split over the stages in the paper's ratio
+        (1000 : 50 : 450). ``"auto"`` (default): 600 (about 10 minutes) when no
+        CUDA GPU is found and ``total_epochs`` is ``"auto"``; otherwise unused.
+        ``None``: no budget (``total_epochs="auto"`` then means the paper's
+        epochs). The epochs depend on the machine's speed, so give
+        ``total_epochs`` for a run that must be repeated exactly. After
+        fitting, ``total_epochs_`` holds the epochs that were trained.
+
+    Attributes
+    ----------
+    total_epochs_, batch_size_, backbone_, width_
+        The settings the model was trained with (``"auto"`` resolved).
+    step_costs_
+        With a time budget: the measured :class:`~napari_tsimcne.core.budget.StepCosts`.
     """
 
     def __init__(
         self,
-        total_epochs: tuple[int, int, int] = (1000, 50, 450),
-        batch_size: int = 1024,
+        total_epochs: tuple[int, int, int] | str = "auto",
+        batch_size: int | str = "auto",
         augmentations: str | AugmentationSettings = "microscopy",
         device: str = "auto",
         random_state: int | None = None,
         out_dim: int = 2,
         pretrain_dim: int = 128,
-        backbone: str = "resnet18",
-        width: int = 64,
+        backbone: str = "auto",
+        width: int | str = "auto",
         lr: float | str = "auto",
         warmup: int | str = "auto",
         momentum: float = 0.9,
@@ -98,6 +121,7 @@ class TSimCNE:
         preview_every: int | str = "auto",
         embed_batch_size: int = 2048,
         init_2d: str = "pca",
+        time_budget: float | str | None = "auto",
     ) -> None:
         self.total_epochs = total_epochs
         self.batch_size = batch_size
@@ -116,12 +140,13 @@ class TSimCNE:
         self.preview_every = preview_every
         self.embed_batch_size = embed_batch_size
         self.init_2d = init_2d
+        self.time_budget = time_budget
 
     # -- scikit-learn conventions ------------------------------------------
     _PARAMS = (
         "total_epochs", "batch_size", "augmentations", "device", "random_state", "out_dim", "pretrain_dim",
         "backbone", "width", "lr", "warmup", "momentum", "weight_decay", "grad_clip", "preview_every",
-        "embed_batch_size", "init_2d",
+        "embed_batch_size", "init_2d", "time_budget",
     )
 
     def get_params(self, deep: bool = True) -> dict:
@@ -140,35 +165,68 @@ class TSimCNE:
         return f"TSimCNE({changed})"
 
     # -- validation ---------------------------------------------------------
-    def _check_params(self, n_tiles: int, processes: int = 1) -> tuple[tuple[int, int, int], float, AugmentationSettings]:
-        try:
-            epochs = tuple(int(e) for e in self.total_epochs)
-        except (TypeError, ValueError):
-            raise ValueError(f"total_epochs must be three whole numbers, got {self.total_epochs!r}.") from None
-        if len(epochs) != 3 or any(e < 0 for e in epochs) or any(e != f for e, f in zip(epochs, self.total_epochs)):
-            raise ValueError(
-                f"total_epochs must be three non-negative whole numbers (pre-training, last layer, fine-tuning), "
-                f"got {self.total_epochs!r}."
-            )
-        if sum(epochs) == 0:
-            raise ValueError("total_epochs are all 0: nothing would be trained.")
-        if not _is_whole(self.batch_size) or self.batch_size < 2:
-            raise ValueError(f"batch_size must be a whole number of at least 2, got {self.batch_size!r}.")
-        if self.batch_size * processes > n_tiles:
+    def _resolve_auto(self, device: torch.device, n_tiles: int, processes: int = 1) -> _Plan:
+        """What the ``"auto"`` settings stand for on ``device`` (see :func:`defaults_for`)."""
+        d = defaults_for(device)
+        batch = self.batch_size
+        if isinstance(batch, str) and batch == "auto":
+            batch = min(d.batch_size, _largest_power_of_two(max(2, n_tiles // max(1, processes))))
+        backbone = d.backbone if self.backbone == "auto" else self.backbone
+        width = d.width if (isinstance(self.width, str) and self.width == "auto") else self.width
+        budget = self.time_budget
+        epochs_auto = isinstance(self.total_epochs, str) and self.total_epochs == "auto"
+        if not epochs_auto:
+            if not (budget is None or (isinstance(budget, str) and budget == "auto")):
+                raise ValueError(
+                    f"Give total_epochs or time_budget, not both (got total_epochs={self.total_epochs!r} and "
+                    f"time_budget={budget!r}); set the other to 'auto'."
+                )
+            return _Plan(self.total_epochs, None, batch, backbone, width)
+        if isinstance(budget, str) and budget == "auto":
+            budget = d.time_budget
+        if budget is None:
+            return _Plan(d.total_epochs or GPU_DEFAULTS.total_epochs, None, batch, backbone, width)
+        if not _is_number(budget) or not np.isfinite(budget) or budget <= 0:
+            raise ValueError(f"time_budget must be a positive number of seconds, 'auto' or None, got {budget!r}.")
+        return _Plan(None, float(budget), batch, backbone, width)
+
+    def _check_params(
+        self, n_tiles: int, processes: int = 1, plan: _Plan | None = None
+    ) -> tuple[tuple[int, int, int] | None, float, AugmentationSettings]:
+        """Check every parameter (``plan``: the resolved ``"auto"`` settings); epochs are None with a time budget."""
+        if plan is None:
+            plan = self._resolve_auto(torch.device("cpu"), n_tiles, processes)
+        total_epochs, batch_size, backbone, width = plan.total_epochs, plan.batch_size, plan.backbone, plan.width
+        epochs = None
+        if total_epochs is not None:
+            try:
+                epochs = tuple(int(e) for e in total_epochs)
+            except (TypeError, ValueError):
+                raise ValueError(f"total_epochs must be three whole numbers or 'auto', got {total_epochs!r}.") from None
+            if len(epochs) != 3 or any(e < 0 for e in epochs) or any(e != f for e, f in zip(epochs, total_epochs)):
+                raise ValueError(
+                    f"total_epochs must be three non-negative whole numbers (pre-training, last layer, fine-tuning), "
+                    f"got {total_epochs!r}."
+                )
+            if sum(epochs) == 0:
+                raise ValueError("total_epochs are all 0: nothing would be trained.")
+        if not _is_whole(batch_size) or batch_size < 2:
+            raise ValueError(f"batch_size must be a whole number of at least 2 or 'auto', got {batch_size!r}.")
+        if batch_size * processes > n_tiles:
             per = f" per process x {processes} processes" if processes > 1 else ""
             raise ValueError(
-                f"batch_size={self.batch_size}{per} is larger than the stack ({n_tiles} tiles). "
+                f"batch_size={batch_size}{per} is larger than the stack ({n_tiles} tiles). "
                 f"Use batch_size <= {n_tiles // processes} (for example {_largest_power_of_two(n_tiles // processes)})."
             )
         if self.out_dim not in (2, 3):
             raise ValueError(f"out_dim must be 2 (a map) or 3 (a 3D point cloud), got {self.out_dim!r}.")
-        if self.backbone not in BACKBONES:
-            raise ValueError(f"backbone must be one of {sorted(BACKBONES)}, got {self.backbone!r}.")
-        if not _is_whole(self.width) or self.width < 4:
-            raise ValueError(f"width must be a whole number of at least 4, got {self.width!r}.")
+        if backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {sorted(BACKBONES)} or 'auto', got {backbone!r}.")
+        if not _is_whole(width) or width < 4:
+            raise ValueError(f"width must be a whole number of at least 4 or 'auto', got {width!r}.")
         if self.lr != "auto" and not _is_number(self.lr):
             raise ValueError(f"lr must be a positive number or 'auto', got {self.lr!r}.")
-        lr = default_lr(self.batch_size * processes) if self.lr == "auto" else self.lr  # the global batch
+        lr = default_lr(batch_size * processes) if self.lr == "auto" else self.lr  # the global batch
         if not np.isfinite(lr) or lr <= 0:
             raise ValueError(f"lr must be a positive number or 'auto', got {self.lr!r}.")
         if not (self.warmup == "auto" or (_is_whole(self.warmup) and self.warmup >= 0)):
@@ -220,19 +278,34 @@ class TSimCNE:
         ``progress(done, total)`` is called while the training tiles are mapped
         at the end (after the last epoch or an early stop), for a progress bar.
         """
+        started = time.perf_counter()
         stack = as_tile_stack(X, channel_axis=channel_axis)
         info = stack_info(stack)
         device, ctx = _device_and_processes(self.device)
-        epochs, lr, aug = self._check_params(info.n_tiles, ctx.world_size)
+        plan = self._resolve_auto(device, info.n_tiles, ctx.world_size)
+        epochs, lr, aug = self._check_params(info.n_tiles, ctx.world_size, plan)
         self.fingerprint_ = fingerprint(stack)
         seed = broadcast_seed(self._seed(), ctx)
         normalization = ChannelNormalization.fit(stack)
         store = TileStore(stack, normalization, device)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            net = TSimCNENet(info.n_channels, self.backbone, self.width, out_dim=self.pretrain_dim)
+            net = TSimCNENet(info.n_channels, plan.backbone, int(plan.width), out_dim=self.pretrain_dim)
         _set_input_statistics(net, store)
         net.to(device=device, memory_format=torch.channels_last if device.type == "cuda" else torch.contiguous_format)
+        batch_size = int(plan.batch_size)
+        self.step_costs_ = None
+        if epochs is None:  # a time budget: time the first steps, then choose the epochs that fit
+            self.step_costs_ = measure_step_costs(net, store, aug, batch_size, seed=seed)
+            left = plan.time_budget - (time.perf_counter() - started)
+            epochs, budget_previews = epochs_for_budget(
+                left, self.step_costs_, info.n_tiles, batch_size * ctx.world_size, previews=self.preview_every != 0)
+            *epochs, budget_previews = broadcast_ints((*epochs, budget_previews), ctx)
+            epochs = tuple(epochs)
+            preview_every = budget_previews if self.preview_every == "auto" else int(self.preview_every)
+        else:
+            preview_every = self._preview_every(epochs)
+        self.total_epochs_, self.batch_size_, self.backbone_, self.width_ = epochs, batch_size, plan.backbone, int(plan.width)
         self.model_ = net
         self.normalization_ = normalization
         self.n_channels_ = info.n_channels
@@ -243,10 +316,10 @@ class TSimCNE:
         self.history_ = []
         self.fit_seconds_ = 0.0
         trainer = Trainer(
-            net, store, make_stages(epochs, lr, self.warmup), aug, batch_size=int(self.batch_size),
+            net, store, make_stages(epochs, lr, self.warmup), aug, batch_size=batch_size,
             out_dim=self.out_dim, seed=seed, momentum=self.momentum, weight_decay=self.weight_decay,
-            grad_clip=self.grad_clip, preview_every=self._preview_every(epochs), embed_batch_size=self.embed_batch_size,
-            state=TrainerState(batch_size=int(self.batch_size), history=self.history_), init_2d=self.init_2d,
+            grad_clip=self.grad_clip, preview_every=preview_every, embed_batch_size=self.embed_batch_size,
+            state=TrainerState(batch_size=batch_size, history=self.history_), init_2d=self.init_2d,
             dist=ctx,
         )
         return self._drive(trainer, checkpoint, checkpoint_every, progress)
@@ -268,7 +341,10 @@ class TSimCNE:
         self._check_compatible(info)
         check_same_tiles(getattr(self, "fingerprint_", None), stack, "The checkpoint")
         device, ctx = _device_and_processes(self.device)
-        epochs, lr, aug = self._check_params(info.n_tiles, ctx.world_size)
+        epochs, lr, aug = self._check_params(info.n_tiles, ctx.world_size, self._resolve_auto(device, info.n_tiles,
+                                                                                               ctx.world_size))
+        if epochs is None:
+            raise ValueError("This checkpoint does not say how many epochs to train; it cannot be resumed.")
         self.device_ = device
         store = TileStore(stack, self.normalization_, device)
         net = self.model_.to(device=device, memory_format=torch.channels_last if device.type == "cuda" else torch.contiguous_format)
@@ -384,9 +460,11 @@ class TSimCNE:
 
     def _payload(self) -> dict:
         params = self.get_params()
+        # what the model was trained with: "auto" and a time budget resolved, so a resumed run trains the same epochs
+        params.update(total_epochs=list(self.total_epochs_), batch_size=int(self.batch_size_), backbone=self.backbone_,
+                      width=int(self.width_), time_budget=None)
         aug = AugmentationSettings.coerce(params["augmentations"])
         params["augmentations"] = aug.to_dict()
-        params["total_epochs"] = list(params["total_epochs"])
         return {
             "params": params,
             "state_dict": {k: v.detach().cpu() for k, v in self.model_.state_dict().items()},
@@ -428,6 +506,8 @@ class TSimCNE:
         params["total_epochs"] = tuple(params["total_epochs"])
         params["device"] = device
         model = cls(**params)
+        model.total_epochs_, model.batch_size_ = params["total_epochs"], int(params["batch_size"])
+        model.backbone_, model.width_ = params["backbone"], int(params["width"])
         n_channels, tile_shape = _checked_shape(payload)
         net = TSimCNENet(n_channels, params["backbone"], params["width"], out_dim=int(payload["model_out_dim"]))
         state = payload["state_dict"]
@@ -487,6 +567,16 @@ def _checked_shape(payload: dict) -> tuple[int, tuple[int, int]]:
 
 def _largest_power_of_two(n: int) -> int:
     return 1 << (max(2, n).bit_length() - 1)
+
+
+class _Plan(NamedTuple):
+    """The settings of one run with ``"auto"`` resolved for its device (epochs None: set by the time budget)."""
+
+    total_epochs: tuple[int, int, int] | None
+    time_budget: float | None
+    batch_size: int
+    backbone: str
+    width: int
 
 
 def _with_embedding(event: TrainingEvent, embedding: np.ndarray) -> TrainingEvent:

@@ -5,16 +5,48 @@ convolution with stride 1 and no max-pooling, so tiles of 28 to 64 pixels
 keep their detail. The number of input channels follows the data. The head
 maps the 512 backbone features through 1024 hidden units to the output: 128
 dimensions for pre-training, then 2 (or 3) for the map.
+
+Backbones
+---------
+``"resnet18"``
+    The paper's network: blocks (2, 2, 2, 2), stem stride 1.
+``"resnet10"``
+    One block per stage: about half the computation of ResNet-18.
+``"resnet18-s2"``
+    ResNet-18 whose stem has stride 2. A small tile's full-resolution layers
+    are where a CIFAR-style ResNet spends most of its time; halving the
+    resolution in the stem makes every later layer four times cheaper. This
+    is the network chosen when training runs on a CPU (see
+    :mod:`napari_tsimcne.core.cpu`).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from .distributed import BatchNorm2d
 
-BACKBONES = {"resnet18": (2, 2, 2, 2), "resnet10": (1, 1, 1, 1)}
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """The shape of a ResNet backbone."""
+
+    blocks: tuple[int, ...]
+    """Residual blocks in each of the four stages."""
+    stem_stride: int = 1
+    """Stride of the first 3x3 convolution (1 keeps the tile's full resolution)."""
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    "resnet18": BackboneSpec((2, 2, 2, 2)),
+    "resnet10": BackboneSpec((1, 1, 1, 1)),
+    "resnet18-s2": BackboneSpec((2, 2, 2, 2), stem_stride=2),
+}
+"""The backbones by name; see the module docstring."""
 
 
 class BasicBlock(nn.Module):
@@ -42,10 +74,12 @@ class BasicBlock(nn.Module):
 class ResNetBackbone(nn.Module):
     """ResNet with a CIFAR-style stem; outputs ``8 * width`` features per tile."""
 
-    def __init__(self, in_channels: int, blocks: tuple[int, ...] = (2, 2, 2, 2), width: int = 64) -> None:
+    def __init__(
+        self, in_channels: int, blocks: tuple[int, ...] = (2, 2, 2, 2), width: int = 64, stem_stride: int = 1
+    ) -> None:
         super().__init__()
         self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, width, 3, stride=1, padding=1, bias=False),
+            nn.Conv2d(in_channels, width, 3, stride=stem_stride, padding=1, bias=False),
             BatchNorm2d(width),
             nn.ReLU(inplace=True),
         )
@@ -99,7 +133,8 @@ class TSimCNENet(nn.Module):
             raise ValueError(f"Unknown backbone {backbone!r}; choose one of {sorted(BACKBONES)}.")
         self.register_buffer("input_mean", torch.full((1, in_channels, 1, 1), 0.5))
         self.register_buffer("input_std", torch.full((1, in_channels, 1, 1), 0.25))
-        self.backbone = ResNetBackbone(in_channels, BACKBONES[backbone], width)
+        spec = BACKBONES[backbone]
+        self.backbone = ResNetBackbone(in_channels, spec.blocks, width, spec.stem_stride)
         self.head = ProjectionHead(self.backbone.out_dim, hidden_dim, out_dim)
 
     @property

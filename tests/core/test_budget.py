@@ -1,0 +1,132 @@
+"""Time budgets and the settings that "auto" stands for on each kind of device."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from napari_tsimcne import TSimCNE
+from napari_tsimcne.core.augment import AugmentationSettings
+from napari_tsimcne.core.budget import (
+    PAPER_RATIO,
+    StepCosts,
+    epochs_for_budget,
+    measure_step_costs,
+    planned_seconds,
+    split_epochs,
+)
+from napari_tsimcne.core.device import CPU_DEFAULTS, GPU_DEFAULTS, MPS_DEFAULTS, defaults_for
+from napari_tsimcne.core.model import TSimCNENet
+from napari_tsimcne.core.normalization import ChannelNormalization
+from napari_tsimcne.core.store import TileStore
+
+COSTS = StepCosts(full_step=0.3, last_layer_step=0.1, embed_tile=1e-4)
+
+
+def test_split_keeps_the_papers_ratio_and_gives_every_stage_an_epoch():
+    assert split_epochs(1500) == PAPER_RATIO
+    assert split_epochs(30) == (20, 1, 9)
+    assert split_epochs(0.5) == (1, 1, 1)
+
+
+@pytest.mark.parametrize("seconds", [120, 600, 3600])
+def test_budget_epochs_fill_the_budget_without_passing_it(seconds):
+    epochs, preview_every = epochs_for_budget(seconds, COSTS, n_tiles=17_092, batch_size=256)
+    planned = planned_seconds(epochs, COSTS, 17_092, 256, preview_every)
+    one_epoch = COSTS.full_step * (17_092 // 256)
+    assert seconds - one_epoch <= planned <= seconds  # the budget is used, to within one epoch
+    # the stages keep the paper's proportions (as far as whole epochs allow)
+    if sum(epochs) >= 20:
+        assert epochs[0] / epochs[2] == pytest.approx(1000 / 450, rel=0.25)
+    # previews get at most 5 % of the budget
+    n_previews = sum(epochs) // preview_every
+    assert n_previews * COSTS.embed_tile * 17_092 <= 0.05 * seconds + 1e-9
+
+
+def test_no_previews_when_none_are_wanted():
+    _, preview_every = epochs_for_budget(600, COSTS, 17_092, 256, previews=False)
+    assert preview_every == 0
+
+
+def _fake(kind: str) -> torch.device:
+    return torch.device(kind)
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"), [("cuda", GPU_DEFAULTS), ("mps", MPS_DEFAULTS), ("cpu", CPU_DEFAULTS)]
+)
+def test_auto_settings_follow_the_device(kind, expected):
+    assert defaults_for(_fake(kind)) == expected
+    plan = TSimCNE()._resolve_auto(_fake(kind), n_tiles=20_000)
+    assert (plan.backbone, plan.width, plan.batch_size) == (expected.backbone, expected.width, expected.batch_size)
+    assert plan.total_epochs == expected.total_epochs
+    assert plan.time_budget == expected.time_budget
+
+
+def test_gpu_keeps_the_papers_settings_and_cpu_trains_for_ten_minutes():
+    gpu = TSimCNE()._resolve_auto(_fake("cuda"), 20_000)
+    assert gpu.total_epochs == (1000, 50, 450) and gpu.backbone == "resnet18" and gpu.width == 64
+    cpu = TSimCNE()._resolve_auto(_fake("cpu"), 20_000)
+    assert cpu.total_epochs is None and cpu.time_budget == 600.0 and cpu.backbone == "resnet18-s2"
+
+
+def test_explicit_settings_win_over_auto():
+    plan = TSimCNE(total_epochs=(3, 1, 1), batch_size=64, backbone="resnet10", width=8)._resolve_auto(
+        _fake("cpu"), 1000)
+    assert plan == ((3, 1, 1), None, 64, "resnet10", 8)
+    budget = TSimCNE(time_budget=60)._resolve_auto(_fake("cuda"), 1000)
+    assert budget.total_epochs is None and budget.time_budget == 60.0
+
+
+def test_auto_batch_fits_a_small_stack():
+    assert TSimCNE()._resolve_auto(_fake("cpu"), 100).batch_size == 64
+    assert TSimCNE()._resolve_auto(_fake("cuda"), 5000).batch_size == 1024
+
+
+def test_epochs_and_budget_together_are_refused_with_a_clear_message():
+    with pytest.raises(ValueError, match="total_epochs or time_budget, not both"):
+        TSimCNE(total_epochs=(1, 1, 1), time_budget=60)._resolve_auto(_fake("cpu"), 1000)
+
+
+@pytest.mark.parametrize("bad", [0, -5, float("nan"), "soon", True])
+def test_bad_budgets_are_refused(bad):
+    with pytest.raises(ValueError, match="time_budget must be"):
+        TSimCNE(time_budget=bad)._resolve_auto(_fake("cpu"), 1000)
+
+
+def test_measuring_leaves_the_network_untouched():
+    tiles = np.random.default_rng(0).random((64, 12, 12, 2), dtype=np.float32)
+    store = TileStore(tiles, ChannelNormalization.fit(tiles), torch.device("cpu"))
+    torch.manual_seed(0)
+    net = TSimCNENet(2, "resnet18-s2", 4)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    costs = measure_step_costs(net, store, AugmentationSettings.preset("microscopy"), 32, repeats=1)
+    assert costs.full_step > costs.last_layer_step > 0 and costs.embed_tile > 0
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+def test_a_time_budget_run_ends_near_its_budget_and_records_what_it_trained():
+    tiles = np.random.default_rng(1).random((512, 12, 12), dtype=np.float32)
+    budget = 10.0
+    model = TSimCNE(time_budget=budget, width=4, random_state=0, preview_every=0)
+    start = time.perf_counter()
+    model.fit(tiles)
+    took = time.perf_counter() - start
+    costs = model.step_costs_
+    assert planned_seconds(model.total_epochs_, costs, 512, 256) <= budget  # the plan fits the budget ...
+    assert took <= budget * 1.2 + 2  # ... and so does the run (a busy machine may need the 2 s)
+    assert model.backbone_ == "resnet18-s2" and model.batch_size_ == 256
+    assert model.get_params()["total_epochs"] == "auto"  # parameters stay as given (scikit-learn's rule)
+
+
+def test_a_saved_budget_model_records_the_epochs_it_trained(tmp_path):
+    tiles = np.random.default_rng(2).random((128, 12, 12), dtype=np.float32)
+    model = TSimCNE(time_budget=3, width=4, random_state=0, preview_every=0).fit(tiles)
+    model.save(tmp_path / "m.tsimcne")
+    loaded = TSimCNE.load(tmp_path / "m.tsimcne")
+    assert tuple(loaded.total_epochs) == tuple(model.total_epochs_)
+    assert loaded.time_budget is None and loaded.backbone == "resnet18-s2" and loaded.width == 4
+    np.testing.assert_allclose(loaded.transform(tiles), model.transform(tiles), atol=1e-5)

@@ -250,9 +250,9 @@ class _TileBar:
     def update(self, done: int, total: int) -> None:
         from tqdm import tqdm
 
-        if self.bar is None:
-            self.bar = tqdm(total=total, unit="tile", desc=self.desc, disable=self.quiet, file=sys.stderr,
-                            dynamic_ncols=True)
+        if self.bar is None:  # opened after the first batch: its tiles count as done, not towards the rate
+            self.bar = tqdm(total=total, initial=done, unit="tile", desc=self.desc, disable=self.quiet,
+                            file=sys.stderr, dynamic_ncols=True)
         self.bar.update(done - self.bar.n)
         if done >= total:
             self.bar.close()

@@ -309,6 +309,7 @@ def test_resume_without_checkpoint_is_a_usage_error(tiles16, tmp_path, capsys):
     assert "no checkpoint" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # starts two training processes under torchrun
 def test_fit_under_torchrun_writes_the_outputs_once(tiles16, tmp_path):
     import os
     import subprocess

@@ -28,6 +28,7 @@ def torchrun(mode: str, out: Path, processes: int = 2) -> list[dict]:
     return [torch.load(f"{out}.rank{r}.pt", weights_only=False) for r in range(processes)]
 
 
+@pytest.mark.slow  # starts several Python processes
 def test_two_processes_equal_one_process_with_the_global_batch(tmp_path):
     ranks = torchrun("step", tmp_path / "step")
     net, first, second = step_inputs(2)
@@ -57,6 +58,7 @@ def test_two_processes_equal_one_process_with_the_global_batch(tmp_path):
             torch.testing.assert_close(r["buffers"][name].to(b.dtype), b, rtol=1e-4, atol=1e-6, msg=name)
 
 
+@pytest.mark.slow  # starts several Python processes
 def test_fit_under_torchrun_keeps_processes_in_step(tmp_path):
     ranks = torchrun("fit", tmp_path / "fit")
     a, b = ranks

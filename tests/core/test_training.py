@@ -23,6 +23,7 @@ def trained_on_pbc(pbc_subset):
     return model, events
 
 
+@pytest.mark.slow  # trains 1,000 real tiles for 16 epochs
 def test_training_on_real_blood_cells_lowers_the_loss_and_separates_classes(trained_on_pbc, pbc_subset):
     model, events = trained_on_pbc
     _, labels = pbc_subset
@@ -33,6 +34,7 @@ def test_training_on_real_blood_cells_lowers_the_loss_and_separates_classes(trai
     assert acc > 35.0, f"15-NN accuracy {acc:.1f} % is not well above chance (12.5 %)"
 
 
+@pytest.mark.slow  # trains 1,000 real tiles for 16 epochs
 def test_events_cover_every_epoch_of_every_stage(trained_on_pbc):
     _, events = trained_on_pbc
     assert [(e.stage, e.epoch) for e in events] == [(1, i) for i in range(1, 11)] + [(2, i) for i in range(1, 4)] + [
@@ -44,6 +46,7 @@ def test_events_cover_every_epoch_of_every_stage(trained_on_pbc):
     assert max(e.lr for e in events if e.stage == 3) <= max(e.lr for e in events if e.stage == 1) / 999
 
 
+@pytest.mark.slow  # trains 1,000 real tiles for 16 epochs
 def test_transform_of_training_tiles_reproduces_the_embedding(trained_on_pbc, pbc_subset):
     model, _ = trained_on_pbc
     y, feats = model.transform(pbc_subset[0], return_features=True)
@@ -61,6 +64,7 @@ def test_fit_reports_the_final_mapping(rgb_tiles):
     assert len(calls) == -(-n // 24)  # one call per batch, only for the final mapping
 
 
+@pytest.mark.slow  # trains 1,000 real tiles for 16 epochs
 def test_transform_reports_progress_per_batch(trained_on_pbc, pbc_subset):
     model, _ = trained_on_pbc
     calls = []
@@ -72,6 +76,7 @@ def test_transform_reports_progress_per_batch(trained_on_pbc, pbc_subset):
     assert calls == [(300, 1000), (600, 1000), (900, 1000), (1000, 1000)]
 
 
+@pytest.mark.slow  # trains 1,000 real tiles for 16 epochs
 def test_save_and_load_give_the_same_embedding(trained_on_pbc, pbc_subset, tmp_path):
     model, _ = trained_on_pbc
     path = tmp_path / "model.tsimcne"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .core.sample import CPU_DEMO
+from .core.sample import GPU_DEMO_EPOCHS
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -26,9 +26,6 @@ EXIT_BAD_MODEL = 4
 EXIT_OUTPUT = 5
 EXIT_INTERRUPTED = 130
 
-DEFAULT_EPOCHS = (40, 4, 16)
-DEFAULT_BATCH_SIZE = 1024
-DEFAULT_WIDTH = 64
 CHECKPOINT = "checkpoint.tsimcne"
 DEMO_DIR = "tsimcne-demo"
 KNN_K = 15
@@ -61,14 +58,32 @@ class _Interrupted(Exception):
 # -- argument parsing ------------------------------------------------------------
 
 
-def _add_training_options(p: argparse.ArgumentParser, epochs: tuple[int, int, int] = DEFAULT_EPOCHS) -> None:
-    g = p.add_argument_group("training")
-    g.add_argument("--epochs", nargs=3, type=int, metavar=("E1", "E2", "E3"), default=list(epochs),
-                   help="epochs of the three stages: 128-D pre-training, 2-D last layer alone, 2-D fine-tuning "
-                        f"(default: {' '.join(map(str, epochs))}; the paper uses 1000 50 450)")
-    g.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N",
-                   help="tiles per step; every other view in the batch is a negative (default: %(default)s; "
-                        "lowered to the largest power of two that fits when the stack is smaller)")
+def _positive_float(text: str) -> float:
+    """An argparse type: a number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _add_training_options(p: argparse.ArgumentParser) -> None:
+    from .core.backbones import BACKBONES
+
+    g = p.add_argument_group("training (left out: chosen for the device found)")
+    how_long = g.add_mutually_exclusive_group()
+    how_long.add_argument("--epochs", nargs=3, type=int, metavar=("E1", "E2", "E3"), default=None,
+                          help="epochs of the three stages: 128-D pre-training, 2-D last layer alone, 2-D "
+                               "fine-tuning (default: the paper's 1000 50 450 on a CUDA GPU; elsewhere as many "
+                               "as fit --minutes)")
+    how_long.add_argument("--minutes", type=_positive_float, default=None, metavar="M",
+                          help="train for about M minutes instead of a number of epochs: the first steps are "
+                               "timed and the epochs set to fit, mapping included (default without a CUDA GPU: 10)")
+    g.add_argument("--batch-size", type=int, default=None, metavar="N",
+                   help="tiles per step; every other view in the batch is a negative (default: 1024 on a GPU, "
+                        "256 on a CPU; lowered to the largest power of two that fits when the stack is smaller)")
     g.add_argument("--augmentations", choices=("microscopy", "natural", "fluorescence"), default="microscopy",
                    help="augmentation preset; what it varies, the map ignores (default: %(default)s; use "
                         "'fluorescence' when intensity is the signal)")
@@ -76,10 +91,12 @@ def _add_training_options(p: argparse.ArgumentParser, epochs: tuple[int, int, in
                                                    "(default: %(default)s)")
     g.add_argument("--seed", type=int, default=0, metavar="N", help="random seed for weights, shuffling and augmentations "
                                                       "(default: %(default)s)")
-    g.add_argument("--backbone", choices=("resnet18", "resnet10"), default="resnet18",
-                   help="network: resnet18 (the paper's) or the lighter resnet10 (default: %(default)s)")
-    g.add_argument("--width", type=int, default=DEFAULT_WIDTH, metavar="C",
-                   help="channels of the first network layer; smaller is faster and weaker (default: %(default)s)")
+    g.add_argument("--backbone", choices=("auto", *BACKBONES), default="auto",
+                   help="network: resnet18 (the paper's), the lighter resnet10, or resnet18-s2 (stride-2 stem, "
+                        "about 3x cheaper on small tiles) (default: resnet18 on a GPU, resnet18-s2 on a CPU)")
+    g.add_argument("--width", type=int, default=None, metavar="C",
+                   help="channels of the first network layer; smaller is faster and weaker "
+                        "(default: 64 on a GPU, 16 on a CPU)")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no messages besides errors")
 
 
@@ -173,22 +190,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="train on the bundled sample and show (or write) the map",
                           description="With a display: open napari with the demo. Headless (no display, or "
                                       "--headless): train on the whole sample (blood cells when pbc28.npz is "
-                                      "found, else histology tiles) and write the outputs of 'fit'. Without a "
-                                      "GPU, options not given default to a demo sized for a CPU: "
-                                      f"{CPU_DEMO['n_tiles']:,} tiles, --epochs "
-                                      f"{' '.join(map(str, CPU_DEMO['epochs']))}, --width {CPU_DEMO['width']}, "
-                                      f"--batch-size {CPU_DEMO['batch_size']} (a few minutes on 2 cores).",
+                                      "found, else histology tiles) and write the outputs of 'fit'. On a CUDA "
+                                      "GPU it trains --epochs "
+                                      f"{' '.join(map(str, GPU_DEMO_EPOCHS))}; without one, the CPU settings "
+                                      "for about 10 minutes (--minutes).",
                           epilog=EPILOG, formatter_class=fmt)
     demo.add_argument("--headless", action="store_true", help="never open a window, even with a display")
     demo.add_argument("-o", "--output", default=DEMO_DIR, metavar="OUTDIR",
                       help="folder for the results in headless mode (default: ./%(default)s)")
     demo.add_argument("--n-tiles", type=_positive_int, default=None, metavar="N",
-                      help="train on a random subset of N tiles (default: all tiles of the sample; "
-                           f"{CPU_DEMO['n_tiles']:,} without a GPU)")
+                      help="train on a random subset of N tiles (default: all tiles of the sample)")
     _add_training_options(demo)
     _add_overwrite_option(demo)
-    # None: not given. Without a GPU the headless demo then uses CPU_DEMO (see cmd_demo).
-    demo.set_defaults(epochs=None, width=None, batch_size=None)
     return parser
 
 
@@ -216,8 +229,10 @@ def _read(path: str, args: argparse.Namespace, min_tiles: int = 2):
     return TileData(tiles, data.name, labels=data.labels, origins=data.origins, class_names=data.class_names)
 
 
-def _batch_size(requested: int, n_tiles: int, args: argparse.Namespace) -> int:
-    """The batch size, lowered to the largest power of two not above the stack size."""
+def _batch_size(requested: int | None, n_tiles: int, args: argparse.Namespace) -> int | str:
+    """The batch size, lowered to the largest power of two not above the stack size ('auto' when not given)."""
+    if requested is None:
+        return "auto"
     if requested <= n_tiles:
         return requested
     fitted = 1 << (max(2, n_tiles).bit_length() - 1)
@@ -267,8 +282,12 @@ def _train(model, tiles: np.ndarray, outdir: Path, args: argparse.Namespace):
     mapping = _TileBar("mapping", quiet)
     start = model.resume_iter if getattr(args, "resume", False) else model.fit_iter
     events = start(tiles, checkpoint=checkpoint, checkpoint_every=max(1, every), progress=mapping.update)
+    if getattr(model, "step_costs_", None) is not None:  # a time budget: the epochs were just chosen
+        _say(args, f"Measured {2 * model.batch_size_ / model.step_costs_.full_step:,.0f} views/s: training "
+                   f"epochs {' '.join(map(str, model.total_epochs_))} to finish in about "
+                   f"{_minutes(model.time_budget_)}.")
     try:
-        for _ in _progress(events, sum(model.total_epochs), quiet):
+        for _ in _progress(events, sum(model.total_epochs_), quiet):
             pass
     except KeyboardInterrupt:
         events.close()
@@ -294,9 +313,24 @@ def _save_partial(model, outdir: Path, checkpoint: Path | None = None) -> None:
 def _make_model(args: argparse.Namespace, n_tiles: int):
     from .core import TSimCNE
 
-    return TSimCNE(total_epochs=tuple(args.epochs), batch_size=_batch_size(args.batch_size, n_tiles, args),
+    return TSimCNE(total_epochs="auto" if args.epochs is None else tuple(args.epochs),
+                   time_budget="auto" if args.minutes is None else 60.0 * args.minutes,
+                   batch_size=_batch_size(args.batch_size, n_tiles, args),
                    augmentations=args.augmentations, device=args.device, random_state=args.seed,
-                   backbone=args.backbone, width=args.width, preview_every=0)  # no live map to update here
+                   backbone=args.backbone, width="auto" if args.width is None else args.width,
+                   preview_every=0)  # no live map to update here
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} minutes" if seconds >= 90 else f"{seconds:.0f} s"
+
+
+def _plan_text(model, device) -> str:
+    """How long training will run, as the start line says it, before the epochs are known."""
+    plan = model._resolve_auto(device, 10**9)
+    if plan.total_epochs is not None:
+        return f"epochs {' '.join(map(str, plan.total_epochs))}"
+    return f"about {_minutes(plan.time_budget)}"
 
 
 def _write_outputs(model, data, outdir: Path, args: argparse.Namespace) -> dict:
@@ -348,10 +382,11 @@ def _summary(model, data, args: argparse.Namespace, acc: float | None, note: str
     return {
         "data": data.name, "n_tiles": int(len(data.tiles)), "tile_shape": list(data.tiles.shape[1:]),
         "input": _input_record(args, data),
-        "settings": {"epochs": list(model.total_epochs), "batch_size": int(model.batch_size),
+        "settings": {"epochs": list(model.total_epochs_), "batch_size": int(model.batch_size_),
+                     "time_budget_seconds": getattr(model, "time_budget_", None),
                      "augmentations": model.augmentations if isinstance(model.augmentations, str)
                      else model.augmentations.to_dict(),
-                     "seed": model.random_state, "backbone": model.backbone, "width": model.width,
+                     "seed": model.random_state, "backbone": model.backbone_, "width": model.width_,
                      "device_requested": args.device, "processes": int(os.environ.get("WORLD_SIZE", "1"))},
         "device": str(model.device_), "fit_seconds": round(float(model.fit_seconds_), 3),
         "knn_accuracy": acc, "knn_k": KNN_K if acc is not None else None,
@@ -387,12 +422,12 @@ def _fit_and_write(data, outdir: Path, args: argparse.Namespace) -> dict:
         _prepare_output(outdir, args)
     if getattr(args, "resume", False):
         model = _resume_model(outdir, args)
-        _say(args, f"Resuming from {outdir / CHECKPOINT} (epochs {tuple(model.total_epochs)}, "
-                   f"batch {model.batch_size}).")
+        _say(args, f"Resuming from {outdir / CHECKPOINT} (epochs {' '.join(map(str, model.total_epochs_))}, "
+                   f"batch {model.batch_size_}).")
     else:
         model = _make_model(args, len(data.tiles))
     _say(args, f"Training on {len(data.tiles)} tiles of {data.name} ({data.tiles.shape[1]} x {data.tiles.shape[2]}), "
-               f"epochs {tuple(model.total_epochs)}, batch {model.batch_size}, device {_device_name(device)}.")
+               f"{_plan_text(model, device)}, device {_device_name(device)}.")
     checkpoint = _train(model, data.tiles, outdir, args)
     if not _is_main_process():
         return {}
@@ -463,9 +498,9 @@ def _check_free_space(outdir: Path, args: argparse.Namespace) -> None:
 
 def _output_bytes_estimate(args: argparse.Namespace) -> int:
     """About what the outputs and a checkpoint take on disk: weights, optimizer state and the model file."""
-    width = getattr(args, "width", None) or DEFAULT_WIDTH
-    backbone = getattr(args, "backbone", "resnet18")
-    per_width64 = {"resnet18": 11.7e6, "resnet10": 5.0e6}.get(backbone, 11.7e6)
+    width = getattr(args, "width", None) or 64  # at most what "auto" chooses on any device
+    backbone = getattr(args, "backbone", "auto")
+    per_width64 = {"resnet10": 5.0e6}.get(backbone, 11.7e6)
     params = per_width64 * (width / 64) ** 2 + 1.2e6  # the MLP head: 512 x 1024 at width 64, less when narrower
     return int(params * 4 * 4) + (16 << 20)  # model file, checkpoint (weights + momentum), a temporary; CSV/PNG
 
@@ -594,20 +629,15 @@ def _demo_banner(sample, n_used: int) -> str:
 
 
 def _fill_demo_defaults(args: argparse.Namespace) -> None:
-    """Options the user left out: the full demo on a GPU, :data:`CPU_DEMO` on a CPU (said in a note)."""
+    """On a CUDA GPU the demo trains :data:`GPU_DEMO_EPOCHS` unless told otherwise; elsewhere the CPU settings."""
     from .core.device import resolve_device
 
-    on_cpu = resolve_device(args.device).type == "cpu"
-    full = {"n_tiles": args.n_tiles, "epochs": DEFAULT_EPOCHS, "width": DEFAULT_WIDTH, "batch_size": DEFAULT_BATCH_SIZE}
-    chosen = CPU_DEMO if on_cpu else full
-    filled = []
-    for key in ("n_tiles", "epochs", "width", "batch_size"):
-        if getattr(args, key) is None:
-            setattr(args, key, list(chosen[key]) if key == "epochs" else chosen[key])
-            filled.append(key)
-    if on_cpu and filled:
-        _say(args, f"No GPU here: a demo sized for the CPU ({', '.join(f'{k}={chosen[k]}' for k in filled)}). "
-                   "Set these options for a longer run.")
+    if args.epochs is None and args.minutes is None:
+        if resolve_device(args.device).type == "cuda":
+            args.epochs = list(GPU_DEMO_EPOCHS)
+        else:
+            _say(args, "No CUDA GPU here: the settings chosen for the CPU, about 10 minutes of training "
+                       "(--minutes or --epochs for another length).")
 
 
 COMMANDS = {"fit": cmd_fit, "embed": cmd_embed, "evaluate": cmd_evaluate, "demo": cmd_demo}

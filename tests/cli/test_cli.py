@@ -224,20 +224,42 @@ def test_demo_headless(tmp_path, monkeypatch, capsys):
     assert str(out / "map.png") in capsys.readouterr().out
 
 
-def test_headless_demo_without_gpu_is_sized_for_the_cpu(tmp_path, monkeypatch, capsys):
+def test_headless_demo_without_gpu_uses_the_cpu_settings_and_a_time_budget(tmp_path, monkeypatch, capsys):
+    import dataclasses
     import json
 
-    import napari_tsimcne.cli as cli
+    import napari_tsimcne.core.device as device
 
-    monkeypatch.setattr(cli, "CPU_DEMO", {"n_tiles": 96, "epochs": [1, 0, 1], "width": 8, "batch_size": 32})
+    # the CPU's automatic settings, with a budget of 6 s instead of 10 minutes
+    monkeypatch.setattr(device, "CPU_DEFAULTS", dataclasses.replace(device.CPU_DEFAULTS, time_budget=6.0, width=8))
     out = tmp_path / "demo"
-    assert main(["demo", "--headless", "-o", str(out), "--device", "cpu", "--backbone", "resnet10", "--epochs",
-                 "1", "1", "1"]) == 0
+    assert main(["demo", "--headless", "-o", str(out), "--device", "cpu", "--n-tiles", "96"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_tiles"] == 96 and summary["input"]["n_tiles"] == 96  # the reader rebuilds the same tiles
-    assert summary["settings"]["epochs"] == [1, 1, 1]  # given: kept
-    assert summary["settings"]["width"] == 8 and summary["settings"]["batch_size"] == 32  # left out: CPU demo
-    assert "No GPU here" in capsys.readouterr().out
+    settings = summary["settings"]
+    assert settings["backbone"] == "resnet18-s2" and settings["width"] == 8  # the CPU's network
+    assert settings["batch_size"] == 64  # 256 on a CPU, lowered to fit the 96 tiles
+    assert settings["time_budget_seconds"] == 6.0 and min(settings["epochs"]) >= 1
+    printed = capsys.readouterr().out
+    assert "No CUDA GPU here" in printed and "about 6 s" in printed and "Measured" in printed
+
+
+def test_fit_for_some_minutes_reports_the_chosen_epochs(tiles16, tmp_path, capsys):
+    import json
+
+    np.save(tmp_path / "t.npy", tiles16[:64])
+    assert main(["fit", str(tmp_path / "t.npy"), "-o", str(tmp_path / "out"), "--minutes", "0.1", "--width", "4",
+                 "--device", "cpu"]) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["settings"]["time_budget_seconds"] == 6.0
+    assert f"epochs {' '.join(map(str, summary['settings']['epochs']))}" in capsys.readouterr().out
+
+
+def test_epochs_and_minutes_together_are_a_usage_error(tiles16, tmp_path, capsys):
+    np.save(tmp_path / "t.npy", tiles16[:64])
+    code = main(["fit", str(tmp_path / "t.npy"), "-o", str(tmp_path / "out"), "--minutes", "1", "--epochs", "1", "1",
+                 "1"])
+    assert code == 2 and "not allowed with argument" in capsys.readouterr().err
 
 
 def test_tile_size_on_a_stack_is_refused(tiles16, tmp_path, capsys):

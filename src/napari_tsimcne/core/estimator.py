@@ -306,6 +306,7 @@ class TSimCNE:
         else:
             preview_every = self._preview_every(epochs)
         self.total_epochs_, self.batch_size_, self.backbone_, self.width_ = epochs, batch_size, plan.backbone, int(plan.width)
+        self.time_budget_ = plan.time_budget
         self.model_ = net
         self.normalization_ = normalization
         self.n_channels_ = info.n_channels
@@ -508,6 +509,7 @@ class TSimCNE:
         model = cls(**params)
         model.total_epochs_, model.batch_size_ = params["total_epochs"], int(params["batch_size"])
         model.backbone_, model.width_ = params["backbone"], int(params["width"])
+        model.time_budget_ = None
         n_channels, tile_shape = _checked_shape(payload)
         net = TSimCNENet(n_channels, params["backbone"], params["width"], out_dim=int(payload["model_out_dim"]))
         state = payload["state_dict"]

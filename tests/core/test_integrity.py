@@ -145,3 +145,28 @@ def test_seed_beyond_int64_is_refused(tiles):
 def test_unscorable_labels_are_an_evaluation_error(labels):
     with pytest.raises(EvaluationError, match="cannot be computed"):
         knn_accuracy(np.random.default_rng(0).normal(size=(100, 2)), labels)
+
+
+def test_a_set_cut_short_has_no_summary(tmp_path, monkeypatch):
+    from napari_tsimcne.core.persistence import StagedOutputs
+
+    names = ["model.tsimcne", "embedding.csv", "summary.json"]
+    for name in names:
+        (tmp_path / name).write_text("old")
+    real_replace, moved = os.replace, []
+
+    def replace(src, dst):  # the process "dies" after the first move
+        if moved:
+            raise OSError(errno.EIO, "killed")
+        moved.append(dst)
+        real_replace(src, dst)
+
+    staged = StagedOutputs(tmp_path)
+    for name in names:
+        staged.path(name).write_text("new")
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OutputFileError):
+        staged.commit(names)
+    assert (tmp_path / "model.tsimcne").read_text() == "new"
+    assert not (tmp_path / "summary.json").exists()  # no marker over a mixed folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["embedding.csv", "model.tsimcne"]

@@ -204,7 +204,8 @@ class StagedOutputs:
 
     Use :meth:`path` for each file's temporary location, then :meth:`commit` with
     the names in the order they should appear (the last one, e.g. a summary, marks
-    a complete set). Leaving without commit removes the staging folder.
+    a complete set and is removed before the others move). Leaving without commit
+    removes the staging folder.
 
     Parameters
     ----------
@@ -225,9 +226,15 @@ class StagedOutputs:
         return self.staging / name
 
     def commit(self, names: list[str]) -> list[Path]:
-        """Move the staged files ``names`` into the output folder, in this order; returns their final paths."""
-        done = []
+        """Move the staged files ``names`` into the output folder, in this order; returns their final paths.
+
+        The last name marks a complete set: its old version is removed first, so a process killed
+        between two moves leaves a folder without it (recognisably incomplete), never old and new
+        files under a marker of the old set.
+        """
+        done, name = [], names[-1]
         try:
+            (self.folder / name).unlink(missing_ok=True)
             for name in names:
                 target = self.folder / name
                 os.replace(self.staging / name, target)

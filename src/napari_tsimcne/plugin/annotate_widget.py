@@ -397,7 +397,7 @@ class AnnotateWidget(QWidget):
     def export_csv(self, path) -> None:
         """Write the annotations of the map to ``path`` (atomically)."""
         layer = self._require_map()
-        ann.export_csv(layer.features, path, origins=self._origins(layer))
+        ann.export_csv(layer.features, path, origins=self._origins(layer), fingerprint=self._fingerprint(layer))
         self.status.setText(f"Exported {len(layer.features)} tiles to {path}.")
 
     def _apply_table(self, layer, table) -> None:
@@ -412,7 +412,7 @@ class AnnotateWidget(QWidget):
     def import_csv(self, path) -> None:
         """Read annotations and clusters from ``path``; refuses files of another tile stack."""
         layer = self._require_map()
-        self._apply_table(layer, ann.import_csv(path, len(layer.features)))
+        self._apply_table(layer, ann.import_csv(path, len(layer.features), self._fingerprint(layer)))
         self.status.setText(f"Imported annotations from {path}.")
 
     def _ask_export(self) -> None:

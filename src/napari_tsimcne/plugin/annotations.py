@@ -112,8 +112,17 @@ def propose_hdbscan(coords: np.ndarray, min_cluster_size: int = 20, min_samples:
     return np.asarray(model.fit_predict(coords)).astype(int)
 
 
-def export_csv(features: pd.DataFrame, path: str | os.PathLike, origins: np.ndarray | None = None) -> None:
-    """Write tile_index, x, y, (origin_row, origin_col), annotation, cluster to ``path`` atomically."""
+FINGERPRINT_COLUMN = "stack_fingerprint"
+"""Column of an annotation file naming the tile stack it belongs to (see :func:`napari_tsimcne.core.fingerprint.stack_digest`)."""
+
+
+def export_csv(features: pd.DataFrame, path: str | os.PathLike, origins: np.ndarray | None = None,
+               fingerprint: str | None = None) -> None:
+    """Write tile_index, x, y, (origin_row, origin_col), annotation, cluster to ``path`` atomically.
+
+    With ``fingerprint`` (the digest of the map's tile stack) a ``stack_fingerprint`` column ties the file to
+    those tiles, so :func:`import_csv` can refuse it for other tiles of the same count.
+    """
     table = pd.DataFrame({
         "tile_index": features["tile_index"].astype(int).to_numpy(),
         "x": features["x"].to_numpy(),
@@ -125,16 +134,33 @@ def export_csv(features: pd.DataFrame, path: str | os.PathLike, origins: np.ndar
         table["origin_col"] = origins[:, 1].astype(int)
     table["annotation"] = features["annotation"].astype(str).to_numpy()
     table["cluster"] = features["cluster"].astype(int).to_numpy()
+    if fingerprint is not None:
+        table[FINGERPRINT_COLUMN] = fingerprint
     atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))
 
 
-def import_csv(path: str | os.PathLike, n_tiles: int) -> pd.DataFrame:
+def _check_fingerprint(table: pd.DataFrame, path, fingerprint: str | None) -> None:
+    """Refuse a file whose ``stack_fingerprint`` column names another stack than ``fingerprint``."""
+    if fingerprint is None or FINGERPRINT_COLUMN not in table.columns or not len(table):
+        return
+    saved = set(table[FINGERPRINT_COLUMN].astype(str))
+    if saved != {fingerprint}:
+        raise AnnotationFileError(
+            f"{path} was saved for another tile stack (fingerprint {sorted(saved)[0]}); these tiles have "
+            f"fingerprint {fingerprint}: same count, other pixels or order. Not loaded."
+        )
+
+
+def import_csv(path: str | os.PathLike, n_tiles: int, fingerprint: str | None = None) -> pd.DataFrame:
     """Read a CSV written by :func:`export_csv`; refuse it unless it has exactly tiles 0..n_tiles-1.
+
+    With ``fingerprint``, a file whose ``stack_fingerprint`` column names another tile stack is refused too
+    (files without the column are checked by their tile count only).
 
     Returns a table indexed 0..n_tiles-1 with columns ``annotation`` and ``cluster``.
     """
     try:
-        table = pd.read_csv(path, keep_default_na=False, dtype={"annotation": str})
+        table = pd.read_csv(path, keep_default_na=False, dtype={"annotation": str, FINGERPRINT_COLUMN: str})
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise AnnotationFileError(f"Cannot read {path}: {exc}") from None
     if "tile_index" not in table.columns or "annotation" not in table.columns:
@@ -143,6 +169,7 @@ def import_csv(path: str | os.PathLike, n_tiles: int) -> pd.DataFrame:
         raise AnnotationFileError(
             f"{path} annotates {len(table)} tiles, but the map has {n_tiles}. It belongs to another tile stack."
         )
+    _check_fingerprint(table, path, fingerprint)
     try:
         index = table["tile_index"].astype(int).to_numpy()
     except (TypeError, ValueError):

@@ -22,7 +22,6 @@ from . import annotations as ann
 
 ENV_DIR = "NAPARI_TSIMCNE_AUTOSAVE_DIR"
 SUFFIX = ".autosave.csv"
-_N_HASHED_TILES = 16
 
 
 def autosave_dir() -> Path:
@@ -39,14 +38,13 @@ def autosave_dir() -> Path:
 
 
 def stack_fingerprint(tiles) -> str:
-    """A short hex digest of the stack's shape, dtype and up to 16 evenly spaced tiles (lazy arrays are fine)."""
-    shape = tuple(int(s) for s in tiles.shape)
-    digest = hashlib.blake2b(digest_size=8)
-    digest.update(repr((shape, str(np.dtype(tiles.dtype)))).encode())
-    n = shape[0] if shape else 0
-    for i in np.unique(np.linspace(0, max(n - 1, 0), min(n, _N_HASHED_TILES)).round().astype(int)):
-        digest.update(np.ascontiguousarray(np.asarray(tiles[int(i)])).tobytes())
-    return digest.hexdigest()
+    """A short hex digest of the stack's shape, dtype and up to 16 evenly spaced tiles (lazy arrays are fine).
+
+    The same digest as the models' and checkpoints' fingerprints (:func:`napari_tsimcne.core.fingerprint.stack_digest`).
+    """
+    from napari_tsimcne.core.fingerprint import stack_digest
+
+    return stack_digest(tiles)
 
 
 def _safe(name: str) -> str:
@@ -90,7 +88,7 @@ def load_autosave(path: str | os.PathLike, fingerprint: str, n_tiles: int) -> pd
             f"{Path(path).name} was autosaved for another tile stack (fingerprint {saved}); "
             f"these tiles have fingerprint {fingerprint}. Not restored."
         )
-    return ann.import_csv(path, n_tiles)
+    return ann.import_csv(path, n_tiles, fingerprint)
 
 
 def has_annotations(features: pd.DataFrame) -> bool:
@@ -149,7 +147,7 @@ class AnnotationAutosaver:
 
     def _write(self, snapshot: pd.DataFrame, origins) -> None:
         try:
-            ann.export_csv(snapshot, self.path, origins=origins)
+            ann.export_csv(snapshot, self.path, origins=origins, fingerprint=fingerprint_of(self.path))
             self.writes += 1
             self.error = None
         except Exception as exc:  # noqa: BLE001 - reported by the widget, never raised in the thread

@@ -87,7 +87,8 @@ def read_output(path: str | os.PathLike | list) -> list[LayerData]:
         shape = summary.get("tile_shape") or [1, 1]
         tile_hw = (int(shape[0]), int(shape[1]))
 
-    map_layer = _map_layer(table.embedding, tile_hw, tiles_name, labels, class_names, folder, token)
+    map_layer = _map_layer(table.embedding, tile_hw, tiles_name, labels, class_names, folder, token,
+                           _stack_digest(tiles, summary))
     if tiles is not None:
         meta: dict[str, Any] = {TOKEN_KEY: token, "description": f"tiles of the t-SimCNE map in {folder}"}
         if labels is not None:
@@ -181,8 +182,18 @@ def _source_layer(image: np.ndarray, name: str, tile_hw: tuple[int, int], side: 
 # -- map -------------------------------------------------------------------------
 
 
+def _stack_digest(tiles, summary: dict) -> str | None:
+    """The fingerprint of the tiles (as the Annotate widget computes it), else the one in ``summary.json``."""
+    from napari_tsimcne.core.fingerprint import stack_digest
+
+    if tiles is not None:
+        return stack_digest(tiles)
+    recorded = summary.get("fingerprint")
+    return recorded.get("digest") if isinstance(recorded, dict) else None
+
+
 def _map_layer(embedding: np.ndarray, tile_hw: tuple[int, int], tiles_name: str, labels, class_names,
-               folder: Path, token: str) -> LayerData:
+               folder: Path, token: str, fingerprint: str | None = None) -> LayerData:
     """The points layer of the map, placed and featured as the Train widget makes it."""
     from .map_layer import (
         initial_features,
@@ -201,7 +212,7 @@ def _map_layer(embedding: np.ndarray, tile_hw: tuple[int, int], tiles_name: str,
                      and labels.min() >= 0 and labels.max() < len(class_names))
         meta = {"labels": labels, "class_names": tuple(class_names) if names_fit else None}
     feats = initial_features(embedding, meta)
-    feats = _merge_annotations(feats, folder)
+    feats = _merge_annotations(feats, folder, fingerprint)
     color_by = "annotation" if (feats["annotation"] != "").any() else "label" if "label" in feats else "outlier"
     kwargs = {
         "name": map_layer_name(tiles_name), "features": feats, "size": point_size(side, len(coords)),
@@ -213,15 +224,18 @@ def _map_layer(embedding: np.ndarray, tile_hw: tuple[int, int], tiles_name: str,
     return coords, kwargs, "points"
 
 
-def _merge_annotations(feats: pd.DataFrame, folder: Path) -> pd.DataFrame:
-    """Annotation and cluster columns from ``annotations.csv`` when the folder has one of these tiles."""
+def _merge_annotations(feats: pd.DataFrame, folder: Path, fingerprint: str | None = None) -> pd.DataFrame:
+    """Annotation and cluster columns from ``annotations.csv`` when the folder has one of these tiles.
+
+    A file that names another tile stack in its ``stack_fingerprint`` column is skipped with a warning.
+    """
     path = folder / ANNOTATIONS_FILE
     if not path.is_file():
         return feats
     from .annotations import AnnotationFileError, import_csv
 
     try:
-        table = import_csv(path, len(feats))
+        table = import_csv(path, len(feats), fingerprint)
     except AnnotationFileError as exc:
         warnings.warn(f"Annotations not loaded: {exc}", stacklevel=4)
         return feats

@@ -559,6 +559,7 @@ def _refuse_output_over_inputs(output: Path, inputs: list[Path]) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .core import knn_accuracy
+    from .core.evaluation import why_not_scorable
     from .core.io import read_embedding_csv, read_labels
 
     path = Path(args.embedding)
@@ -570,9 +571,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise CliError(f"{path} has no 'label' column; pass --labels.", EXIT_BAD_INPUT)
     if len(labels) != len(table.embedding):
         raise CliError(f"{len(table.embedding)} embedded tiles but {len(labels)} labels.", EXIT_BAD_INPUT)
+    reason = why_not_scorable(labels, k=KNN_K)
+    if reason is not None:  # e.g. a class too small for a stratified split
+        raise CliError(f"Cannot score this map: {reason}.", EXIT_BAD_INPUT)
     try:
         acc = knn_accuracy(table.embedding, labels, k=KNN_K)
-    except ValueError as exc:  # e.g. a class too small for a stratified split
+    except ValueError as exc:  # EvaluationError: e.g. coordinates that are not finite
         raise CliError(f"Cannot score this map: {exc}", EXIT_BAD_INPUT) from None
     print(f"{KNN_K}-NN accuracy: {acc:.2f} %")
     return EXIT_OK

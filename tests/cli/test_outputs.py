@@ -318,3 +318,12 @@ def test_resume_on_other_tiles_is_refused(work, tiles, monkeypatch, capsys):
     assert main(["fit", "other.npy", "-o", "out", "--resume", "--device", "cpu", "--quiet"]) == 3
     assert "other tiles" in _error_line(capsys)
     assert (work / "out" / "checkpoint.tsimcne").exists()
+
+
+def test_evaluate_on_unscorable_labels_says_why(work, capsys):
+    from napari_tsimcne.core.io import write_embedding_csv
+
+    write_embedding_csv(work / "e.csv", np.random.default_rng(0).normal(size=(50, 2)), labels=np.arange(50))
+    assert main(["evaluate", "e.csv"]) == 3
+    assert _error_line(capsys).endswith("Cannot score this map: 50 class(es) have a single tile; a stratified "
+                                        "split needs 2 per class.")

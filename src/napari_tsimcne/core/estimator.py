@@ -52,8 +52,10 @@ class TSimCNE:
     device
         ``"auto"`` (CUDA, then MPS, then CPU), ``"cuda"``, ``"mps"`` or ``"cpu"``.
     random_state
-        Seed for weights, shuffling and augmentations. The same seed on the
-        CPU gives the same embedding.
+        Seed for weights, shuffling and augmentations. On the CPU the same
+        seed gives the same embedding on the same machine with the same
+        number of threads and PyTorch version; other thread counts, CPUs or
+        versions sum in another order and can give a slightly different map.
     out_dim
         2 for a map, 3 for a 3D point cloud.
     pretrain_dim

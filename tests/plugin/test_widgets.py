@@ -19,7 +19,7 @@ def train(qtbot, train_widget, timeout=90_000):
     set_tiny(train_widget)
     qtbot.mouseClick(train_widget.train_button, Qt.MouseButton.LeftButton)
     assert train_widget.worker is not None
-    pbar = train_widget.worker.pbar  # napari's progress bar (activity dock) counts the epochs
+    pbar = train_widget.pbar  # napari's progress bar (activity dock) counts the epochs
     assert pbar.total == sum(s.value() for s in train_widget.epoch_spins)
     qtbot.waitUntil(lambda: train_widget.worker is None, timeout=timeout)
     assert pbar.n == pbar.total

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 from napari.layers import Points
-from napari.qt.threading import create_worker
+from napari.qt.threading import FunctionWorker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QEvent, QTimer
 from qtpy.QtWidgets import (
@@ -375,7 +375,7 @@ class AnnotateWidget(QWidget):
             self._cluster_worker = None
             self.cluster_button.setEnabled(True)
 
-        worker = create_worker(ann.propose_hdbscan, coords, min_cluster_size, _start_thread=False)
+        worker = FunctionWorker(ann.propose_hdbscan, coords, min_cluster_size)
         worker.returned.connect(done)
         worker.errored.connect(failed)
         worker.finished.connect(finished)

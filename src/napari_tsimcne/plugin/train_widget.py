@@ -6,7 +6,8 @@ import threading
 
 import numpy as np
 from napari.layers import Image, Points
-from napari.qt.threading import create_worker
+from napari.qt.threading import GeneratorWorker
+from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QEvent, Qt, QTimer
 from qtpy.QtWidgets import (
@@ -71,6 +72,9 @@ class TrainWidget(QWidget):
         self._loop_done = threading.Event()
         self._loop_done.set()
         self._filtered_windows: set[int] = set()
+        self.pbar: progress | None = None  # napari's progress bar of the running training
+        self._returned = False
+        self._epochs_done = 0
         self._sized_for: str | None = None
 
         self.layer_combo = QComboBox()
@@ -362,15 +366,17 @@ class TrainWidget(QWidget):
         self.model = model
         self._training_layer = layer
         self._stop_requested = False
+        self._returned = False
+        self._epochs_done = 0
         self._loop_done.clear()
         loop = self._train_loop(events)
 
         def run():
             return (yield from loop)
 
-        # napari's own progress bar (activity dock, status bar) counts the epochs: one event per epoch
-        self.worker = create_worker(run, _start_thread=False,
-                                    _progress={"total": int(sum(model.total_epochs)), "desc": "t-SimCNE epochs"})
+        self.worker = GeneratorWorker(run)
+        # napari's own progress bar (activity dock, status bar) counts the epochs
+        self.pbar = progress(total=int(sum(model.total_epochs)), desc="t-SimCNE epochs")
         # napari quits all workers when its window closes; the worker then leaves its loop without closing
         # ours. Close it right there, in the worker thread, so that training ends cleanly (and maps the tiles).
         self.worker.aborted.connect(loop.close, Qt.ConnectionType.DirectConnection)
@@ -388,6 +394,7 @@ class TrainWidget(QWidget):
         """Runs in the worker thread; closing ``events`` stops training and maps the tiles."""
         try:
             for event in events:
+                self._epochs_done = event.global_epoch
                 if event.embedding is not None:
                     # the map's outlier scores (a kNN search) here, off the main thread
                     self._outliers = (event.embedding, outlier_scores(event.embedding))
@@ -412,7 +419,9 @@ class TrainWidget(QWidget):
             self.status.setText("Stopping after this epoch…")
 
     def _on_event(self, event) -> None:
-        if self._closing:
+        # napari's progress bar and notifications may process pending events while this runs, so the end of
+        # training can be handled before the last epoch's event is: then that event changes nothing
+        if self._closing or self.worker is None or self._returned:
             return
         # QProgressBar.setValue repaints at once (tens of ms beside an OpenGL canvas on a software renderer);
         # with updates paused it only schedules the repaint, merged with the map's in the next paint
@@ -429,6 +438,11 @@ class TrainWidget(QWidget):
             show_info(f"Training: {event.message}")
         if event.embedding is not None:
             self.show_map(self._training_layer, event.embedding, outlier=self._outliers_of(event.embedding))
+        self._advance_pbar(event.global_epoch)
+
+    def _advance_pbar(self, epochs_done: int) -> None:
+        if self.pbar is not None and epochs_done > self.pbar.n:
+            self.pbar.update(epochs_done - self.pbar.n)
 
     def _outliers_of(self, embedding) -> np.ndarray | None:
         """The outlier scores the worker computed for this very embedding (None: compute them here)."""
@@ -436,6 +450,8 @@ class TrainWidget(QWidget):
         return cached[1] if cached is not None and cached[0] is embedding else None
 
     def _on_returned(self, embedding) -> None:
+        self._returned = True
+        self._advance_pbar(self._epochs_done)
         if self._closing:
             return
         if embedding is not None and self._training_layer is not None:
@@ -450,6 +466,8 @@ class TrainWidget(QWidget):
 
     def _on_finished(self) -> None:
         self.worker = None
+        if self.pbar is not None:
+            self.pbar.close()
         release_device_memory()
         if not self._closing:
             self.train_button.setEnabled(True)

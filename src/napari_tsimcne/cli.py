@@ -102,9 +102,9 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
 
 def _add_checkpoint_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("checkpoints")
-    g.add_argument("--checkpoint-every", type=int, default=10, metavar="N",
-                   help=f"write OUTDIR/{CHECKPOINT} every N epochs (atomically) and delete it once training "
-                        "has finished; 0: never (default: %(default)s)")
+    g.add_argument("--checkpoint-every", type=_non_negative_int, default=10, metavar="N",
+                   help=f"write OUTDIR/{CHECKPOINT} every N epochs (atomically) and delete it once the results "
+                        "of the finished run are written; 0: never (default: %(default)s)")
     g.add_argument("--resume", action="store_true",
                    help=f"continue an interrupted run from OUTDIR/{CHECKPOINT}, on the same INPUT; the "
                         "training options are taken from the checkpoint")
@@ -117,12 +117,24 @@ def _add_overwrite_option(p: argparse.ArgumentParser) -> None:
                         "checkpoint is refused")
 
 
-def _positive_int(text: str) -> int:
-    """An argparse type: a whole number of at least 1."""
+def _non_negative_int(text: str) -> int:
+    """An argparse type: a whole number of at least 0."""
+    value = _whole(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _whole(text: str) -> int:
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    value = _whole(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value

@@ -75,3 +75,39 @@ def test_reader_skips_annotations_of_other_tiles(tmp_path, monkeypatch):
     assert (layers[-1][1]["features"]["annotation"] == "").all()
     export_csv(feats, tmp_path / "out" / "annotations.csv", fingerprint=autosave.stack_fingerprint(tiles))
     assert (read_output(tmp_path / "out")[-1][1]["features"]["annotation"] == "x").all()
+
+
+def test_any_file_content_imports_or_raises_annotation_file_error(tmp_path):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    path = tmp_path / "a.csv"
+    header = "tile_index,x,y,annotation,cluster,stack_fingerprint\n"
+    rows = st.lists(st.tuples(st.integers(-2, N + 2), st.text(max_size=5), st.text(max_size=5), st.text(max_size=8),
+                              st.text(max_size=3), st.text(max_size=17)), max_size=N + 2)
+
+    every_tile = st.permutations(range(N)).flatmap(lambda order: st.tuples(*[
+        st.tuples(st.just(i), st.floats(), st.floats(), st.text(max_size=8), st.text(max_size=3),
+                  st.sampled_from(["0123456789abcdef", "fedcba9876543210", ""])) for i in order]))
+
+    def csv_text(rs) -> bytes:
+        import csv
+        import io
+
+        out = io.StringIO()
+        out.write(header)
+        csv.writer(out).writerows(rs)
+        return out.getvalue().encode("utf-8", "surrogatepass")
+
+    @settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(content=st.one_of(st.binary(max_size=400), rows.map(csv_text), every_tile.map(csv_text)))
+    def check(content):
+        path.write_bytes(content)
+        try:
+            table = import_csv(path, N, "0123456789abcdef")
+        except AnnotationFileError as exc:
+            assert str(exc)
+        else:
+            assert len(table) == N
+
+    check()

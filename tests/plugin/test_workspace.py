@@ -126,8 +126,7 @@ def test_a_new_map_is_in_view_and_beside_the_images(qtbot, viewer_with_widgets):
     viewer, train, _ = viewer_with_widgets
     tiles = viewer.layers["tiles"]
     viewer.scene.camera.center = (0, -5000, -5000)  # looking somewhere else
-    points = train.show_map(tiles, _blobs()[: len(tiles.data)] if len(tiles.data) <= 92 else
-                            np.random.default_rng(0).normal(size=(len(tiles.data), 2)))
+    points = train.show_map(tiles, np.random.default_rng(0).normal(size=(len(tiles.data), 2)))
     _assert_visible_and_apart(viewer, points, tiles)
 
     # the preview of the augmentations is not drawn over the tiles or the map either

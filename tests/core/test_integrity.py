@@ -54,6 +54,13 @@ def test_resume_on_other_tiles_is_refused(checkpoint, tiles, other):
         model.resume_iter(other(tiles))
 
 
+def test_other_tiles_can_be_allowed_explicitly(checkpoint, tiles):
+    model = TSimCNE.load(checkpoint, device="cpu")
+    other = tiles.astype(np.float32)  # the same pixels read as another dtype
+    model.resume_iter(other, allow_other_tiles=True).close()
+    assert model.fingerprint_ == fingerprint(other)
+
+
 def test_resume_on_the_same_tiles_and_an_old_file_without_fingerprint(checkpoint, tiles, tmp_path):
     TSimCNE.load(checkpoint, device="cpu").resume_iter(tiles).close()
     payload = torch.load(checkpoint, weights_only=True)

@@ -330,10 +330,16 @@ class TSimCNE:
     def resume_iter(
         self, X, *, channel_axis: int | None = None, checkpoint: str | os.PathLike | None = None,
         checkpoint_every: int = 1, progress: Callable[[int, int], None] | None = None,
+        allow_other_tiles: bool = False,
     ) -> Iterator[TrainingEvent]:
         """Continue training from a checkpoint loaded with :meth:`load`, on the same tiles.
 
         With the same seed on the CPU the result equals an uninterrupted run.
+        Tiles other than the checkpoint's (by count, shape, dtype or a hash of
+        16 of them) raise :class:`~napari_tsimcne.core.fingerprint.TileMismatchError`;
+        ``allow_other_tiles=True`` skips that check (for example for the same
+        tiles re-read as another dtype). Checkpoints written without a
+        fingerprint are not checked.
         """
         self._check_fitted()
         resume = getattr(self, "_resume_state", None)
@@ -342,7 +348,10 @@ class TSimCNE:
         stack = as_tile_stack(X, channel_axis=channel_axis)
         info = stack_info(stack)
         self._check_compatible(info)
-        check_same_tiles(getattr(self, "fingerprint_", None), stack, "The checkpoint")
+        if not allow_other_tiles:
+            check_same_tiles(getattr(self, "fingerprint_", None), stack, "The checkpoint")
+        else:
+            self.fingerprint_ = fingerprint(stack)
         device, ctx = _device_and_processes(self.device)
         epochs, lr, aug = self._check_params(info.n_tiles, ctx.world_size, self._resolve_auto(device, info.n_tiles,
                                                                                                ctx.world_size))

@@ -490,9 +490,21 @@ def _refuse_overwrite(outdir: Path, args: argparse.Namespace) -> None:
                        "--overwrite to start over (the checkpoint is replaced once the new run writes its own).",
                        EXIT_USAGE)
     found = [name for name in RESULTS if (outdir / name).exists()]
+    if found and getattr(args, "input", None) is None and _holds_demo_results(outdir):
+        _say(args, f"note: replacing the results of the previous demo in {outdir}.")
+        return
     if found:
         raise CliError(f"{outdir} already holds results ({', '.join(found)}): pass --overwrite to replace them, "
                        "or choose another output folder with -o.", EXIT_USAGE)
+
+
+def _holds_demo_results(outdir: Path) -> bool:
+    """Whether ``outdir`` holds a complete set written by ``demo`` (its summary names the bundled sample)."""
+    try:
+        summary = json.loads((outdir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(summary, dict) and isinstance(summary.get("input"), dict) and "sample" in summary["input"]
 
 
 def _check_free_space(outdir: Path, args: argparse.Namespace) -> None:

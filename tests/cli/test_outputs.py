@@ -327,3 +327,16 @@ def test_evaluate_on_unscorable_labels_says_why(work, capsys):
     assert main(["evaluate", "e.csv"]) == 3
     assert _error_line(capsys).endswith("Cannot score this map: 50 class(es) have a single tile; a stratified "
                                         "split needs 2 per class.")
+
+
+def test_demo_replaces_its_own_results_but_not_others(tmp_path, monkeypatch, no_training, capsys):
+    monkeypatch.chdir(tmp_path)
+    demo = ["demo", "--headless", "--n-tiles", "40", "-o", "d", *TINY[:-4], "--epochs", "1", "0", "0",
+            "--batch-size", "16"]
+    assert main(demo) == 0
+    assert main(demo) == 0
+    assert "replacing the results of the previous demo" in capsys.readouterr().out
+    np.save(tmp_path / "t.npy", load_histology().tiles[:64, :16, :16])
+    assert main(["fit", "t.npy", "-o", "d", *TINY, "--overwrite"]) == 0
+    assert main(demo) == 2  # the folder now holds the results of a fit
+    assert "--overwrite" in _error_line(capsys)

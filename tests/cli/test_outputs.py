@@ -340,3 +340,18 @@ def test_demo_replaces_its_own_results_but_not_others(tmp_path, monkeypatch, no_
     assert main(["fit", "t.npy", "-o", "d", *TINY, "--overwrite"]) == 0
     assert main(demo) == 2  # the folder now holds the results of a fit
     assert "--overwrite" in _error_line(capsys)
+
+
+@pytest.mark.parametrize("code, words", [(errno.EACCES, "permission denied"), (errno.EROFS, "read-only")])
+def test_an_unwritable_output_folder_is_exit_5_before_training(work, no_training, monkeypatch, capsys, code, words):
+    import tempfile
+
+    (work / "out").mkdir()
+
+    def refuse(*args, **kwargs):  # what a folder without write permission or on a read-only mount gives
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    assert _fit() == 5
+    assert words in _error_line(capsys)
+    assert no_training == []

@@ -13,7 +13,11 @@ from napari_tsimcne import TSimCNE
 from napari_tsimcne.core.evaluation import EvaluationError, knn_accuracy
 from napari_tsimcne.core.fingerprint import TileMismatchError, fingerprint
 from napari_tsimcne.core.persistence import (
-    ModelFileError, OutputFileError, atomic_write, remove_stale_temporaries, save_payload,
+    ModelFileError,
+    OutputFileError,
+    atomic_write,
+    remove_stale_temporaries,
+    save_payload,
 )
 from napari_tsimcne.core.tiles import TileStackError, as_tile_stack, tile_image
 

@@ -8,7 +8,12 @@ import pytest
 
 from napari_tsimcne.core.fingerprint import fingerprint
 from napari_tsimcne.plugin import autosave
-from napari_tsimcne.plugin.annotations import FINGERPRINT_COLUMN, AnnotationFileError, export_csv, import_csv
+from napari_tsimcne.plugin.annotations import (
+    FINGERPRINT_COLUMN,
+    AnnotationFileError,
+    export_csv,
+    import_csv,
+)
 
 N = 20
 

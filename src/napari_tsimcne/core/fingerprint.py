@@ -38,7 +38,7 @@ class TileFingerprint:
         return {"n_tiles": self.n_tiles, "shape": list(self.shape), "dtype": self.dtype, "digest": self.digest}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TileFingerprint":
+    def from_dict(cls, d: dict) -> TileFingerprint:
         """The inverse of :meth:`to_dict`; raises ``KeyError``/``TypeError``/``ValueError`` on damaged input."""
         return cls(int(d["n_tiles"]), tuple(int(s) for s in d["shape"]), str(d["dtype"]), str(d["digest"]))
 

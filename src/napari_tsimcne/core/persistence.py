@@ -249,7 +249,7 @@ class StagedOutputs:
         """Remove the staging folder and whatever is left in it."""
         shutil.rmtree(self.staging, ignore_errors=True)
 
-    def __enter__(self) -> "StagedOutputs":
+    def __enter__(self) -> StagedOutputs:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .core.sample import GPU_DEMO_EPOCHS
+from .core.schedule import QUICK_GPU_EPOCHS
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -204,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "--headless): train on the whole sample (blood cells when pbc28.npz is "
                                       "found, else histology tiles) and write the outputs of 'fit'. On a CUDA "
                                       "GPU it trains --epochs "
-                                      f"{' '.join(map(str, GPU_DEMO_EPOCHS))}; without one, the CPU settings "
+                                      f"{' '.join(map(str, QUICK_GPU_EPOCHS))}; without one, the CPU settings "
                                       "for about 10 minutes (--minutes).",
                           epilog=EPILOG, formatter_class=fmt)
     demo.add_argument("--headless", action="store_true", help="never open a window, even with a display")
@@ -657,12 +657,12 @@ def _demo_banner(sample, n_used: int) -> str:
 
 
 def _fill_demo_defaults(args: argparse.Namespace) -> None:
-    """On a CUDA GPU the demo trains :data:`GPU_DEMO_EPOCHS` unless told otherwise; elsewhere the CPU settings."""
+    """On a CUDA GPU the demo trains :data:`QUICK_GPU_EPOCHS` unless told otherwise; elsewhere the CPU settings."""
     from .core.device import resolve_device
 
     if args.epochs is None and args.minutes is None:
         if resolve_device(args.device).type == "cuda":
-            args.epochs = list(GPU_DEMO_EPOCHS)
+            args.epochs = list(QUICK_GPU_EPOCHS)
         else:
             _say(args, "No CUDA GPU here: the settings chosen for the CPU, about 10 minutes of training "
                        "(--minutes or --epochs for another length).")

@@ -5,8 +5,7 @@ from __future__ import annotations
 import napari
 import pytest
 
-from napari_tsimcne.core.device import resolve_device
-from napari_tsimcne.core.sample import CPU_DEMO
+from napari_tsimcne.core.device import CPU_DEFAULTS, resolve_device
 from napari_tsimcne.plugin.demo import run_demo_viewer
 
 pytestmark = pytest.mark.gui
@@ -22,9 +21,12 @@ def test_demo_viewer_docks_the_widgets_and_sizes_itself_for_the_device(qtbot, mo
         assert {"Train map (napari-tsimcne)", "Annotate map (napari-tsimcne)"} <= set(docks)
         train = docks["Train map (napari-tsimcne)"]
         assert train.layer_combo.currentText() == tiles.name
-        if resolve_device("auto").type == "cpu":
-            assert len(tiles.data) <= CPU_DEMO["n_tiles"]
-            assert tuple(s.value() for s in train.epoch_spins) == tuple(CPU_DEMO["epochs"])
-            assert train.batch_spin.value() == CPU_DEMO["batch_size"] and train.width_spin.value() == CPU_DEMO["width"]
+        if resolve_device("auto").type == "cpu":  # the CPU's settings and a time budget, for all tiles
+            assert train.length_combo.currentText() == "minutes"
+            assert train.minutes_spin.value() == CPU_DEFAULTS.time_budget / 60 and train.minutes_spin.isVisibleTo(train)
+            assert not train.epoch_spins[0].isVisibleTo(train)
+            assert train.backbone_combo.currentText() == CPU_DEFAULTS.backbone
+            assert train.width_spin.value() == CPU_DEFAULTS.width
+            assert train.batch_spin.value() == min(CPU_DEFAULTS.batch_size, len(tiles.data))
     finally:
         viewer.close()

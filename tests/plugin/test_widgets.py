@@ -194,3 +194,26 @@ def test_gallery_of_grey_and_multichannel_stacks(viewer_with_widgets, shape):
     assert gallery.data.shape == (16, 2 * 13 - 1)  # first channel of multichannel tiles
     np.testing.assert_array_equal(gallery.data[:, :12], tiles[3] if tiles.ndim == 3 else tiles[3, ..., 0])
     assert viewer.dims.current_step[0] == 3
+
+
+def test_a_time_budget_from_the_widget_plans_the_epochs_and_trains(qtbot, viewer_with_widgets):
+    viewer, train_widget, _ = viewer_with_widgets
+    train_widget.apply_settings(device="cpu", backbone="resnet10", width=8, batch_size=64, minutes=0.1)
+    assert train_widget.length_combo.currentText() == "minutes" and not train_widget.epoch_spins[0].isVisibleTo(
+        train_widget)
+    qtbot.mouseClick(train_widget.train_button, Qt.MouseButton.LeftButton)
+    assert "timing the first steps" in train_widget.status.text()  # says what it does before the first epoch
+    qtbot.waitUntil(lambda: train_widget.pbar is not None, timeout=60_000)  # the epochs are planned
+    model = train_widget.model
+    assert train_widget.pbar.total == sum(model.total_epochs_) and model.time_budget_ == 6.0
+    qtbot.waitUntil(lambda: train_widget.worker is None, timeout=90_000)
+    assert model.embedding_ is not None and "Training done" in train_widget.status.text()
+
+
+def test_bad_settings_say_not_started(qtbot, viewer_with_widgets):
+    viewer, train_widget, _ = viewer_with_widgets
+    train_widget.apply_settings(device="cpu", epochs=(1, 0, 0), batch_size=4096)  # more than the tiles
+    train_widget.start_training()
+    qtbot.waitUntil(lambda: train_widget.worker is None, timeout=30_000)
+    assert train_widget.status.text().startswith("Not started: batch_size=4096")
+    assert train_widget.train_button.isEnabled()

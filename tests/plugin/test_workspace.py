@@ -235,7 +235,7 @@ def test_calm_dock_tooltips_folded_advanced_nothing_clipped(qtbot, make_napari_v
     assert not missing
     # the tile source comes first; advanced settings and cutting are folded away
     assert not train.advanced_section.is_expanded() and not train.cut_section.is_expanded()
-    assert not train.batch_spin.isVisibleTo(train) and train.epoch_spins[0].isVisibleTo(train)
+    assert not train.batch_spin.isVisibleTo(train) and train.length_combo.isVisibleTo(train)
     assert train.layer_combo.mapTo(train, train.layer_combo.rect().topLeft()).y() < \
         train.preset_combo.mapTo(train, train.preset_combo.rect().topLeft()).y()
     # at 1280 x 800, with everything unfolded, no text is cut off (the docks scroll instead)

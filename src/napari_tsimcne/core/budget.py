@@ -26,9 +26,10 @@ from .augment import AugmentationSettings, augment, make_generator
 from .device import autocast, memory_format
 from .loss import cauchy_infonce
 from .model import TSimCNENet
+from .schedule import PAPER_EPOCHS
 from .store import TileStore
 
-PAPER_RATIO = (1000, 50, 450)
+PAPER_RATIO = PAPER_EPOCHS
 """Epochs of the three stages in the paper; a time budget keeps these proportions."""
 
 PREVIEW_SHARE = 0.05

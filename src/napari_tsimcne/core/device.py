@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .schedule import PAPER_EPOCHS
+
 DEVICES = ("auto", "cuda", "mps", "cpu")
 
 
@@ -55,15 +57,18 @@ class DeviceDefaults:
     """Epochs of the three stages, or None: set by ``time_budget`` instead."""
     time_budget: float | None
     """Seconds of training and mapping, or None: train ``total_epochs``."""
+    embed_batch_size: int = 2048
+    """Tiles per forward pass when mapping. On a CPU small batches keep the activations in the cache:
+    mapping 64 x 64 tiles is 1.3 to 2 times faster with 128 tiles per pass than with 2048."""
 
 
-GPU_DEFAULTS = DeviceDefaults("resnet18", 64, 1024, (1000, 50, 450), None)
+GPU_DEFAULTS = DeviceDefaults("resnet18", 64, 1024, PAPER_EPOCHS, None)
 """CUDA: the paper's network, batch and budget (Böhm et al. 2023)."""
 
 MPS_DEFAULTS = DeviceDefaults("resnet18", 64, 1024, None, 600.0)
 """Apple's GPUs: the paper's network, trained for about 10 minutes."""
 
-CPU_DEFAULTS = DeviceDefaults("resnet18-s2", 16, 256, None, 600.0)
+CPU_DEFAULTS = DeviceDefaults("resnet18-s2", 16, 256, None, 600.0, embed_batch_size=128)
 """No GPU: ResNet-18 with a stride-2 stem and 16 channels in its first layer, batch 256, about 10 minutes.
 
 On 28 x 28 tiles the stride-2 stem makes a training step 2.9 times cheaper

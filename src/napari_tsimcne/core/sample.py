@@ -21,11 +21,6 @@ import numpy as np
 from .tiles import tile_image
 
 PBC_FILE = "pbc28.npz"
-CPU_DEMO = {"n_tiles": 2000, "epochs": (20, 3, 5), "width": 16, "batch_size": 256}
-"""The napari demo on a machine without a GPU: a narrower network on 2,000 tiles."""
-GPU_DEMO_EPOCHS = (40, 4, 16)
-"""The demo's epochs on a CUDA GPU (the paper trains 1000/50/450). Without one, the demo uses the
-automatic settings of the device it finds (on a CPU: a 10-minute time budget)."""
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,12 @@ from dataclasses import dataclass
 
 STAGE_NAMES = ("pre-training", "last layer", "fine-tuning")
 
+PAPER_EPOCHS = (1000, 50, 450)
+"""The paper's epochs of the three stages (Böhm et al. 2023)."""
+
+QUICK_GPU_EPOCHS = (40, 4, 16)
+"""A first map in minutes on a CUDA GPU (the widget's and the demo's epochs there)."""
+
 
 @dataclass(frozen=True)
 class Stage:

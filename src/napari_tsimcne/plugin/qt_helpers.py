@@ -5,6 +5,7 @@ from __future__ import annotations
 from napari.utils.notifications import show_error
 from qtpy.QtCore import QEvent, Qt
 from qtpy.QtWidgets import (
+    QLabel,
     QComboBox,
     QFileDialog,
     QFrame,
@@ -41,6 +42,31 @@ def refill(combo: QComboBox, names: list[str]) -> None:
     if current in names:
         combo.setCurrentText(current)
     combo.blockSignals(False)
+
+
+class WrappedLabel(QLabel):
+    """A word-wrapped label that always gets the height its text needs at its width.
+
+    Form layouts in a scroll area do not grow a wrapped label when its text gets longer; this one
+    asks for its height itself, on every new text and width.
+    """
+
+    def __init__(self, text: str = "") -> None:
+        super().__init__(text)
+        self.setWordWrap(True)
+
+    def setText(self, text: str) -> None:  # noqa: N802 - Qt's name
+        super().setText(text)
+        self._fit_height()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().resizeEvent(event)
+        self._fit_height()
+
+    def _fit_height(self) -> None:
+        need = self.heightForWidth(max(1, self.width()))
+        if need > 0 and need != self.minimumHeight():
+            self.setMinimumHeight(need)
 
 
 class Collapsible(QWidget):

@@ -24,16 +24,21 @@ from qtpy.QtWidgets import (
 )
 
 from napari_tsimcne.core import ModelFileError, NotFittedError, TileStackError, TSimCNE
+from napari_tsimcne.core.backbones import BACKBONES
+from napari_tsimcne.core.device import DEVICES, defaults_for, resolve_device
+from napari_tsimcne.core.schedule import QUICK_GPU_EPOCHS
 
 from .crosslink import GALLERY_NAME, link_map, link_opened_outputs
 from .layout import fit_camera, free_column_origin
 from .map_layer import create_map_layer, map_layer_name, outlier_scores, recolor, update_map_layer
 from .preview import augmentation_mosaic, preview_indices
-from .qt_helpers import MODEL_FILTER, Collapsible, ask_path_then, refill, scroll_layout
+from .qt_helpers import MODEL_FILTER, Collapsible, WrappedLabel, ask_path_then, refill, scroll_layout
 from .tiling import cut_layer_into_tiles
 from .torch_runtime import preload_torch, release_device_memory
 
 PREVIEW_NAME = "augmentation preview"
+PLANNED = object()
+"""Yielded by the training thread once the tiles are prepared and the epochs are known."""
 
 PRESET_HELP = {
     "microscopy": "Rotations by any angle, flips, crops, colour jitter, blur. The map ignores orientation "
@@ -45,9 +50,13 @@ PRESET_HELP = {
 }
 
 
-def default_batch_size(n_tiles: int) -> int:
-    """min(1024, the largest power of two <= n_tiles)."""
-    return int(min(1024, 1 << (max(2, n_tiles).bit_length() - 1)))
+MINUTES, EPOCHS = "minutes", "epochs"
+LENGTH_MODES = {MINUTES: "a time budget", EPOCHS: "a number of epochs per stage"}
+
+
+def default_batch_size(n_tiles: int, largest: int = 1024) -> int:
+    """min(largest, the largest power of two <= n_tiles)."""
+    return int(min(largest, 1 << (max(2, n_tiles).bit_length() - 1)))
 
 
 def _tile_layers(viewer) -> list[Image]:
@@ -80,10 +89,16 @@ class TrainWidget(QWidget):
         self.layer_combo = QComboBox()
         self.preset_combo = QComboBox()
         self.preset_combo.addItems(list(PRESET_HELP))
-        self.preset_help = QLabel(PRESET_HELP["microscopy"])
-        self.preset_help.setWordWrap(True)
+        self.preset_help = WrappedLabel(PRESET_HELP["microscopy"])
+        self.length_combo = QComboBox()
+        self.length_combo.addItems(list(LENGTH_MODES))
+        self.minutes_spin = QDoubleSpinBox()
+        self.minutes_spin.setRange(0.1, 24 * 60)
+        self.minutes_spin.setDecimals(1)
+        self.minutes_spin.setSuffix(" min")
+        self.minutes_spin.setValue(10.0)
         self.epoch_spins = []
-        for default in (40, 4, 16):
+        for default in QUICK_GPU_EPOCHS:
             spin = QSpinBox()
             spin.setRange(0, 5000)
             spin.setValue(default)
@@ -92,9 +107,9 @@ class TrainWidget(QWidget):
         self.batch_spin.setRange(2, 65536)
         self.batch_spin.setValue(1024)
         self.device_combo = QComboBox()
-        self.device_combo.addItems(["auto", "cuda", "mps", "cpu"])
+        self.device_combo.addItems(list(DEVICES))
         self.backbone_combo = QComboBox()
-        self.backbone_combo.addItems(["resnet18", "resnet10"])
+        self.backbone_combo.addItems(list(BACKBONES))
         self.width_spin = QSpinBox()
         self.width_spin.setRange(4, 256)
         self.width_spin.setValue(64)
@@ -139,11 +154,19 @@ class TrainWidget(QWidget):
                                        tooltip="For a slide or a field of view: cut it into a stack of tiles first.")
         # 2. the basic form: what the map should ignore, how long to train, Train / Stop
         basic = QFormLayout()
+        self._basic_form = basic
         basic.addRow("Augmentations", self.preset_combo)
         basic.addRow(self.preset_help)
-        epochs = QHBoxLayout()
+        basic.addRow("Train for", self.length_combo)
+        self.minutes_label = QLabel("About")
+        self.minutes_label.setToolTip(self.minutes_spin.toolTip())
+        basic.addRow(self.minutes_label, self.minutes_spin)
+        epochs = QWidget()
+        epochs_row = QHBoxLayout(epochs)
+        epochs_row.setContentsMargins(0, 0, 0, 0)
         for spin in self.epoch_spins:
-            epochs.addWidget(spin)
+            epochs_row.addWidget(spin)
+        self.epochs_row = epochs
         self.epochs_label = QLabel("Epochs (3 stages)")
         self.epochs_label.setToolTip(self.epoch_spins[0].toolTip())
         basic.addRow(self.epochs_label, epochs)
@@ -184,6 +207,9 @@ class TrainWidget(QWidget):
         layout.addStretch()
 
         self.preset_combo.currentTextChanged.connect(lambda p: self.preset_help.setText(PRESET_HELP[p]))
+        self.length_combo.currentTextChanged.connect(self._show_length)
+        self.device_combo.currentTextChanged.connect(self.apply_device_defaults)
+        self.apply_device_defaults(self.device_combo.currentText())
         self.layer_combo.currentTextChanged.connect(self._on_layer_changed)
         self.train_button.clicked.connect(self.start_training)
         self.stop_button.clicked.connect(self.stop_training)
@@ -207,11 +233,16 @@ class TrainWidget(QWidget):
                                "brightness, ...), the map learns to disregard.",
             self.batch_spin: "How many tiles the network compares at once. Larger separates the map better but "
                              "needs more memory; it cannot exceed the number of tiles.",
-            self.device_combo: "Where to train: 'auto' takes the graphics card (GPU) if there is one, else the CPU.",
-            self.backbone_combo: "The network that looks at the tiles: resnet18 (the paper's) or the smaller, "
-                                 "faster resnet10.",
+            self.device_combo: "Where to train: 'auto' takes the graphics card (GPU) if there is one, else the CPU. "
+                               "Changing it sets the network, batch and length that suit that device.",
+            self.backbone_combo: "The network that looks at the tiles: resnet18 (the paper's), the smaller, "
+                                 "faster resnet10, or resnet18-s2, which looks at small tiles at half resolution "
+                                 "first: about three times faster, the best choice without a GPU.",
             self.width_spin: "How wide the network is (64 as in the paper). Smaller trains faster on a CPU and "
                              "gives a rougher map.",
+            self.length_combo: "How long to train: for about so many minutes (the speed is measured on the first "
+                               "steps and the epochs are set to fit), or for a number of epochs.",
+            self.minutes_spin: "Training and mapping together take about this long. Longer gives a better map.",
             self.seed_spin: "Starting point of the random choices. The same seed and settings give the same map.",
             self.train_button: "Train a map of the chosen tiles in the background; the map appears and sharpens "
                                "while it trains.",
@@ -251,7 +282,14 @@ class TrainWidget(QWidget):
         if name == self._sized_for or name not in self.viewer.layers:
             return
         self._sized_for = name
-        self.batch_spin.setValue(default_batch_size(self.viewer.layers[name].data.shape[0]))
+        largest = defaults_for(self._device_or_cpu()).batch_size
+        self.batch_spin.setValue(default_batch_size(self.viewer.layers[name].data.shape[0], largest))
+
+    def _device_or_cpu(self):
+        try:
+            return resolve_device(self.device_combo.currentText())
+        except ValueError:
+            return resolve_device("cpu")
 
     def tiles_layer(self) -> Image | None:
         name = self.layer_combo.currentText()
@@ -318,26 +356,68 @@ class TrainWidget(QWidget):
     # -- training -------------------------------------------------------------
     def make_model(self) -> TSimCNE:
         """A TSimCNE with the settings shown in the widget."""
+        by_time = self.length_combo.currentText() == MINUTES
         return TSimCNE(
-            total_epochs=tuple(s.value() for s in self.epoch_spins), batch_size=self.batch_spin.value(),
+            total_epochs="auto" if by_time else tuple(s.value() for s in self.epoch_spins),
+            time_budget=60.0 * self.minutes_spin.value() if by_time else "auto",
+            batch_size=self.batch_spin.value(),
             augmentations=self.preset_combo.currentText(), device=self.device_combo.currentText(),
             random_state=self.seed_spin.value(), backbone=self.backbone_combo.currentText(),
             width=self.width_spin.value(),
         )
 
+    def _show_length(self, mode: str) -> None:
+        by_time = mode == MINUTES
+        self._basic_form.setRowVisible(self.minutes_spin, by_time)
+        self._basic_form.setRowVisible(self.epochs_row, not by_time)
+
+    def apply_device_defaults(self, device: str) -> None:
+        """Set network, batch and training length to what suits ``device`` (the core's choices for it).
+
+        With a CUDA GPU: the paper's network and a quick run of 40/4/16 epochs; without one: the CPU's
+        network (a stride-2 stem, width 16), batch 256 and a time budget of about 10 minutes.
+        """
+        try:
+            found = resolve_device(device)
+        except ValueError:  # e.g. 'cuda' chosen on a machine without one: training will say so
+            return
+        d = defaults_for(found)
+        self.backbone_combo.setCurrentText(d.backbone)
+        self.width_spin.setValue(d.width)
+        layer = self.tiles_layer()
+        n_tiles = layer.data.shape[0] if layer is not None else d.batch_size
+        self.batch_spin.setValue(default_batch_size(n_tiles, d.batch_size))
+        if d.time_budget is None:
+            self.length_combo.setCurrentText(EPOCHS)
+        else:
+            self.length_combo.setCurrentText(MINUTES)
+            self.minutes_spin.setValue(d.time_budget / 60)
+        self._show_length(self.length_combo.currentText())
+
     def apply_settings(self, *, epochs: tuple[int, int, int] | None = None, batch_size: int | None = None,
                        device: str | None = None, backbone: str | None = None, width: int | None = None,
-                       preset: str | None = None, seed: int | None = None) -> None:
-        """Set the training controls (as a user would); None leaves a control as it is."""
+                       preset: str | None = None, seed: int | None = None, minutes: float | None = None) -> None:
+        """Set the training controls (as a user would); None leaves a control as it is.
+
+        ``epochs`` switches the length to epochs, ``minutes`` to a time budget. A ``device`` first sets
+        the defaults for that device; the other arguments then override them.
+        """
+        if device is not None and device != self.device_combo.currentText():
+            if self.device_combo.findText(device) < 0:
+                raise ValueError(f"{device!r} is not one of {list(DEVICES)}.")
+            self.device_combo.setCurrentText(device)  # sets that device's defaults
         if epochs is not None:
             if len(epochs) != 3:
                 raise ValueError(f"epochs needs three numbers (one per stage), got {epochs!r}.")
             for spin, value in zip(self.epoch_spins, epochs):
                 spin.setValue(int(value))
+            self.length_combo.setCurrentText(EPOCHS)
+        if minutes is not None:
+            self.minutes_spin.setValue(float(minutes))
+            self.length_combo.setCurrentText(MINUTES)
         if batch_size is not None:
             self.batch_spin.setValue(int(batch_size))
-        for combo, value in ((self.device_combo, device), (self.backbone_combo, backbone),
-                             (self.preset_combo, preset)):
+        for combo, value in ((self.backbone_combo, backbone), (self.preset_combo, preset)):
             if value is not None:
                 if combo.findText(value) < 0:
                     raise ValueError(f"{value!r} is not one of {[combo.itemText(i) for i in range(combo.count())]}.")
@@ -358,8 +438,8 @@ class TrainWidget(QWidget):
         model = self.make_model()
         preload_torch()
         try:
-            events = model.fit_iter(np.asarray(layer.data))
-        except (TileStackError, ValueError, RuntimeError) as exc:
+            model.validate(layer.data)  # shape and settings at once; the tiles are prepared in the background
+        except (TileStackError, ValueError) as exc:
             show_error(str(exc))
             self.status.setText(f"Not started: {exc}")
             return
@@ -369,14 +449,17 @@ class TrainWidget(QWidget):
         self._returned = False
         self._epochs_done = 0
         self._loop_done.clear()
-        loop = self._train_loop(events)
+        loop = self._train_loop(model, np.asarray(layer.data))
 
         def run():
             return (yield from loop)
 
         self.worker = GeneratorWorker(run)
-        # napari's own progress bar (activity dock, status bar) counts the epochs
-        self.pbar = progress(total=int(sum(model.total_epochs)), desc="t-SimCNE epochs")
+        # napari's own progress bar (activity dock, status bar) counts the epochs; with a time budget
+        # they are known once the first steps are timed (then the bar starts at the first event)
+        by_epochs = self.length_combo.currentText() == EPOCHS
+        self.pbar = progress(total=int(sum(s.value() for s in self.epoch_spins)), desc="t-SimCNE epochs") \
+            if by_epochs else None
         # napari quits all workers when its window closes; the worker then leaves its loop without closing
         # ours. Close it right there, in the worker thread, so that training ends cleanly (and maps the tiles).
         self.worker.aborted.connect(loop.close, Qt.ConnectionType.DirectConnection)
@@ -387,11 +470,14 @@ class TrainWidget(QWidget):
         self.train_button.setEnabled(False)
         self.stop_button.setEnabled(True)
         self.progress.setValue(0)
-        self.status.setText("Starting…")
+        self.status.setText("Preparing the tiles…" if by_epochs else
+                            "Preparing the tiles and timing the first steps to plan the epochs…")
         self.worker.start()
 
-    def _train_loop(self, events):
-        """Runs in the worker thread; closing ``events`` stops training and maps the tiles."""
+    def _train_loop(self, model: TSimCNE, tiles: np.ndarray):
+        """Runs in the worker thread: checks and prepares the tiles, then trains; closing it stops training."""
+        events = model.fit_iter(tiles)  # bad tiles or settings: the worker's error, shown by _on_error
+        yield PLANNED  # the epochs are known now (also those chosen for a time budget)
         try:
             for event in events:
                 self._epochs_done = event.global_epoch
@@ -423,6 +509,9 @@ class TrainWidget(QWidget):
         # training can be handled before the last epoch's event is: then that event changes nothing
         if self._closing or self.worker is None or self._returned:
             return
+        if event is PLANNED:
+            self._on_planned()
+            return
         # QProgressBar.setValue repaints at once (tens of ms beside an OpenGL canvas on a software renderer);
         # with updates paused it only schedules the repaint, merged with the map's in the next paint
         self.progress.setUpdatesEnabled(False)
@@ -439,6 +528,18 @@ class TrainWidget(QWidget):
         if event.embedding is not None:
             self.show_map(self._training_layer, event.embedding, outlier=self._outliers_of(event.embedding))
         self._advance_pbar(event.global_epoch)
+
+    def _on_planned(self) -> None:
+        """Training is about to start: the epochs are known, show them and start the progress bars."""
+        model = self.model
+        total = int(sum(model.total_epochs_))
+        self.progress.setMaximum(max(1, total))
+        if self.pbar is None:
+            self.pbar = progress(total=total, desc="t-SimCNE epochs")
+        plan = f"epochs {'/'.join(map(str, model.total_epochs_))}"
+        if model.time_budget_ is not None:
+            plan += f", chosen to finish in about {model.time_budget_ / 60:.0f} min"
+        self.status.setText(f"Training ({plan})… the first map appears after pre-training; it sharpens until the end.")
 
     def _advance_pbar(self, epochs_done: int) -> None:
         if self.pbar is not None and epochs_done > self.pbar.n:
@@ -460,9 +561,11 @@ class TrainWidget(QWidget):
         self.status.setText(f"Training {done} in {self.model.fit_seconds_:.1f} s. {self.status.text()}")
 
     def _on_error(self, exc) -> None:
-        show_error(f"Training failed: {exc}")
+        started = self._epochs_done > 0
+        what = "Training failed" if started else "Not started"
+        show_error(f"{what}: {exc}")
         if not self._closing:
-            self.status.setText(f"Training failed: {exc}")
+            self.status.setText(f"{what}: {exc}")
 
     def _on_finished(self) -> None:
         self.worker = None

@@ -106,7 +106,7 @@ def child(args: argparse.Namespace) -> dict:
         """The real store, with training drawing ``steps x batch`` tiles at random from the whole stack."""
 
         @classmethod
-        def wrap(cls, store: TileStore, n_used: int) -> "SampledStore":
+        def wrap(cls, store: TileStore, n_used: int) -> SampledStore:
             obj = cls.__new__(cls)
             obj.__dict__.update(store.__dict__)
             rng = np.random.default_rng(0)

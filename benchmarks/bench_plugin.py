@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch._dynamo  # noqa: F401  (load before napari's OpenGL; see plugin.torch_runtime.preload_torch)
 
+# isort: split
+
 import napari
 import numpy as np
 from qtpy.QtCore import QTimer

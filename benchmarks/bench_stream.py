@@ -39,8 +39,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from bench_common import emit
 import torch
+from bench_common import emit
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "src") not in sys.path and (ROOT / "src").is_dir():

@@ -190,6 +190,7 @@ def main(argv=None) -> dict:
         logging.getLogger(name).setLevel(logging.ERROR)
 
     from bench_fit import DEFAULT_DATA, load_tiles
+
     from napari_tsimcne import knn_accuracy
 
     args.data = args.data or str(DEFAULT_DATA)

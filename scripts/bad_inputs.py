@@ -252,7 +252,7 @@ def cases(arrays: dict[str, np.ndarray]) -> list[Case]:
         Case("Checkpoint resumed on other tiles (same count and shape)",
              lambda: TSimCNE.load("ckpt/checkpoint.tsimcne").resume_iter(arrays["other"]),
              ["fit", "other.npy", "-o", "ckpt", "--resume", "--device", "cpu"]),
-        Case("Output folder holds a checkpoint, neither `--resume` nor `--overwrite`", None, 
+        Case("Output folder holds a checkpoint, neither `--resume` nor `--overwrite`", None,
              ["fit", "good.npy", "-o", "ckpt", *CLI_TINY]),
         Case("Output folder already holds results, no `--overwrite`", None, ["fit", "good.npy", "-o", "results",
                                                                             *CLI_TINY]),

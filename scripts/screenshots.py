@@ -14,12 +14,14 @@ from pathlib import Path
 
 import torch._dynamo  # noqa: F401  (load before napari's OpenGL; see plugin.torch_runtime.preload_torch)
 
+# isort: split
+
 import napari
 import numpy as np
 from PIL import Image as PILImage
 
-from napari_tsimcne.plugin.sample_data import tiles_layer_data
 from napari_tsimcne.core.sample import load_sample
+from napari_tsimcne.plugin.sample_data import tiles_layer_data
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "images"
 

@@ -12,7 +12,12 @@ import numpy as np
 import torch
 
 from napari_tsimcne.core import TSimCNE
-from napari_tsimcne.core.distributed import from_environment, gather_views, mean_over_processes, wrap
+from napari_tsimcne.core.distributed import (
+    from_environment,
+    gather_views,
+    mean_over_processes,
+    wrap,
+)
 from napari_tsimcne.core.loss import cauchy_infonce
 from napari_tsimcne.core.model import TSimCNENet
 from napari_tsimcne.core.training import _StageModel

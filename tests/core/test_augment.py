@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from napari_tsimcne.core.augment import AugmentationSettings, affine_matrices, augment, make_generator, warp
+from napari_tsimcne.core.augment import (
+    AugmentationSettings,
+    affine_matrices,
+    augment,
+    make_generator,
+    warp,
+)
 
 PRESETS = ["microscopy", "natural", "fluorescence"]
 

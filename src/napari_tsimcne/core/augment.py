@@ -75,7 +75,7 @@ class AugmentationSettings:
     """Gaussian noise with a per-view standard deviation in [0, noise_std]."""
 
     @classmethod
-    def preset(cls, name: str, **overrides) -> "AugmentationSettings":
+    def preset(cls, name: str, **overrides) -> AugmentationSettings:
         """One of ``"microscopy"``, ``"natural"``, ``"fluorescence"``, with optional overrides."""
         if name == "microscopy":
             base = cls()
@@ -89,7 +89,7 @@ class AugmentationSettings:
         return replace(base, **overrides)
 
     @classmethod
-    def coerce(cls, value: "str | AugmentationSettings | dict") -> "AugmentationSettings":
+    def coerce(cls, value: str | AugmentationSettings | dict) -> AugmentationSettings:
         """Accept a preset name, a settings object or a dict of fields."""
         if isinstance(value, cls):
             return value

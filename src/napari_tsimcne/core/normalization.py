@@ -35,7 +35,7 @@ class ChannelNormalization:
         percentiles: tuple[float, float] = (0.1, 99.9),
         max_samples: int = 4_000_000,
         seed: int = 0,
-    ) -> "ChannelNormalization":
+    ) -> ChannelNormalization:
         """Percentiles of each channel over (a random sample of) the stack's pixels.
 
         uint8 stacks map their full 0..255 range: they are display-ready
@@ -84,7 +84,7 @@ class ChannelNormalization:
         return {"low": list(self.low), "high": list(self.high)}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ChannelNormalization":
+    def from_dict(cls, d: dict) -> ChannelNormalization:
         return cls(low=tuple(float(v) for v in d["low"]), high=tuple(float(v) for v in d["high"]))
 
     def scale_shift(self, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:

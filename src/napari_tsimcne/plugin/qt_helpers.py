@@ -5,10 +5,10 @@ from __future__ import annotations
 from napari.utils.notifications import show_error
 from qtpy.QtCore import QEvent, Qt
 from qtpy.QtWidgets import (
-    QLabel,
     QComboBox,
     QFileDialog,
     QFrame,
+    QLabel,
     QScrollArea,
     QToolButton,
     QVBoxLayout,

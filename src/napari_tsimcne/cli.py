@@ -258,6 +258,8 @@ def _progress(events, total: int, quiet: bool):
 
     with tqdm(total=total, unit="epoch", disable=quiet, file=sys.stderr, dynamic_ncols=True) as bar:
         for event in events:
+            if bar.total != event.total_epochs:  # a time budget re-planned after its first epoch
+                bar.total = event.total_epochs
             bar.set_postfix(stage=event.stage_name, loss=f"{event.loss:.3f}",
                             views_s=f"{event.views_per_second:,.0f}", refresh=False)
             bar.update(event.global_epoch - bar.n)

@@ -252,7 +252,9 @@ def test_fit_for_some_minutes_reports_the_chosen_epochs(tiles16, tmp_path, capsy
                  "--device", "cpu"]) == 0
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["settings"]["time_budget_seconds"] == 6.0
-    assert f"epochs {' '.join(map(str, summary['settings']['epochs']))}" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "about 6 s" in printed and "Measured" in printed and "training epochs" in printed
+    assert min(summary["settings"]["epochs"]) >= 1  # what was trained (after planning again from the first epoch)
 
 
 def test_epochs_and_minutes_together_are_a_usage_error(tiles16, tmp_path, capsys):

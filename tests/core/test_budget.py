@@ -130,3 +130,45 @@ def test_a_saved_budget_model_records_the_epochs_it_trained(tmp_path):
     assert tuple(loaded.total_epochs) == tuple(model.total_epochs_)
     assert loaded.time_budget is None and loaded.backbone == "resnet18-s2" and loaded.width == 4
     np.testing.assert_allclose(loaded.transform(tiles), model.transform(tiles), atol=1e-5)
+
+
+def test_mapping_uses_small_batches_on_a_cpu_and_large_ones_on_a_gpu():
+    model = TSimCNE()
+    assert model._embed_batch(_fake("cpu")) == CPU_DEFAULTS.embed_batch_size == 128
+    assert model._embed_batch(_fake("cuda")) == GPU_DEFAULTS.embed_batch_size == 2048
+    assert TSimCNE(embed_batch_size=300)._embed_batch(_fake("cpu")) == 300
+
+
+def test_the_plan_is_corrected_after_the_first_epoch(monkeypatch):
+    """A probe that measured four times too slow would waste three quarters of the budget without the re-plan."""
+    import napari_tsimcne.core.estimator as estimator
+
+    real = estimator.measure_step_costs
+    provisional = {}
+
+    def too_slow(*args, **kwargs):
+        costs = real(*args, **kwargs)
+        return StepCosts(4 * costs.full_step, 4 * costs.last_layer_step, 4 * costs.embed_tile)
+
+    monkeypatch.setattr(estimator, "measure_step_costs", too_slow)
+    tiles = np.random.default_rng(3).random((512, 12, 12), dtype=np.float32)
+    model = TSimCNE(time_budget=10.0, width=4, random_state=0, preview_every=0)
+    start = time.perf_counter()
+    events = model.fit_iter(tiles)
+    provisional["epochs"] = model.total_epochs_
+    seen = [(e.global_epoch, e.total_epochs) for e in events]
+    took = time.perf_counter() - start
+    assert sum(model.total_epochs_) > sum(provisional["epochs"])  # more epochs once the real speed was seen
+    assert seen[-1] == (sum(model.total_epochs_), sum(model.total_epochs_))  # events count to the new total
+    assert took <= 10.0 * 1.2 + 2
+
+
+def test_replan_never_takes_back_finished_epochs():
+    from napari_tsimcne.core.schedule import make_stages
+    from napari_tsimcne.core.training import Trainer, TrainerState
+
+    trainer = Trainer.__new__(Trainer)
+    trainer.stages = make_stages((5, 1, 2), 0.03)
+    trainer.state = TrainerState(stage=0, epoch=3)
+    trainer.replan(make_stages((2, 1, 4), 0.03))
+    assert [s.epochs for s in trainer.stages] == [3, 1, 4]

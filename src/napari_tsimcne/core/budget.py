@@ -7,6 +7,8 @@ step of stage 2 (only the last layer trains) and the mapping of one batch.
 :func:`epochs_for_budget` then picks the largest number of epochs, split over
 the three stages in the paper's ratio 1000 : 50 : 450 (Böhm et al. 2023),
 whose training, live previews and final mapping of all tiles fit the budget.
+After the first epoch the estimator plans the rest again from that epoch's
+real speed, which is steadier than a few steps.
 
 The epochs depend on the machine's speed, so the same seed on another
 machine (or on a busy one) can give another number of epochs and another
@@ -62,9 +64,13 @@ def _synchronize(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
-def _timed(fn, device: torch.device, repeats: int) -> float:
-    """Median seconds of ``fn()`` over ``repeats`` calls, after one untimed warm-up call."""
-    fn()
+def _timed(fn, device: torch.device, repeats: int, warmup: int = 2) -> float:
+    """Median seconds of ``fn()`` over ``repeats`` calls, after ``warmup`` untimed calls.
+
+    The first calls of a new shape are slow (kernels are chosen, memory is allocated).
+    """
+    for _ in range(warmup):
+        fn()
     times = []
     for _ in range(repeats):
         _synchronize(device)
@@ -98,7 +104,7 @@ def measure_step_costs(
     batch_size : int
         Tiles per step; each gives two views.
     repeats : int
-        Timed steps of each kind, after one warm-up step.
+        Timed steps of each kind, after two warm-up steps.
     seed : int
         Seed of the throw-away augmentation generator (the run's generators are not used).
 
@@ -143,7 +149,7 @@ def measure_step_costs(
     full = _timed(full_step, device, repeats)
     last = _timed(last_layer_step, device, repeats)
     probe.eval()
-    embed = _timed(mapping, device, repeats) / len(tiles)
+    embed = _timed(mapping, device, repeats, warmup=1) / len(tiles)
     del probe, optimizer
     return StepCosts(full, last, embed)
 

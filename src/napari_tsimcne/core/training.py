@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -251,12 +251,14 @@ class Trainer:
         """Train from the current state to the end, yielding one event per epoch."""
         start = time.perf_counter()
         pending_message = None
-        for stage in self.stages[self.state.stage :]:
+        for index in range(self.state.stage, len(self.stages)):
+            stage = self.stages[index]
             if stage.epochs == 0:
                 self.state.stage, self.state.epoch = stage.index + 1, 0
                 continue
             self._enter_stage(stage)
-            while self.state.stage == stage.index and self.state.epoch < stage.epochs:
+            while self.state.stage == index and self.state.epoch < self.stages[index].epochs:
+                stage = self.stages[index]  # re-read: replan() may have changed the epochs
                 global_epoch = self._global_epoch(stage.index, self.state.epoch) + 1
                 t0 = time.perf_counter()
                 try:
@@ -296,6 +298,16 @@ class Trainer:
                     views_per_second=record["views_per_second"], seconds=time.perf_counter() - start,
                     batch_size=self.state.batch_size, embedding=embedding, message=message,
                 )
+
+    def replan(self, stages: list[Stage]) -> None:
+        """Train ``stages`` from now on (a time budget re-measured after the first epoch).
+
+        Finished epochs stay finished: the current stage keeps at least the epochs it has done.
+        """
+        if [s.index for s in stages] != [s.index for s in self.stages]:
+            raise ValueError("replan() needs the same three stages.")
+        done = self.state.epoch
+        self.stages = [replace(s, epochs=max(s.epochs, done)) if s.index == self.state.stage else s for s in stages]
 
     def _halve_batch(self) -> str:
         if self.state.batch_size <= 16:

@@ -527,7 +527,7 @@ class TrainWidget(QWidget):
             show_info(f"Training: {event.message}")
         if event.embedding is not None:
             self.show_map(self._training_layer, event.embedding, outlier=self._outliers_of(event.embedding))
-        self._advance_pbar(event.global_epoch)
+        self._advance_pbar(event.global_epoch, event.total_epochs)
 
     def _on_planned(self) -> None:
         """Training is about to start: the epochs are known, show them and start the progress bars."""
@@ -541,7 +541,9 @@ class TrainWidget(QWidget):
             plan += f", chosen to finish in about {model.time_budget_ / 60:.0f} min"
         self.status.setText(f"Training ({plan})… the first map appears after pre-training; it sharpens until the end.")
 
-    def _advance_pbar(self, epochs_done: int) -> None:
+    def _advance_pbar(self, epochs_done: int, total: int | None = None) -> None:
+        if self.pbar is not None and total is not None and total != self.pbar.total:
+            self.pbar.total = total  # a time budget re-planned after its first epoch
         if self.pbar is not None and epochs_done > self.pbar.n:
             self.pbar.update(epochs_done - self.pbar.n)
 

@@ -513,7 +513,7 @@ def _check_free_space(outdir: Path, args: argparse.Namespace) -> None:
     """Refuse to start a training whose model and checkpoint could not be saved on this disk."""
     import shutil
 
-    from .core.persistence import OutputFileError, output_error
+    from .core.persistence import OutputFileError
 
     need = _output_bytes_estimate(args)
     free = shutil.disk_usage(outdir).free
@@ -692,7 +692,11 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, bad usage
         return int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_USAGE
-    from .core import ModelFileError, NotFittedError, TileStackError  # imports torch: not for --help
+    from .core import (  # imports torch: not for --help
+        ModelFileError,
+        NotFittedError,
+        TileStackError,
+    )
     from .core.persistence import OutputFileError, output_error
 
     try:

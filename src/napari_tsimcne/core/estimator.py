@@ -14,8 +14,8 @@ import torch
 from .augment import AugmentationSettings
 from .budget import StepCosts, epochs_for_budget, measure_step_costs
 from .device import GPU_DEFAULTS, defaults_for, resolve_device
-from .fingerprint import TileFingerprint, check_same_tiles, fingerprint
 from .distributed import DistContext, broadcast_ints, broadcast_seed, from_environment
+from .fingerprint import TileFingerprint, check_same_tiles, fingerprint
 from .model import BACKBONES, TSimCNENet
 from .normalization import ChannelNormalization
 from .persistence import ModelFileError, load_payload, save_payload
@@ -157,7 +157,7 @@ class TSimCNE:
     def get_params(self, deep: bool = True) -> dict:
         return {k: getattr(self, k) for k in self._PARAMS}
 
-    def set_params(self, **params) -> "TSimCNE":
+    def set_params(self, **params) -> TSimCNE:
         for k, v in params.items():
             if k not in self._PARAMS:
                 raise ValueError(f"Unknown parameter {k!r} for TSimCNE.")
@@ -447,7 +447,7 @@ class TSimCNE:
         self.embedding_ = y
         self.stages_done_ = trainer.state.stage
 
-    def fit(self, X, *, channel_axis: int | None = None) -> "TSimCNE":
+    def fit(self, X, *, channel_axis: int | None = None) -> TSimCNE:
         """Train on the tile stack ``X`` (N, H, W) or (N, H, W, C); returns ``self``."""
         for _ in self.fit_iter(X, channel_axis=channel_axis):
             pass
@@ -549,7 +549,7 @@ class TSimCNE:
         }
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device: str = "auto") -> "TSimCNE":
+    def load(cls, path: str | os.PathLike, device: str = "auto") -> TSimCNE:
         """Read a model written by :meth:`save`; it runs on ``device`` (a CPU-only machine works).
 
         Raises
@@ -569,7 +569,7 @@ class TSimCNE:
         return model
 
     @classmethod
-    def _from_payload(cls, payload: dict, device: str) -> "TSimCNE":
+    def _from_payload(cls, payload: dict, device: str) -> TSimCNE:
         """The model described by a checked payload; raises on damaged fields (turned into ModelFileError)."""
         params = dict(payload["params"])
         params["augmentations"] = AugmentationSettings.coerce(params["augmentations"])

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
-
 from torch import nn
 
 from .augment import AugmentationSettings, augment, make_generator

@@ -32,7 +32,14 @@ from .crosslink import GALLERY_NAME, link_map, link_opened_outputs
 from .layout import fit_camera, free_column_origin
 from .map_layer import create_map_layer, map_layer_name, outlier_scores, recolor, update_map_layer
 from .preview import augmentation_mosaic, preview_indices
-from .qt_helpers import MODEL_FILTER, Collapsible, WrappedLabel, ask_path_then, refill, scroll_layout
+from .qt_helpers import (
+    MODEL_FILTER,
+    Collapsible,
+    WrappedLabel,
+    ask_path_then,
+    refill,
+    scroll_layout,
+)
 from .tiling import cut_layer_into_tiles
 from .torch_runtime import preload_torch, release_device_memory
 

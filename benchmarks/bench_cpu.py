@@ -50,9 +50,14 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    return {"cpu": model, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "python": platform.python_version(),
-            "load_avg": [round(x, 2) for x in os.getloadavg()]}
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "load_avg": [round(x, 2) for x in os.getloadavg()],
+    }
 
 
 def _timed(fn):
@@ -82,8 +87,9 @@ def run_umap(x: np.ndarray) -> np.ndarray:
 BASELINES = {"pca": run_pca, "tsne": run_tsne, "umap": run_umap}
 
 
-def run_ours(tiles: np.ndarray, labels: np.ndarray, minutes: float, seed: int,
-             variant: str | None = None) -> tuple[dict, TSimCNE]:
+def run_ours(
+    tiles: np.ndarray, labels: np.ndarray, minutes: float, seed: int, variant: str | None = None
+) -> tuple[dict, TSimCNE]:
     """``variant``: "BACKBONE:WIDTH" instead of the automatic network (for comparing choices)."""
     network = {}
     if variant:
@@ -93,16 +99,30 @@ def run_ours(tiles: np.ndarray, labels: np.ndarray, minutes: float, seed: int,
     _, seconds = _timed(lambda: model.fit(tiles))
     costs = model.step_costs_
     result = {
-        "method": "ours" if not variant else f"ours, {variant}", "minutes": minutes, "wall_seconds": round(seconds, 1),
+        "method": "ours" if not variant else f"ours, {variant}",
+        "minutes": minutes,
+        "wall_seconds": round(seconds, 1),
         "knn15": round(knn_accuracy(model.embedding_, labels), 2),
-        "epochs": list(model.total_epochs_), "backbone": model.backbone_, "width": model.width_,
+        "epochs": list(model.total_epochs_),
+        "backbone": model.backbone_,
+        "width": model.width_,
         "batch_size": model.batch_size_,
-        "measured": {"full_step_s": round(costs.full_step, 4), "last_layer_step_s": round(costs.last_layer_step, 4),
-                     "embed_tile_ms": round(1000 * costs.embed_tile, 4),
-                     "train_views_per_second": round(2 * model.batch_size_ / costs.full_step, 1)},
+        "measured": {
+            "full_step_s": round(costs.full_step, 4),
+            "last_layer_step_s": round(costs.last_layer_step, 4),
+            "embed_tile_ms": round(1000 * costs.embed_tile, 4),
+            "train_views_per_second": round(2 * model.batch_size_ / costs.full_step, 1),
+        },
         "views_per_second_median": {
-            f"stage{s}": round(float(np.median([h["views_per_second"] for h in model.history_ if h["stage"] == s])), 1)
-            for s in (1, 2, 3) if any(h["stage"] == s for h in model.history_)},
+            f"stage{s}": round(
+                float(
+                    np.median([h["views_per_second"] for h in model.history_ if h["stage"] == s])
+                ),
+                1,
+            )
+            for s in (1, 2, 3)
+            if any(h["stage"] == s for h in model.history_)
+        },
     }
     return result, model
 
@@ -119,26 +139,55 @@ def mapping_speed(model: TSimCNE, tiles: np.ndarray) -> dict:
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=str(DEFAULT_DATA), help="npz with 'images' and 'labels' (default: %(default)s)")
-    p.add_argument("--minutes", type=float, nargs="+", default=[3.0, 10.0], help="our time budgets (default: 3 10)")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--data",
+        default=str(DEFAULT_DATA),
+        help="npz with 'images' and 'labels' (default: %(default)s)",
+    )
+    p.add_argument(
+        "--minutes",
+        type=float,
+        nargs="+",
+        default=[3.0, 10.0],
+        help="our time budgets (default: 3 10)",
+    )
     p.add_argument("--baselines", nargs="*", default=list(BASELINES), choices=list(BASELINES))
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--variant", action="append", default=[], metavar="BACKBONE:WIDTH",
-                   help="also run ours with this network instead of the automatic one (repeatable)")
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="BACKBONE:WIDTH",
+        help="also run ours with this network instead of the automatic one (repeatable)",
+    )
     p.add_argument("--no-auto", action="store_true", help="run only the --variant networks")
     p.add_argument("--out", default=None, help="append the JSON line to this file")
     args = p.parse_args(argv)
     with np.load(args.data) as d:
         tiles, labels = d["images"], d["labels"]
-    pixels = tiles.reshape(len(tiles), -1).astype(np.float32) / (255.0 if tiles.dtype == np.uint8 else 1.0)
-    result = {"benchmark": "cpu-maps", "package": f"napari-tsimcne {__version__}", "data": Path(args.data).name,
-              "n_tiles": int(len(tiles)), "tile_shape": list(tiles.shape[1:]), "machine": machine(), "runs": [],
-              "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+    pixels = tiles.reshape(len(tiles), -1).astype(np.float32) / (
+        255.0 if tiles.dtype == np.uint8 else 1.0
+    )
+    result = {
+        "benchmark": "cpu-maps",
+        "package": f"napari-tsimcne {__version__}",
+        "data": Path(args.data).name,
+        "n_tiles": int(len(tiles)),
+        "tile_shape": list(tiles.shape[1:]),
+        "machine": machine(),
+        "runs": [],
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
     for name in args.baselines:
         y, seconds = _timed(lambda: BASELINES[name](pixels))
-        run = {"method": f"{name} of the pixels", "wall_seconds": round(seconds, 1),
-               "knn15": round(knn_accuracy(y, labels), 2)}
+        run = {
+            "method": f"{name} of the pixels",
+            "wall_seconds": round(seconds, 1),
+            "knn15": round(knn_accuracy(y, labels), 2),
+        }
         print(run, file=sys.stderr, flush=True)
         result["runs"].append(run)
     model = None

@@ -43,23 +43,46 @@ from bench_common import emit
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "src") not in sys.path and (ROOT / "src").is_dir():
-    sys.path.insert(0, str(ROOT / "src"))  # run from a plain checkout (the device machine) without installing
+    sys.path.insert(
+        0, str(ROOT / "src")
+    )  # run from a plain checkout (the device machine) without installing
 
 from napari_tsimcne import TSimCNE, __version__, knn_accuracy  # noqa: E402
 from napari_tsimcne.core.device import device_name, resolve_device  # noqa: E402
 
-DEFAULT_DATA = ROOT / ".data" / "pbc28.npz" if (ROOT / ".data" / "pbc28.npz").exists() else ROOT.parent / "shared" / "data" / "pbc28.npz"
+DEFAULT_DATA = (
+    ROOT / ".data" / "pbc28.npz"
+    if (ROOT / ".data" / "pbc28.npz").exists()
+    else ROOT.parent / "shared" / "data" / "pbc28.npz"
+)
 # our augmentation preset -> the reference runner's closest set
-REFERENCE_AUGMENTATIONS = {"microscopy": "rotation", "fluorescence": "rotation", "natural": "natural"}
+REFERENCE_AUGMENTATIONS = {
+    "microscopy": "rotation",
+    "fluorescence": "rotation",
+    "natural": "natural",
+}
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=str(DEFAULT_DATA), help="npz with 'images' and 'labels' (default: %(default)s)")
-    p.add_argument("--subset", type=int, default=None, help="use a random subset of this many tiles (seed 0)")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--data",
+        default=str(DEFAULT_DATA),
+        help="npz with 'images' and 'labels' (default: %(default)s)",
+    )
+    p.add_argument(
+        "--subset", type=int, default=None, help="use a random subset of this many tiles (seed 0)"
+    )
     p.add_argument("--epochs", type=int, nargs=3, default=[40, 4, 16], metavar=("E1", "E2", "E3"))
-    p.add_argument("--budgets", nargs="+", default=None, metavar="E1/E2/E3",
-                   help="train once per budget (overrides --epochs) and report the curve of 15-NN vs fit time")
+    p.add_argument(
+        "--budgets",
+        nargs="+",
+        default=None,
+        metavar="E1/E2/E3",
+        help="train once per budget (overrides --epochs) and report the curve of 15-NN vs fit time",
+    )
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--augmentations", default="microscopy")
     p.add_argument("--device", default="auto")
@@ -68,16 +91,45 @@ def parse_args(argv=None):
     p.add_argument("--init-2d", default="pca", choices=["pca", "random"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
-    p.add_argument("--curve-every", type=int, default=0, metavar="N",
-                   help="evaluate every N epochs and at each stage's end (0: only after stage 1 and at the end)")
-    p.add_argument("--reference", action="store_true", help="also run tsimcne 0.3.12 on the same data (subprocess)")
+    p.add_argument(
+        "--curve-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="evaluate every N epochs and at each stage's end (0: only after stage 1 and at the end)",
+    )
+    p.add_argument(
+        "--reference",
+        action="store_true",
+        help="also run tsimcne 0.3.12 on the same data (subprocess)",
+    )
     p.add_argument("--reference-only", action="store_true", help="run only the reference")
-    p.add_argument("--reference-epochs", type=int, nargs=3, default=None, metavar=("E1", "E2", "E3"),
-                   help="the reference's budget (default: --epochs)")
-    p.add_argument("--reference-augmentations", default=None, choices=["rotation", "natural"],
-                   help="default: rotation for microscopy/fluorescence, natural for natural")
-    p.add_argument("--reference-workers", type=int, default=16, help="the reference's DataLoader workers (default 16)")
-    p.add_argument("--reference-timeout", type=float, default=None, help="seconds before the reference run is stopped")
+    p.add_argument(
+        "--reference-epochs",
+        type=int,
+        nargs=3,
+        default=None,
+        metavar=("E1", "E2", "E3"),
+        help="the reference's budget (default: --epochs)",
+    )
+    p.add_argument(
+        "--reference-augmentations",
+        default=None,
+        choices=["rotation", "natural"],
+        help="default: rotation for microscopy/fluorescence, natural for natural",
+    )
+    p.add_argument(
+        "--reference-workers",
+        type=int,
+        default=16,
+        help="the reference's DataLoader workers (default 16)",
+    )
+    p.add_argument(
+        "--reference-timeout",
+        type=float,
+        default=None,
+        help="seconds before the reference run is stopped",
+    )
     p.add_argument("--out", default=None, help="append the JSON line to this file")
     return p.parse_args(argv)
 
@@ -101,9 +153,17 @@ def run_ours(args, tiles: np.ndarray, labels: np.ndarray, epochs: list[int]) -> 
     device = resolve_device(args.device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    model = TSimCNE(total_epochs=tuple(epochs), batch_size=args.batch_size, augmentations=args.augmentations,
-                    device=str(device), random_state=args.seed, backbone=args.backbone, width=args.width,
-                    preview_every=0, init_2d=args.init_2d)
+    model = TSimCNE(
+        total_epochs=tuple(epochs),
+        batch_size=args.batch_size,
+        augmentations=args.augmentations,
+        device=str(device),
+        random_state=args.seed,
+        backbone=args.backbone,
+        width=args.width,
+        preview_every=0,
+        init_2d=args.init_2d,
+    )
     acc128 = None
     curve = []
     side = 0.0  # time spent on measurements inside the loop, not counted as fitting
@@ -112,7 +172,8 @@ def run_ours(args, tiles: np.ndarray, labels: np.ndarray, epochs: list[int]) -> 
     for ev in model.fit_iter(tiles):
         end_of_stage = ev.epoch == ev.stage_epochs
         want = (ev.stage == 1 and end_of_stage) or (
-            args.curve_every and (ev.global_epoch % args.curve_every == 0 or end_of_stage))
+            args.curve_every and (ev.global_epoch % args.curve_every == 0 or end_of_stage)
+        )
         if not want:
             continue
         _sync(device)
@@ -123,8 +184,15 @@ def run_ours(args, tiles: np.ndarray, labels: np.ndarray, epochs: list[int]) -> 
         if ev.stage == 1 and end_of_stage:
             acc128 = acc
         if args.curve_every:
-            curve.append({"global_epoch": ev.global_epoch, "stage": ev.stage, "train_seconds": round(train_seconds, 2),
-                          "space": f"{y.shape[1]}d", "knn15": round(acc, 2)})
+            curve.append(
+                {
+                    "global_epoch": ev.global_epoch,
+                    "stage": ev.stage,
+                    "train_seconds": round(train_seconds, 2),
+                    "space": f"{y.shape[1]}d",
+                    "knn15": round(acc, 2),
+                }
+            )
         side += time.perf_counter() - s0
     _sync(device)
     fit_seconds = time.perf_counter() - t0 - side
@@ -156,8 +224,12 @@ def run_ours(args, tiles: np.ndarray, labels: np.ndarray, epochs: list[int]) -> 
         "torch": torch.__version__,
         "python": platform.python_version(),
         "seconds_per_epoch_overall": round(fit_seconds / max(1, sum(epochs)), 4),
-        "seconds_per_epoch": {f"stage{k}": round(float(np.median(v)), 4) for k, v in per_stage.items() if v},
-        "views_per_second": {f"stage{k}": round(float(np.median(v)), 1) for k, v in views.items() if v},
+        "seconds_per_epoch": {
+            f"stage{k}": round(float(np.median(v)), 4) for k, v in per_stage.items() if v
+        },
+        "views_per_second": {
+            f"stage{k}": round(float(np.median(v)), 1) for k, v in views.items() if v
+        },
         "fit_seconds": round(fit_seconds, 2),
         "knn15_map_2d": round(knn_accuracy(y, labels), 2),
         "knn15_pretrain_128d": None if acc128 is None else round(acc128, 2),
@@ -173,10 +245,27 @@ def run_ours(args, tiles: np.ndarray, labels: np.ndarray, epochs: list[int]) -> 
 
 def run_reference(args, epochs: list[int]) -> dict:
     """tsimcne 0.3.12 on the same tiles, in a fresh process (its own CUDA context, matmul precision, workers)."""
-    aug = args.reference_augmentations or REFERENCE_AUGMENTATIONS.get(args.augmentations, "rotation")
-    cmd = [sys.executable, str(Path(__file__).resolve().parent / "reference_runner.py"), "--data", args.data,
-           "--epochs", *map(str, epochs), "--batch-size", str(args.batch_size), "--augmentations", aug,
-           "--num-workers", str(args.reference_workers), "--device", args.device, "--seed", str(args.seed)]
+    aug = args.reference_augmentations or REFERENCE_AUGMENTATIONS.get(
+        args.augmentations, "rotation"
+    )
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve().parent / "reference_runner.py"),
+        "--data",
+        args.data,
+        "--epochs",
+        *map(str, epochs),
+        "--batch-size",
+        str(args.batch_size),
+        "--augmentations",
+        aug,
+        "--num-workers",
+        str(args.reference_workers),
+        "--device",
+        args.device,
+        "--seed",
+        str(args.seed),
+    ]
     if args.subset:
         cmd += ["--subset", str(args.subset)]
     if args.threads:
@@ -191,16 +280,27 @@ def run_reference(args, epochs: list[int]) -> dict:
         return {"error": f"the reference did not finish within {args.reference_timeout} s"}
     lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
-        return {"error": f"the reference runner failed (exit {proc.returncode}); see its messages above"}
+        return {
+            "error": f"the reference runner failed (exit {proc.returncode}); see its messages above"
+        }
     return json.loads(lines[-1])
 
 
 def _table(ours: dict, ref: dict) -> str:
-    rows = [("package", "package"), ("device", "device"), ("n_tiles", "n_tiles"), ("epochs", "epochs"),
-            ("augmentations", "augmentations"), ("s/epoch (fit / epochs)", "seconds_per_epoch_overall"),
-            ("s/epoch by stage (median)", "seconds_per_epoch"), ("fit seconds", "fit_seconds"),
-            ("15-NN map 2D %", "knn15_map_2d"), ("15-NN 128-D %", "knn15_pretrain_128d"),
-            ("15-NN backbone %", "knn15_backbone_features"), ("transform tiles/s", "transform_tiles_per_second")]
+    rows = [
+        ("package", "package"),
+        ("device", "device"),
+        ("n_tiles", "n_tiles"),
+        ("epochs", "epochs"),
+        ("augmentations", "augmentations"),
+        ("s/epoch (fit / epochs)", "seconds_per_epoch_overall"),
+        ("s/epoch by stage (median)", "seconds_per_epoch"),
+        ("fit seconds", "fit_seconds"),
+        ("15-NN map 2D %", "knn15_map_2d"),
+        ("15-NN 128-D %", "knn15_pretrain_128d"),
+        ("15-NN backbone %", "knn15_backbone_features"),
+        ("transform tiles/s", "transform_tiles_per_second"),
+    ]
 
     def fmt(v):
         if isinstance(v, dict):
@@ -230,7 +330,9 @@ def main(argv=None) -> dict:
         torch.set_num_threads(args.threads)
     tiles, labels = load_tiles(args.data, args.subset)
     if resolve_device(args.device).type == "cuda":
-        torch.zeros(1, device="cuda")  # create the CUDA context before any clock starts (the reference runner does too)
+        torch.zeros(
+            1, device="cuda"
+        )  # create the CUDA context before any clock starts (the reference runner does too)
     ours = None
     if not args.reference_only:
         if args.budgets:
@@ -239,9 +341,18 @@ def main(argv=None) -> dict:
                 r = run_ours(args, tiles, labels, _parse_budget(b))
                 print(json.dumps(r), file=sys.stderr, flush=True)
                 runs.append(r)
-            ours = {"benchmark": "fit-budgets", "runs": runs,
-                    "curve": [{"epochs": r["epochs"], "fit_seconds": r["fit_seconds"],
-                               "knn15_map_2d": r["knn15_map_2d"]} for r in runs]}
+            ours = {
+                "benchmark": "fit-budgets",
+                "runs": runs,
+                "curve": [
+                    {
+                        "epochs": r["epochs"],
+                        "fit_seconds": r["fit_seconds"],
+                        "knn15_map_2d": r["knn15_map_2d"],
+                    }
+                    for r in runs
+                ],
+            }
         else:
             ours = run_ours(args, tiles, labels, args.epochs)
     result = ours
@@ -254,8 +365,11 @@ def main(argv=None) -> dict:
         single = ours if (ours and "runs" not in ours) else (ours["runs"][-1] if ours else {})
         if single and "error" not in ref:
             result["speedup_seconds_per_epoch"] = round(
-                ref["seconds_per_epoch_overall"] / single["seconds_per_epoch_overall"], 2)
-            result["knn15_map_2d_difference"] = round(single["knn15_map_2d"] - ref["knn15_map_2d"], 2)
+                ref["seconds_per_epoch_overall"] / single["seconds_per_epoch_overall"], 2
+            )
+            result["knn15_map_2d_difference"] = round(
+                single["knn15_map_2d"] - ref["knn15_map_2d"], 2
+            )
         print(_table(single, ref), file=sys.stderr, flush=True)
     return emit(result, args.out)
 

@@ -117,8 +117,10 @@ def summary(labels: np.ndarray) -> dict:
     dict
         ``n_clusters`` and ``noise_fraction``.
     """
-    return {"n_clusters": int(len(set(labels.tolist()) - {-1})),
-            "noise_fraction": round(float(np.mean(labels == -1)), 4)}
+    return {
+        "n_clusters": int(len(set(labels.tolist()) - {-1})),
+        "noise_fraction": round(float(np.mean(labels == -1)), 4),
+    }
 
 
 def compare(points: np.ndarray, min_cluster_size: int) -> dict:
@@ -145,8 +147,11 @@ def compare(points: np.ndarray, min_cluster_size: int) -> dict:
     t1 = time.perf_counter()
     fast = FastHDBSCAN(min_cluster_size=min_cluster_size).fit_predict(points)
     t2 = time.perf_counter()
-    print(f"  fast-hdbscan: {t1 - t0:.1f} s (first call), {t2 - t1:.1f} s", file=sys.stderr,
-          flush=True)
+    print(
+        f"  fast-hdbscan: {t1 - t0:.1f} s (first call), {t2 - t1:.1f} s",
+        file=sys.stderr,
+        flush=True,
+    )
     sk = HDBSCAN(min_cluster_size=min_cluster_size, copy=True).fit_predict(points)
     t3 = time.perf_counter()
     print(f"  scikit-learn: {t3 - t2:.1f} s", file=sys.stderr, flush=True)
@@ -159,8 +164,9 @@ def compare(points: np.ndarray, min_cluster_size: int) -> dict:
         "sklearn_s": round(t3 - t2, 2),
         "speedup": round((t3 - t2) / max(t2 - t1, 1e-9), 1),
         "adjusted_rand_index": round(float(ari), 4),
-        "adjusted_rand_index_clustered_by_both":
-            round(float(adjusted_rand_score(sk[both], fast[both])), 4),
+        "adjusted_rand_index_clustered_by_both": round(
+            float(adjusted_rand_score(sk[both], fast[both])), 4
+        ),
         "first_call_same_labels": bool(np.array_equal(fast_first, fast)),
         "fast_hdbscan": summary(fast),
         "sklearn": summary(sk),
@@ -180,13 +186,17 @@ def first_use_s(n_points: int = 2000) -> float:
     float
         Wall-clock seconds of the whole process, numba's compilation included.
     """
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); from bench_hdbscan import gaussian_mixture\n"
-            "from fast_hdbscan import HDBSCAN\n"
-            f"HDBSCAN(min_cluster_size=20).fit_predict(gaussian_mixture({n_points}))")
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); from bench_hdbscan import gaussian_mixture\n"
+        "from fast_hdbscan import HDBSCAN\n"
+        f"HDBSCAN(min_cluster_size=20).fit_predict(gaussian_mixture({n_points}))"
+    )
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "NUMBA_CACHE_DIR": cache}
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent)], env=env, check=True)
+        subprocess.run(
+            [sys.executable, "-c", code, str(Path(__file__).parent)], env=env, check=True
+        )
         return time.perf_counter() - t0
 
 
@@ -216,9 +226,14 @@ def sweep(sizes: list[int], min_cluster_size: int) -> list[dict]:
         t1 = time.perf_counter()
         HDBSCAN(min_cluster_size=min_cluster_size, copy=True).fit_predict(points)
         t2 = time.perf_counter()
-        rows.append({"n_points": n, "fast_hdbscan_s": round(t1 - t0, 2), "sklearn_s": round(t2 - t1, 2)})
-        print(f"  {n:,} points: fast-hdbscan {t1 - t0:.2f} s, scikit-learn {t2 - t1:.2f} s",
-              file=sys.stderr, flush=True)
+        rows.append(
+            {"n_points": n, "fast_hdbscan_s": round(t1 - t0, 2), "sklearn_s": round(t2 - t1, 2)}
+        )
+        print(
+            f"  {n:,} points: fast-hdbscan {t1 - t0:.2f} s, scikit-learn {t2 - t1:.2f} s",
+            file=sys.stderr,
+            flush=True,
+        )
     return rows
 
 
@@ -237,27 +252,40 @@ def main(argv: list[str] | None = None) -> dict:
         ``crossover`` and ``fast_hdbscan_first_use_s``.
     """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-points", type=int, default=100_000,
-                        help="points per set (default: %(default)s)")
+    parser.add_argument(
+        "--n-points", type=int, default=100_000, help="points per set (default: %(default)s)"
+    )
     parser.add_argument("--min-cluster-size", type=int, default=20, help="(default: %(default)s)")
-    parser.add_argument("--sizes", type=int, nargs="*", default=[5_000, 10_000, 20_000, 50_000],
-                        help="mixture sizes for the crossover (default: %(default)s)")
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="*",
+        default=[5_000, 10_000, 20_000, 50_000],
+        help="mixture sizes for the crossover (default: %(default)s)",
+    )
     parser.add_argument("--out", help="JSON file to write")
     args = parser.parse_args(argv)
 
     t0 = time.perf_counter()
     import fast_hdbscan  # noqa: F401 - timed: numba comes with it
+
     import_s = time.perf_counter() - t0
     from importlib.metadata import version
 
     import sklearn
 
     result: dict = {
-        "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                    "cpu_count": os.cpu_count(),
-                    "load_average_1min_start": round(os.getloadavg()[0], 2)},
-        "versions": {"fast-hdbscan": version("fast-hdbscan"), "numba": version("numba"),
-                     "scikit-learn": sklearn.__version__},
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpu_count": os.cpu_count(),
+            "load_average_1min_start": round(os.getloadavg()[0], 2),
+        },
+        "versions": {
+            "fast-hdbscan": version("fast-hdbscan"),
+            "numba": version("numba"),
+            "scikit-learn": sklearn.__version__,
+        },
         "min_cluster_size": args.min_cluster_size,
         "import_fast_hdbscan_s": round(import_s, 2),
     }

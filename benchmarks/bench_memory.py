@@ -70,13 +70,16 @@ def make_stack(path: Path, n: int, size: int, channels: int, chunk: int = 10_000
     """Write a .npy of ``n`` uint8 tiles (smooth blobs plus noise), chunk by chunk."""
     if path.exists() and np.load(path, mmap_mode="r").shape == (n, size, size, channels):
         return
-    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(n, size, size, channels))
+    out = np.lib.format.open_memmap(
+        path, mode="w+", dtype=np.uint8, shape=(n, size, size, channels)
+    )
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[:size, :size] / size
     for start in range(0, n, chunk):
         m = min(chunk, n - start)
-        cy, cx, r = rng.random((3, m, 1, 1)) * np.array([0.6, 0.6, 0.3]).reshape(3, 1, 1, 1) \
-            + np.array([0.2, 0.2, 0.1]).reshape(3, 1, 1, 1)
+        cy, cx, r = rng.random((3, m, 1, 1)) * np.array([0.6, 0.6, 0.3]).reshape(
+            3, 1, 1, 1
+        ) + np.array([0.2, 0.2, 0.1]).reshape(3, 1, 1, 1)
         blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r**2))
         colour = rng.random((m, 1, 1, channels))
         tiles = 200 * blob[..., None] * colour + rng.integers(0, 40, (m, size, size, channels))
@@ -120,8 +123,16 @@ def child(args: argparse.Namespace) -> dict:
     n_used = min(len(X), args.steps * args.batch_size)
     real_store = estimator.TileStore
     estimator.TileStore = lambda *a, **k: SampledStore.wrap(real_store(*a, **k), n_used)
-    model = TSimCNE(total_epochs=(1, 0, 0), batch_size=args.batch_size, backbone="resnet10", width=args.width,
-                    device="cpu", random_state=0, preview_every=0, embed_batch_size=args.embed_batch_size)
+    model = TSimCNE(
+        total_epochs=(1, 0, 0),
+        batch_size=args.batch_size,
+        backbone="resnet10",
+        width=args.width,
+        device="cpu",
+        random_state=0,
+        preview_every=0,
+        embed_batch_size=args.embed_batch_size,
+    )
     events = model.fit_iter(X)
     marks["store_built"] = _status()
     store_shares_input = bool(np.shares_memory(model_store_array(events), X))
@@ -138,21 +149,36 @@ def child(args: argparse.Namespace) -> dict:
     end = _status()
     raw = X.nbytes
     return {
-        "benchmark": "memory", "case": args.case, "n_tiles": int(len(X)), "tile_shape": list(X.shape[1:]),
-        "dtype": str(X.dtype), "raw_gb": round(raw / GB, 3),
-        "peak_rss_gb": round(end["VmHWM"] / GB, 3), "ratio": round(end["VmHWM"] / raw, 3),
+        "benchmark": "memory",
+        "case": args.case,
+        "n_tiles": int(len(X)),
+        "tile_shape": list(X.shape[1:]),
+        "dtype": str(X.dtype),
+        "raw_gb": round(raw / GB, 3),
+        "peak_rss_gb": round(end["VmHWM"] / GB, 3),
+        "ratio": round(end["VmHWM"] / raw, 3),
         "peak_anon_gb": round(max(sampler.peak, end["RssAnon"]) / GB, 3),
         "anon_ratio": round(max(sampler.peak, end["RssAnon"]) / raw, 3),
         "end_rss_file_gb": round(end["RssFile"] / GB, 3),
         "phases_vmhwm_gb": {k: round(v["VmHWM"] / GB, 3) for k, v in marks.items()},
         "phases_rss_anon_gb": {k: round(v["RssAnon"] / GB, 3) for k, v in marks.items()},
-        "store_shares_input": store_shares_input, "embedding_shape": list(y.shape),
-        "seconds": {"setup": round(t_fit - t0, 1), "train_steps": round(t_emb - t_fit, 1),
-                    "transform": round(time.perf_counter() - t_emb, 1)},
-        "settings": {"steps": args.steps, "batch_size": args.batch_size, "embed_batch_size": args.embed_batch_size,
-                     "backbone": "resnet10", "width": args.width, "device": "cpu"},
+        "store_shares_input": store_shares_input,
+        "embedding_shape": list(y.shape),
+        "seconds": {
+            "setup": round(t_fit - t0, 1),
+            "train_steps": round(t_emb - t_fit, 1),
+            "transform": round(time.perf_counter() - t_emb, 1),
+        },
+        "settings": {
+            "steps": args.steps,
+            "batch_size": args.batch_size,
+            "embed_batch_size": args.embed_batch_size,
+            "backbone": "resnet10",
+            "width": args.width,
+            "device": "cpu",
+        },
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, "
-                   f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM",
+        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM",
         "torch_threads": torch.get_num_threads(),
     }
 
@@ -168,14 +194,22 @@ def main() -> None:
     p.add_argument("--n-tiles", type=int, default=200_000)
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--channels", type=int, default=3)
-    p.add_argument("--cases", nargs="+", default=["memmap", "inmemory"], choices=["memmap", "inmemory"])
+    p.add_argument(
+        "--cases", nargs="+", default=["memmap", "inmemory"], choices=["memmap", "inmemory"]
+    )
     p.add_argument("--steps", type=int, default=20, help="training steps (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--embed-batch-size", type=int, default=1024)
     p.add_argument("--width", type=int, default=4)
-    p.add_argument("--workdir", default="/tmp/tsimcne-bench-memory", help="where the .npy stack is written")
-    p.add_argument("--out", default=None, help="JSON-lines file to append to (default: benchmarks/results/"
-                                               "memory-cpu-<cores>core_<n>k-<size>x<size>x<channels>.jsonl)")
+    p.add_argument(
+        "--workdir", default="/tmp/tsimcne-bench-memory", help="where the .npy stack is written"
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        help="JSON-lines file to append to (default: benchmarks/results/"
+        "memory-cpu-<cores>core_<n>k-<size>x<size>x<channels>.jsonl)",
+    )
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--case", default=None, help=argparse.SUPPRESS)
     p.add_argument("--npy", default=None, help=argparse.SUPPRESS)
@@ -187,12 +221,31 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     npy = work / f"stack_{args.n_tiles}_{args.size}x{args.size}x{args.channels}.npy"
     make_stack(npy, args.n_tiles, args.size, args.channels)
-    out = Path(args.out or ROOT / "benchmarks" / "results" /
-               f"memory-cpu-{os.cpu_count()}core_{args.n_tiles // 1000}k-{args.size}x{args.size}x{args.channels}.jsonl")
+    out = Path(
+        args.out
+        or ROOT
+        / "benchmarks"
+        / "results"
+        / f"memory-cpu-{os.cpu_count()}core_{args.n_tiles // 1000}k-{args.size}x{args.size}x{args.channels}.jsonl"
+    )
     for case in args.cases:
-        cmd = [sys.executable, __file__, "--child", "--case", case, "--npy", str(npy), "--steps", str(args.steps),
-               "--batch-size", str(args.batch_size), "--embed-batch-size", str(args.embed_batch_size),
-               "--width", str(args.width)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            "--case",
+            case,
+            "--npy",
+            str(npy),
+            "--steps",
+            str(args.steps),
+            "--batch-size",
+            str(args.batch_size),
+            "--embed-batch-size",
+            str(args.embed_batch_size),
+            "--width",
+            str(args.width),
+        ]
         res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         if res.returncode != 0:
             sys.exit(f"case {case} failed:\n{res.stderr}")

@@ -59,7 +59,11 @@ def auroc(is_artefact: np.ndarray, score: np.ndarray) -> float:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", default=None, help=f"labelled .npz (default: {PBC_FILE} in the shared data folder)")
+    p.add_argument(
+        "--data",
+        default=None,
+        help=f"labelled .npz (default: {PBC_FILE} in the shared data folder)",
+    )
     p.add_argument("--n-cells", type=int, default=2000)
     p.add_argument("--n-artefacts", type=int, default=20, help="per kind")
     p.add_argument("--epochs", type=int, nargs=3, default=[15, 2, 4])
@@ -72,7 +76,9 @@ def main(argv=None) -> dict:
 
     path = Path(args.data) if args.data else find_data_file(PBC_FILE)
     if path is None or not path.is_file():
-        sys.exit(f"{path} not found: pass --data with a labelled .npz of RGB tiles (e.g. pbc28.npz).")
+        sys.exit(
+            f"{path} not found: pass --data with a labelled .npz of RGB tiles (e.g. pbc28.npz)."
+        )
     with np.load(path) as f:
         images = f["images"]
     rng = np.random.default_rng(args.seed)
@@ -81,8 +87,14 @@ def main(argv=None) -> dict:
     tiles = np.concatenate([cells, *artefacts.values()])
     is_artefact = np.r_[np.zeros(len(cells)), np.ones(len(tiles) - len(cells))]
 
-    model = TSimCNE(total_epochs=tuple(args.epochs), batch_size=args.batch_size, width=args.width,
-                    device=args.device, random_state=args.seed, preview_every=0)
+    model = TSimCNE(
+        total_epochs=tuple(args.epochs),
+        batch_size=args.batch_size,
+        width=args.width,
+        device=args.device,
+        random_state=args.seed,
+        preview_every=0,
+    )
     t0 = time.perf_counter()
     model.fit(tiles)
     fit_s = time.perf_counter() - t0
@@ -107,12 +119,24 @@ def main(argv=None) -> dict:
     for name, row in table.items():
         print(f"{name:26s} " + "  ".join(f"{k} {v:.2f}" for k, v in row.items()), file=sys.stderr)
     result = {
-        "benchmark": "outliers", "package": f"napari-tsimcne {__version__}", "data": path.name,
-        "n_cells": len(cells), "n_artefacts_per_kind": args.n_artefacts, "kinds": list(artefacts),
-        "plugin_k": outlier_neighbours(len(tiles)), "auroc": table,
-        "settings": {"epochs": args.epochs, "batch_size": args.batch_size, "width": args.width,
-                     "seed": args.seed, "device": str(model.device_)},
-        "fit_seconds": round(fit_s, 1), "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores", "torch_threads": torch.get_num_threads(),
+        "benchmark": "outliers",
+        "package": f"napari-tsimcne {__version__}",
+        "data": path.name,
+        "n_cells": len(cells),
+        "n_artefacts_per_kind": args.n_artefacts,
+        "kinds": list(artefacts),
+        "plugin_k": outlier_neighbours(len(tiles)),
+        "auroc": table,
+        "settings": {
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "width": args.width,
+            "seed": args.seed,
+            "device": str(model.device_),
+        },
+        "fit_seconds": round(fit_s, 1),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
+        "torch_threads": torch.get_num_threads(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     return emit(result, args.out)

@@ -38,7 +38,9 @@ def clustered_map(n: int, n_clusters: int = 30, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     centres = rng.uniform(-50, 50, (n_clusters, 2))
     which = rng.integers(0, n_clusters, n)
-    return centres[which] + rng.normal(scale=rng.uniform(1, 4, n_clusters)[which, None], size=(n, 2))
+    return centres[which] + rng.normal(
+        scale=rng.uniform(1, 4, n_clusters)[which, None], size=(n, 2)
+    )
 
 
 def process(app, seconds: float = 0.0) -> None:
@@ -61,7 +63,9 @@ def bench_selection(viewer, train, app, n_points: int, n_select: int, repeats: i
     times = []
     for i in range(repeats + 1):
         centre = points.data[rng.integers(n_points)]
-        chosen = np.argsort(np.sum((points.data - centre) ** 2, axis=1))[:n_select]  # a compact group
+        chosen = np.argsort(np.sum((points.data - centre) ** 2, axis=1))[
+            :n_select
+        ]  # a compact group
         t0 = time.perf_counter()
         points.selected_data = set(chosen.tolist())
         app.processEvents()
@@ -89,10 +93,14 @@ def bench_selection(viewer, train, app, n_points: int, n_select: int, repeats: i
     lasso_s = time.perf_counter() - t0
     viewer.layers.clear()
     return {
-        "n_points": n_points, "n_selected": n_select, "repeats": repeats, "map_create_s": round(create_s, 3),
+        "n_points": n_points,
+        "n_selected": n_select,
+        "repeats": repeats,
+        "map_create_s": round(create_s, 3),
         "select_to_gallery_ms_median": round(1000 * float(np.median(times)), 1),
         "select_to_gallery_ms_max": round(1000 * float(np.max(times)), 1),
-        "lasso_polygon_test_ms": round(1000 * lasso_s, 1), "lasso_inside": int(len(inside)),
+        "lasso_polygon_test_ms": round(1000 * lasso_s, 1),
+        "lasso_inside": int(len(inside)),
         "map_refresh_ms_median": round(1000 * float(np.median(refresh)), 1),
     }
 
@@ -126,11 +134,19 @@ def bench_training_stalls(viewer, train, app, n_tiles: int, seconds: float, sett
     timer.stop()
     gaps = np.diff(np.asarray(ticks)) * 1000
     return {
-        "n_tiles": int(len(sample.tiles)), "tile_shape": list(sample.tiles.shape[1:]), "train_settings": settings,
-        "start_training_call_ms": round(1000 * start_s, 1), "train_s": round(train_s, 1), "epochs_seen": len(refreshes), "map_refreshes": int(sum(refreshes)),
-        "timer_ms": 10, "ticks": int(len(gaps)),
-        "gap_ms_max": round(float(gaps.max()), 1), "gap_ms_p99": round(float(np.percentile(gaps, 99)), 1),
-        "gap_ms_median": round(float(np.median(gaps)), 1), "gaps_over_100ms": int((gaps > 100).sum()),
+        "n_tiles": int(len(sample.tiles)),
+        "tile_shape": list(sample.tiles.shape[1:]),
+        "train_settings": settings,
+        "start_training_call_ms": round(1000 * start_s, 1),
+        "train_s": round(train_s, 1),
+        "epochs_seen": len(refreshes),
+        "map_refreshes": int(sum(refreshes)),
+        "timer_ms": 10,
+        "ticks": int(len(gaps)),
+        "gap_ms_max": round(float(gaps.max()), 1),
+        "gap_ms_p99": round(float(np.percentile(gaps, 99)), 1),
+        "gap_ms_median": round(float(np.median(gaps)), 1),
+        "gaps_over_100ms": int((gaps > 100).sum()),
     }
 
 
@@ -150,12 +166,30 @@ def main() -> int:
     _, train = viewer.window.add_plugin_dock_widget("napari-tsimcne", "Train map")
     _, annotate = viewer.window.add_plugin_dock_widget("napari-tsimcne", "Annotate map")
     process(app, 0.5)
-    result = {"benchmark": "plugin", "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-              "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0],
-                          "napari": napari.__version__, "load_avg_at_start": [round(v, 2) for v in os.getloadavg()]}}
-    result["selection"] = bench_selection(viewer, train, app, args.points, args.select, args.repeats)
-    settings = {"epochs": (6, 1, 2), "batch_size": 256, "device": "cpu", "backbone": "resnet10", "width": 8}
-    result["training"] = bench_training_stalls(viewer, train, app, args.train_tiles, args.train_seconds, settings)
+    result = {
+        "benchmark": "plugin",
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": sys.version.split()[0],
+            "napari": napari.__version__,
+            "load_avg_at_start": [round(v, 2) for v in os.getloadavg()],
+        },
+    }
+    result["selection"] = bench_selection(
+        viewer, train, app, args.points, args.select, args.repeats
+    )
+    settings = {
+        "epochs": (6, 1, 2),
+        "batch_size": 256,
+        "device": "cpu",
+        "backbone": "resnet10",
+        "width": 8,
+    }
+    result["training"] = bench_training_stalls(
+        viewer, train, app, args.train_tiles, args.train_seconds, settings
+    )
     result["machine"]["load_avg_at_end"] = [round(v, 2) for v in os.getloadavg()]
     line = json.dumps(result)
     print(line)

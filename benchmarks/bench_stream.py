@@ -53,30 +53,61 @@ from napari_tsimcne.core.device import device_name, resolve_device  # noqa: E402
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--n", type=int, default=2_000_000, help="tiles in the synthetic stack (default %(default)s)")
-    p.add_argument("--size", type=int, default=64, help="tile height and width (default %(default)s)")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--n",
+        type=int,
+        default=2_000_000,
+        help="tiles in the synthetic stack (default %(default)s)",
+    )
+    p.add_argument(
+        "--size", type=int, default=64, help="tile height and width (default %(default)s)"
+    )
     p.add_argument("--channels", type=int, default=3)
     p.add_argument("--classes", type=int, default=16, help="prototypes the tiles are made from")
-    p.add_argument("--steps", type=int, default=150, help="training steps per epoch (default %(default)s)")
-    p.add_argument("--epochs", type=int, default=2, help="stage-1 epochs (default %(default)s; the first warms up)")
+    p.add_argument(
+        "--steps", type=int, default=150, help="training steps per epoch (default %(default)s)"
+    )
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=2,
+        help="stage-1 epochs (default %(default)s; the first warms up)",
+    )
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--augmentations", default="microscopy")
     p.add_argument("--backbone", default="resnet18")
     p.add_argument("--width", type=int, default=64)
     p.add_argument("--device", default="auto")
-    p.add_argument("--transform-tiles", type=int, default=500_000, help="tiles to embed for the transform rate (0: all)")
-    p.add_argument("--gather-batches", type=int, default=50, help="batches for the store-only streaming rate")
-    p.add_argument("--no-force-stream", dest="force_stream", action="store_false",
-                   help="let TileStore decide (on the GPU if the stack needs < half the free GPU memory)")
-    p.add_argument("--sample-interval", type=float, default=0.5, help="seconds between GPU utilisation samples")
+    p.add_argument(
+        "--transform-tiles",
+        type=int,
+        default=500_000,
+        help="tiles to embed for the transform rate (0: all)",
+    )
+    p.add_argument(
+        "--gather-batches", type=int, default=50, help="batches for the store-only streaming rate"
+    )
+    p.add_argument(
+        "--no-force-stream",
+        dest="force_stream",
+        action="store_false",
+        help="let TileStore decide (on the GPU if the stack needs < half the free GPU memory)",
+    )
+    p.add_argument(
+        "--sample-interval", type=float, default=0.5, help="seconds between GPU utilisation samples"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     p.add_argument("--out", default=None, help="append the JSON line to this file")
     return p.parse_args(argv)
 
 
-def make_stack(n: int, size: int, channels: int, classes: int, seed: int, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+def make_stack(
+    n: int, size: int, channels: int, classes: int, seed: int, chunk: int = 4096
+) -> tuple[np.ndarray, np.ndarray]:
     """(n, size, size, channels) uint8 tiles: smooth prototypes + noise, and their class labels.
 
     Each chunk of tiles copies its prototypes and adds a random window of a
@@ -84,8 +115,12 @@ def make_stack(n: int, size: int, channels: int, classes: int, seed: int, chunk:
     """
     g = torch.Generator().manual_seed(seed)
     coarse = torch.rand(classes, channels, 4, 4, generator=g)
-    protos = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False)
-    protos = (protos.clamp(0, 1) * 200).to(torch.uint8).permute(0, 2, 3, 1).contiguous()  # (classes, S, S, C)
+    protos = torch.nn.functional.interpolate(
+        coarse, size=(size, size), mode="bicubic", align_corners=False
+    )
+    protos = (
+        (protos.clamp(0, 1) * 200).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+    )  # (classes, S, S, C)
     pool = 2 * chunk
     noise = torch.randint(0, 56, (pool, size, size, channels), generator=g, dtype=torch.uint8)
     labels = torch.randint(0, classes, (n,), generator=g)
@@ -107,9 +142,17 @@ class _SampledStore:
 
     def __init__(self, inner, m: int, seed: int):
         self.inner = inner
-        self.pick = torch.randperm(inner.n_tiles, generator=torch.Generator().manual_seed(seed))[:m].sort().values
+        self.pick = (
+            torch.randperm(inner.n_tiles, generator=torch.Generator().manual_seed(seed))[:m]
+            .sort()
+            .values
+        )
         self.n_tiles = int(len(self.pick))
-        self.device, self.on_device, self.normalization = inner.device, inner.on_device, inner.normalization
+        self.device, self.on_device, self.normalization = (
+            inner.device,
+            inner.on_device,
+            inner.normalization,
+        )
 
     def __len__(self):
         return self.n_tiles
@@ -138,8 +181,22 @@ class GpuSampler(threading.Thread):
 
     def read(self):
         if self.smi:
-            out = subprocess.run([self.smi, "--query-gpu=utilization.gpu,memory.used", "--format=csv,noheader,nounits",
-                                  "-i", "0"], capture_output=True, text=True, timeout=5).stdout.strip().splitlines()[0]
+            out = (
+                subprocess.run(
+                    [
+                        self.smi,
+                        "--query-gpu=utilization.gpu,memory.used",
+                        "--format=csv,noheader,nounits",
+                        "-i",
+                        "0",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=5,
+                )
+                .stdout.strip()
+                .splitlines()[0]
+            )
             u, m = (float(x) for x in out.split(","))
             return u, m
         return float(torch.cuda.utilization()), float("nan")
@@ -158,8 +215,12 @@ class GpuSampler(threading.Thread):
         if not s:
             return None
         u = np.array([x[0] for x in s])
-        return {"mean": round(float(u.mean()), 1), "median": round(float(np.median(u)), 1), "samples": len(s),
-                "max_memory_used_mib": round(float(np.nanmax([x[1] for x in s])), 0)}
+        return {
+            "mean": round(float(u.mean()), 1),
+            "median": round(float(np.median(u)), 1),
+            "samples": len(s),
+            "max_memory_used_mib": round(float(np.nanmax([x[1] for x in s])), 0),
+        }
 
 
 def _host_memory_gib() -> dict:
@@ -184,10 +245,16 @@ def main(argv=None) -> dict:
     t = time.perf_counter()
     stack, labels = make_stack(args.n, args.size, args.channels, args.classes, args.seed)
     generate_seconds = time.perf_counter() - t
-    print(f"generated {stack.shape} uint8 ({stack.nbytes / 1e9:.1f} GB) in {generate_seconds:.1f} s", file=sys.stderr, flush=True)
+    print(
+        f"generated {stack.shape} uint8 ({stack.nbytes / 1e9:.1f} GB) in {generate_seconds:.1f} s",
+        file=sys.stderr,
+        flush=True,
+    )
 
     if args.force_stream:
-        store_module._fits_on_device = lambda nbytes, dev: False  # bench only: every CUDA store stays in pinned host memory
+        store_module._fits_on_device = lambda nbytes, dev: (
+            False
+        )  # bench only: every CUDA store stays in pinned host memory
     created = []
     real_store = estimator_module.TileStore
     m = args.steps * args.batch_size
@@ -201,9 +268,16 @@ def main(argv=None) -> dict:
     if sampler:
         sampler.start()
         torch.cuda.reset_peak_memory_stats(device)
-    model = TSimCNE(total_epochs=(args.epochs, 0, 0), batch_size=args.batch_size, augmentations=args.augmentations,
-                    device=str(device), random_state=args.seed, backbone=args.backbone, width=args.width,
-                    preview_every=0)
+    model = TSimCNE(
+        total_epochs=(args.epochs, 0, 0),
+        batch_size=args.batch_size,
+        augmentations=args.augmentations,
+        device=str(device),
+        random_state=args.seed,
+        backbone=args.backbone,
+        width=args.width,
+        preview_every=0,
+    )
     estimator_module.TileStore = sampled_store
     try:
         t = time.perf_counter()
@@ -212,8 +286,15 @@ def main(argv=None) -> dict:
     finally:
         estimator_module.TileStore = real_store
     inner = created[0]
-    store_on_gpu, store_pinned = bool(inner.on_device), bool(inner.data.is_pinned()) if cuda else False
-    print(f"store built in {store_seconds:.1f} s (on the device: {inner.on_device}); training", file=sys.stderr, flush=True)
+    store_on_gpu, store_pinned = (
+        bool(inner.on_device),
+        bool(inner.data.is_pinned()) if cuda else False,
+    )
+    print(
+        f"store built in {store_seconds:.1f} s (on the device: {inner.on_device}); training",
+        file=sys.stderr,
+        flush=True,
+    )
     t_train0 = time.perf_counter()
     epoch_marks = [t_train0]
     for _ev in it:
@@ -250,8 +331,14 @@ def main(argv=None) -> dict:
     if sampler:
         sampler.stop_event.set()
 
-    train_epochs = [{"epoch": h["epoch"], "seconds": round(h["seconds"], 3), "views_per_second": round(h["views_per_second"], 1)}
-                    for h in history]
+    train_epochs = [
+        {
+            "epoch": h["epoch"],
+            "seconds": round(h["seconds"], 3),
+            "views_per_second": round(h["views_per_second"], 1),
+        }
+        for h in history
+    ]
     result = {
         "benchmark": "stream",
         "package": f"napari-tsimcne {__version__}",
@@ -275,7 +362,9 @@ def main(argv=None) -> dict:
         "views_per_second": train_epochs[-1]["views_per_second"] if train_epochs else None,
         "train_seconds": round(t_train1 - t_train0, 2),
         "gpu_utilisation_percent": sampler.summary(t_train0, t_train1) if sampler else None,
-        "stream_only_tiles_per_second": round(max(1, args.gather_batches) * args.batch_size / gather_seconds, 1),
+        "stream_only_tiles_per_second": round(
+            max(1, args.gather_batches) * args.batch_size / gather_seconds, 1
+        ),
         "transform_tiles": n_tr,
         "transform_seconds": round(transform_seconds, 2),
         "transform_tiles_per_second": round(n_tr / transform_seconds, 1),

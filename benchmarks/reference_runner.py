@@ -56,17 +56,37 @@ from PIL import Image  # noqa: E402
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=None, help="npz with 'images' and 'labels' (default: as bench_fit.py)")
-    p.add_argument("--subset", type=int, default=None, help="random subset of this many tiles (seed 0, as bench_fit.py)")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--data", default=None, help="npz with 'images' and 'labels' (default: as bench_fit.py)"
+    )
+    p.add_argument(
+        "--subset",
+        type=int,
+        default=None,
+        help="random subset of this many tiles (seed 0, as bench_fit.py)",
+    )
     p.add_argument("--epochs", type=int, nargs=3, default=[40, 4, 16], metavar=("E1", "E2", "E3"))
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--augmentations", default="rotation", choices=["rotation", "natural"])
-    p.add_argument("--num-workers", type=int, default=16, help="DataLoader workers (the reference figures used 16)")
-    p.add_argument("--device", default="auto", help="auto, cuda or cpu (passed to Lightning as accelerator)")
+    p.add_argument(
+        "--num-workers",
+        type=int,
+        default=16,
+        help="DataLoader workers (the reference figures used 16)",
+    )
+    p.add_argument(
+        "--device", default="auto", help="auto, cuda or cpu (passed to Lightning as accelerator)"
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch in the main process")
-    p.add_argument("--no-128d", action="store_true", help="skip the 15-NN of the stage-1 128-D output")
+    p.add_argument(
+        "--threads", type=int, default=None, help="CPU threads for torch in the main process"
+    )
+    p.add_argument(
+        "--no-128d", action="store_true", help="skip the 15-NN of the stage-1 128-D output"
+    )
     p.add_argument("--out", default=None, help="append the JSON line to this file")
     return p.parse_args(argv)
 
@@ -93,7 +113,9 @@ class _RotateAnyAngleBorderFill:
 
     def __call__(self, img: Image.Image) -> Image.Image:
         a = np.asarray(img)
-        border = np.concatenate([a[0], a[-1], a[1:-1, 0], a[1:-1, -1]]).reshape(-1, 1 if a.ndim == 2 else a.shape[2])
+        border = np.concatenate([a[0], a[-1], a[1:-1, 0], a[1:-1, -1]]).reshape(
+            -1, 1 if a.ndim == 2 else a.shape[2]
+        )
         fill = tuple(int(round(v)) for v in border.mean(0))
         fill = fill[0] if a.ndim == 2 else fill
         return img.rotate(random.uniform(0.0, 360.0), resample=Image.BILINEAR, fillcolor=fill)
@@ -102,18 +124,22 @@ class _RotateAnyAngleBorderFill:
 def rotation_transform(size):
     from torchvision import transforms as T
 
-    return T.Compose([
-        _RotateAnyAngleBorderFill(),
-        T.RandomResizedCrop(size=size, scale=(0.2, 1.0)),
-        T.RandomHorizontalFlip(),
-        T.RandomVerticalFlip(),
-        T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
-        T.RandomGrayscale(p=0.2),
-        T.ToTensor(),
-    ])
+    return T.Compose(
+        [
+            _RotateAnyAngleBorderFill(),
+            T.RandomResizedCrop(size=size, scale=(0.2, 1.0)),
+            T.RandomHorizontalFlip(),
+            T.RandomVerticalFlip(),
+            T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
+            T.RandomGrayscale(p=0.2),
+            T.ToTensor(),
+        ]
+    )
 
 
-def _install_hooks(tsimcne_module, accelerator: str, root_dir: str, epoch_times: list, on_stage_end):
+def _install_hooks(
+    tsimcne_module, accelerator: str, root_dir: str, epoch_times: list, on_stage_end
+):
     """Wrap ``pl.Trainer`` inside the reference module: add our timing callback, quiet logging, temp dirs.
 
     (tsimcne 0.3.12 cannot take ``trainer_kwargs``: it sets them to None when
@@ -185,8 +211,14 @@ def main(argv=None) -> dict:
     import tsimcne.tsimcne as tsimcne_module
     from lightning.pytorch import seed_everything
 
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning",
-                 "lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+    for name in (
+        "lightning",
+        "lightning.pytorch",
+        "lightning.fabric",
+        "pytorch_lightning",
+        "lightning.pytorch.utilities.rank_zero",
+        "lightning.fabric.utilities.rank_zero",
+    ):
         logging.getLogger(name).setLevel(logging.ERROR)
 
     from bench_fit import DEFAULT_DATA, load_tiles
@@ -199,7 +231,9 @@ def main(argv=None) -> dict:
     kind = args.device.split(":")[0]
     accelerator = {"auto": "auto", "cuda": "gpu", "gpu": "gpu", "cpu": "cpu"}.get(kind)
     if accelerator is None:
-        raise SystemExit(f"--device must be auto, cuda or cpu for the reference, got {args.device!r}")
+        raise SystemExit(
+            f"--device must be auto, cuda or cpu for the reference, got {args.device!r}"
+        )
     if accelerator == "auto":
         accelerator = "gpu" if torch.cuda.is_available() else "cpu"
 
@@ -220,7 +254,13 @@ def main(argv=None) -> dict:
         with torch.no_grad():
             for s in range(0, len(tiles), 1024):
                 x = torch.from_numpy(np.ascontiguousarray(tiles[s : s + 1024]))
-                x = (x if x.ndim == 4 else x[..., None]).permute(0, 3, 1, 2).float().div_(255).to(dev)
+                x = (
+                    (x if x.ndim == 4 else x[..., None])
+                    .permute(0, 3, 1, 2)
+                    .float()
+                    .div_(255)
+                    .to(dev)
+                )
                 outs.append(net(x)[0].float().cpu())
         net.train(was_training)
         extra["acc128"] = knn_accuracy(torch.cat(outs).numpy(), labels)
@@ -232,11 +272,16 @@ def main(argv=None) -> dict:
     data_transform = rotation_transform(size) if args.augmentations == "rotation" else None
     seed_everything(args.seed, workers=True, verbose=False)
     model = tsimcne.TSimCNE(
-        total_epochs=list(args.epochs), batch_size=args.batch_size, data_transform=data_transform,
-        num_workers=args.num_workers, devices=1,
+        total_epochs=list(args.epochs),
+        batch_size=args.batch_size,
+        data_transform=data_transform,
+        num_workers=args.num_workers,
+        devices=1,
     )
     if accelerator == "gpu":
-        torch.zeros(1, device="cuda")  # create the CUDA context before the clock starts (bench_fit.py does too)
+        torch.zeros(
+            1, device="cuda"
+        )  # create the CUDA context before the clock starts (bench_fit.py does too)
         torch.cuda.synchronize()
     t0 = time.perf_counter()
     model.fit(dataset)
@@ -270,9 +315,13 @@ def main(argv=None) -> dict:
         # fit time / all epochs, as the reference figures (4.12 s = 248 s / 60) were computed
         "seconds_per_epoch_overall": round(fit_seconds / max(1, total_epochs), 4),
         # the median epoch in each stage, timed by a Lightning callback (epoch start to end, synchronised)
-        "seconds_per_epoch": {f"stage{k}": round(float(np.median(v)), 4) for k, v in sorted(per_stage.items())},
-        "views_per_second": {f"stage{k}": round(2 * len(tiles) / float(np.median(v)), 1)
-                             for k, v in sorted(per_stage.items())},
+        "seconds_per_epoch": {
+            f"stage{k}": round(float(np.median(v)), 4) for k, v in sorted(per_stage.items())
+        },
+        "views_per_second": {
+            f"stage{k}": round(2 * len(tiles) / float(np.median(v)), 1)
+            for k, v in sorted(per_stage.items())
+        },
         "fit_seconds": round(fit_seconds, 2),
         "knn15_map_2d": round(knn_accuracy(y, labels), 2),
         "knn15_pretrain_128d": None if extra["acc128"] is None else round(extra["acc128"], 2),

@@ -45,19 +45,25 @@ def shot(viewer, name: str) -> None:
     path = OUT / f"{name}.png"
     PILImage.fromarray(img).save(path, optimize=True)
     if path.stat().st_size > 500_000:
-        PILImage.fromarray(img).convert("P", palette=PILImage.ADAPTIVE, colors=256).save(path, optimize=True)
+        PILImage.fromarray(img).convert("P", palette=PILImage.ADAPTIVE, colors=256).save(
+            path, optimize=True
+        )
     print(f"{path}: {img.shape[1]} x {img.shape[0]}, {path.stat().st_size // 1024} KB")
 
 
 def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("NAPARI_TSIMCNE_AUTOSAVE_DIR", tempfile.mkdtemp(prefix="tsimcne-autosave-"))
+    os.environ.setdefault(
+        "NAPARI_TSIMCNE_AUTOSAVE_DIR", tempfile.mkdtemp(prefix="tsimcne-autosave-")
+    )
     viewer = napari.Viewer(title="t-SimCNE")
     viewer.window.resize(1500, 900)
     data, kwargs, _ = tiles_layer_data(load_sample(n_tiles=1000))
     viewer.add_image(data, **kwargs)
     train_dock, train = viewer.window.add_plugin_dock_widget("napari-tsimcne", "Train map")
-    train.apply_settings(epochs=(8, 1, 3), batch_size=256, device="auto", backbone="resnet10", width=8)
+    train.apply_settings(
+        epochs=(8, 1, 3), batch_size=256, device="auto", backbone="resnet10", width=8
+    )
 
     first_preview = {}
 
@@ -72,7 +78,9 @@ def main() -> int:
     shot(viewer, "trained_map")
 
     layer = viewer.layers[f"{data_name(kwargs)} map"]
-    annotate_dock, annotate = viewer.window.add_plugin_dock_widget("napari-tsimcne", "Annotate map", tabify=True)
+    annotate_dock, annotate = viewer.window.add_plugin_dock_widget(
+        "napari-tsimcne", "Annotate map", tabify=True
+    )
     annotate.propose_clusters(8)
     clusters = layer.features["cluster"].to_numpy()
     biggest = np.bincount(clusters).argmax()
@@ -95,7 +103,9 @@ def main() -> int:
     annotate.name_edit.setText(name)
     annotate.assign(name)
     annotate.color_by("annotation")
-    wait(lambda: annotate.autosave_label.text().startswith("Autosaved"), timeout=10)  # within about a second
+    wait(
+        lambda: annotate.autosave_label.text().startswith("Autosaved"), timeout=10
+    )  # within about a second
     shot(viewer, "annotation")
     viewer.close()
     return 0
@@ -108,9 +118,14 @@ def lasso_around(points: np.ndarray, n: int = 60) -> np.ndarray:
     rel = points - centre
     theta = np.arctan2(rel[:, 0], rel[:, 1])
     radius = np.hypot(rel[:, 0], rel[:, 1])
-    reach = np.array([np.percentile(radius[np.abs(np.angle(np.exp(1j * (theta - a)))) < 0.4], 90)
-                      if np.any(np.abs(np.angle(np.exp(1j * (theta - a)))) < 0.4) else np.median(radius)
-                      for a in angles])
+    reach = np.array(
+        [
+            np.percentile(radius[np.abs(np.angle(np.exp(1j * (theta - a)))) < 0.4], 90)
+            if np.any(np.abs(np.angle(np.exp(1j * (theta - a)))) < 0.4)
+            else np.median(radius)
+            for a in angles
+        ]
+    )
     reach = 1.15 * np.convolve(np.r_[reach[-2:], reach, reach[:2]], np.ones(5) / 5, mode="valid")
     return centre + np.column_stack([reach * np.sin(angles), reach * np.cos(angles)])
 

@@ -10,8 +10,15 @@ from napari_tsimcne.core.sample import PBC_FILE, find_data_file
 
 torch.set_num_threads(2)
 
-TINY = dict(backbone="resnet10", width=8, batch_size=64, total_epochs=(2, 1, 1), random_state=0, device="cpu",
-            preview_every=0)
+TINY = dict(
+    backbone="resnet10",
+    width=8,
+    batch_size=64,
+    total_epochs=(2, 1, 1),
+    random_state=0,
+    device="cpu",
+    preview_every=0,
+)
 """A network and budget small enough that a fit takes seconds on 2 CPU cores."""
 
 
@@ -20,7 +27,9 @@ def pbc():
     """(tiles, labels) of pbc28.npz, or skip where the file is absent."""
     path = find_data_file(PBC_FILE)
     if path is None:
-        pytest.skip(f"{PBC_FILE} not found (looked in ../shared/data and $NAPARI_TSIMCNE_DATA); real-data test skipped")
+        pytest.skip(
+            f"{PBC_FILE} not found (looked in ../shared/data and $NAPARI_TSIMCNE_DATA); real-data test skipped"
+        )
     with np.load(path) as d:
         return d["images"], d["labels"]
 

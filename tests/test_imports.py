@@ -8,8 +8,10 @@ import sys
 
 import pytest
 
-NO_TORCH = ("import sys; assert 'torch' not in sys.modules, "
-            "sorted(m for m in sys.modules if m.startswith('torch'))")
+NO_TORCH = (
+    "import sys; assert 'torch' not in sys.modules, "
+    "sorted(m for m in sys.modules if m.startswith('torch'))"
+)
 
 
 def _run(code: str) -> subprocess.CompletedProcess:
@@ -28,12 +30,15 @@ def _run(code: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.parametrize("statement", [
-    "import napari_tsimcne",
-    "import napari_tsimcne.core",
-    "import napari_tsimcne.plugin.reader",
-    "from napari_tsimcne import __version__",
-])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "import napari_tsimcne",
+        "import napari_tsimcne.core",
+        "import napari_tsimcne.plugin.reader",
+        "from napari_tsimcne import __version__",
+    ],
+)
 def test_import_does_not_import_torch(statement):
     result = _run(f"{statement}\n{NO_TORCH}")
     assert result.returncode == 0, result.stderr
@@ -42,16 +47,20 @@ def test_import_does_not_import_torch(statement):
 def test_manifest_does_not_import_torch():
     if importlib.util.find_spec("npe2") is None:
         pytest.skip("npe2 is not installed")
-    result = _run("from npe2 import PluginManifest\n"
-                  "manifest = PluginManifest.from_distribution('napari-tsimcne')\n"
-                  "assert manifest.contributions.readers\n" + NO_TORCH)
+    result = _run(
+        "from npe2 import PluginManifest\n"
+        "manifest = PluginManifest.from_distribution('napari-tsimcne')\n"
+        "assert manifest.contributions.readers\n" + NO_TORCH
+    )
     assert result.returncode == 0, result.stderr
 
 
 def test_cli_help_does_not_import_torch():
-    result = _run("from napari_tsimcne.cli import main\n"
-                  "assert main(['--help']) == 0\n"
-                  "assert main(['fit', '--help']) == 0\n" + NO_TORCH)
+    result = _run(
+        "from napari_tsimcne.cli import main\n"
+        "assert main(['--help']) == 0\n"
+        "assert main(['fit', '--help']) == 0\n" + NO_TORCH
+    )
     assert result.returncode == 0, result.stderr
     assert "napari-tsimcne" in result.stdout
 

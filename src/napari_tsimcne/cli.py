@@ -74,47 +74,98 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
 
     g = p.add_argument_group("training (left out: chosen for the device found)")
     how_long = g.add_mutually_exclusive_group()
-    how_long.add_argument("--epochs", nargs=3, type=int, metavar=("E1", "E2", "E3"), default=None,
-                          help="epochs of the three stages: 128-D pre-training, 2-D last layer alone, 2-D "
-                               "fine-tuning (default: the paper's 1000 50 450 on a CUDA GPU; elsewhere as many "
-                               "as fit --minutes)")
-    how_long.add_argument("--minutes", type=_positive_float, default=None, metavar="M",
-                          help="train for about M minutes instead of a number of epochs: the first steps are "
-                               "timed and the epochs set to fit, mapping included (default without a CUDA GPU: 10)")
-    g.add_argument("--batch-size", type=int, default=None, metavar="N",
-                   help="tiles per step; every other view in the batch is a negative (default: 1024 on a GPU, "
-                        "256 on a CPU; lowered to the largest power of two that fits when the stack is smaller)")
-    g.add_argument("--augmentations", choices=("microscopy", "natural", "fluorescence"), default="microscopy",
-                   help="augmentation preset; what it varies, the map ignores (default: %(default)s; use "
-                        "'fluorescence' when intensity is the signal)")
-    g.add_argument("--device", default="auto", metavar="DEVICE", help="auto (CUDA, then MPS, then CPU), cuda, mps or cpu "
-                                                   "(default: %(default)s)")
-    g.add_argument("--seed", type=int, default=0, metavar="N", help="random seed for weights, shuffling and augmentations "
-                                                      "(default: %(default)s)")
-    g.add_argument("--backbone", choices=("auto", *BACKBONES), default="auto",
-                   help="network: resnet18 (the paper's), the lighter resnet10, or resnet18-s2 (stride-2 stem, "
-                        "about 3x cheaper on small tiles) (default: resnet18 on a GPU, resnet18-s2 on a CPU)")
-    g.add_argument("--width", type=int, default=None, metavar="C",
-                   help="channels of the first network layer; smaller is faster and weaker "
-                        "(default: 64 on a GPU, 16 on a CPU)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar and no messages besides errors")
+    how_long.add_argument(
+        "--epochs",
+        nargs=3,
+        type=int,
+        metavar=("E1", "E2", "E3"),
+        default=None,
+        help="epochs of the three stages: 128-D pre-training, 2-D last layer alone, 2-D "
+        "fine-tuning (default: the paper's 1000 50 450 on a CUDA GPU; elsewhere as many "
+        "as fit --minutes)",
+    )
+    how_long.add_argument(
+        "--minutes",
+        type=_positive_float,
+        default=None,
+        metavar="M",
+        help="train for about M minutes instead of a number of epochs: the first steps are "
+        "timed and the epochs set to fit, mapping included (default without a CUDA GPU: 10)",
+    )
+    g.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="tiles per step; every other view in the batch is a negative (default: 1024 on a GPU, "
+        "256 on a CPU; lowered to the largest power of two that fits when the stack is smaller)",
+    )
+    g.add_argument(
+        "--augmentations",
+        choices=("microscopy", "natural", "fluorescence"),
+        default="microscopy",
+        help="augmentation preset; what it varies, the map ignores (default: %(default)s; use "
+        "'fluorescence' when intensity is the signal)",
+    )
+    g.add_argument(
+        "--device",
+        default="auto",
+        metavar="DEVICE",
+        help="auto (CUDA, then MPS, then CPU), cuda, mps or cpu (default: %(default)s)",
+    )
+    g.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        metavar="N",
+        help="random seed for weights, shuffling and augmentations (default: %(default)s)",
+    )
+    g.add_argument(
+        "--backbone",
+        choices=("auto", *BACKBONES),
+        default="auto",
+        help="network: resnet18 (the paper's), the lighter resnet10, or resnet18-s2 (stride-2 stem, "
+        "about 3x cheaper on small tiles) (default: resnet18 on a GPU, resnet18-s2 on a CPU)",
+    )
+    g.add_argument(
+        "--width",
+        type=int,
+        default=None,
+        metavar="C",
+        help="channels of the first network layer; smaller is faster and weaker "
+        "(default: 64 on a GPU, 16 on a CPU)",
+    )
+    p.add_argument(
+        "--quiet", action="store_true", help="no progress bar and no messages besides errors"
+    )
 
 
 def _add_checkpoint_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("checkpoints")
-    g.add_argument("--checkpoint-every", type=_non_negative_int, default=10, metavar="N",
-                   help=f"write OUTDIR/{CHECKPOINT} every N epochs (atomically) and delete it once the results "
-                        "of the finished run are written; 0: never (default: %(default)s)")
-    g.add_argument("--resume", action="store_true",
-                   help=f"continue an interrupted run from OUTDIR/{CHECKPOINT}, on the same INPUT; the "
-                        "training options are taken from the checkpoint")
+    g.add_argument(
+        "--checkpoint-every",
+        type=_non_negative_int,
+        default=10,
+        metavar="N",
+        help=f"write OUTDIR/{CHECKPOINT} every N epochs (atomically) and delete it once the results "
+        "of the finished run are written; 0: never (default: %(default)s)",
+    )
+    g.add_argument(
+        "--resume",
+        action="store_true",
+        help=f"continue an interrupted run from OUTDIR/{CHECKPOINT}, on the same INPUT; the "
+        "training options are taken from the checkpoint",
+    )
     _add_overwrite_option(p)
 
 
 def _add_overwrite_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace the results already in OUTDIR; without it a folder holding results or a "
-                        "checkpoint is refused")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the results already in OUTDIR; without it a folder holding results or a "
+        "checkpoint is refused",
+    )
 
 
 def _non_negative_int(text: str) -> int:
@@ -142,16 +193,36 @@ def _positive_int(text: str) -> int:
 
 def _add_input_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("input")
-    g.add_argument("--tile-size", type=_positive_int, default=None, metavar="N",
-                   help="INPUT is one large 2D image: cut it into N x N tiles (default: INPUT is a stack)")
-    g.add_argument("--stride", type=_positive_int, default=None, metavar="N",
-                   help="step between tiles with --tile-size (default: the tile size, no overlap)")
-    g.add_argument("--min-foreground", type=float, default=0.0, metavar="F",
-                   help="with --tile-size keep only tiles with at least this fraction of pixels brighter than "
-                        "Otsu's threshold (default: %(default)s, keep all)")
-    g.add_argument("--channel-axis", type=int, default=None, metavar="AXIS",
-                   help="axis of the channels when not the last, e.g. 1 for N x C x H x W "
-                        "(default: last axis)")
+    g.add_argument(
+        "--tile-size",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="INPUT is one large 2D image: cut it into N x N tiles (default: INPUT is a stack)",
+    )
+    g.add_argument(
+        "--stride",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="step between tiles with --tile-size (default: the tile size, no overlap)",
+    )
+    g.add_argument(
+        "--min-foreground",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="with --tile-size keep only tiles with at least this fraction of pixels brighter than "
+        "Otsu's threshold (default: %(default)s, keep all)",
+    )
+    g.add_argument(
+        "--channel-axis",
+        type=int,
+        default=None,
+        metavar="AXIS",
+        help="axis of the channels when not the last, e.g. 1 for N x C x H x W "
+        "(default: last axis)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,57 +232,106 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="napari-tsimcne",
         description="2D maps of image tiles with t-SimCNE (contrastive learning straight to 2D).",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     fmt = argparse.RawDescriptionHelpFormatter
 
-    fit = sub.add_parser("fit", help="train a map on a tile stack and write model, CSV, PNG and summary",
-                         description="Train t-SimCNE on INPUT and write OUTDIR/model.tsimcne, embedding.csv, "
-                                     "map.png and summary.json.", epilog=EPILOG, formatter_class=fmt)
-    fit.add_argument("input", metavar="INPUT",
-                     help="tile stack: .tif/.tiff stack, .npy, .npz (key 'images' or the first array; 'labels' "
-                          "if present), a folder of same-shape image files, or one large image with --tile-size")
-    fit.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for the results (created)")
+    fit = sub.add_parser(
+        "fit",
+        help="train a map on a tile stack and write model, CSV, PNG and summary",
+        description="Train t-SimCNE on INPUT and write OUTDIR/model.tsimcne, embedding.csv, "
+        "map.png and summary.json.",
+        epilog=EPILOG,
+        formatter_class=fmt,
+    )
+    fit.add_argument(
+        "input",
+        metavar="INPUT",
+        help="tile stack: .tif/.tiff stack, .npy, .npz (key 'images' or the first array; 'labels' "
+        "if present), a folder of same-shape image files, or one large image with --tile-size",
+    )
+    fit.add_argument(
+        "-o", "--output", required=True, metavar="OUTDIR", help="folder for the results (created)"
+    )
     _add_input_options(fit)
     _add_training_options(fit)
     _add_checkpoint_options(fit)
 
-    embed = sub.add_parser("embed", help="map new tiles with a saved model",
-                           description="Map the tiles in INPUT with the model in MODEL (no retraining) and "
-                                       "write a CSV.", epilog=EPILOG, formatter_class=fmt)
-    embed.add_argument("model", metavar="MODEL", help="a .tsimcne model file (or a folder holding model.tsimcne)")
+    embed = sub.add_parser(
+        "embed",
+        help="map new tiles with a saved model",
+        description="Map the tiles in INPUT with the model in MODEL (no retraining) and "
+        "write a CSV.",
+        epilog=EPILOG,
+        formatter_class=fmt,
+    )
+    embed.add_argument(
+        "model", metavar="MODEL", help="a .tsimcne model file (or a folder holding model.tsimcne)"
+    )
     embed.add_argument("input", metavar="INPUT", help="tiles, in any form that 'fit' reads")
     embed.add_argument("-o", "--output", required=True, metavar="OUT.csv", help="CSV file to write")
-    embed.add_argument("--device", default="auto", help="device for the forward pass (default: %(default)s)")
+    embed.add_argument(
+        "--device", default="auto", help="device for the forward pass (default: %(default)s)"
+    )
     embed.add_argument("--quiet", action="store_true", help="no messages besides errors")
     _add_input_options(embed)
 
-    ev = sub.add_parser("evaluate", help="15-NN accuracy of a map, given labels",
-                        description="Print the k-NN accuracy (stratified 90/10 split, seed 0, 15 neighbours) "
-                                    "of a map. Labels are used for this score only, never for training.",
-                        epilog=EPILOG, formatter_class=fmt)
-    ev.add_argument("embedding", metavar="EMBEDDING",
-                    help="an embedding CSV, or an output folder of 'fit'/'demo' (reads its embedding.csv)")
-    ev.add_argument("--labels", default=None, metavar="LABELS",
-                    help="labels: .npy, .npz (key 'labels' or the first array) or .csv (column given by "
-                         "--label-column) (default: the CSV's own 'label' column)")
-    ev.add_argument("--label-column", default="label", help="column of a labels CSV (default: %(default)s)")
+    ev = sub.add_parser(
+        "evaluate",
+        help="15-NN accuracy of a map, given labels",
+        description="Print the k-NN accuracy (stratified 90/10 split, seed 0, 15 neighbours) "
+        "of a map. Labels are used for this score only, never for training.",
+        epilog=EPILOG,
+        formatter_class=fmt,
+    )
+    ev.add_argument(
+        "embedding",
+        metavar="EMBEDDING",
+        help="an embedding CSV, or an output folder of 'fit'/'demo' (reads its embedding.csv)",
+    )
+    ev.add_argument(
+        "--labels",
+        default=None,
+        metavar="LABELS",
+        help="labels: .npy, .npz (key 'labels' or the first array) or .csv (column given by "
+        "--label-column) (default: the CSV's own 'label' column)",
+    )
+    ev.add_argument(
+        "--label-column", default="label", help="column of a labels CSV (default: %(default)s)"
+    )
 
-    demo = sub.add_parser("demo", help="train on the bundled sample and show (or write) the map",
-                          description="With a display: open napari with the demo. Headless (no display, or "
-                                      "--headless): train on the whole sample (blood cells when pbc28.npz is "
-                                      "found, else histology tiles) and write the outputs of 'fit'. On a CUDA "
-                                      "GPU it trains --epochs "
-                                      f"{' '.join(map(str, QUICK_GPU_EPOCHS))}; without one, the CPU settings "
-                                      "for about 10 minutes (--minutes).",
-                          epilog=EPILOG, formatter_class=fmt)
-    demo.add_argument("--headless", action="store_true", help="never open a window, even with a display")
-    demo.add_argument("-o", "--output", default=DEMO_DIR, metavar="OUTDIR",
-                      help="folder for the results in headless mode (default: ./%(default)s)")
-    demo.add_argument("--n-tiles", type=_positive_int, default=None, metavar="N",
-                      help="train on a random subset of N tiles (default: all tiles of the sample)")
+    demo = sub.add_parser(
+        "demo",
+        help="train on the bundled sample and show (or write) the map",
+        description="With a display: open napari with the demo. Headless (no display, or "
+        "--headless): train on the whole sample (blood cells when pbc28.npz is "
+        "found, else histology tiles) and write the outputs of 'fit'. On a CUDA "
+        "GPU it trains --epochs "
+        f"{' '.join(map(str, QUICK_GPU_EPOCHS))}; without one, the CPU settings "
+        "for about 10 minutes (--minutes).",
+        epilog=EPILOG,
+        formatter_class=fmt,
+    )
+    demo.add_argument(
+        "--headless", action="store_true", help="never open a window, even with a display"
+    )
+    demo.add_argument(
+        "-o",
+        "--output",
+        default=DEMO_DIR,
+        metavar="OUTDIR",
+        help="folder for the results in headless mode (default: ./%(default)s)",
+    )
+    demo.add_argument(
+        "--n-tiles",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="train on a random subset of N tiles (default: all tiles of the sample)",
+    )
     _add_training_options(demo)
     _add_overwrite_option(demo)
     return parser
@@ -235,10 +355,17 @@ def _read(path: str, args: argparse.Namespace, min_tiles: int = 2):
     from .core.io import TileData, read_tiles
     from .core.tiles import as_tile_stack
 
-    data = read_tiles(path, args.tile_size, args.stride, min_foreground=args.min_foreground,
-                      channel_axis=args.channel_axis)
+    data = read_tiles(
+        path,
+        args.tile_size,
+        args.stride,
+        min_foreground=args.min_foreground,
+        channel_axis=args.channel_axis,
+    )
     tiles = as_tile_stack(data.tiles, check_values=False, min_tiles=min_tiles)
-    return TileData(tiles, data.name, labels=data.labels, origins=data.origins, class_names=data.class_names)
+    return TileData(
+        tiles, data.name, labels=data.labels, origins=data.origins, class_names=data.class_names
+    )
 
 
 def _batch_size(requested: int | None, n_tiles: int, args: argparse.Namespace) -> int | str:
@@ -260,8 +387,12 @@ def _progress(events, total: int, quiet: bool):
         for event in events:
             if bar.total != event.total_epochs:  # a time budget re-planned after its first epoch
                 bar.total = event.total_epochs
-            bar.set_postfix(stage=event.stage_name, loss=f"{event.loss:.3f}",
-                            views_s=f"{event.views_per_second:,.0f}", refresh=False)
+            bar.set_postfix(
+                stage=event.stage_name,
+                loss=f"{event.loss:.3f}",
+                views_s=f"{event.views_per_second:,.0f}",
+                refresh=False,
+            )
             bar.update(event.global_epoch - bar.n)
             if event.message and not quiet:
                 bar.write(f"note: {event.message}", file=sys.stderr)
@@ -279,9 +410,18 @@ class _TileBar:
     def update(self, done: int, total: int) -> None:
         from tqdm import tqdm
 
-        if self.bar is None:  # opened after the first batch: its tiles count as done, not towards the rate
-            self.bar = tqdm(total=total, initial=done, unit="tile", desc=self.desc, disable=self.quiet,
-                            file=sys.stderr, dynamic_ncols=True)
+        if (
+            self.bar is None
+        ):  # opened after the first batch: its tiles count as done, not towards the rate
+            self.bar = tqdm(
+                total=total,
+                initial=done,
+                unit="tile",
+                desc=self.desc,
+                disable=self.quiet,
+                file=sys.stderr,
+                dynamic_ncols=True,
+            )
         self.bar.update(done - self.bar.n)
         if done >= total:
             self.bar.close()
@@ -295,11 +435,18 @@ def _train(model, tiles: np.ndarray, outdir: Path, args: argparse.Namespace):
     quiet = args.quiet or not _is_main_process()
     mapping = _TileBar("mapping", quiet)
     start = model.resume_iter if getattr(args, "resume", False) else model.fit_iter
-    events = start(tiles, checkpoint=checkpoint, checkpoint_every=max(1, every), progress=mapping.update)
-    if getattr(model, "step_costs_", None) is not None:  # a time budget: the epochs were just chosen
-        _say(args, f"Measured {2 * model.batch_size_ / model.step_costs_.full_step:,.0f} views/s: training "
-                   f"epochs {' '.join(map(str, model.total_epochs_))} to finish in about "
-                   f"{_minutes(model.time_budget_)}.")
+    events = start(
+        tiles, checkpoint=checkpoint, checkpoint_every=max(1, every), progress=mapping.update
+    )
+    if (
+        getattr(model, "step_costs_", None) is not None
+    ):  # a time budget: the epochs were just chosen
+        _say(
+            args,
+            f"Measured {2 * model.batch_size_ / model.step_costs_.full_step:,.0f} views/s: training "
+            f"epochs {' '.join(map(str, model.total_epochs_))} to finish in about "
+            f"{_minutes(model.time_budget_)}.",
+        )
     try:
         for _ in _progress(events, sum(model.total_epochs_), quiet):
             pass
@@ -308,7 +455,9 @@ def _train(model, tiles: np.ndarray, outdir: Path, args: argparse.Namespace):
         if _is_main_process():
             _save_partial(model, outdir, checkpoint)
         raise _Interrupted() from None
-    return checkpoint  # written by this run at its last epoch; deleted once the results are in place
+    return (
+        checkpoint  # written by this run at its last epoch; deleted once the results are in place
+    )
 
 
 def _save_partial(model, outdir: Path, checkpoint: Path | None = None) -> None:
@@ -318,21 +467,32 @@ def _save_partial(model, outdir: Path, checkpoint: Path | None = None) -> None:
     except Exception as exc:  # noqa: BLE001 - report, never mask the interrupt
         print(f"Interrupted; the partial model could not be saved: {exc}", file=sys.stderr)
         return
-    print(f"Interrupted; the partial model was saved to {path} "
-          f"(load it with TSimCNE.load or 'napari-tsimcne embed').", file=sys.stderr)
+    print(
+        f"Interrupted; the partial model was saved to {path} "
+        f"(load it with TSimCNE.load or 'napari-tsimcne embed').",
+        file=sys.stderr,
+    )
     if checkpoint is not None and checkpoint.exists():
-        print("Continue training from the last checkpoint with the same command and --resume.", file=sys.stderr)
+        print(
+            "Continue training from the last checkpoint with the same command and --resume.",
+            file=sys.stderr,
+        )
 
 
 def _make_model(args: argparse.Namespace, n_tiles: int):
     from .core import TSimCNE
 
-    return TSimCNE(total_epochs="auto" if args.epochs is None else tuple(args.epochs),
-                   time_budget="auto" if args.minutes is None else 60.0 * args.minutes,
-                   batch_size=_batch_size(args.batch_size, n_tiles, args),
-                   augmentations=args.augmentations, device=args.device, random_state=args.seed,
-                   backbone=args.backbone, width="auto" if args.width is None else args.width,
-                   preview_every=0)  # no live map to update here
+    return TSimCNE(
+        total_epochs="auto" if args.epochs is None else tuple(args.epochs),
+        time_budget="auto" if args.minutes is None else 60.0 * args.minutes,
+        batch_size=_batch_size(args.batch_size, n_tiles, args),
+        augmentations=args.augmentations,
+        device=args.device,
+        random_state=args.seed,
+        backbone=args.backbone,
+        width="auto" if args.width is None else args.width,
+        preview_every=0,
+    )  # no live map to update here
 
 
 def _minutes(seconds: float) -> str:
@@ -360,10 +520,18 @@ def _write_outputs(model, data, outdir: Path, args: argparse.Namespace) -> dict:
     emb = model.embedding_
     with StagedOutputs(outdir) as staged:
         model.save(staged.path("model.tsimcne"))
-        write_embedding_csv(staged.path("embedding.csv"), emb, origins=data.origins, labels=data.labels)
+        write_embedding_csv(
+            staged.path("embedding.csv"), emb, origins=data.origins, labels=data.labels
+        )
         acc, note = _score(emb, data.labels, args)
         title = data.name if acc is None else f"{data.name}: {KNN_K}-NN accuracy {acc:.1f} %"
-        plot_map(staged.path("map.png"), emb, labels=data.labels, class_names=data.class_names or None, title=title)
+        plot_map(
+            staged.path("map.png"),
+            emb,
+            labels=data.labels,
+            class_names=data.class_names or None,
+            title=title,
+        )
         summary = _summary(model, data, args, acc, note)
         text = json.dumps(summary, indent=2) + "\n"
         _write_text(staged.path("summary.json"), text)
@@ -377,7 +545,9 @@ def _write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
-def _score(embedding: np.ndarray, labels: np.ndarray | None, args: argparse.Namespace) -> tuple[float | None, str | None]:
+def _score(
+    embedding: np.ndarray, labels: np.ndarray | None, args: argparse.Namespace
+) -> tuple[float | None, str | None]:
     """The k-NN accuracy, or (None, why not) with a warning when the labels do not allow it."""
     from .core import knn_accuracy
 
@@ -388,33 +558,60 @@ def _score(embedding: np.ndarray, labels: np.ndarray | None, args: argparse.Name
     except Exception as exc:  # noqa: BLE001 - a score is never worth losing a finished training over
         note = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
         if _is_main_process():
-            print(f"warning: {note} The map was saved; summary.json records knn_accuracy as null.", file=sys.stderr)
+            print(
+                f"warning: {note} The map was saved; summary.json records knn_accuracy as null.",
+                file=sys.stderr,
+            )
         return None, note
 
 
 def _summary(model, data, args: argparse.Namespace, acc: float | None, note: str | None) -> dict:
     return {
-        "data": data.name, "n_tiles": int(len(data.tiles)), "tile_shape": list(data.tiles.shape[1:]),
+        "data": data.name,
+        "n_tiles": int(len(data.tiles)),
+        "tile_shape": list(data.tiles.shape[1:]),
         "input": _input_record(args, data),
-        "settings": {"epochs": list(model.total_epochs_), "batch_size": int(model.batch_size_),
-                     "time_budget_seconds": getattr(model, "time_budget_", None),
-                     "augmentations": model.augmentations if isinstance(model.augmentations, str)
-                     else model.augmentations.to_dict(),
-                     "seed": model.random_state, "backbone": model.backbone_, "width": model.width_,
-                     "device_requested": args.device, "processes": int(os.environ.get("WORLD_SIZE", "1"))},
-        "device": str(model.device_), "fit_seconds": round(float(model.fit_seconds_), 3),
-        "knn_accuracy": acc, "knn_k": KNN_K if acc is not None else None,
+        "settings": {
+            "epochs": list(model.total_epochs_),
+            "batch_size": int(model.batch_size_),
+            "time_budget_seconds": getattr(model, "time_budget_", None),
+            "augmentations": model.augmentations
+            if isinstance(model.augmentations, str)
+            else model.augmentations.to_dict(),
+            "seed": model.random_state,
+            "backbone": model.backbone_,
+            "width": model.width_,
+            "device_requested": args.device,
+            "processes": int(os.environ.get("WORLD_SIZE", "1")),
+        },
+        "device": str(model.device_),
+        "fit_seconds": round(float(model.fit_seconds_), 3),
+        "knn_accuracy": acc,
+        "knn_k": KNN_K if acc is not None else None,
         "knn_note": note,
-        "fingerprint": model.fingerprint_.to_dict() if getattr(model, "fingerprint_", None) is not None else None,
+        "fingerprint": model.fingerprint_.to_dict()
+        if getattr(model, "fingerprint_", None) is not None
+        else None,
     }
 
 
 def _input_record(args: argparse.Namespace, data) -> dict:
     """Where the tiles came from and how they were read, so the output folder can be reopened with its tiles."""
-    if getattr(args, "input", None) is None:  # the demo: the bundled sample (which may hold fewer tiles than asked)
-        return {"sample": data.name, "n_tiles": None if args.n_tiles is None else len(data.tiles), "seed": args.seed}
-    return {"path": str(Path(args.input).resolve()), "tile_size": args.tile_size, "stride": args.stride,
-            "min_foreground": args.min_foreground, "channel_axis": args.channel_axis}
+    if (
+        getattr(args, "input", None) is None
+    ):  # the demo: the bundled sample (which may hold fewer tiles than asked)
+        return {
+            "sample": data.name,
+            "n_tiles": None if args.n_tiles is None else len(data.tiles),
+            "seed": args.seed,
+        }
+    return {
+        "path": str(Path(args.input).resolve()),
+        "tile_size": args.tile_size,
+        "stride": args.stride,
+        "min_foreground": args.min_foreground,
+        "channel_axis": args.channel_axis,
+    }
 
 
 def _resume_model(outdir: Path, args: argparse.Namespace):
@@ -423,8 +620,10 @@ def _resume_model(outdir: Path, args: argparse.Namespace):
 
     path = outdir / CHECKPOINT
     if not path.exists():
-        raise CliError(f"--resume: there is no checkpoint {path} (written by 'fit' with --checkpoint-every > 0).",
-                       EXIT_USAGE)
+        raise CliError(
+            f"--resume: there is no checkpoint {path} (written by 'fit' with --checkpoint-every > 0).",
+            EXIT_USAGE,
+        )
     return TSimCNE.load(path, device=args.device)
 
 
@@ -436,12 +635,18 @@ def _fit_and_write(data, outdir: Path, args: argparse.Namespace) -> dict:
         _prepare_output(outdir, args)
     if getattr(args, "resume", False):
         model = _resume_model(outdir, args)
-        _say(args, f"Resuming from {outdir / CHECKPOINT} (epochs {' '.join(map(str, model.total_epochs_))}, "
-                   f"batch {model.batch_size_}).")
+        _say(
+            args,
+            f"Resuming from {outdir / CHECKPOINT} (epochs {' '.join(map(str, model.total_epochs_))}, "
+            f"batch {model.batch_size_}).",
+        )
     else:
         model = _make_model(args, len(data.tiles))
-    _say(args, f"Training on {len(data.tiles)} tiles of {data.name} ({data.tiles.shape[1]} x {data.tiles.shape[2]}), "
-               f"{_plan_text(model, device)}, device {_device_name(device)}.")
+    _say(
+        args,
+        f"Training on {len(data.tiles)} tiles of {data.name} ({data.tiles.shape[1]} x {data.tiles.shape[2]}), "
+        f"{_plan_text(model, device)}, device {_device_name(device)}.",
+    )
     checkpoint = _train(model, data.tiles, outdir, args)
     if not _is_main_process():
         return {}
@@ -476,8 +681,11 @@ def _refuse_input_folder(outdir: Path, args: argparse.Namespace) -> None:
     """Outputs written among the input tiles would be read as tiles by the next fit."""
     source = getattr(args, "input", None)
     if source is not None and Path(source).is_dir() and Path(source).resolve() == outdir.resolve():
-        raise CliError(f"-o {outdir} is the input folder: the results would land among the tiles. "
-                       "Choose another output folder.", EXIT_USAGE)
+        raise CliError(
+            f"-o {outdir} is the input folder: the results would land among the tiles. "
+            "Choose another output folder.",
+            EXIT_USAGE,
+        )
 
 
 def _refuse_overwrite(outdir: Path, args: argparse.Namespace) -> None:
@@ -488,16 +696,21 @@ def _refuse_overwrite(outdir: Path, args: argparse.Namespace) -> None:
     if getattr(args, "resume", False):
         return  # _resume_model checks that the checkpoint is there
     if has_checkpoint:
-        raise CliError(f"{outdir} holds {CHECKPOINT} of an unfinished run: continue it with --resume, or pass "
-                       "--overwrite to start over (the checkpoint is replaced once the new run writes its own).",
-                       EXIT_USAGE)
+        raise CliError(
+            f"{outdir} holds {CHECKPOINT} of an unfinished run: continue it with --resume, or pass "
+            "--overwrite to start over (the checkpoint is replaced once the new run writes its own).",
+            EXIT_USAGE,
+        )
     found = [name for name in RESULTS if (outdir / name).exists()]
     if found and getattr(args, "input", None) is None and _holds_demo_results(outdir):
         _say(args, f"note: replacing the results of the previous demo in {outdir}.")
         return
     if found:
-        raise CliError(f"{outdir} already holds results ({', '.join(found)}): pass --overwrite to replace them, "
-                       "or choose another output folder with -o.", EXIT_USAGE)
+        raise CliError(
+            f"{outdir} already holds results ({', '.join(found)}): pass --overwrite to replace them, "
+            "or choose another output folder with -o.",
+            EXIT_USAGE,
+        )
 
 
 def _holds_demo_results(outdir: Path) -> bool:
@@ -506,7 +719,11 @@ def _holds_demo_results(outdir: Path) -> bool:
         summary = json.loads((outdir / "summary.json").read_text())
     except (OSError, ValueError):
         return False
-    return isinstance(summary, dict) and isinstance(summary.get("input"), dict) and "sample" in summary["input"]
+    return (
+        isinstance(summary, dict)
+        and isinstance(summary.get("input"), dict)
+        and "sample" in summary["input"]
+    )
 
 
 def _check_free_space(outdir: Path, args: argparse.Namespace) -> None:
@@ -518,8 +735,10 @@ def _check_free_space(outdir: Path, args: argparse.Namespace) -> None:
     need = _output_bytes_estimate(args)
     free = shutil.disk_usage(outdir).free
     if free < need:
-        raise OutputFileError(f"Cannot write into {outdir}: only {free / 2**20:.0f} MiB are free, and the model, "
-                              f"a checkpoint and the map need about {need / 2**20:.0f} MiB.")
+        raise OutputFileError(
+            f"Cannot write into {outdir}: only {free / 2**20:.0f} MiB are free, and the model, "
+            f"a checkpoint and the map need about {need / 2**20:.0f} MiB."
+        )
 
 
 def _output_bytes_estimate(args: argparse.Namespace) -> int:
@@ -527,8 +746,12 @@ def _output_bytes_estimate(args: argparse.Namespace) -> int:
     width = getattr(args, "width", None) or 64  # at most what "auto" chooses on any device
     backbone = getattr(args, "backbone", "auto")
     per_width64 = {"resnet10": 5.0e6}.get(backbone, 11.7e6)
-    params = per_width64 * (width / 64) ** 2 + 1.2e6  # the MLP head: 512 x 1024 at width 64, less when narrower
-    return int(params * 4 * 4) + (16 << 20)  # model file, checkpoint (weights + momentum), a temporary; CSV/PNG
+    params = (
+        per_width64 * (width / 64) ** 2 + 1.2e6
+    )  # the MLP head: 512 x 1024 at width 64, less when narrower
+    return int(params * 4 * 4) + (
+        16 << 20
+    )  # model file, checkpoint (weights + momentum), a temporary; CSV/PNG
 
 
 def _report(summary: dict, outdir: Path, args: argparse.Namespace) -> None:
@@ -537,8 +760,11 @@ def _report(summary: dict, outdir: Path, args: argparse.Namespace) -> None:
     _say(args, f"Trained in {summary['fit_seconds']:.1f} s on {summary['device']}.")
     if summary["knn_accuracy"] is not None:
         _say(args, f"{KNN_K}-NN accuracy: {summary['knn_accuracy']:.1f} %")
-    _say(args, f"Wrote {outdir / 'model.tsimcne'}, {outdir / 'embedding.csv'}, {outdir / 'map.png'}, "
-               f"{outdir / 'summary.json'}")
+    _say(
+        args,
+        f"Wrote {outdir / 'model.tsimcne'}, {outdir / 'embedding.csv'}, {outdir / 'map.png'}, "
+        f"{outdir / 'summary.json'}",
+    )
 
 
 # -- subcommands ---------------------------------------------------------------------
@@ -573,14 +799,22 @@ def cmd_embed(args: argparse.Namespace) -> int:
 def _refuse_output_over_inputs(output: Path, inputs: list[Path]) -> None:
     """The CSV may not replace an input file, nor be written where a folder is."""
     if output.is_dir():
-        raise CliError(f"-o {output} is a folder; give the name of the CSV file to write.", EXIT_USAGE)
+        raise CliError(
+            f"-o {output} is a folder; give the name of the CSV file to write.", EXIT_USAGE
+        )
     for source in inputs:
         if source.exists() and output.exists() and output.resolve() == source.resolve():
-            raise CliError(f"-o {output} is an input of this command ({source}); it would be replaced by the CSV. "
-                           "Choose another output file.", EXIT_USAGE)
+            raise CliError(
+                f"-o {output} is an input of this command ({source}); it would be replaced by the CSV. "
+                "Choose another output file.",
+                EXIT_USAGE,
+            )
         if source.is_dir() and output.resolve().parent == source.resolve():
-            raise CliError(f"-o {output} is inside the input folder {source}: the CSV would be read as a tile "
-                           "next time. Choose another output file.", EXIT_USAGE)
+            raise CliError(
+                f"-o {output} is inside the input folder {source}: the CSV would be read as a tile "
+                "next time. Choose another output file.",
+                EXIT_USAGE,
+            )
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -596,7 +830,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if labels is None:
         raise CliError(f"{path} has no 'label' column; pass --labels.", EXIT_BAD_INPUT)
     if len(labels) != len(table.embedding):
-        raise CliError(f"{len(table.embedding)} embedded tiles but {len(labels)} labels.", EXIT_BAD_INPUT)
+        raise CliError(
+            f"{len(table.embedding)} embedded tiles but {len(labels)} labels.", EXIT_BAD_INPUT
+        )
     reason = why_not_scorable(labels, k=KNN_K)
     if reason is not None:  # e.g. a class too small for a stratified split
         raise CliError(f"Cannot score this map: {reason}.", EXIT_BAD_INPUT)
@@ -622,7 +858,10 @@ def _run_viewer() -> bool:
 
         run_demo_viewer()  # imports napari itself, before any window opens
     except ImportError as exc:
-        print(f"napari could not be imported ({exc}); running the demo headless instead.", file=sys.stderr)
+        print(
+            f"napari could not be imported ({exc}); running the demo headless instead.",
+            file=sys.stderr,
+        )
         return False
     return True
 
@@ -636,14 +875,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _fill_demo_defaults(args)
     sample = load_sample(n_tiles=args.n_tiles, seed=args.seed)
     keep = slice(args.n_tiles)  # the histology fallback ignores n_tiles: take its first tiles
-    data = TileData(sample.tiles[keep], sample.name,
-                    labels=None if sample.labels is None else sample.labels[keep],
-                    origins=None if sample.origins is None else sample.origins[keep],
-                    class_names=tuple(sample.class_names))
+    data = TileData(
+        sample.tiles[keep],
+        sample.name,
+        labels=None if sample.labels is None else sample.labels[keep],
+        origins=None if sample.origins is None else sample.origins[keep],
+        class_names=tuple(sample.class_names),
+    )
     outdir = Path(args.output)
     if args.n_tiles is not None and len(data.tiles) < args.n_tiles:
-        _say(args, f"note: the sample holds {len(data.tiles):,} tiles, fewer than the {args.n_tiles:,} asked for; "
-                   "training on all of them.")
+        _say(
+            args,
+            f"note: the sample holds {len(data.tiles):,} tiles, fewer than the {args.n_tiles:,} asked for; "
+            "training on all of them.",
+        )
     _say(args, f"Demo: {_demo_banner(sample, len(data.tiles))}")
     summary = _fit_and_write(data, outdir, args)
     _report(summary, outdir, args)
@@ -666,8 +911,11 @@ def _fill_demo_defaults(args: argparse.Namespace) -> None:
         if resolve_device(args.device).type == "cuda":
             args.epochs = list(QUICK_GPU_EPOCHS)
         else:
-            _say(args, "No CUDA GPU here: the settings chosen for the CPU, about 10 minutes of training "
-                       "(--minutes or --epochs for another length).")
+            _say(
+                args,
+                "No CUDA GPU here: the settings chosen for the CPU, about 10 minutes of training "
+                "(--minutes or --epochs for another length).",
+            )
 
 
 COMMANDS = {"fit": cmd_fit, "embed": cmd_embed, "evaluate": cmd_evaluate, "demo": cmd_demo}

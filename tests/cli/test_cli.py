@@ -11,7 +11,17 @@ import pytest
 from napari_tsimcne.cli import main
 from napari_tsimcne.core.sample import load_histology
 
-TINY = ["--backbone", "resnet10", "--width", "8", "--batch-size", "32", "--device", "cpu", "--quiet"]
+TINY = [
+    "--backbone",
+    "resnet10",
+    "--width",
+    "8",
+    "--batch-size",
+    "32",
+    "--device",
+    "cpu",
+    "--quiet",
+]
 """A network small enough that a fit on 64 tiles takes a few seconds on 2 CPU cores."""
 ONE_EPOCH = ["--epochs", "1", "0", "0"]
 """Pre-training only: enough to check that files are read and written."""
@@ -39,7 +49,9 @@ def fitted(tmp_path_factory, tiles16):
     tmp = tmp_path_factory.mktemp("fit")
     labels = (tiles16.mean(axis=(1, 2, 3)) > np.median(tiles16.mean(axis=(1, 2, 3)))).astype(int)
     np.savez(tmp / "tiles.npz", images=tiles16, labels=labels)
-    code = main(["fit", str(tmp / "tiles.npz"), "-o", str(tmp / "out"), "--epochs", "1", "1", "1", *TINY])
+    code = main(
+        ["fit", str(tmp / "tiles.npz"), "-o", str(tmp / "out"), "--epochs", "1", "1", "1", *TINY]
+    )
     assert code == 0
     return tmp, labels
 
@@ -69,8 +81,17 @@ def test_map_png_is_an_image(fitted):
 def test_embed_with_saved_model(fitted, tiles16, tmp_path, capsys):
     tmp, _ = fitted
     np.save(tmp_path / "new.npy", tiles16[:40])
-    code = main(["embed", str(tmp / "out" / "model.tsimcne"), str(tmp_path / "new.npy"),
-                 "-o", str(tmp_path / "new.csv"), "--device", "cpu"])
+    code = main(
+        [
+            "embed",
+            str(tmp / "out" / "model.tsimcne"),
+            str(tmp_path / "new.npy"),
+            "-o",
+            str(tmp_path / "new.csv"),
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0
     err = capsys.readouterr().err
     assert "embedding: 100%" in err and "40/40" in err  # the progress bar, on stderr
@@ -78,7 +99,9 @@ def test_embed_with_saved_model(fitted, tiles16, tmp_path, capsys):
     assert len(rows) == 40
     # the same tiles map to the same points as in training
     train = _rows(tmp / "out" / "embedding.csv")[:40]
-    np.testing.assert_allclose([float(r["x"]) for r in rows], [float(r["x"]) for r in train], rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(
+        [float(r["x"]) for r in rows], [float(r["x"]) for r in train], rtol=1e-3, atol=1e-3
+    )
 
 
 def test_evaluate_label_column_and_labels_file(fitted, tmp_path, capsys):
@@ -87,7 +110,17 @@ def test_evaluate_label_column_and_labels_file(fitted, tmp_path, capsys):
     first = capsys.readouterr().out
     assert "15-NN accuracy" in first
     np.save(tmp_path / "labels.npy", labels)
-    assert main(["evaluate", str(tmp / "out" / "embedding.csv"), "--labels", str(tmp_path / "labels.npy")]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(tmp / "out" / "embedding.csv"),
+                "--labels",
+                str(tmp_path / "labels.npy"),
+            ]
+        )
+        == 0
+    )
     assert capsys.readouterr().out == first
 
 
@@ -96,10 +129,24 @@ def test_fit_tiff_stack(tiles16, tmp_path, capsys):
 
     tifffile.imwrite(tmp_path / "stack.tif", tiles16[:64])
     not_quiet = [a for a in TINY if a != "--quiet"]
-    assert main(["fit", str(tmp_path / "stack.tif"), "-o", str(tmp_path / "out"), *ONE_EPOCH, *not_quiet]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                str(tmp_path / "stack.tif"),
+                "-o",
+                str(tmp_path / "out"),
+                *ONE_EPOCH,
+                *not_quiet,
+            ]
+        )
+        == 0
+    )
     assert len(_rows(tmp_path / "out" / "embedding.csv")) == 64
     err = capsys.readouterr().err
-    assert "1/1" in err and "mapping: 100%" in err and "64/64" in err  # bars for the epochs, then the mapping
+    assert (
+        "1/1" in err and "mapping: 100%" in err and "64/64" in err
+    )  # bars for the epochs, then the mapping
 
 
 def test_fit_folder_of_pngs(tiles16, tmp_path):
@@ -119,8 +166,20 @@ def test_fit_large_image_with_tile_size(histology, tmp_path):
 
     image = histology.source_image[:128, :128]
     tifffile.imwrite(tmp_path / "slide.tif", image)
-    code = main(["fit", str(tmp_path / "slide.tif"), "-o", str(tmp_path / "out"), "--tile-size", "16",
-                 "--stride", "16", *ONE_EPOCH, *TINY])
+    code = main(
+        [
+            "fit",
+            str(tmp_path / "slide.tif"),
+            "-o",
+            str(tmp_path / "out"),
+            "--tile-size",
+            "16",
+            "--stride",
+            "16",
+            *ONE_EPOCH,
+            *TINY,
+        ]
+    )
     assert code == 0
     rows = _rows(tmp_path / "out" / "embedding.csv")
     assert len(rows) == 64
@@ -151,8 +210,17 @@ def test_rgb_image_without_tile_size(histology, tmp_path, capsys):
 
 def test_embed_wrong_channel_count(fitted, tiles16, tmp_path, capsys):
     np.save(tmp_path / "grey.npy", tiles16[:20, :, :, 0])
-    code = main(["embed", str(fitted[0] / "out" / "model.tsimcne"), str(tmp_path / "grey.npy"),
-                 "-o", str(tmp_path / "e.csv"), "--device", "cpu"])
+    code = main(
+        [
+            "embed",
+            str(fitted[0] / "out" / "model.tsimcne"),
+            str(tmp_path / "grey.npy"),
+            "-o",
+            str(tmp_path / "e.csv"),
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 3
     assert "channel" in capsys.readouterr().err
     assert not (tmp_path / "e.csv").exists()
@@ -161,7 +229,15 @@ def test_embed_wrong_channel_count(fitted, tiles16, tmp_path, capsys):
 def test_corrupt_model_file(tiles16, tmp_path, capsys):
     (tmp_path / "bad.tsimcne").write_bytes(b"not a model at all")
     np.save(tmp_path / "t.npy", tiles16[:10])
-    code = main(["embed", str(tmp_path / "bad.tsimcne"), str(tmp_path / "t.npy"), "-o", str(tmp_path / "e.csv")])
+    code = main(
+        [
+            "embed",
+            str(tmp_path / "bad.tsimcne"),
+            str(tmp_path / "t.npy"),
+            "-o",
+            str(tmp_path / "e.csv"),
+        ]
+    )
     assert code == 4
     err = capsys.readouterr().err
     assert "not a readable napari-tsimcne model" in err and "Traceback" not in err
@@ -202,7 +278,19 @@ def test_interrupt_saves_partial_model(tiles16, tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(cli, "_progress", interrupt_after_first)
     np.save(tmp_path / "t.npy", tiles16[:64])
-    code = main(["fit", str(tmp_path / "t.npy"), "-o", str(tmp_path / "out"), "--epochs", "2", "0", "0", *TINY])
+    code = main(
+        [
+            "fit",
+            str(tmp_path / "t.npy"),
+            "-o",
+            str(tmp_path / "out"),
+            "--epochs",
+            "2",
+            "0",
+            "0",
+            *TINY,
+        ]
+    )
     assert code == 130
     assert (tmp_path / "out" / "model.partial.tsimcne").stat().st_size > 0
     assert not (tmp_path / "out" / "model.tsimcne").exists()
@@ -213,8 +301,28 @@ def test_demo_headless(tmp_path, monkeypatch, capsys):
     import imageio.v3 as iio
 
     monkeypatch.chdir(tmp_path)
-    code = main(["demo", "--headless", "-o", str(tmp_path / "demo"), "--n-tiles", "96", "--epochs", "1", "1", "1",
-                 "--backbone", "resnet10", "--width", "8", "--batch-size", "32", "--device", "cpu"])
+    code = main(
+        [
+            "demo",
+            "--headless",
+            "-o",
+            str(tmp_path / "demo"),
+            "--n-tiles",
+            "96",
+            "--epochs",
+            "1",
+            "1",
+            "1",
+            "--backbone",
+            "resnet10",
+            "--width",
+            "8",
+            "--batch-size",
+            "32",
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0
     out = tmp_path / "demo"
     assert (out / "model.tsimcne").stat().st_size > 0
@@ -224,18 +332,24 @@ def test_demo_headless(tmp_path, monkeypatch, capsys):
     assert str(out / "map.png") in capsys.readouterr().out
 
 
-def test_headless_demo_without_gpu_uses_the_cpu_settings_and_a_time_budget(tmp_path, monkeypatch, capsys):
+def test_headless_demo_without_gpu_uses_the_cpu_settings_and_a_time_budget(
+    tmp_path, monkeypatch, capsys
+):
     import dataclasses
     import json
 
     import napari_tsimcne.core.device as device
 
     # the CPU's automatic settings, with a budget of 6 s instead of 10 minutes
-    monkeypatch.setattr(device, "CPU_DEFAULTS", dataclasses.replace(device.CPU_DEFAULTS, time_budget=6.0, width=8))
+    monkeypatch.setattr(
+        device, "CPU_DEFAULTS", dataclasses.replace(device.CPU_DEFAULTS, time_budget=6.0, width=8)
+    )
     out = tmp_path / "demo"
     assert main(["demo", "--headless", "-o", str(out), "--device", "cpu", "--n-tiles", "96"]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["n_tiles"] == 96 and summary["input"]["n_tiles"] == 96  # the reader rebuilds the same tiles
+    assert (
+        summary["n_tiles"] == 96 and summary["input"]["n_tiles"] == 96
+    )  # the reader rebuilds the same tiles
     settings = summary["settings"]
     assert settings["backbone"] == "resnet18-s2" and settings["width"] == 8  # the CPU's network
     assert settings["batch_size"] == 64  # 256 on a CPU, lowered to fit the 96 tiles
@@ -248,25 +362,68 @@ def test_fit_for_some_minutes_reports_the_chosen_epochs(tiles16, tmp_path, capsy
     import json
 
     np.save(tmp_path / "t.npy", tiles16[:64])
-    assert main(["fit", str(tmp_path / "t.npy"), "-o", str(tmp_path / "out"), "--minutes", "0.1", "--width", "4",
-                 "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                str(tmp_path / "t.npy"),
+                "-o",
+                str(tmp_path / "out"),
+                "--minutes",
+                "0.1",
+                "--width",
+                "4",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["settings"]["time_budget_seconds"] == 6.0
     printed = capsys.readouterr().out
     assert "about 6 s" in printed and "Measured" in printed and "training epochs" in printed
-    assert min(summary["settings"]["epochs"]) >= 1  # what was trained (after planning again from the first epoch)
+    assert (
+        min(summary["settings"]["epochs"]) >= 1
+    )  # what was trained (after planning again from the first epoch)
 
 
 def test_epochs_and_minutes_together_are_a_usage_error(tiles16, tmp_path, capsys):
     np.save(tmp_path / "t.npy", tiles16[:64])
-    code = main(["fit", str(tmp_path / "t.npy"), "-o", str(tmp_path / "out"), "--minutes", "1", "--epochs", "1", "1",
-                 "1"])
+    code = main(
+        [
+            "fit",
+            str(tmp_path / "t.npy"),
+            "-o",
+            str(tmp_path / "out"),
+            "--minutes",
+            "1",
+            "--epochs",
+            "1",
+            "1",
+            "1",
+        ]
+    )
     assert code == 2 and "not allowed with argument" in capsys.readouterr().err
 
 
 def test_tile_size_on_a_stack_is_refused(tiles16, tmp_path, capsys):
     np.save(tmp_path / "grey.npy", tiles16[:40, :, :, 0])
-    assert main(["fit", str(tmp_path / "grey.npy"), "-o", str(tmp_path / "out"), "--tile-size", "8", *ONE_EPOCH, *TINY]) == 3
+    assert (
+        main(
+            [
+                "fit",
+                str(tmp_path / "grey.npy"),
+                "-o",
+                str(tmp_path / "out"),
+                "--tile-size",
+                "8",
+                *ONE_EPOCH,
+                *TINY,
+            ]
+        )
+        == 3
+    )
     assert "leave out --tile-size" in capsys.readouterr().err
 
 
@@ -294,12 +451,18 @@ def test_python_m_help():
     import subprocess
     import sys
 
-    result = subprocess.run([sys.executable, "-m", "napari_tsimcne", "--help"], capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "napari_tsimcne", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0 and "fit" in result.stdout and "demo" in result.stdout
 
 
-def test_resume_after_interrupt_matches_an_uninterrupted_run(tiles16, tmp_path, monkeypatch, capsys):
+def test_resume_after_interrupt_matches_an_uninterrupted_run(
+    tiles16, tmp_path, monkeypatch, capsys
+):
     import napari_tsimcne.cli as cli
 
     np.save(tmp_path / "t.npy", tiles16[:64])
@@ -321,7 +484,9 @@ def test_resume_after_interrupt_matches_an_uninterrupted_run(tiles16, tmp_path, 
     assert (out / "checkpoint.tsimcne").exists() and "--resume" in capsys.readouterr().err
     monkeypatch.setattr(cli, "_progress", real_progress)
     assert main(["fit", str(tmp_path / "t.npy"), "-o", str(out), "--resume", *args]) == 0
-    whole = np.array([[float(r["x"]), float(r["y"])] for r in _rows(tmp_path / "whole" / "embedding.csv")])
+    whole = np.array(
+        [[float(r["x"]), float(r["y"])] for r in _rows(tmp_path / "whole" / "embedding.csv")]
+    )
     resumed = np.array([[float(r["x"]), float(r["y"])] for r in _rows(out / "embedding.csv")])
     np.testing.assert_array_equal(resumed, whole)
     assert not (out / "checkpoint.tsimcne").exists()
@@ -329,7 +494,9 @@ def test_resume_after_interrupt_matches_an_uninterrupted_run(tiles16, tmp_path, 
 
 def test_resume_without_checkpoint_is_a_usage_error(tiles16, tmp_path, capsys):
     np.save(tmp_path / "t.npy", tiles16[:64])
-    assert main(["fit", str(tmp_path / "t.npy"), "-o", str(tmp_path / "none"), "--resume", *TINY]) == 2
+    assert (
+        main(["fit", str(tmp_path / "t.npy"), "-o", str(tmp_path / "none"), "--resume", *TINY]) == 2
+    )
     assert "no checkpoint" in capsys.readouterr().err
 
 
@@ -342,10 +509,31 @@ def test_fit_under_torchrun_writes_the_outputs_once(tiles16, tmp_path):
     np.save(tmp_path / "t.npy", tiles16[:64])
     env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
     env["OMP_NUM_THREADS"] = "1"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m",
-           "napari_tsimcne", "fit", str(tmp_path / "t.npy"), "-o", str(tmp_path / "out"),
-           "--epochs", "1", "1", "1", "--batch-size", "16", "--backbone", "resnet10", "--width", "8",
-           "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node=2",
+        "-m",
+        "napari_tsimcne",
+        "fit",
+        str(tmp_path / "t.npy"),
+        "-o",
+        str(tmp_path / "out"),
+        "--epochs",
+        "1",
+        "1",
+        "1",
+        "--batch-size",
+        "16",
+        "--backbone",
+        "resnet10",
+        "--width",
+        "8",
+        "--device",
+        "cpu",
+    ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())

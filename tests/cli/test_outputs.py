@@ -20,7 +20,20 @@ from napari_tsimcne.cli import main
 from napari_tsimcne.core import training
 from napari_tsimcne.core.sample import load_histology
 
-TINY = ["--backbone", "resnet10", "--width", "8", "--batch-size", "32", "--device", "cpu", "--epochs", "1", "0", "0"]
+TINY = [
+    "--backbone",
+    "resnet10",
+    "--width",
+    "8",
+    "--batch-size",
+    "32",
+    "--device",
+    "cpu",
+    "--epochs",
+    "1",
+    "0",
+    "0",
+]
 RESULTS = ("model.tsimcne", "embedding.csv", "map.png", "summary.json")
 
 
@@ -65,12 +78,16 @@ def _error_line(capsys) -> str:
 # -- 1. finished work is saved first ---------------------------------------------------
 
 
-@pytest.mark.parametrize("labels", [
-    np.r_[np.zeros(32), np.ones(31), np.nan],  # a missing label
-    np.r_[np.zeros(63), 1],  # a class with one member
-    np.arange(64),  # unique ids
-    np.arange(64) // 2,  # 32 classes: more than the 10 % test split can hold
-], ids=["nan", "single-member", "unique-ids", "too-many-classes"])
+@pytest.mark.parametrize(
+    "labels",
+    [
+        np.r_[np.zeros(32), np.ones(31), np.nan],  # a missing label
+        np.r_[np.zeros(63), 1],  # a class with one member
+        np.arange(64),  # unique ids
+        np.arange(64) // 2,  # 32 classes: more than the 10 % test split can hold
+    ],
+    ids=["nan", "single-member", "unique-ids", "too-many-classes"],
+)
 def test_unscorable_labels_are_a_warning_and_null(work, tiles, labels, no_training, capsys):
     np.savez(work / "lab.npz", images=tiles, labels=labels)
     assert _fit(src="lab.npz") == 0
@@ -85,8 +102,28 @@ def test_unscorable_labels_are_a_warning_and_null(work, tiles, labels, no_traini
 def test_demo_with_40_tiles_succeeds(tmp_path, monkeypatch, capsys):
     """A real (tiny) run: 40 tiles cannot be scored with 15 neighbours; the map is written all the same."""
     monkeypatch.chdir(tmp_path)
-    code = main(["demo", "--headless", "--n-tiles", "40", "-o", "demo", "--epochs", "1", "0", "0", "--backbone",
-                 "resnet10", "--width", "8", "--batch-size", "16", "--device", "cpu"])
+    code = main(
+        [
+            "demo",
+            "--headless",
+            "--n-tiles",
+            "40",
+            "-o",
+            "demo",
+            "--epochs",
+            "1",
+            "0",
+            "0",
+            "--backbone",
+            "resnet10",
+            "--width",
+            "8",
+            "--batch-size",
+            "16",
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     for name in RESULTS:
         assert (tmp_path / "demo" / name).stat().st_size > 0, name
@@ -128,13 +165,17 @@ def test_fit_into_results_needs_overwrite(work, no_training, capsys):
     assert _fit("--overwrite") == 0
 
 
-def test_checkpoint_needs_resume_or_overwrite_and_is_never_deleted_unfinished(work, no_training, capsys):
+def test_checkpoint_needs_resume_or_overwrite_and_is_never_deleted_unfinished(
+    work, no_training, capsys
+):
     (work / "out").mkdir()
     (work / "out" / "checkpoint.tsimcne").write_bytes(b"an unfinished run")
     assert _fit() == 2
     line = _error_line(capsys)
     assert "--resume" in line and "--overwrite" in line
-    assert _fit("--overwrite", "--checkpoint-every", "0") == 0  # this run writes no checkpoint of its own
+    assert (
+        _fit("--overwrite", "--checkpoint-every", "0") == 0
+    )  # this run writes no checkpoint of its own
     assert (work / "out" / "checkpoint.tsimcne").read_bytes() == b"an unfinished run"
 
 
@@ -207,17 +248,23 @@ def test_output_problems_are_found_before_training(work, no_training, monkeypatc
     assert "Cannot write" in _error_line(capsys)
     import shutil
 
-    monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10 << 30, 10 << 30, 1 << 20))
+    monkeypatch.setattr(
+        shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10 << 30, 10 << 30, 1 << 20)
+    )
     assert _fit() == 5
     assert "MiB are free" in _error_line(capsys)
     assert no_training == []  # refused before any training
 
 
-@pytest.mark.parametrize("array, flags, words", [
-    (np.arange(10), [], "not images"),
-    (np.zeros((3, 256, 256), np.uint8), [], "--channel-axis"),
-    (np.zeros((64, 3, 16, 16), np.uint8), ["--channel-axis", "7"], "out of range"),
-], ids=["1-D", "channels-first-image", "channel-axis-7"])
+@pytest.mark.parametrize(
+    "array, flags, words",
+    [
+        (np.arange(10), [], "not images"),
+        (np.zeros((3, 256, 256), np.uint8), [], "--channel-axis"),
+        (np.zeros((64, 3, 16, 16), np.uint8), ["--channel-axis", "7"], "out of range"),
+    ],
+    ids=["1-D", "channels-first-image", "channel-axis-7"],
+)
 def test_bad_arrays_get_one_line_exit_3(work, array, flags, words, no_training, capsys):
     np.save(work / "bad.npy", array)
     assert _fit(*flags, src="bad.npy") == 3
@@ -261,9 +308,14 @@ def test_one_tile_can_be_embedded(work, tiles, no_training):
 
 
 def test_start_line_names_the_device_used(work, no_training, capsys):
-    assert main(["fit", "t.npy", "-o", "out", *[a for a in TINY if a != "cpu" and a != "--device"]]) == 0
+    assert (
+        main(["fit", "t.npy", "-o", "out", *[a for a in TINY if a != "cpu" and a != "--device"]])
+        == 0
+    )
     out = capsys.readouterr().out
-    assert "device auto" not in out and ("device cpu" in out or "device cuda" in out or "device mps" in out)
+    assert "device auto" not in out and (
+        "device cpu" in out or "device cuda" in out or "device mps" in out
+    )
 
 
 def _damage(path: Path, **changes) -> None:
@@ -272,17 +324,21 @@ def _damage(path: Path, **changes) -> None:
     torch.save(payload, path)
 
 
-@pytest.mark.parametrize("changes", [
-    {"normalization": {"low": [0.0]}},
-    {"normalization": {"low": [0.0], "high": [1.0]}},  # one channel for a 3-channel network
-    {"tile_shape": "16x16"},
-    {"tile_shape": [16]},
-    {"format_version": "one"},
-    {"n_channels": 99},
-    {"params": None},
-    {"pca": [torch.zeros(3)]},
-    {"fingerprint": {"n_tiles": "many"}},
-], ids=lambda c: ",".join(c))
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"normalization": {"low": [0.0]}},
+        {"normalization": {"low": [0.0], "high": [1.0]}},  # one channel for a 3-channel network
+        {"tile_shape": "16x16"},
+        {"tile_shape": [16]},
+        {"format_version": "one"},
+        {"n_channels": 99},
+        {"params": None},
+        {"pca": [torch.zeros(3)]},
+        {"fingerprint": {"n_tiles": "many"}},
+    ],
+    ids=lambda c: ",".join(c),
+)
 def test_damaged_model_fields_are_exit_4(work, changes, no_training, capsys):
     assert _fit() == 0
     _damage(work / "out" / "model.tsimcne", **changes)
@@ -312,7 +368,24 @@ def test_resume_on_other_tiles_is_refused(work, tiles, monkeypatch, capsys):
             raise KeyboardInterrupt
 
     monkeypatch.setattr(cli, "_progress", interrupt)
-    assert main(["fit", "t.npy", "-o", "out", *TINY[:-4], "--epochs", "2", "0", "0", "--checkpoint-every", "1"]) == 130
+    assert (
+        main(
+            [
+                "fit",
+                "t.npy",
+                "-o",
+                "out",
+                *TINY[:-4],
+                "--epochs",
+                "2",
+                "0",
+                "0",
+                "--checkpoint-every",
+                "1",
+            ]
+        )
+        == 130
+    )
     monkeypatch.setattr(cli, "_progress", real_progress)
     np.save(work / "other.npy", tiles[::-1].copy())  # same count and shape, other order
     assert main(["fit", "other.npy", "-o", "out", "--resume", "--device", "cpu", "--quiet"]) == 3
@@ -323,16 +396,33 @@ def test_resume_on_other_tiles_is_refused(work, tiles, monkeypatch, capsys):
 def test_evaluate_on_unscorable_labels_says_why(work, capsys):
     from napari_tsimcne.core.io import write_embedding_csv
 
-    write_embedding_csv(work / "e.csv", np.random.default_rng(0).normal(size=(50, 2)), labels=np.arange(50))
+    write_embedding_csv(
+        work / "e.csv", np.random.default_rng(0).normal(size=(50, 2)), labels=np.arange(50)
+    )
     assert main(["evaluate", "e.csv"]) == 3
-    assert _error_line(capsys).endswith("Cannot score this map: 50 class(es) have a single tile; a stratified "
-                                        "split needs 2 per class.")
+    assert _error_line(capsys).endswith(
+        "Cannot score this map: 50 class(es) have a single tile; a stratified "
+        "split needs 2 per class."
+    )
 
 
 def test_demo_replaces_its_own_results_but_not_others(tmp_path, monkeypatch, no_training, capsys):
     monkeypatch.chdir(tmp_path)
-    demo = ["demo", "--headless", "--n-tiles", "40", "-o", "d", *TINY[:-4], "--epochs", "1", "0", "0",
-            "--batch-size", "16"]
+    demo = [
+        "demo",
+        "--headless",
+        "--n-tiles",
+        "40",
+        "-o",
+        "d",
+        *TINY[:-4],
+        "--epochs",
+        "1",
+        "0",
+        "0",
+        "--batch-size",
+        "16",
+    ]
     assert main(demo) == 0
     assert main(demo) == 0
     assert "replacing the results of the previous demo" in capsys.readouterr().out
@@ -342,13 +432,19 @@ def test_demo_replaces_its_own_results_but_not_others(tmp_path, monkeypatch, no_
     assert "--overwrite" in _error_line(capsys)
 
 
-@pytest.mark.parametrize("code, words", [(errno.EACCES, "permission denied"), (errno.EROFS, "read-only")])
-def test_an_unwritable_output_folder_is_exit_5_before_training(work, no_training, monkeypatch, capsys, code, words):
+@pytest.mark.parametrize(
+    "code, words", [(errno.EACCES, "permission denied"), (errno.EROFS, "read-only")]
+)
+def test_an_unwritable_output_folder_is_exit_5_before_training(
+    work, no_training, monkeypatch, capsys, code, words
+):
     import tempfile
 
     (work / "out").mkdir()
 
-    def refuse(*args, **kwargs):  # what a folder without write permission or on a read-only mount gives
+    def refuse(
+        *args, **kwargs
+    ):  # what a folder without write permission or on a read-only mount gives
         raise OSError(code, os.strerror(code))
 
     monkeypatch.setattr(tempfile, "mkstemp", refuse)

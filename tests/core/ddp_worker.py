@@ -1,7 +1,7 @@
 """Run under torchrun by tests/core/test_distributed.py: one training step, or a whole tiny fit.
 
-    torchrun --standalone --nproc-per-node=2 tests/core/ddp_worker.py step OUT
-    torchrun --standalone --nproc-per-node=2 tests/core/ddp_worker.py fit OUT
+torchrun --standalone --nproc-per-node=2 tests/core/ddp_worker.py step OUT
+torchrun --standalone --nproc-per-node=2 tests/core/ddp_worker.py fit OUT
 """
 
 from __future__ import annotations
@@ -62,12 +62,26 @@ def whole_fit(out: str) -> None:
     rng = np.random.default_rng(0)
     tiles = rng.integers(0, 255, size=(128, 16, 16, 3), dtype=np.uint8)
     tiles[:64, :8] //= 4  # two kinds of tiles
-    model = TSimCNE(total_epochs=(2, 1, 1), batch_size=16, backbone="resnet10", width=8, device="cpu",
-                    random_state=3, preview_every=0)
+    model = TSimCNE(
+        total_epochs=(2, 1, 1),
+        batch_size=16,
+        backbone="resnet10",
+        width=8,
+        device="cpu",
+        random_state=3,
+        preview_every=0,
+    )
     y = model.fit_transform(tiles)
     state = {k: v.clone() for k, v in model.model_.state_dict().items()}
-    torch.save({"embedding": torch.from_numpy(y), "state": state, "history": model.history_,
-                "lr": float(model.history_[0]["lr"])}, f"{out}.rank{torch.distributed.get_rank()}.pt")
+    torch.save(
+        {
+            "embedding": torch.from_numpy(y),
+            "state": state,
+            "history": model.history_,
+            "lr": float(model.history_[0]["lr"]),
+        },
+        f"{out}.rank{torch.distributed.get_rank()}.pt",
+    )
 
 
 if __name__ == "__main__":

@@ -53,19 +53,31 @@ def test_a_90_degree_rotation_really_rotates():
     angle = torch.tensor(math.pi / 2)
     m = torch.tensor([[[angle.cos(), -angle.sin(), 0.0], [angle.sin(), angle.cos(), 0.0]]])
     out = warp(x, m, "zeros")
-    expected = torch.rot90(x, k=1, dims=(2, 3))  # counter-clockwise in (row, col) = sampling rotated grid
+    expected = torch.rot90(
+        x, k=1, dims=(2, 3)
+    )  # counter-clockwise in (row, col) = sampling rotated grid
     alt = torch.rot90(x, k=-1, dims=(2, 3))
     err = min((out - expected).abs().max().item(), (out - alt).abs().max().item())
     assert err < 1e-5
 
 
 def test_rotation_only_preset_rotates_by_multiples_of_90_exactly():
-    s = AugmentationSettings(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), rotate_90=True, rotation_degrees=0.0,
-                             hflip=0.0, vflip=0.0, jitter_p=0.0, grayscale_p=0.0)
+    s = AugmentationSettings(
+        crop_scale=(1.0, 1.0),
+        crop_ratio=(1.0, 1.0),
+        rotate_90=True,
+        rotation_degrees=0.0,
+        hflip=0.0,
+        vflip=0.0,
+        jitter_p=0.0,
+        grayscale_p=0.0,
+    )
     x = batch(c=1, n=32, size=16)
     out = augment(x, s, make_generator(torch.device("cpu"), 3))
     for i in range(32):
-        assert any(torch.allclose(out[i], torch.rot90(x[i], k, (1, 2)), atol=1e-5) for k in range(4))
+        assert any(
+            torch.allclose(out[i], torch.rot90(x[i], k, (1, 2)), atol=1e-5) for k in range(4)
+        )
 
 
 def test_border_fill_uses_the_tiles_edge_colour():
@@ -77,14 +89,22 @@ def test_border_fill_uses_the_tiles_edge_colour():
 
 
 def test_crop_scale_one_without_rotation_is_identity():
-    s = AugmentationSettings(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), rotate_90=False, rotation_degrees=0.0,
-                             hflip=0.0, vflip=0.0)
+    s = AugmentationSettings(
+        crop_scale=(1.0, 1.0),
+        crop_ratio=(1.0, 1.0),
+        rotate_90=False,
+        rotation_degrees=0.0,
+        hflip=0.0,
+        vflip=0.0,
+    )
     m = affine_matrices(4, 16, 24, s, make_generator(torch.device("cpu"), 0), "cpu")
     assert torch.allclose(m, torch.tensor([[1.0, 0, 0], [0, 1.0, 0]]).expand(4, 2, 3))
 
 
 def test_fluorescence_preset_keeps_intensity_nearly_unchanged():
-    s = AugmentationSettings.preset("fluorescence", crop_scale=(1.0, 1.0), rotate_90=False, rotation_degrees=0.0)
+    s = AugmentationSettings.preset(
+        "fluorescence", crop_scale=(1.0, 1.0), rotate_90=False, rotation_degrees=0.0
+    )
     x = batch(c=4, n=64) * 0.5
     out = augment(x, s, make_generator(torch.device("cpu"), 0))
     ratio = out.mean((2, 3)) / x.mean((2, 3))

@@ -16,7 +16,12 @@ from tests.conftest import TINY
         ({"total_epochs": (0, 0, 0)}, "nothing would be trained"),
         ({"lr": -0.1}, "lr must be a positive"),
         ({"out_dim": 5}, "out_dim"),
-        ({"device": "cuda"} if not __import__("torch").cuda.is_available() else {"device": "tpu"}, "device"),
+        (
+            {"device": "cuda"}
+            if not __import__("torch").cuda.is_available()
+            else {"device": "tpu"},
+            "device",
+        ),
         ({"augmentations": "cats"}, "Unknown augmentation preset"),
         ({"lr": None}, "lr must be a positive"),
         ({"lr": True}, "lr must be a positive"),
@@ -87,4 +92,6 @@ def test_a_diverging_loss_stops_training_with_an_explanation(rgb_tiles):
     model = TSimCNE(**{**TINY, "lr": 1e12, "grad_clip": None, "total_epochs": (2, 0, 0)})
     with pytest.raises(TrainingDivergedError, match="smaller learning rate"):
         list(model.fit_iter(rgb_tiles))
-    assert model.embedding_ is not None and np.isfinite(model.embedding_).all()  # the last good weights, not NaNs
+    assert (
+        model.embedding_ is not None and np.isfinite(model.embedding_).all()
+    )  # the last good weights, not NaNs

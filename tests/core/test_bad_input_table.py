@@ -24,17 +24,36 @@ def test_robustness_table_is_in_sync_with_the_code():
     if documented != actual:
         old, new = documented.splitlines(), actual.splitlines()
         changed = [f"- {a}\n+ {b}" for a, b in zip(old, new) if a != b]
-        changed += [f"+ {b}" for b in new[len(old):]] + [f"- {a}" for a in old[len(new):]]
+        changed += [f"+ {b}" for b in new[len(old) :]] + [f"- {a}" for a in old[len(new) :]]
         raise AssertionError(
-            "docs/robustness.md is out of date; run `python scripts/bad_inputs.py --write`.\n" + "\n".join(changed)
+            "docs/robustness.md is out of date; run `python scripts/bad_inputs.py --write`.\n"
+            + "\n".join(changed)
         )
 
 
 def test_every_issue_item_has_a_row():
     """The bad inputs listed in issue #5 all appear in the table."""
     text = _script().DOC.read_text()
-    for words in ("Empty stack", "single tile", "Five dimensions", "smaller than 8 x 8", "Non-square", "NaN",
-                  "infinite", "constant", "Boolean", "Complex", "uint16", "Channel count differs",
-                  "Tile size differs", "corrupt", "Foreign", "Batch size larger", "epoch", "learning rate",
-                  "without CUDA", "Input file missing"):
+    for words in (
+        "Empty stack",
+        "single tile",
+        "Five dimensions",
+        "smaller than 8 x 8",
+        "Non-square",
+        "NaN",
+        "infinite",
+        "constant",
+        "Boolean",
+        "Complex",
+        "uint16",
+        "Channel count differs",
+        "Tile size differs",
+        "corrupt",
+        "Foreign",
+        "Batch size larger",
+        "epoch",
+        "learning rate",
+        "without CUDA",
+        "Input file missing",
+    ):
         assert words in text, words

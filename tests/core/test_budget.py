@@ -61,7 +61,11 @@ def _fake(kind: str) -> torch.device:
 def test_auto_settings_follow_the_device(kind, expected):
     assert defaults_for(_fake(kind)) == expected
     plan = TSimCNE()._resolve_auto(_fake(kind), n_tiles=20_000)
-    assert (plan.backbone, plan.width, plan.batch_size) == (expected.backbone, expected.width, expected.batch_size)
+    assert (plan.backbone, plan.width, plan.batch_size) == (
+        expected.backbone,
+        expected.width,
+        expected.batch_size,
+    )
     assert plan.total_epochs == expected.total_epochs
     assert plan.time_budget == expected.time_budget
 
@@ -74,8 +78,9 @@ def test_gpu_keeps_the_papers_settings_and_cpu_trains_for_ten_minutes():
 
 
 def test_explicit_settings_win_over_auto():
-    plan = TSimCNE(total_epochs=(3, 1, 1), batch_size=64, backbone="resnet10", width=8)._resolve_auto(
-        _fake("cpu"), 1000)
+    plan = TSimCNE(
+        total_epochs=(3, 1, 1), batch_size=64, backbone="resnet10", width=8
+    )._resolve_auto(_fake("cpu"), 1000)
     assert plan == ((3, 1, 1), None, 64, "resnet10", 8)
     budget = TSimCNE(time_budget=60)._resolve_auto(_fake("cuda"), 1000)
     assert budget.total_epochs is None and budget.time_budget == 60.0
@@ -116,10 +121,14 @@ def test_a_time_budget_run_ends_near_its_budget_and_records_what_it_trained():
     model.fit(tiles)
     took = time.perf_counter() - start
     costs = model.step_costs_
-    assert planned_seconds(model.total_epochs_, costs, 512, 256) <= budget  # the plan fits the budget ...
+    assert (
+        planned_seconds(model.total_epochs_, costs, 512, 256) <= budget
+    )  # the plan fits the budget ...
     assert took <= budget * 1.2 + 2  # ... and so does the run (a busy machine may need the 2 s)
     assert model.backbone_ == "resnet18-s2" and model.batch_size_ == 256
-    assert model.get_params()["total_epochs"] == "auto"  # parameters stay as given (scikit-learn's rule)
+    assert (
+        model.get_params()["total_epochs"] == "auto"
+    )  # parameters stay as given (scikit-learn's rule)
 
 
 def test_a_saved_budget_model_records_the_epochs_it_trained(tmp_path):
@@ -158,8 +167,13 @@ def test_the_plan_is_corrected_after_the_first_epoch(monkeypatch):
     provisional["epochs"] = model.total_epochs_
     seen = [(e.global_epoch, e.total_epochs) for e in events]
     took = time.perf_counter() - start
-    assert sum(model.total_epochs_) > sum(provisional["epochs"])  # more epochs once the real speed was seen
-    assert seen[-1] == (sum(model.total_epochs_), sum(model.total_epochs_))  # events count to the new total
+    assert sum(model.total_epochs_) > sum(
+        provisional["epochs"]
+    )  # more epochs once the real speed was seen
+    assert seen[-1] == (
+        sum(model.total_epochs_),
+        sum(model.total_epochs_),
+    )  # events count to the new total
     assert took <= 10.0 * 1.2 + 2
 
 

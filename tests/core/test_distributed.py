@@ -19,10 +19,22 @@ WORKER = Path(__file__).with_name("ddp_worker.py")
 
 
 def torchrun(mode: str, out: Path, processes: int = 2) -> list[dict]:
-    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR")
+    }
     env["OMP_NUM_THREADS"] = "1"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
-           str(WORKER), mode, str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={processes}",
+        str(WORKER),
+        mode,
+        str(out),
+    ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return [torch.load(f"{out}.rank{r}.pt", weights_only=False) for r in range(processes)]
@@ -55,7 +67,9 @@ def test_two_processes_equal_one_process_with_the_global_batch(tmp_path):
     # batch-norm running statistics were pooled over both processes, as over the one big batch
     for name, b in net.named_buffers():
         for r in ranks:
-            torch.testing.assert_close(r["buffers"][name].to(b.dtype), b, rtol=1e-4, atol=1e-6, msg=name)
+            torch.testing.assert_close(
+                r["buffers"][name].to(b.dtype), b, rtol=1e-4, atol=1e-6, msg=name
+            )
 
 
 @pytest.mark.slow  # starts several Python processes

@@ -22,8 +22,11 @@ def test_training_on_cuda_gives_a_finite_map(rgb_tiles):
 
 def test_augmentations_run_on_the_gpu():
     x = torch.rand(64, 3, 32, 32, device="cuda")
-    out = augment(x, AugmentationSettings.preset("microscopy", blur_p=0.5, noise_std=0.05),
-                  make_generator(torch.device("cuda"), 0))
+    out = augment(
+        x,
+        AugmentationSettings.preset("microscopy", blur_p=0.5, noise_std=0.05),
+        make_generator(torch.device("cuda"), 0),
+    )
     assert out.is_cuda and out.shape == x.shape and 0 <= out.min() and out.max() <= 1
 
 
@@ -45,4 +48,6 @@ def test_model_saved_on_gpu_loads_on_cpu(rgb_tiles, tmp_path):
     cpu = TSimCNE.load(tmp_path / "m.tsimcne", device="cpu")
     y_gpu = model.transform(rgb_tiles[:32])
     y_cpu = cpu.transform(rgb_tiles[:32])
-    np.testing.assert_allclose(y_cpu, y_gpu, rtol=0.05, atol=0.05 * np.abs(y_gpu).max())  # bf16 vs fp32
+    np.testing.assert_allclose(
+        y_cpu, y_gpu, rtol=0.05, atol=0.05 * np.abs(y_gpu).max()
+    )  # bf16 vs fp32

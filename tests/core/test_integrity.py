@@ -21,8 +21,15 @@ from napari_tsimcne.core.persistence import (
 )
 from napari_tsimcne.core.tiles import TileStackError, as_tile_stack, tile_image
 
-SMALL = dict(backbone="resnet10", width=8, batch_size=16, total_epochs=(2, 0, 0), random_state=0, device="cpu",
-             preview_every=0)
+SMALL = dict(
+    backbone="resnet10",
+    width=8,
+    batch_size=16,
+    total_epochs=(2, 0, 0),
+    random_state=0,
+    device="cpu",
+    preview_every=0,
+)
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +55,14 @@ def test_checkpoint_carries_the_fingerprint(checkpoint, tiles):
     assert model.fingerprint_.n_tiles == 32 and model.fingerprint_.shape == (16, 16, 3)
 
 
-@pytest.mark.parametrize("other", [
-    lambda t: t[::-1].copy(),  # same count and shape, other order
-    lambda t: np.concatenate([t, t[:8]]),  # another count
-], ids=["same-shape", "other-count"])
+@pytest.mark.parametrize(
+    "other",
+    [
+        lambda t: t[::-1].copy(),  # same count and shape, other order
+        lambda t: np.concatenate([t, t[:8]]),  # another count
+    ],
+    ids=["same-shape", "other-count"],
+)
 def test_resume_on_other_tiles_is_refused(checkpoint, tiles, other):
     model = TSimCNE.load(checkpoint, device="cpu")
     with pytest.raises(TileMismatchError, match="other tiles"):
@@ -83,12 +94,19 @@ def test_one_tile_can_be_mapped(checkpoint, tiles):
 
 def test_nan_weights_and_mismatched_normalisation_are_refused(checkpoint, tmp_path):
     payload = torch.load(checkpoint, weights_only=True)
-    bad = dict(payload, state_dict={k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
-                                    for k, v in payload["state_dict"].items()})
+    bad = dict(
+        payload,
+        state_dict={
+            k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
+            for k, v in payload["state_dict"].items()
+        },
+    )
     torch.save(bad, tmp_path / "nan.tsimcne")
     with pytest.raises(ModelFileError, match="NaN"):
         TSimCNE.load(tmp_path / "nan.tsimcne")
-    torch.save(dict(payload, normalization={"low": [0.0], "high": [1.0]}), tmp_path / "norm.tsimcne")
+    torch.save(
+        dict(payload, normalization={"low": [0.0], "high": [1.0]}), tmp_path / "norm.tsimcne"
+    )
     with pytest.raises(ModelFileError, match="normalisation"):
         TSimCNE.load(tmp_path / "norm.tsimcne")
 
@@ -151,8 +169,16 @@ def test_seed_beyond_int64_is_refused(tiles):
         TSimCNE(**{**SMALL, "random_state": 2**63}).fit_iter(tiles)
 
 
-@pytest.mark.parametrize("labels", [np.r_[np.zeros(50), np.nan * np.ones(50)], np.arange(100),
-                                    np.repeat(np.arange(20), 5), np.r_[np.zeros(99), 1], np.zeros(100)])
+@pytest.mark.parametrize(
+    "labels",
+    [
+        np.r_[np.zeros(50), np.nan * np.ones(50)],
+        np.arange(100),
+        np.repeat(np.arange(20), 5),
+        np.r_[np.zeros(99), 1],
+        np.zeros(100),
+    ],
+)
 def test_unscorable_labels_are_an_evaluation_error(labels):
     with pytest.raises(EvaluationError, match="cannot be computed"):
         knn_accuracy(np.random.default_rng(0).normal(size=(100, 2)), labels)

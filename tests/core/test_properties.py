@@ -28,11 +28,25 @@ from napari_tsimcne.core import training
 from napari_tsimcne.core.persistence import ModelFileError
 from napari_tsimcne.core.tiles import TileStackError
 
-FAST = settings(max_examples=30, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
-                                       HealthCheck.data_too_large])
-TINY = dict(backbone="resnet10", width=4, batch_size=2, total_epochs=(1, 0, 0), random_state=0, device="cpu",
-            preview_every=0)
+FAST = settings(
+    max_examples=30,
+    deadline=None,
+    database=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.data_too_large,
+    ],
+)
+TINY = dict(
+    backbone="resnet10",
+    width=4,
+    batch_size=2,
+    total_epochs=(1, 0, 0),
+    random_state=0,
+    device="cpu",
+    preview_every=0,
+)
 EXIT_CODES = {0, 1, 2, 3, 4, 5}
 
 
@@ -58,8 +72,20 @@ def no_training(monkeypatch):
     monkeypatch.setattr(training.Trainer, "run", lambda self: iter(()))
 
 
-DTYPES = st.sampled_from([np.uint8, np.uint16, np.int16, np.int64, np.float16, np.float32, np.float64, np.bool_,
-                          np.complex64, ">f4"])
+DTYPES = st.sampled_from(
+    [
+        np.uint8,
+        np.uint16,
+        np.int16,
+        np.int64,
+        np.float16,
+        np.float32,
+        np.float64,
+        np.bool_,
+        np.complex64,
+        ">f4",
+    ]
+)
 
 
 @st.composite
@@ -74,7 +100,9 @@ def near_stacks(draw) -> np.ndarray:
     """Shapes around the valid ones: 1 to 12 tiles of 6 to 12 pixels, no channel axis or 1 to 5 channels."""
     shape = (draw(st.integers(1, 12)), draw(st.integers(6, 12)), draw(st.integers(6, 12)))
     shape += draw(st.sampled_from([(), (1,), (2,), (3,), (5,)]))
-    if draw(st.booleans()):  # varied pixels, which hypothesis's own arrays (mostly constant) rarely have
+    if draw(
+        st.booleans()
+    ):  # varied pixels, which hypothesis's own arrays (mostly constant) rarely have
         rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
         return (rng.random(shape) * 255).astype(draw(DTYPES))
     return draw(_arrays(shape))
@@ -92,7 +120,9 @@ def _arrays(draw, shape: tuple[int, ...]) -> np.ndarray:
     elements = None
     if dtype.kind == "f":
         elements = st.floats(width=min(64, dtype.itemsize * 8), allow_nan=True, allow_infinity=True)
-    return draw(hnp.arrays(dtype, shape, elements=elements, fill=st.nothing() if elements is None else None))
+    return draw(
+        hnp.arrays(dtype, shape, elements=elements, fill=st.nothing() if elements is None else None)
+    )
 
 
 @FAST
@@ -123,22 +153,29 @@ def test_transform_of_any_array_works_or_says_why(model, x):
         assert y.shape == (len(x), 2) and np.isfinite(y).all()
 
 
-SETTINGS = st.fixed_dictionaries({}, optional={
-    "total_epochs": st.one_of(st.tuples(*[st.integers(-2, 3)] * 3), st.lists(st.integers(0, 2), max_size=4),
-                              st.just("auto"), st.just((1.5, 0, 0))),
-    "batch_size": st.one_of(st.integers(-1, 40), st.just(2.0), st.just("auto"), st.just(True)),
-    "width": st.one_of(st.integers(-1, 8), st.just("auto")),
-    "lr": st.one_of(st.floats(allow_nan=True), st.just("auto"), st.none()),
-    "momentum": st.floats(-1, 2),
-    "weight_decay": st.floats(-1, 1),
-    "grad_clip": st.one_of(st.none(), st.floats(-1, 5), st.just("a")),
-    "random_state": st.one_of(st.none(), st.integers(-1, 2**64)),
-    "embed_batch_size": st.integers(-1, 4),
-    "out_dim": st.integers(0, 4),
-    "warmup": st.one_of(st.integers(-1, 3), st.just("auto")),
-    "init_2d": st.sampled_from(["pca", "random", "svd"]),
-    "augmentations": st.sampled_from(["microscopy", "natural", "fluorescence", "none"]),
-})
+SETTINGS = st.fixed_dictionaries(
+    {},
+    optional={
+        "total_epochs": st.one_of(
+            st.tuples(*[st.integers(-2, 3)] * 3),
+            st.lists(st.integers(0, 2), max_size=4),
+            st.just("auto"),
+            st.just((1.5, 0, 0)),
+        ),
+        "batch_size": st.one_of(st.integers(-1, 40), st.just(2.0), st.just("auto"), st.just(True)),
+        "width": st.one_of(st.integers(-1, 8), st.just("auto")),
+        "lr": st.one_of(st.floats(allow_nan=True), st.just("auto"), st.none()),
+        "momentum": st.floats(-1, 2),
+        "weight_decay": st.floats(-1, 1),
+        "grad_clip": st.one_of(st.none(), st.floats(-1, 5), st.just("a")),
+        "random_state": st.one_of(st.none(), st.integers(-1, 2**64)),
+        "embed_batch_size": st.integers(-1, 4),
+        "out_dim": st.integers(0, 4),
+        "warmup": st.one_of(st.integers(-1, 3), st.just("auto")),
+        "init_2d": st.sampled_from(["pca", "random", "svd"]),
+        "augmentations": st.sampled_from(["microscopy", "natural", "fluorescence", "none"]),
+    },
+)
 
 
 @FAST
@@ -212,22 +249,55 @@ def _snapshot(folder: Path) -> dict[str, float]:
 
 
 @settings(FAST, max_examples=25)
-@given(x=stacks(), flags=st.lists(st.sampled_from([["--channel-axis", "1"], ["--channel-axis", "-9"],
-                                                   ["--tile-size", "8"], ["--tile-size", "0"],
-                                                   ["--seed", str(2**63)], ["--batch-size", "1"]]), max_size=2))
+@given(
+    x=stacks(),
+    flags=st.lists(
+        st.sampled_from(
+            [
+                ["--channel-axis", "1"],
+                ["--channel-axis", "-9"],
+                ["--tile-size", "8"],
+                ["--tile-size", "0"],
+                ["--seed", str(2**63)],
+                ["--batch-size", "1"],
+            ]
+        ),
+        max_size=2,
+    ),
+)
 def test_cli_fit_on_any_array(x, flags, tmp_path_factory, monkeypatch):
     work = tmp_path_factory.mktemp("fit")
     np.save(work / "in.npy", x)
     before = _snapshot(work)
-    argv = ["fit", str(work / "in.npy"), "-o", str(work / "out"), "--backbone", "resnet10", "--width", "4",
-            "--batch-size", "2", "--epochs", "1", "0", "0", "--device", "cpu", "--quiet", *sum(flags, [])]
+    argv = [
+        "fit",
+        str(work / "in.npy"),
+        "-o",
+        str(work / "out"),
+        "--backbone",
+        "resnet10",
+        "--width",
+        "4",
+        "--batch-size",
+        "2",
+        "--epochs",
+        "1",
+        "0",
+        "0",
+        "--device",
+        "cpu",
+        "--quiet",
+        *sum(flags, []),
+    ]
     code, err = _run_cli(argv, monkeypatch)
     assert code in EXIT_CODES, err
     if code != 0:
         assert "Traceback" not in err and err.strip(), err
         assert err.count("error:") == 1, err
     after = _snapshot(work)
-    assert {k: v for k, v in after.items() if not k.startswith("out")} == before  # the input is untouched
+    assert {
+        k: v for k, v in after.items() if not k.startswith("out")
+    } == before  # the input is untouched
     written = sorted(k for k in after if k.startswith("out" + os.sep))
     if code == 0:
         assert written == [f"out{os.sep}{n}" for n in sorted(cli.RESULTS)], written
@@ -236,14 +306,31 @@ def test_cli_fit_on_any_array(x, flags, tmp_path_factory, monkeypatch):
 
 
 @settings(FAST, max_examples=25)
-@given(blob=st.binary(max_size=600), suffix=st.sampled_from([".csv", ".npy", ".npz", ".png", ".tif", ".tsimcne"]))
+@given(
+    blob=st.binary(max_size=600),
+    suffix=st.sampled_from([".csv", ".npy", ".npz", ".png", ".tif", ".tsimcne"]),
+)
 def test_cli_on_any_file_content(blob, suffix, tmp_path_factory, monkeypatch):
     work = tmp_path_factory.mktemp("bytes")
     path = work / f"f{suffix}"
     path.write_bytes(blob)
-    for argv in (["evaluate", str(path)], ["embed", str(path), str(path), "-o", str(work / "e.csv"), "--quiet"],
-                 ["fit", str(path), "-o", str(work / "out"), "--epochs", "1", "0", "0", "--device", "cpu",
-                  "--quiet"]):
+    for argv in (
+        ["evaluate", str(path)],
+        ["embed", str(path), str(path), "-o", str(work / "e.csv"), "--quiet"],
+        [
+            "fit",
+            str(path),
+            "-o",
+            str(work / "out"),
+            "--epochs",
+            "1",
+            "0",
+            "0",
+            "--device",
+            "cpu",
+            "--quiet",
+        ],
+    ):
         code, err = _run_cli(argv, monkeypatch)
         assert code in EXIT_CODES, err
         assert code == 0 or ("Traceback" not in err and err.count("error:") == 1), err

@@ -44,7 +44,9 @@ def test_uint16_with_hot_pixels_is_scaled_by_its_signal_and_trains(rgb_tiles):
     flat = tiles.reshape(-1)
     flat[rng.choice(flat.size, flat.size // 2000, replace=False)] = 65535  # 0.05 % hot pixels
     norm = ChannelNormalization.fit(tiles)
-    assert 100 <= norm.low[0] < 1000 and 2000 < norm.high[0] < 3200  # the hot pixels do not set the range
+    assert (
+        100 <= norm.low[0] < 1000 and 2000 < norm.high[0] < 3200
+    )  # the hot pixels do not set the range
     _fit_finite(tiles)
 
 
@@ -61,7 +63,9 @@ def test_sparse_uint16_uses_the_pixels_above_background():
     rng = np.random.default_rng(1)
     tiles = np.zeros((200, 16, 16), np.uint16)
     flat = tiles.reshape(-1)
-    flat[rng.choice(flat.size, 40, replace=False)] = rng.integers(1000, 3000, 40)  # sparse bright spots
+    flat[rng.choice(flat.size, 40, replace=False)] = rng.integers(
+        1000, 3000, 40
+    )  # sparse bright spots
     flat[:2] = 65535  # and two hot pixels
     norm = ChannelNormalization.fit(tiles)
     assert norm.low == (0.0,) and 1000 < norm.high[0] < 3000
@@ -100,7 +104,9 @@ def test_big_endian_data_is_read(rgb_tiles):
     x = rgb_tiles[:64].astype(">f4")
     norm = ChannelNormalization.fit(x)
     got = TileStore(x, norm, torch.device("cpu")).gather(torch.arange(64))
-    want = TileStore(rgb_tiles[:64].astype(np.float32), norm, torch.device("cpu")).gather(torch.arange(64))
+    want = TileStore(rgb_tiles[:64].astype(np.float32), norm, torch.device("cpu")).gather(
+        torch.arange(64)
+    )
     assert torch.equal(got, want)
 
 
@@ -165,7 +171,10 @@ def test_uint8_store_shares_the_input_memory(tmp_path, rgb_tiles):
         __import__("warnings").simplefilter("error")  # no "not writable" warning
         store = TileStore(mapped, norm, torch.device("cpu"))
     assert np.shares_memory(store.data.numpy(), mapped)
-    assert torch.equal(store.gather(torch.arange(5)), TileStore(rgb_tiles, norm, torch.device("cpu")).gather(torch.arange(5)))
+    assert torch.equal(
+        store.gather(torch.arange(5)),
+        TileStore(rgb_tiles, norm, torch.device("cpu")).gather(torch.arange(5)),
+    )
 
 
 def test_fit_keeps_a_uint8_stack_uncopied(rgb_tiles):
@@ -179,14 +188,18 @@ def test_other_dtypes_are_stored_once_as_float16_in_chunks(rgb_tiles, monkeypatc
     x = rgb_tiles.astype(np.float32) / 255
     norm = ChannelNormalization.fit(x)
     whole = TileStore(x, norm, torch.device("cpu"))
-    assert whole.data.dtype == torch.float16 and whole.data.shape == x.shape  # 2 bytes per pixel, one copy
+    assert (
+        whole.data.dtype == torch.float16 and whole.data.shape == x.shape
+    )  # 2 bytes per pixel, one copy
     monkeypatch.setattr(store_module, "_CHUNK_BYTES", x[:1].nbytes * 7)  # 7 tiles a chunk
     chunked = TileStore(x, norm, torch.device("cpu"))
     assert torch.equal(chunked.data, whole.data)
 
 
 def test_checks_make_no_full_size_temporaries():
-    x = np.random.default_rng(0).random((2600, 64, 64, 3), dtype=np.float32)  # 128 MB, above the 64 MB chunk
+    x = np.random.default_rng(0).random(
+        (2600, 64, 64, 3), dtype=np.float32
+    )  # 128 MB, above the 64 MB chunk
     x[-1, 0, 0, 0] = np.nan
     tracemalloc.start()
     try:
@@ -203,4 +216,6 @@ def test_checks_make_no_full_size_temporaries():
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert peak < 48e6  # set by the 1,000,000-pixel sample (about 36 bytes a pixel), not by the stack
+    assert (
+        peak < 48e6
+    )  # set by the 1,000,000-pixel sample (about 36 bytes a pixel), not by the stack

@@ -56,7 +56,9 @@ def test_tile_image_skips_background():
 
 def test_normalisation_maps_robust_range_per_channel():
     rng = np.random.default_rng(0)
-    x = np.stack([rng.integers(100, 200, (50, 16, 16)), rng.integers(1000, 4000, (50, 16, 16))], -1).astype(np.uint16)
+    x = np.stack(
+        [rng.integers(100, 200, (50, 16, 16)), rng.integers(1000, 4000, (50, 16, 16))], -1
+    ).astype(np.uint16)
     x[0, 0, 0, 1] = 65535  # one hot pixel must not set the range
     norm = ChannelNormalization.fit(x)
     assert norm.high[1] < 5000 and norm.low[0] >= 100

@@ -17,14 +17,23 @@ def pbc_subset(pbc):
 @pytest.fixture(scope="module")
 def trained_on_pbc(pbc_subset):
     tiles, _ = pbc_subset
-    model = TSimCNE(total_epochs=(10, 3, 3), batch_size=128, backbone="resnet10", width=16, random_state=0,
-                    device="cpu", preview_every=0)
+    model = TSimCNE(
+        total_epochs=(10, 3, 3),
+        batch_size=128,
+        backbone="resnet10",
+        width=16,
+        random_state=0,
+        device="cpu",
+        preview_every=0,
+    )
     events = list(model.fit_iter(tiles))
     return model, events
 
 
 @pytest.mark.slow  # trains 1,000 real tiles for 16 epochs
-def test_training_on_real_blood_cells_lowers_the_loss_and_separates_classes(trained_on_pbc, pbc_subset):
+def test_training_on_real_blood_cells_lowers_the_loss_and_separates_classes(
+    trained_on_pbc, pbc_subset
+):
     model, events = trained_on_pbc
     _, labels = pbc_subset
     stage1 = [e.loss for e in events if e.stage == 1]
@@ -37,13 +46,16 @@ def test_training_on_real_blood_cells_lowers_the_loss_and_separates_classes(trai
 @pytest.mark.slow  # trains 1,000 real tiles for 16 epochs
 def test_events_cover_every_epoch_of_every_stage(trained_on_pbc):
     _, events = trained_on_pbc
-    assert [(e.stage, e.epoch) for e in events] == [(1, i) for i in range(1, 11)] + [(2, i) for i in range(1, 4)] + [
-        (3, i) for i in range(1, 4)]
+    assert [(e.stage, e.epoch) for e in events] == [(1, i) for i in range(1, 11)] + [
+        (2, i) for i in range(1, 4)
+    ] + [(3, i) for i in range(1, 4)]
     assert [e.global_epoch for e in events] == list(range(1, 17))
     assert events[-1].embedding is not None and events[-1].embedding.shape == (1000, 2)
     assert all(e.views_per_second > 0 and e.lr >= 0 for e in events)
     # stage 3 fine-tunes at a learning rate 1000 times smaller than stage 1's peak
-    assert max(e.lr for e in events if e.stage == 3) <= max(e.lr for e in events if e.stage == 1) / 999
+    assert (
+        max(e.lr for e in events if e.stage == 3) <= max(e.lr for e in events if e.stage == 1) / 999
+    )
 
 
 @pytest.mark.slow  # trains 1,000 real tiles for 16 epochs
@@ -82,7 +94,9 @@ def test_save_and_load_give_the_same_embedding(trained_on_pbc, pbc_subset, tmp_p
     path = tmp_path / "model.tsimcne"
     model.save(path)
     loaded = TSimCNE.load(path, device="cpu")
-    np.testing.assert_allclose(loaded.transform(pbc_subset[0][:200]), model.transform(pbc_subset[0][:200]), atol=1e-5)
+    np.testing.assert_allclose(
+        loaded.transform(pbc_subset[0][:200]), model.transform(pbc_subset[0][:200]), atol=1e-5
+    )
     assert loaded.get_params()["total_epochs"] == (10, 3, 3)
     np.testing.assert_array_equal(loaded.embedding_, model.embedding_)
 

@@ -36,7 +36,9 @@ def viewer_with_widgets(make_napari_viewer, sample_layer_tuple):
 
 def set_tiny(train) -> None:
     """Tiny network and budget: a fit takes seconds on 2 CPU cores."""
-    train.apply_settings(epochs=(2, 1, 1), batch_size=64, device="cpu", backbone="resnet10", width=8)
+    train.apply_settings(
+        epochs=(2, 1, 1), batch_size=64, device="cpu", backbone="resnet10", width=8
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -52,7 +54,9 @@ def pytest_collection_modifyitems(config, items):
     import os
     import sys
 
-    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+    if sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    ):
         skip = pytest.mark.skip(reason="no display: run the GUI tests under xvfb-run -a")
         for item in items:
             if "gui" in item.keywords:

@@ -21,8 +21,15 @@ N = 20
 @pytest.fixture
 def features() -> pd.DataFrame:
     rng = np.random.default_rng(0)
-    return pd.DataFrame({"tile_index": np.arange(N), "x": rng.normal(size=N), "y": rng.normal(size=N),
-                         "annotation": ["a"] * 10 + [""] * 10, "cluster": [-1] * N})
+    return pd.DataFrame(
+        {
+            "tile_index": np.arange(N),
+            "x": rng.normal(size=N),
+            "y": rng.normal(size=N),
+            "annotation": ["a"] * 10 + [""] * 10,
+            "cluster": [-1] * N,
+        }
+    )
 
 
 @pytest.fixture
@@ -67,18 +74,49 @@ def test_reader_skips_annotations_of_other_tiles(tmp_path, monkeypatch):
     from napari_tsimcne.core.sample import load_histology
     from napari_tsimcne.plugin.reader import read_output
 
-    monkeypatch.setattr(training.Trainer, "run", lambda self: iter(()))  # no training: the outputs are enough
+    monkeypatch.setattr(
+        training.Trainer, "run", lambda self: iter(())
+    )  # no training: the outputs are enough
     tiles = np.ascontiguousarray(load_histology().tiles[:64, :16, :16])
     np.save(tmp_path / "t.npy", tiles)
-    assert cli.main(["fit", str(tmp_path / "t.npy"), "-o", str(tmp_path / "out"), "--epochs", "1", "0", "0",
-                     "--batch-size", "32", "--width", "8", "--backbone", "resnet10", "--device", "cpu",
-                     "--quiet"]) == 0
-    feats = pd.DataFrame({"tile_index": np.arange(64), "x": 0.0, "y": 0.0, "annotation": "x", "cluster": -1})
-    export_csv(feats, tmp_path / "out" / "annotations.csv", fingerprint=autosave.stack_fingerprint(tiles[::-1]))
+    assert (
+        cli.main(
+            [
+                "fit",
+                str(tmp_path / "t.npy"),
+                "-o",
+                str(tmp_path / "out"),
+                "--epochs",
+                "1",
+                "0",
+                "0",
+                "--batch-size",
+                "32",
+                "--width",
+                "8",
+                "--backbone",
+                "resnet10",
+                "--device",
+                "cpu",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    feats = pd.DataFrame(
+        {"tile_index": np.arange(64), "x": 0.0, "y": 0.0, "annotation": "x", "cluster": -1}
+    )
+    export_csv(
+        feats,
+        tmp_path / "out" / "annotations.csv",
+        fingerprint=autosave.stack_fingerprint(tiles[::-1]),
+    )
     with pytest.warns(UserWarning, match="another tile stack"):
         layers = read_output(tmp_path / "out")
     assert (layers[-1][1]["features"]["annotation"] == "").all()
-    export_csv(feats, tmp_path / "out" / "annotations.csv", fingerprint=autosave.stack_fingerprint(tiles))
+    export_csv(
+        feats, tmp_path / "out" / "annotations.csv", fingerprint=autosave.stack_fingerprint(tiles)
+    )
     assert (read_output(tmp_path / "out")[-1][1]["features"]["annotation"] == "x").all()
 
 
@@ -88,12 +126,33 @@ def test_any_file_content_imports_or_raises_annotation_file_error(tmp_path):
 
     path = tmp_path / "a.csv"
     header = "tile_index,x,y,annotation,cluster,stack_fingerprint\n"
-    rows = st.lists(st.tuples(st.integers(-2, N + 2), st.text(max_size=5), st.text(max_size=5), st.text(max_size=8),
-                              st.text(max_size=3), st.text(max_size=17)), max_size=N + 2)
+    rows = st.lists(
+        st.tuples(
+            st.integers(-2, N + 2),
+            st.text(max_size=5),
+            st.text(max_size=5),
+            st.text(max_size=8),
+            st.text(max_size=3),
+            st.text(max_size=17),
+        ),
+        max_size=N + 2,
+    )
 
-    every_tile = st.permutations(range(N)).flatmap(lambda order: st.tuples(*[
-        st.tuples(st.just(i), st.floats(), st.floats(), st.text(max_size=8), st.text(max_size=3),
-                  st.sampled_from(["0123456789abcdef", "fedcba9876543210", ""])) for i in order]))
+    every_tile = st.permutations(range(N)).flatmap(
+        lambda order: st.tuples(
+            *[
+                st.tuples(
+                    st.just(i),
+                    st.floats(),
+                    st.floats(),
+                    st.text(max_size=8),
+                    st.text(max_size=3),
+                    st.sampled_from(["0123456789abcdef", "fedcba9876543210", ""]),
+                )
+                for i in order
+            ]
+        )
+    )
 
     def csv_text(rs) -> bytes:
         import csv
@@ -104,7 +163,9 @@ def test_any_file_content_imports_or_raises_annotation_file_error(tmp_path):
         csv.writer(out).writerows(rs)
         return out.getvalue().encode("utf-8", "surrogatepass")
 
-    @settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+    @settings(
+        max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+    )
     @given(content=st.one_of(st.binary(max_size=400), rows.map(csv_text), every_tile.map(csv_text)))
     def check(content):
         path.write_bytes(content)

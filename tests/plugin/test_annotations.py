@@ -26,13 +26,22 @@ def features():
 
 
 def test_initial_features_columns(features):
-    assert list(features.columns[:6]) == ["tile_index", "x", "y", "annotation", "cluster", "outlier"]
+    assert list(features.columns[:6]) == [
+        "tile_index",
+        "x",
+        "y",
+        "annotation",
+        "cluster",
+        "outlier",
+    ]
     assert (features["annotation"] == "").all() and (features["cluster"] == -1).all()
 
 
 def test_initial_features_label_column():
-    feats = initial_features(np.zeros((3, 2)) + np.arange(3)[:, None],
-                             {"labels": np.array([0, 1, 1]), "class_names": ("a", "b")})
+    feats = initial_features(
+        np.zeros((3, 2)) + np.arange(3)[:, None],
+        {"labels": np.array([0, 1, 1]), "class_names": ("a", "b")},
+    )
     assert feats["label"].tolist() == ["a", "b", "b"]
 
 
@@ -51,7 +60,9 @@ def test_outlier_score_finds_a_small_tight_island():
     emb = np.vstack([cells, island])
     scores = outlier_scores(emb)
     assert scores[2000:].min() > np.percentile(scores[:2000], 99)
-    assert np.median(outlier_scores(emb, k=10)[2000:]) < 0.1  # the island's own points are its 10 neighbours
+    assert (
+        np.median(outlier_scores(emb, k=10)[2000:]) < 0.1
+    )  # the island's own points are its 10 neighbours
 
 
 def test_map_coordinates_fit_the_square():
@@ -133,7 +144,11 @@ def test_categorical_colors_grey_for_unassigned():
 
 
 def test_default_batch_size():
-    assert default_batch_size(256) == 256 and default_batch_size(300) == 256 and default_batch_size(5000) == 1024
+    assert (
+        default_batch_size(256) == 256
+        and default_batch_size(300) == 256
+        and default_batch_size(5000) == 1024
+    )
 
 
 def test_sample_data_layer_tuple():
@@ -141,7 +156,7 @@ def test_sample_data_layer_tuple():
 
     data, kwargs, kind = tiles_layer_data(load_histology())
     assert kind == "image" and kwargs["rgb"] and data.ndim == 4 and data.shape[-1] == 3
-    (data, kwargs, kind), = sample_tiles()
+    ((data, kwargs, kind),) = sample_tiles()
     assert kwargs["rgb"] and data.ndim == 4
 
 
@@ -159,7 +174,7 @@ def test_hdbscan_finds_blobs_and_noise():
     blobs = [rng.normal(scale=0.5, size=(60, 2)) + c for c in ((0, 0), (15, 0), (0, 15))]
     far = np.array([[40.0, 40.0], [-30.0, 25.0], [30.0, -30.0]])
     labels = ann.propose_hdbscan(np.vstack(blobs + [far]), min_cluster_size=10)
-    groups = [set(labels[i * 60:(i + 1) * 60]) for i in range(3)]
+    groups = [set(labels[i * 60 : (i + 1) * 60]) for i in range(3)]
     assert all(len(g) == 1 and -1 not in g for g in groups)  # each blob is one cluster ...
     assert len(set.union(*groups)) == 3  # ... of its own
     assert (labels[-3:] == -1).all()  # isolated points are noise

@@ -40,9 +40,13 @@ WRITER = textwrap.dedent(f"""
 @pytest.mark.parametrize("delay_s", [0.0, 0.05, 0.13, 0.31])
 def test_killed_writer_leaves_the_last_saved_version_intact(tmp_path, delay_s):
     path = tmp_path / "stack-0123456789abcdef.autosave.csv"
-    child = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True
+    )
     try:
-        acknowledged = [int(child.stdout.readline()) for _ in range(3)]  # three versions known to be on disk
+        acknowledged = [
+            int(child.stdout.readline()) for _ in range(3)
+        ]  # three versions known to be on disk
         time.sleep(delay_s)  # then kill it somewhere in the middle of later writes
         os.kill(child.pid, signal.SIGKILL)
     finally:
@@ -60,8 +64,11 @@ def test_a_killed_writers_temporaries_are_removed_by_the_next_autosaver(tmp_path
     from napari_tsimcne.plugin.autosave import AnnotationAutosaver
 
     path = tmp_path / "stack-0123456789abcdef.autosave.csv"
-    stale, fresh, other = (tmp_path / f".{path.name}.abc.tmp", tmp_path / f".{path.name}.def.tmp",
-                           tmp_path / ".other.autosave.csv.abc.tmp")
+    stale, fresh, other = (
+        tmp_path / f".{path.name}.abc.tmp",
+        tmp_path / f".{path.name}.def.tmp",
+        tmp_path / ".other.autosave.csv.abc.tmp",
+    )
     for f in (stale, fresh, other):
         f.write_text("tile_index,x")
     old = time.time() - 3600

@@ -21,9 +21,14 @@ def test_demo_viewer_docks_the_widgets_and_sizes_itself_for_the_device(qtbot, mo
         assert {"Train map (napari-tsimcne)", "Annotate map (napari-tsimcne)"} <= set(docks)
         train = docks["Train map (napari-tsimcne)"]
         assert train.layer_combo.currentText() == tiles.name
-        if resolve_device("auto").type == "cpu":  # the CPU's settings and a time budget, for all tiles
+        if (
+            resolve_device("auto").type == "cpu"
+        ):  # the CPU's settings and a time budget, for all tiles
             assert train.length_combo.currentText() == "minutes"
-            assert train.minutes_spin.value() == CPU_DEFAULTS.time_budget / 60 and train.minutes_spin.isVisibleTo(train)
+            assert (
+                train.minutes_spin.value() == CPU_DEFAULTS.time_budget / 60
+                and train.minutes_spin.isVisibleTo(train)
+            )
             assert not train.epoch_spins[0].isVisibleTo(train)
             assert train.backbone_combo.currentText() == CPU_DEFAULTS.backbone
             assert train.width_spin.value() == CPU_DEFAULTS.width

@@ -20,7 +20,7 @@ def _blobs() -> np.ndarray:
 
 def _check_blobs(labels: np.ndarray) -> None:
     assert labels.shape == (183,) and np.issubdtype(labels.dtype, np.integer)
-    groups = [set(labels[i * 60:(i + 1) * 60]) for i in range(3)]
+    groups = [set(labels[i * 60 : (i + 1) * 60]) for i in range(3)]
     assert all(len(g) == 1 and -1 not in g for g in groups)  # each blob is one cluster ...
     assert len(set.union(*groups)) == 3  # ... of its own
     assert (labels[-3:] == -1).all()  # isolated points are noise

@@ -16,8 +16,11 @@ def map_points():
 
     emb = np.random.default_rng(0).normal(size=(50, 2))
     side = 64.0
-    layer = Points(map_coordinates(emb, side), features=initial_features(emb),
-                   metadata={"tsimcne_side": side, "tsimcne_tiles_layer": "tiles"})
+    layer = Points(
+        map_coordinates(emb, side),
+        features=initial_features(emb),
+        metadata={"tsimcne_side": side, "tsimcne_tiles_layer": "tiles"},
+    )
     notes = []
     guard = protect_map(layer, notify=notes.append)
     return layer, guard, notes
@@ -68,7 +71,12 @@ def test_layout_maths():
             self.extent = type("E", (), {"world": np.asarray(ext, float)})()
             self.data = np.zeros((1, 2))
 
-    layers = [Layer("tiles", [[0, -0.5, -0.5], [99, 31.5, 31.5]]), Layer("current tile", [[0, 0], [1000, 1000]])]
+    layers = [
+        Layer("tiles", [[0, -0.5, -0.5], [99, 31.5, 31.5]]),
+        Layer("current tile", [[0, 0], [1000, 1000]]),
+    ]
     row, col = free_column_origin(layers, size=64)
-    assert row == -0.5 and col == pytest.approx(31.5 + 6.4)  # right of the tiles; overlays do not count
+    assert row == -0.5 and col == pytest.approx(
+        31.5 + 6.4
+    )  # right of the tiles; overlays do not count
     assert free_column_origin([], size=64) == (0.0, 0.0)

@@ -15,8 +15,21 @@ from napari_tsimcne.plugin.crosslink import GALLERY_NAME, OUTLINE_NAME
 from napari_tsimcne.plugin.reader import TOKEN_KEY, get_reader, output_folder, read_output
 
 N_TILES = 128
-TINY = ["--epochs", "1", "0", "1", "--batch-size", "64", "--width", "8", "--backbone", "resnet10",
-        "--device", "cpu", "--quiet"]
+TINY = [
+    "--epochs",
+    "1",
+    "0",
+    "1",
+    "--batch-size",
+    "64",
+    "--width",
+    "8",
+    "--backbone",
+    "resnet10",
+    "--device",
+    "cpu",
+    "--quiet",
+]
 
 
 def _fit(input_path: Path, outdir: Path, *options: str) -> Path:
@@ -69,8 +82,14 @@ def test_get_reader_declines_other_paths(stack_output, tmp_path):
     (tmp_path / "folder").mkdir()
     (tmp_path / "folder" / "embedding.csv").write_text("tile_index,x,y\n0,1,2\n")  # no summary.json
     (tmp_path / "model.tsimcne").write_bytes(b"not beside an embedding")
-    for path in (tmp_path, tmp_path / "folder", tmp_path / "model.tsimcne", stack_output / "map.png",
-                 stack_output.parent / "cells.npy", tmp_path / "missing"):
+    for path in (
+        tmp_path,
+        tmp_path / "folder",
+        tmp_path / "model.tsimcne",
+        stack_output / "map.png",
+        stack_output.parent / "cells.npy",
+        tmp_path / "missing",
+    ):
         assert get_reader(str(path)) is None, path
     assert get_reader([str(stack_output), str(stack_output)]) is None
 
@@ -130,7 +149,9 @@ def test_open_output_folder_in_napari(make_napari_viewer, stack_output, autosave
     tiles, layer = viewer.layers["cells"], viewer.layers["cells map"]
     assert tiles.data.shape == (N_TILES, 32, 32, 3)
     assert layer.data.shape == (N_TILES, 2)
-    assert {"tile_index", "x", "y", "annotation", "cluster", "outlier"} <= set(layer.features.columns)
+    assert {"tile_index", "x", "y", "annotation", "cluster", "outlier"} <= set(
+        layer.features.columns
+    )
     assert annotate.map_combo.currentText() == "cells map"
 
     # linked: selected points show their tiles; the stack moves to the first
@@ -173,13 +194,17 @@ def test_open_twice_links_each_map_to_its_own_tiles(make_napari_viewer, stack_ou
     assert targets[0] != targets[1] and all(t in viewer.layers for t in targets)
     maps[1].selected_data = {4}
     assert viewer.dims.current_step[0] == 4
-    np.testing.assert_array_equal(viewer.layers[GALLERY_NAME].data, viewer.layers[targets[1]].data[4])
+    np.testing.assert_array_equal(
+        viewer.layers[GALLERY_NAME].data, viewer.layers[targets[1]].data[4]
+    )
 
 
 def test_reader_only_returns_layer_data(stack_output, monkeypatch):
     import napari
 
-    monkeypatch.setattr(napari, "current_viewer", lambda: pytest.fail("the reader must not look for a viewer"))
+    monkeypatch.setattr(
+        napari, "current_viewer", lambda: pytest.fail("the reader must not look for a viewer")
+    )
     layers = read_output(str(stack_output))
     assert all(isinstance(t, tuple) and len(t) == 3 for t in layers)
 
@@ -189,7 +214,11 @@ def test_tiles_cut_from_an_image_come_with_it(make_napari_viewer, tiled_output, 
     viewer = make_napari_viewer()
     viewer.window.add_plugin_dock_widget("napari-tsimcne", "Train map")
     viewer.open(str(tiled_output), plugin="napari-tsimcne")
-    tiles, layer, source = viewer.layers["slide"], viewer.layers["slide map"], viewer.layers["slide image"]
+    tiles, layer, source = (
+        viewer.layers["slide"],
+        viewer.layers["slide map"],
+        viewer.layers["slide image"],
+    )
     assert tiles.data.shape == (121, 32, 32, 3)
     assert source.data.shape == (512, 512, 3)
     assert tiles.metadata["source_layer"] == "slide image"

@@ -21,7 +21,9 @@ pytestmark = pytest.mark.gui
 def _blobs(n_per=30, seed=1):
     """Three tight blobs and two far-off points: a map with obvious clusters and noise."""
     rng = np.random.default_rng(seed)
-    emb = np.vstack([rng.normal(scale=0.3, size=(n_per, 2)) + c for c in ((0, 0), (10, 0), (0, 10))])
+    emb = np.vstack(
+        [rng.normal(scale=0.3, size=(n_per, 2)) + c for c in ((0, 0), (10, 0), (0, 10))]
+    )
     return np.vstack([emb, [[25.0, 25.0], [-15.0, 20.0]]])
 
 
@@ -44,7 +46,9 @@ def notes(monkeypatch):
     for module in ("train_widget", "annotate_widget", "qt_helpers"):
         for kind in ("info", "error"):
             if hasattr(importlib.import_module(f"napari_tsimcne.plugin.{module}"), f"show_{kind}"):
-                monkeypatch.setattr(f"napari_tsimcne.plugin.{module}.show_{kind}", shown[kind].append)
+                monkeypatch.setattr(
+                    f"napari_tsimcne.plugin.{module}.show_{kind}", shown[kind].append
+                )
     return shown
 
 
@@ -56,7 +60,9 @@ def test_autosave_after_a_change_and_restore_on_a_new_map(qtbot, small_map, auto
     annotate.assign("blast")
     qtbot.waitUntil(path.exists, timeout=3000)  # within the ~1 s delay
     table = pd.read_csv(path, keep_default_na=False)
-    assert table["annotation"].tolist()[:4] == ["blast"] * 3 + [""] and len(table) == len(points.data)
+    assert table["annotation"].tolist()[:4] == ["blast"] * 3 + [""] and len(table) == len(
+        points.data
+    )
 
     # a later change reaches the file too, and the file is always a whole CSV
     annotate.propose_clusters(3)
@@ -77,11 +83,20 @@ def test_autosave_of_another_stack_is_refused(qtbot, small_map, autosave_dir, no
     # an autosave of a different stack that was also called "fluo"
     other = autosave_dir / "fluo-00000000000000ff.autosave.csv"
     other.parent.mkdir(parents=True)
-    pd.DataFrame({"tile_index": np.arange(len(points.data)), "x": 0.0, "y": 0.0, "annotation": "wrong",
-                  "cluster": 0}).to_csv(other, index=False)
+    pd.DataFrame(
+        {
+            "tile_index": np.arange(len(points.data)),
+            "x": 0.0,
+            "y": 0.0,
+            "annotation": "wrong",
+            "cluster": 0,
+        }
+    ).to_csv(other, index=False)
     viewer.layers.remove(points)
     points = train.show_map(viewer.layers["fluo"], _blobs())
-    qtbot.waitUntil(lambda: any("belongs to another tile stack" in m for m in notes["info"]), timeout=2000)
+    qtbot.waitUntil(
+        lambda: any("belongs to another tile stack" in m for m in notes["info"]), timeout=2000
+    )
     assert (points.features["annotation"] == "").all()
     with pytest.raises(AnnotationFileError, match="autosaved for another tile stack"):
         annotate.restore_autosave(points, other)
@@ -104,14 +119,18 @@ def test_closing_the_widget_writes_the_last_change(qtbot, small_map):
 def test_hdbscan_in_the_widget(qtbot, small_map):
     _, _, annotate, points = small_map
     annotate.method_combo.setCurrentText("HDBSCAN")
-    assert annotate.min_size_spin.isVisibleTo(annotate) and not annotate.k_spin.isVisibleTo(annotate)
+    assert annotate.min_size_spin.isVisibleTo(annotate) and not annotate.k_spin.isVisibleTo(
+        annotate
+    )
     annotate.min_size_spin.setValue(10)
     qtbot.mouseClick(annotate.cluster_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: annotate._cluster_worker is None, timeout=10_000)
     clusters = points.features["cluster"].to_numpy()
-    assert [len(set(clusters[i * 30:(i + 1) * 30])) for i in range(3)] == [1, 1, 1]
+    assert [len(set(clusters[i * 30 : (i + 1) * 30])) for i in range(3)] == [1, 1, 1]
     assert len(set(clusters[:90])) == 3 and (clusters[-2:] == -1).all()
-    assert "3 clusters" in annotate.status.text() and annotate.color_combo.currentText() == "cluster"
+    assert (
+        "3 clusters" in annotate.status.text() and annotate.color_combo.currentText() == "cluster"
+    )
 
 
 def _canvas_pos(viewer, layer, data_rc):
@@ -144,7 +163,9 @@ def test_lasso_selects_like_the_box_and_drives_the_gallery(qtbot, small_map):
         qtbot.wait(10)  # napari throttles mouse moves (5 ms); a hand is slower anyway
     events.mouse_release(pos=_canvas_pos(viewer, points, loop[-1]), button=1, modifiers=())
     assert set(points.selected_data) == set(range(30))
-    np.testing.assert_array_equal(points.data, before)  # the lasso moves no points, the camera did not pan
+    np.testing.assert_array_equal(
+        points.data, before
+    )  # the lasso moves no points, the camera did not pan
     gallery = viewer.layers[GALLERY_NAME]
     assert list(gallery.metadata["tile_indices"]) == list(range(30))
     assert viewer.dims.current_step[0] == 0
@@ -163,8 +184,12 @@ def test_closing_the_train_widget_stops_training(qtbot, viewer_with_widgets):
     train.start_training()
     qtbot.waitUntil(lambda: train.progress.value() >= 1, timeout=60_000)
     names = [l.name for l in viewer.layers]
-    viewer.window.remove_dock_widget(train)  # the dock's "x": returns at once, training stops after this epoch
-    qtbot.waitUntil(train._loop_done.is_set, timeout=30_000)  # an epoch takes ~1 s here (more on a busy machine)
+    viewer.window.remove_dock_widget(
+        train
+    )  # the dock's "x": returns at once, training stops after this epoch
+    qtbot.waitUntil(
+        train._loop_done.is_set, timeout=30_000
+    )  # an epoch takes ~1 s here (more on a busy machine)
     qtbot.waitUntil(lambda: train.worker is None, timeout=5000)
     assert train.model.embedding_.shape == (N_TILES, 2)  # the model is kept
     assert len(train.model.history_) < 200
@@ -185,8 +210,9 @@ def test_closing_napari_stops_training(qtbot, make_napari_viewer, sample_layer_t
     assert train.model.embedding_.shape == (N_TILES, 2)
 
 
-def test_out_of_memory_is_told_in_a_notification_and_training_goes_on(qtbot, viewer_with_widgets, notes,
-                                                                        out_of_memory_once):
+def test_out_of_memory_is_told_in_a_notification_and_training_goes_on(
+    qtbot, viewer_with_widgets, notes, out_of_memory_once
+):
     viewer, train, _ = viewer_with_widgets
     set_tiny(train)
     train.start_training()
@@ -195,10 +221,14 @@ def test_out_of_memory_is_told_in_a_notification_and_training_goes_on(qtbot, vie
     assert train.model.embedding_.shape == (N_TILES, 2) and len(train.model.history_) == 4
 
 
-@pytest.mark.parametrize("tiles, message", [
-    (np.zeros((20, 8, 8), bool), "boolean"),
-    (np.zeros((1, 16, 16), np.float32), "single tile"),
-], ids=["boolean", "one-tile"])
+@pytest.mark.parametrize(
+    "tiles, message",
+    [
+        (np.zeros((20, 8, 8), bool), "boolean"),
+        (np.zeros((1, 16, 16), np.float32), "single tile"),
+    ],
+    ids=["boolean", "one-tile"],
+)
 def test_bad_stacks_show_the_core_message(qtbot, viewer_with_widgets, notes, tiles, message):
     viewer, train, _ = viewer_with_widgets
     set_tiny(train)
@@ -207,18 +237,26 @@ def test_bad_stacks_show_the_core_message(qtbot, viewer_with_widgets, notes, til
     names = [l.name for l in viewer.layers]
     qtbot.mouseClick(train.train_button, Qt.MouseButton.LeftButton)
     assert notes["error"] and message in notes["error"][-1]
-    assert train.worker is None and train.train_button.isEnabled() and not train.stop_button.isEnabled()
+    assert (
+        train.worker is None
+        and train.train_button.isEnabled()
+        and not train.stop_button.isEnabled()
+    )
     assert [l.name for l in viewer.layers] == names
 
 
-def test_bad_model_files_show_the_core_message(qtbot, viewer_with_widgets, notes, tmp_path, monkeypatch):
+def test_bad_model_files_show_the_core_message(
+    qtbot, viewer_with_widgets, notes, tmp_path, monkeypatch
+):
     from napari_tsimcne.core import TSimCNE
 
     viewer, train, _ = viewer_with_widgets
     corrupt = tmp_path / "broken.tsimcne"
     corrupt.write_bytes(b"not a model" * 10)
-    monkeypatch.setattr("napari_tsimcne.plugin.qt_helpers.QFileDialog.getOpenFileName",
-                        lambda *a, **k: (str(corrupt), ""))
+    monkeypatch.setattr(
+        "napari_tsimcne.plugin.qt_helpers.QFileDialog.getOpenFileName",
+        lambda *a, **k: (str(corrupt), ""),
+    )
     qtbot.mouseClick(train.load_button, Qt.MouseButton.LeftButton)
     assert "not a readable napari-tsimcne model" in notes["error"][-1] and train.model is None
 

@@ -27,7 +27,7 @@ def test_cut_origins_and_crops(rgb):
     assert set(map(tuple, origins)) == {(r, c) for r in rows for c in cols}
     assert tiles.shape == (len(origins), 32, 32) + ((3,) if rgb else ())
     for t, (r, c) in zip(tiles, origins):
-        np.testing.assert_array_equal(t, img[r:r + 32, c:c + 32])
+        np.testing.assert_array_equal(t, img[r : r + 32, c : c + 32])
 
 
 def test_cut_default_stride_and_errors():
@@ -60,8 +60,14 @@ def test_preview_indices():
 def test_augmentation_mosaic(rgb):
     rng = np.random.default_rng(1)
     shape = (4, 16, 16, 3) if rgb else (4, 16, 16)
-    tiles = rng.integers(0, 256, shape, dtype=np.uint8) if rgb else rng.normal(100, 20, shape).astype(np.float32)
-    mosaic = augmentation_mosaic(tiles, AugmentationSettings.preset("microscopy"), n_views=6, seed=3)
+    tiles = (
+        rng.integers(0, 256, shape, dtype=np.uint8)
+        if rgb
+        else rng.normal(100, 20, shape).astype(np.float32)
+    )
+    mosaic = augmentation_mosaic(
+        tiles, AugmentationSettings.preset("microscopy"), n_views=6, seed=3
+    )
     H, W = 4 * 16 + 3 * GAP, 7 * 16 + 6 * GAP
     assert mosaic.shape == ((H, W, 3) if rgb else (H, W))
     assert mosaic.dtype == (np.uint8 if rgb else np.float32)
@@ -70,16 +76,21 @@ def test_augmentation_mosaic(rgb):
     x = torch.from_numpy(tiles if rgb else tiles[..., None]).permute(0, 3, 1, 2)
     norm = ChannelNormalization.fit(tiles).apply(x).permute(0, 2, 3, 1).numpy()
     for i in range(4):
-        first = mosaic[i * (16 + GAP): i * (16 + GAP) + 16, :16]
+        first = mosaic[i * (16 + GAP) : i * (16 + GAP) + 16, :16]
         if rgb:
             np.testing.assert_array_equal(first, np.round(norm[i] * 255).astype(np.uint8))
         else:
             np.testing.assert_allclose(first, norm[i, :, :, 0], atol=1e-6)
-        views = [mosaic[i * (16 + GAP): i * (16 + GAP) + 16, j * (16 + GAP): j * (16 + GAP) + 16] for j in range(7)]
+        views = [
+            mosaic[i * (16 + GAP) : i * (16 + GAP) + 16, j * (16 + GAP) : j * (16 + GAP) + 16]
+            for j in range(7)
+        ]
         assert any(not np.array_equal(views[0], v) for v in views[1:])
         assert not np.array_equal(views[1], views[2])
     # the same seed gives the same mosaic
-    np.testing.assert_array_equal(mosaic, augmentation_mosaic(tiles, "microscopy", n_views=6, seed=3))
+    np.testing.assert_array_equal(
+        mosaic, augmentation_mosaic(tiles, "microscopy", n_views=6, seed=3)
+    )
 
 
 @pytest.mark.gui
@@ -99,12 +110,14 @@ def test_cut_and_preview_in_widget(make_napari_viewer, qtbot):
     origins = layer.metadata["origins"]
     assert origins.shape == (30, 2) and layer.metadata["source_layer"] == "slide"
     r, c = origins[7]
-    np.testing.assert_array_equal(layer.data[7], img[r:r + 16, c:c + 16])
+    np.testing.assert_array_equal(layer.data[7], img[r : r + 16, c : c + 16])
     assert train.layer_combo.currentText() == "slide tiles"
     qtbot.mouseClick(train.preview_button, Qt.MouseButton.LeftButton)
     preview = viewer.layers["augmentation preview"]
     assert preview.data.shape == (8 * 16 + 7 * 2, 7 * 16 + 6 * 2, 3)
-    assert "augmentation preview" not in [train.source_combo.itemText(i) for i in range(train.source_combo.count())]
+    assert "augmentation preview" not in [
+        train.source_combo.itemText(i) for i in range(train.source_combo.count())
+    ]
     train.preview_augmentations()  # replaces the layer
     assert [l.name for l in viewer.layers].count("augmentation preview") == 1
 

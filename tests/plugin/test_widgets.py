@@ -48,7 +48,9 @@ def test_train_builds_map_and_cross_selection(qtbot, trained, tmp_path):
     assert layer.data.shape == (N_TILES, 2)
     for col in ("tile_index", "x", "y", "annotation", "cluster", "outlier", "label"):
         assert col in layer.features.columns
-    np.testing.assert_allclose(layer.features[["x", "y"]].to_numpy(), train_widget.model.embedding_, rtol=1e-6)
+    np.testing.assert_allclose(
+        layer.features[["x", "y"]].to_numpy(), train_widget.model.embedding_, rtol=1e-6
+    )
     # the map lies beside the tile stack, not over it, and the camera shows all of it
     tile_extent = viewer.layers["tiles"].extent.world
     assert layer.extent.world[0, -1] > tile_extent[1, -1]
@@ -90,7 +92,9 @@ def test_annotate_export_import(qtbot, trained, tmp_path):
     qtbot.mouseClick(annotate.assign_button, Qt.MouseButton.LeftButton)
     assert layer.features.loc[[1, 2, 3], "annotation"].tolist() == ["stroma"] * 3
     assert (layer.features["annotation"] == "stroma").sum() == 3
-    assert not np.allclose(layer.face_color[1], layer.face_color[0])  # named points get their own colour
+    assert not np.allclose(
+        layer.face_color[1], layer.face_color[0]
+    )  # named points get their own colour
 
     annotate.k_spin.setValue(3)
     qtbot.mouseClick(annotate.cluster_button, Qt.MouseButton.LeftButton)
@@ -129,12 +133,16 @@ def test_bad_settings_show_error_and_widget_stays_usable(qtbot, viewer_with_widg
     assert train_widget.layer_combo.findText("flat") == -1
 
 
-def test_batch_size_is_suggested_per_stack_and_kept_when_other_layers_change(qtbot, viewer_with_widgets):
+def test_batch_size_is_suggested_per_stack_and_kept_when_other_layers_change(
+    qtbot, viewer_with_widgets
+):
     viewer, train_widget, _ = viewer_with_widgets
     stack = train_widget.layer_combo.currentText()
     assert train_widget.batch_spin.value() == default_batch_size(viewer.layers[stack].data.shape[0])
     train_widget.batch_spin.setValue(100)
-    viewer.add_points(np.zeros((3, 2)), name="other points")  # e.g. the map, the gallery, a user's layer
+    viewer.add_points(
+        np.zeros((3, 2)), name="other points"
+    )  # e.g. the map, the gallery, a user's layer
     viewer.layers.remove("other points")
     assert train_widget.batch_spin.value() == 100
     viewer.add_image(np.zeros((40, 16, 16), np.float32), name="small stack")
@@ -172,12 +180,16 @@ def test_demo_viewer_docks_both_widgets(make_napari_viewer, monkeypatch):
     from napari_tsimcne.plugin import demo
 
     made = []
-    monkeypatch.setattr(napari, "Viewer", lambda **kw: made.append(make_napari_viewer(**kw)) or made[-1])
+    monkeypatch.setattr(
+        napari, "Viewer", lambda **kw: made.append(make_napari_viewer(**kw)) or made[-1]
+    )
     monkeypatch.setattr(napari, "run", lambda: None)
     demo.run_demo_viewer()
     viewer = made[0]
     assert len(viewer.layers) == 1 and viewer.layers[0].rgb
-    assert {"Train map (napari-tsimcne)", "Annotate map (napari-tsimcne)"} <= set(viewer.window.dock_widgets)
+    assert {"Train map (napari-tsimcne)", "Annotate map (napari-tsimcne)"} <= set(
+        viewer.window.dock_widgets
+    )
 
 
 @pytest.mark.parametrize("shape", [(40, 16, 12), (40, 16, 12, 2)], ids=["grey", "two-channel"])
@@ -188,21 +200,32 @@ def test_gallery_of_grey_and_multichannel_stacks(viewer_with_widgets, shape):
     assert train_widget.layer_combo.findText("fluo") >= 0
     emb = np.random.default_rng(1).normal(size=(40, 2))
     points = train_widget.show_map(layer, emb)
-    assert points.name == "fluo map" and len(points.data) == 40 and points.metadata["tsimcne_color_by"] == "outlier"
+    assert (
+        points.name == "fluo map"
+        and len(points.data) == 40
+        and points.metadata["tsimcne_color_by"] == "outlier"
+    )
     points.selected_data = {3, 4}
     gallery = viewer.layers[GALLERY_NAME]
     assert gallery.data.shape == (16, 2 * 13 - 1)  # first channel of multichannel tiles
-    np.testing.assert_array_equal(gallery.data[:, :12], tiles[3] if tiles.ndim == 3 else tiles[3, ..., 0])
+    np.testing.assert_array_equal(
+        gallery.data[:, :12], tiles[3] if tiles.ndim == 3 else tiles[3, ..., 0]
+    )
     assert viewer.dims.current_step[0] == 3
 
 
 def test_a_time_budget_from_the_widget_plans_the_epochs_and_trains(qtbot, viewer_with_widgets):
     viewer, train_widget, _ = viewer_with_widgets
-    train_widget.apply_settings(device="cpu", backbone="resnet10", width=8, batch_size=64, minutes=0.1)
-    assert train_widget.length_combo.currentText() == "minutes" and not train_widget.epoch_spins[0].isVisibleTo(
-        train_widget)
+    train_widget.apply_settings(
+        device="cpu", backbone="resnet10", width=8, batch_size=64, minutes=0.1
+    )
+    assert train_widget.length_combo.currentText() == "minutes" and not train_widget.epoch_spins[
+        0
+    ].isVisibleTo(train_widget)
     qtbot.mouseClick(train_widget.train_button, Qt.MouseButton.LeftButton)
-    assert "timing the first steps" in train_widget.status.text()  # says what it does before the first epoch
+    assert (
+        "timing the first steps" in train_widget.status.text()
+    )  # says what it does before the first epoch
     qtbot.waitUntil(lambda: train_widget.pbar is not None, timeout=60_000)  # the epochs are planned
     model = train_widget.model
     assert train_widget.pbar.total == sum(model.total_epochs_) and model.time_budget_ == 6.0
@@ -212,7 +235,9 @@ def test_a_time_budget_from_the_widget_plans_the_epochs_and_trains(qtbot, viewer
 
 def test_bad_settings_say_not_started(qtbot, viewer_with_widgets):
     viewer, train_widget, _ = viewer_with_widgets
-    train_widget.apply_settings(device="cpu", epochs=(1, 0, 0), batch_size=4096)  # more than the tiles
+    train_widget.apply_settings(
+        device="cpu", epochs=(1, 0, 0), batch_size=4096
+    )  # more than the tiles
     train_widget.start_training()
     qtbot.waitUntil(lambda: train_widget.worker is None, timeout=30_000)
     assert train_widget.status.text().startswith("Not started: batch_size=4096")

@@ -21,7 +21,10 @@ pytestmark = pytest.mark.gui
 def _drag(qtbot, viewer, layer, start_rc, end_rc, steps=12, modifiers=()):
     """Press at ``start_rc``, move to ``end_rc`` and release, on the canvas (map data coordinates)."""
     events = viewer.window._qt_viewer.canvas._scene_canvas.events
-    path = [np.asarray(start_rc) + t * (np.asarray(end_rc) - np.asarray(start_rc)) for t in np.linspace(0, 1, steps)]
+    path = [
+        np.asarray(start_rc) + t * (np.asarray(end_rc) - np.asarray(start_rc))
+        for t in np.linspace(0, 1, steps)
+    ]
     events.mouse_press(pos=_canvas_pos(viewer, layer, path[0]), button=1, modifiers=modifiers)
     for p in path[1:]:
         events.mouse_move(pos=_canvas_pos(viewer, layer, p), button=1, modifiers=modifiers)
@@ -144,7 +147,9 @@ def _assert_visible_and_apart(viewer, points, tiles):
 
 def test_cut_tiles_are_placed_beside_their_image(viewer_with_widgets):
     viewer, train, _ = viewer_with_widgets
-    image = viewer.add_image(np.random.default_rng(0).random((96, 96)).astype(np.float32), name="slide")
+    image = viewer.add_image(
+        np.random.default_rng(0).random((96, 96)).astype(np.float32), name="slide"
+    )
     tiles = train.cut_into_tiles("slide", tile_size=32, stride=32)
     assert not overlaps(extent_2d(tiles), extent_2d(image))
 
@@ -153,8 +158,16 @@ def test_history_and_groups_without_a_window():
     import pandas as pd
 
     feats = pd.DataFrame({"annotation": ["", "a", "a", "b"], "cluster": [0, 0, 1, -1]})
-    assert rows_where(feats, "annotation", "a") == {1, 2} and rows_where(feats, "cluster", 0) == {0, 1}
-    assert [c[0] for c in group_choices(feats)] == ["a (2)", "b (1)", "cluster 0 (2)", "cluster 1 (1)"]
+    assert rows_where(feats, "annotation", "a") == {1, 2} and rows_where(feats, "cluster", 0) == {
+        0,
+        1,
+    }
+    assert [c[0] for c in group_choices(feats)] == [
+        "a (2)",
+        "b (1)",
+        "cluster 0 (2)",
+        "cluster 1 (1)",
+    ]
     history = AnnotationHistory(depth=2)
     for name in ("x", "y", "z"):
         history.record(feats)
@@ -168,7 +181,9 @@ def test_a_name_keeps_its_colour_when_others_are_added():
 
     taken: dict = {}
     first = categorical_colors(np.array(["stroma", "", "nuclei"], dtype=object), taken)
-    more = categorical_colors(np.array(["adipose", "stroma", "nuclei", "blood", "", "debris"], dtype=object), taken)
+    more = categorical_colors(
+        np.array(["adipose", "stroma", "nuclei", "blood", "", "debris"], dtype=object), taken
+    )
     np.testing.assert_array_equal(first[0], more[1])
     np.testing.assert_array_equal(first[2], more[2])
     assert len(set(taken.values())) == len(taken) == 5  # distinct colours while the palette lasts
@@ -191,7 +206,9 @@ def test_legend_lists_names_and_shows_a_colour_bar(small_map):
     np.testing.assert_array_equal(points.face_color[0], colour)
     assert [e[0] for e in annotate.legend.entries] == ["aardvark", "blast", "not assigned"]
     swatch = annotate.legend.entries[1][1]
-    np.testing.assert_allclose(points.face_color[0][:3], [int(swatch[i:i + 2], 16) / 255 for i in (1, 3, 5)])
+    np.testing.assert_allclose(
+        points.face_color[0][:3], [int(swatch[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    )
 
 
 def _clipped_labels(widget) -> list[str]:
@@ -209,7 +226,9 @@ def _clipped_labels(widget) -> list[str]:
     return out
 
 
-def test_calm_dock_tooltips_folded_advanced_nothing_clipped(qtbot, make_napari_viewer, sample_layer_tuple):
+def test_calm_dock_tooltips_folded_advanced_nothing_clipped(
+    qtbot, make_napari_viewer, sample_layer_tuple
+):
     from qtpy.QtWidgets import (
         QAbstractSpinBox,
         QComboBox,
@@ -227,19 +246,25 @@ def test_calm_dock_tooltips_folded_advanced_nothing_clipped(qtbot, make_napari_v
     _, train = viewer.window.add_plugin_dock_widget("napari-tsimcne", "Train map")
     _, annotate = viewer.window.add_plugin_dock_widget("napari-tsimcne", "Annotate map")
     qtbot.wait(100)
-    missing = [f"{type(w).__name__} {getattr(w, 'text', lambda: '')()}"
-               for widget in (train, annotate)
-               for kind in (QComboBox, QSpinBox, QDoubleSpinBox, QPushButton, QLineEdit, QToolButton)
-               for w in widget.findChildren(kind)
-               if not w.toolTip() and not isinstance(w.parent(), (QComboBox, QAbstractSpinBox))]  # not their parts
+    missing = [
+        f"{type(w).__name__} {getattr(w, 'text', lambda: '')()}"
+        for widget in (train, annotate)
+        for kind in (QComboBox, QSpinBox, QDoubleSpinBox, QPushButton, QLineEdit, QToolButton)
+        for w in widget.findChildren(kind)
+        if not w.toolTip() and not isinstance(w.parent(), (QComboBox, QAbstractSpinBox))
+    ]  # not their parts
     assert not missing
     # the tile source comes first; advanced settings and cutting are folded away
     assert not train.advanced_section.is_expanded() and not train.cut_section.is_expanded()
     assert not train.batch_spin.isVisibleTo(train) and train.length_combo.isVisibleTo(train)
-    assert train.layer_combo.mapTo(train, train.layer_combo.rect().topLeft()).y() < \
-        train.preset_combo.mapTo(train, train.preset_combo.rect().topLeft()).y()
+    assert (
+        train.layer_combo.mapTo(train, train.layer_combo.rect().topLeft()).y()
+        < train.preset_combo.mapTo(train, train.preset_combo.rect().topLeft()).y()
+    )
     # at 1280 x 800, with everything unfolded, no text is cut off (the docks scroll instead)
-    points = train.show_map(viewer.layers["tiles"], np.random.default_rng(0).normal(size=(len(data), 2)))
+    points = train.show_map(
+        viewer.layers["tiles"], np.random.default_rng(0).normal(size=(len(data), 2))
+    )
     annotate.map_combo.setCurrentText(points.name)
     points.selected_data = {1, 2}
     annotate.assign("stroma")

@@ -82,10 +82,19 @@ class AugmentationSettings:
         elif name == "natural":
             base = cls(rotate_90=False, rotation_degrees=0.0, vflip=0.0)
         elif name == "fluorescence":
-            base = cls(jitter_p=0.0, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0,
-                       grayscale_p=0.0, channel_gain=0.05)
+            base = cls(
+                jitter_p=0.0,
+                brightness=0.0,
+                contrast=0.0,
+                saturation=0.0,
+                hue=0.0,
+                grayscale_p=0.0,
+                channel_gain=0.05,
+            )
         else:
-            raise ValueError(f"Unknown augmentation preset {name!r}; choose one of {', '.join(PRESETS)}.")
+            raise ValueError(
+                f"Unknown augmentation preset {name!r}; choose one of {', '.join(PRESETS)}."
+            )
         return replace(base, **overrides)
 
     @classmethod
@@ -101,7 +110,9 @@ class AugmentationSettings:
             if unknown:
                 raise ValueError(f"Unknown augmentation settings: {sorted(unknown)}")
             return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in value.items()})
-        raise TypeError(f"augmentations must be a preset name or AugmentationSettings, got {type(value).__name__}")
+        raise TypeError(
+            f"augmentations must be a preset name or AugmentationSettings, got {type(value).__name__}"
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -109,7 +120,9 @@ class AugmentationSettings:
     def validate(self) -> None:
         lo, hi = self.crop_scale
         if not 0 < lo <= hi <= 1:
-            raise ValueError(f"crop_scale must satisfy 0 < low <= high <= 1, got {self.crop_scale}.")
+            raise ValueError(
+                f"crop_scale must satisfy 0 < low <= high <= 1, got {self.crop_scale}."
+            )
         if not 0 < self.crop_ratio[0] <= self.crop_ratio[1]:
             raise ValueError(f"crop_ratio must be positive and increasing, got {self.crop_ratio}.")
         for name in ("hflip", "vflip", "jitter_p", "grayscale_p", "blur_p"):
@@ -136,7 +149,9 @@ def _coin(n: int, p: float, gen: torch.Generator, device) -> torch.Tensor:
     return torch.rand(n, generator=gen, device=device) < p
 
 
-def affine_matrices(n: int, height: int, width: int, s: AugmentationSettings, gen: torch.Generator, device) -> torch.Tensor:
+def affine_matrices(
+    n: int, height: int, width: int, s: AugmentationSettings, gen: torch.Generator, device
+) -> torch.Tensor:
     """Random (n, 2, 3) matrices mapping output to input coordinates, in ``affine_grid``'s normalised units.
 
     input = centre + D^-1 R D diag(w, h) F output, with D the pixel scaling
@@ -152,9 +167,13 @@ def affine_matrices(n: int, height: int, width: int, s: AugmentationSettings, ge
     cy = (torch.rand(n, generator=gen, device=device) * 2 - 1) * (1 - ch)
     angle = torch.zeros(n, device=device)
     if s.rotate_90:
-        angle = angle + torch.randint(0, 4, (n,), generator=gen, device=device).float() * (math.pi / 2)
+        angle = angle + torch.randint(0, 4, (n,), generator=gen, device=device).float() * (
+            math.pi / 2
+        )
     if s.rotation_degrees > 0:
-        angle = angle + _uniform(n, -s.rotation_degrees, s.rotation_degrees, gen, device) * (math.pi / 180)
+        angle = angle + _uniform(n, -s.rotation_degrees, s.rotation_degrees, gen, device) * (
+            math.pi / 180
+        )
     fx = torch.where(_coin(n, s.hflip, gen, device), -1.0, 1.0)
     fy = torch.where(_coin(n, s.vflip, gen, device), -1.0, 1.0)
     cos, sin = angle.cos(), angle.sin()
@@ -182,11 +201,16 @@ def warp(x: torch.Tensor, matrices: torch.Tensor, fill: str = "border") -> torch
     """Apply per-view affine matrices with bilinear sampling; uncovered pixels get ``fill``."""
     grid = F.affine_grid(matrices.to(x.dtype), list(x.shape), align_corners=False)
     if fill == "reflection":
-        return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+        return F.grid_sample(
+            x, grid, mode="bilinear", padding_mode="reflection", align_corners=False
+        )
     if fill == "zeros":
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     colour = _border_mean(x)
-    return F.grid_sample(x - colour, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + colour
+    return (
+        F.grid_sample(x - colour, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        + colour
+    )
 
 
 def _grey(x: torch.Tensor) -> torch.Tensor:
@@ -200,8 +224,11 @@ def _per_view(values: torch.Tensor, apply: torch.Tensor, neutral: float) -> torc
 
 def _rotate_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     """Rotate hue by ``shift`` turns: a rotation of the chroma plane in YIQ space."""
-    to_yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]],
-                          device=x.device, dtype=x.dtype)
+    to_yiq = torch.tensor(
+        [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]],
+        device=x.device,
+        dtype=x.dtype,
+    )
     from_yiq = torch.linalg.inv(to_yiq)
     theta = shift * 2 * math.pi
     cos, sin = theta.cos(), theta.sin()
@@ -222,12 +249,18 @@ def _blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     k = k / k.sum(1, keepdim=True)
     k = k.repeat_interleave(c, 0)  # (B*C, K)
     flat = x.reshape(1, b * c, h, w)
-    flat = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="reflect"), k.view(b * c, 1, 1, -1), groups=b * c)
-    flat = F.conv2d(F.pad(flat, (0, 0, radius, radius), mode="reflect"), k.view(b * c, 1, -1, 1), groups=b * c)
+    flat = F.conv2d(
+        F.pad(flat, (radius, radius, 0, 0), mode="reflect"), k.view(b * c, 1, 1, -1), groups=b * c
+    )
+    flat = F.conv2d(
+        F.pad(flat, (0, 0, radius, radius), mode="reflect"), k.view(b * c, 1, -1, 1), groups=b * c
+    )
     return flat.view(b, c, h, w)
 
 
-def augment(x: torch.Tensor, settings: AugmentationSettings, generator: torch.Generator) -> torch.Tensor:
+def augment(
+    x: torch.Tensor, settings: AugmentationSettings, generator: torch.Generator
+) -> torch.Tensor:
     """One random view of every tile in ``x`` (B, C, H, W) in [0, 1]; returns the same shape in [0, 1].
 
     Colour jitter, saturation, hue and greyscale apply to 3-channel (RGB)
@@ -252,17 +285,24 @@ def augment(x: torch.Tensor, settings: AugmentationSettings, generator: torch.Ge
         g = _grey(x)
         x = (g + f * (x - g)).clamp_(0, 1)
     if rgb and s.hue > 0:
-        shift = torch.where(jitter, _uniform(b, -s.hue, s.hue, generator, dev), torch.zeros(b, device=dev))
+        shift = torch.where(
+            jitter, _uniform(b, -s.hue, s.hue, generator, dev), torch.zeros(b, device=dev)
+        )
         x = _rotate_hue(x, shift).clamp_(0, 1)
     if rgb and s.grayscale_p > 0:
         grey = _coin(b, s.grayscale_p, generator, dev).view(-1, 1, 1, 1)
         x = torch.where(grey, _grey(x).expand_as(x), x)
     if s.channel_gain > 0:
-        gain = _uniform(b * c, 1 - s.channel_gain, 1 + s.channel_gain, generator, dev).view(b, c, 1, 1)
+        gain = _uniform(b * c, 1 - s.channel_gain, 1 + s.channel_gain, generator, dev).view(
+            b, c, 1, 1
+        )
         x = (x * gain).clamp_(0, 1)
     if s.blur_p > 0:
-        sigma = torch.where(_coin(b, s.blur_p, generator, dev), _uniform(b, *s.blur_sigma, generator, dev),
-                            torch.zeros(b, device=dev))
+        sigma = torch.where(
+            _coin(b, s.blur_p, generator, dev),
+            _uniform(b, *s.blur_sigma, generator, dev),
+            torch.zeros(b, device=dev),
+        )
         x = _blur(x, sigma)
     if s.noise_std > 0:
         std = _uniform(b, 0, s.noise_std, generator, dev).view(-1, 1, 1, 1)

@@ -200,7 +200,9 @@ def epochs_for_budget(
         n_previews = int(min(MAX_PREVIEWS, PREVIEW_SHARE * seconds // mapping))
     left = seconds - mapping * (1 + n_previews)
     share = [r / sum(ratio) for r in ratio]
-    per_unit = (share[0] + share[2]) * full_epoch + share[1] * last_epoch  # seconds per epoch of the mix
+    per_unit = (share[0] + share[2]) * full_epoch + share[
+        1
+    ] * last_epoch  # seconds per epoch of the mix
     total = max(0.0, left) / per_unit if per_unit > 0 else 1.0
     epochs = [max(1, math.floor(total * sh)) for sh in share]
 
@@ -209,7 +211,7 @@ def epochs_for_budget(
 
     while True:  # spend what rounding down left over, on the stage furthest below its share
         for i in sorted(range(3), key=lambda i: epochs[i] / share[i]):
-            more = epochs[:i] + [epochs[i] + 1] + epochs[i + 1:]
+            more = epochs[:i] + [epochs[i] + 1] + epochs[i + 1 :]
             if cost(more) <= left:
                 epochs = more
                 break
@@ -219,11 +221,18 @@ def epochs_for_budget(
     return tuple(epochs), preview_every  # type: ignore[return-value]
 
 
-def planned_seconds(epochs: tuple[int, int, int], costs: StepCosts, n_tiles: int, batch_size: int,
-                    preview_every: int = 0) -> float:
+def planned_seconds(
+    epochs: tuple[int, int, int],
+    costs: StepCosts,
+    n_tiles: int,
+    batch_size: int,
+    preview_every: int = 0,
+) -> float:
     """Expected seconds of training ``epochs`` plus previews and the final mapping."""
     steps = max(1, n_tiles // batch_size)
     full_epoch, last_epoch = costs.epoch_seconds(steps)
     mapping = costs.embed_tile * n_tiles
     n_previews = sum(epochs) // preview_every if preview_every else 0
-    return (epochs[0] + epochs[2]) * full_epoch + epochs[1] * last_epoch + mapping * (1 + n_previews)
+    return (
+        (epochs[0] + epochs[2]) * full_epoch + epochs[1] * last_epoch + mapping * (1 + n_previews)
+    )

@@ -35,15 +35,21 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
             )
         index = int(name.split(":")[1]) if ":" in name else 0
         if index >= torch.cuda.device_count():
-            raise ValueError(f"device={name!r}: only {torch.cuda.device_count()} CUDA device(s) are present.")
+            raise ValueError(
+                f"device={name!r}: only {torch.cuda.device_count()} CUDA device(s) are present."
+            )
         return torch.device(name)
     if kind == "mps":
         if not _mps_available():
-            raise ValueError("device='mps' was requested, but Apple's MPS backend is not available here.")
+            raise ValueError(
+                "device='mps' was requested, but Apple's MPS backend is not available here."
+            )
         return torch.device("mps")
     if kind == "cpu":
         return torch.device("cpu")
-    raise ValueError(f"Unknown device {device!r}; choose one of {', '.join(DEVICES)} (or 'cuda:N').")
+    raise ValueError(
+        f"Unknown device {device!r}; choose one of {', '.join(DEVICES)} (or 'cuda:N')."
+    )
 
 
 @dataclass(frozen=True)
@@ -117,5 +123,7 @@ def device_name(device: torch.device) -> str:
     if device.type == "cpu":
         import platform
 
-        return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+        return (
+            f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+        )
     return str(device)

@@ -59,7 +59,9 @@ def from_environment(device_type: str = "cpu") -> DistContext:
         backend = "nccl" if device_type == "cuda" else "gloo"
         kwargs = {"device_id": torch.device("cuda", local_rank)} if device_type == "cuda" else {}
         dist.init_process_group(backend, **kwargs)
-    return DistContext(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank)
+    return DistContext(
+        rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank
+    )
 
 
 class _GatherWithGradient(torch.autograd.Function):
@@ -90,7 +92,9 @@ def gather_views(z: torch.Tensor, ctx: DistContext) -> tuple[torch.Tensor, torch
     if not ctx.active:
         return z, None
     parts = _GatherWithGradient.apply(z)  # (P, 2B, d)
-    everything = torch.cat([parts[:, :b].reshape(-1, z.shape[1]), parts[:, b:].reshape(-1, z.shape[1])])
+    everything = torch.cat(
+        [parts[:, :b].reshape(-1, z.shape[1]), parts[:, b:].reshape(-1, z.shape[1])]
+    )
     own = torch.arange(b, device=z.device) + ctx.rank * b
     return everything, torch.cat([own, own + ctx.world_size * b])
 
@@ -119,7 +123,12 @@ class PooledBatchNorm:
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        if not (
+            self.training
+            and dist.is_available()
+            and dist.is_initialized()
+            and dist.get_world_size() > 1
+        ):
             return super().forward(x)
         self._check_input_dim(x)
         dims = [0] + list(range(2, x.dim()))
@@ -134,8 +143,14 @@ class PooledBatchNorm:
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
-                m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
-                self.running_mean.mul_(1 - m).add_(mean.detach().to(self.running_mean.dtype), alpha=m)
+                m = (
+                    self.momentum
+                    if self.momentum is not None
+                    else 1.0 / float(self.num_batches_tracked)
+                )
+                self.running_mean.mul_(1 - m).add_(
+                    mean.detach().to(self.running_mean.dtype), alpha=m
+                )
                 unbiased = var.detach() * n / (n - 1).clamp_min(1)
                 self.running_var.mul_(1 - m).add_(unbiased.to(self.running_var.dtype), alpha=m)
         shape = [1, c] + [1] * (x.dim() - 2)
@@ -153,7 +168,11 @@ def wrap(module: nn.Module, ctx: DistContext, device: torch.device) -> nn.Module
     """``module`` wrapped in DistributedDataParallel when several processes train; else itself."""
     if not ctx.active:
         return module
-    ids = [device.index if device.index is not None else ctx.local_rank] if device.type == "cuda" else None
+    ids = (
+        [device.index if device.index is not None else ctx.local_rank]
+        if device.type == "cuda"
+        else None
+    )
     return nn.parallel.DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False)
 
 
@@ -180,4 +199,3 @@ def mean_over_processes(value: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     value = value.detach().clone()
     dist.all_reduce(value)
     return value / ctx.world_size
-

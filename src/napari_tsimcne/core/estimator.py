@@ -149,9 +149,24 @@ class TSimCNE:
 
     # -- scikit-learn conventions ------------------------------------------
     _PARAMS = (
-        "total_epochs", "batch_size", "augmentations", "device", "random_state", "out_dim", "pretrain_dim",
-        "backbone", "width", "lr", "warmup", "momentum", "weight_decay", "grad_clip", "preview_every",
-        "embed_batch_size", "init_2d", "time_budget",
+        "total_epochs",
+        "batch_size",
+        "augmentations",
+        "device",
+        "random_state",
+        "out_dim",
+        "pretrain_dim",
+        "backbone",
+        "width",
+        "lr",
+        "warmup",
+        "momentum",
+        "weight_decay",
+        "grad_clip",
+        "preview_every",
+        "embed_batch_size",
+        "init_2d",
+        "time_budget",
     )
 
     def get_params(self, deep: bool = True) -> dict:
@@ -192,7 +207,9 @@ class TSimCNE:
         if budget is None:
             return _Plan(d.total_epochs or GPU_DEFAULTS.total_epochs, None, batch, backbone, width)
         if not _is_number(budget) or not np.isfinite(budget) or budget <= 0:
-            raise ValueError(f"time_budget must be a positive number of seconds, 'auto' or None, got {budget!r}.")
+            raise ValueError(
+                f"time_budget must be a positive number of seconds, 'auto' or None, got {budget!r}."
+            )
         return _Plan(None, float(budget), batch, backbone, width)
 
     def _check_params(
@@ -201,14 +218,25 @@ class TSimCNE:
         """Check every parameter (``plan``: the resolved ``"auto"`` settings); epochs are None with a time budget."""
         if plan is None:
             plan = self._resolve_auto(torch.device("cpu"), n_tiles, processes)
-        total_epochs, batch_size, backbone, width = plan.total_epochs, plan.batch_size, plan.backbone, plan.width
+        total_epochs, batch_size, backbone, width = (
+            plan.total_epochs,
+            plan.batch_size,
+            plan.backbone,
+            plan.width,
+        )
         epochs = None
         if total_epochs is not None:
             try:
                 epochs = tuple(int(e) for e in total_epochs)
             except (TypeError, ValueError):
-                raise ValueError(f"total_epochs must be three whole numbers or 'auto', got {total_epochs!r}.") from None
-            if len(epochs) != 3 or any(e < 0 for e in epochs) or any(e != f for e, f in zip(epochs, total_epochs)):
+                raise ValueError(
+                    f"total_epochs must be three whole numbers or 'auto', got {total_epochs!r}."
+                ) from None
+            if (
+                len(epochs) != 3
+                or any(e < 0 for e in epochs)
+                or any(e != f for e, f in zip(epochs, total_epochs))
+            ):
                 raise ValueError(
                     f"total_epochs must be three non-negative whole numbers (pre-training, last layer, fine-tuning), "
                     f"got {total_epochs!r}."
@@ -216,7 +244,9 @@ class TSimCNE:
             if sum(epochs) == 0:
                 raise ValueError("total_epochs are all 0: nothing would be trained.")
         if not _is_whole(batch_size) or batch_size < 2:
-            raise ValueError(f"batch_size must be a whole number of at least 2 or 'auto', got {batch_size!r}.")
+            raise ValueError(
+                f"batch_size must be a whole number of at least 2 or 'auto', got {batch_size!r}."
+            )
         if batch_size * processes > n_tiles:
             per = f" per process x {processes} processes" if processes > 1 else ""
             raise ValueError(
@@ -224,33 +254,56 @@ class TSimCNE:
                 f"Use batch_size <= {n_tiles // processes} (for example {_largest_power_of_two(n_tiles // processes)})."
             )
         if self.out_dim not in (2, 3):
-            raise ValueError(f"out_dim must be 2 (a map) or 3 (a 3D point cloud), got {self.out_dim!r}.")
+            raise ValueError(
+                f"out_dim must be 2 (a map) or 3 (a 3D point cloud), got {self.out_dim!r}."
+            )
         if backbone not in BACKBONES:
-            raise ValueError(f"backbone must be one of {sorted(BACKBONES)} or 'auto', got {backbone!r}.")
+            raise ValueError(
+                f"backbone must be one of {sorted(BACKBONES)} or 'auto', got {backbone!r}."
+            )
         if not _is_whole(width) or width < 4:
-            raise ValueError(f"width must be a whole number of at least 4 or 'auto', got {width!r}.")
+            raise ValueError(
+                f"width must be a whole number of at least 4 or 'auto', got {width!r}."
+            )
         if self.lr != "auto" and not _is_number(self.lr):
             raise ValueError(f"lr must be a positive number or 'auto', got {self.lr!r}.")
-        lr = default_lr(batch_size * processes) if self.lr == "auto" else self.lr  # the global batch
+        lr = (
+            default_lr(batch_size * processes) if self.lr == "auto" else self.lr
+        )  # the global batch
         if not np.isfinite(lr) or lr <= 0:
             raise ValueError(f"lr must be a positive number or 'auto', got {self.lr!r}.")
         if not (self.warmup == "auto" or (_is_whole(self.warmup) and self.warmup >= 0)):
-            raise ValueError(f"warmup must be 'auto' or a non-negative whole number, got {self.warmup!r}.")
+            raise ValueError(
+                f"warmup must be 'auto' or a non-negative whole number, got {self.warmup!r}."
+            )
         if not _is_number(self.momentum) or not 0 <= self.momentum < 1:
             raise ValueError(f"momentum must be a number in [0, 1), got {self.momentum!r}.")
         if not _is_number(self.weight_decay) or self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be a non-negative number, got {self.weight_decay!r}.")
+            raise ValueError(
+                f"weight_decay must be a non-negative number, got {self.weight_decay!r}."
+            )
         if self.grad_clip is not None and (not _is_number(self.grad_clip) or self.grad_clip <= 0):
-            raise ValueError(f"grad_clip must be a positive number or None, got {self.grad_clip!r}.")
-        if not (self.preview_every == "auto" or (_is_whole(self.preview_every) and self.preview_every >= 0)):
-            raise ValueError(f"preview_every must be 'auto' or a non-negative whole number (0: never), got {self.preview_every!r}.")
+            raise ValueError(
+                f"grad_clip must be a positive number or None, got {self.grad_clip!r}."
+            )
+        if not (
+            self.preview_every == "auto"
+            or (_is_whole(self.preview_every) and self.preview_every >= 0)
+        ):
+            raise ValueError(
+                f"preview_every must be 'auto' or a non-negative whole number (0: never), got {self.preview_every!r}."
+            )
         self._check_embed_batch_size()
-        if self.random_state is not None and not (_is_whole(self.random_state) and 0 <= self.random_state < 2**63):
+        if self.random_state is not None and not (
+            _is_whole(self.random_state) and 0 <= self.random_state < 2**63
+        ):
             raise ValueError(
                 f"random_state must be None or a whole number from 0 to 2**63 - 1, got {self.random_state!r}."
             )
         if not _is_whole(self.pretrain_dim) or self.pretrain_dim < 2:
-            raise ValueError(f"pretrain_dim must be a whole number of at least 2, got {self.pretrain_dim!r}.")
+            raise ValueError(
+                f"pretrain_dim must be a whole number of at least 2, got {self.pretrain_dim!r}."
+            )
         if self.init_2d not in ("pca", "random"):
             raise ValueError(f"init_2d must be 'pca' or 'random', got {self.init_2d!r}.")
         aug = AugmentationSettings.coerce(self.augmentations)
@@ -286,8 +339,13 @@ class TSimCNE:
         return self
 
     def fit_iter(
-        self, X, *, channel_axis: int | None = None, checkpoint: str | os.PathLike | None = None,
-        checkpoint_every: int = 1, progress: Callable[[int, int], None] | None = None,
+        self,
+        X,
+        *,
+        channel_axis: int | None = None,
+        checkpoint: str | os.PathLike | None = None,
+        checkpoint_every: int = 1,
+        progress: Callable[[int, int], None] | None = None,
     ) -> Iterator[TrainingEvent]:
         """Check ``X`` and the parameters now, then return a generator that trains epoch by epoch.
 
@@ -312,9 +370,14 @@ class TSimCNE:
         store = TileStore(stack, normalization, device)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            net = TSimCNENet(info.n_channels, plan.backbone, int(plan.width), out_dim=self.pretrain_dim)
+            net = TSimCNENet(
+                info.n_channels, plan.backbone, int(plan.width), out_dim=self.pretrain_dim
+            )
         _set_input_statistics(net, store)
-        net.to(device=device, memory_format=torch.channels_last if device.type == "cuda" else torch.contiguous_format)
+        net.to(
+            device=device,
+            memory_format=torch.channels_last if device.type == "cuda" else torch.contiguous_format,
+        )
         batch_size = int(plan.batch_size)
         self.step_costs_ = None
         self._budget = None
@@ -322,14 +385,28 @@ class TSimCNE:
             self.step_costs_ = measure_step_costs(net, store, aug, batch_size, seed=seed)
             left = plan.time_budget - (time.perf_counter() - started)
             epochs, budget_previews = epochs_for_budget(
-                left, self.step_costs_, info.n_tiles, batch_size * ctx.world_size, previews=self.preview_every != 0)
+                left,
+                self.step_costs_,
+                info.n_tiles,
+                batch_size * ctx.world_size,
+                previews=self.preview_every != 0,
+            )
             *epochs, budget_previews = broadcast_ints((*epochs, budget_previews), ctx)
             epochs = tuple(epochs)
-            preview_every = budget_previews if self.preview_every == "auto" else int(self.preview_every)
-            self._budget = _Budget(started, plan.time_budget, info.n_tiles, batch_size * ctx.world_size, lr)
+            preview_every = (
+                budget_previews if self.preview_every == "auto" else int(self.preview_every)
+            )
+            self._budget = _Budget(
+                started, plan.time_budget, info.n_tiles, batch_size * ctx.world_size, lr
+            )
         else:
             preview_every = self._preview_every(epochs)
-        self.total_epochs_, self.batch_size_, self.backbone_, self.width_ = epochs, batch_size, plan.backbone, int(plan.width)
+        self.total_epochs_, self.batch_size_, self.backbone_, self.width_ = (
+            epochs,
+            batch_size,
+            plan.backbone,
+            int(plan.width),
+        )
         self.time_budget_ = plan.time_budget
         self.model_ = net
         self.normalization_ = normalization
@@ -341,17 +418,32 @@ class TSimCNE:
         self.history_ = []
         self.fit_seconds_ = 0.0
         trainer = Trainer(
-            net, store, make_stages(epochs, lr, self.warmup), aug, batch_size=batch_size,
-            out_dim=self.out_dim, seed=seed, momentum=self.momentum, weight_decay=self.weight_decay,
-            grad_clip=self.grad_clip, preview_every=preview_every, embed_batch_size=self._embed_batch(device),
-            state=TrainerState(batch_size=batch_size, history=self.history_), init_2d=self.init_2d,
+            net,
+            store,
+            make_stages(epochs, lr, self.warmup),
+            aug,
+            batch_size=batch_size,
+            out_dim=self.out_dim,
+            seed=seed,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+            grad_clip=self.grad_clip,
+            preview_every=preview_every,
+            embed_batch_size=self._embed_batch(device),
+            state=TrainerState(batch_size=batch_size, history=self.history_),
+            init_2d=self.init_2d,
             dist=ctx,
         )
         return self._drive(trainer, checkpoint, checkpoint_every, progress)
 
     def resume_iter(
-        self, X, *, channel_axis: int | None = None, checkpoint: str | os.PathLike | None = None,
-        checkpoint_every: int = 1, progress: Callable[[int, int], None] | None = None,
+        self,
+        X,
+        *,
+        channel_axis: int | None = None,
+        checkpoint: str | os.PathLike | None = None,
+        checkpoint_every: int = 1,
+        progress: Callable[[int, int], None] | None = None,
         allow_other_tiles: bool = False,
     ) -> Iterator[TrainingEvent]:
         """Continue training from a checkpoint loaded with :meth:`load`, on the same tiles.
@@ -366,7 +458,9 @@ class TSimCNE:
         self._check_fitted()
         resume = getattr(self, "_resume_state", None)
         if resume is None:
-            raise ValueError("This model holds no training state to resume; load a checkpoint written by fit_iter(checkpoint=...).")
+            raise ValueError(
+                "This model holds no training state to resume; load a checkpoint written by fit_iter(checkpoint=...)."
+            )
         stack = as_tile_stack(X, channel_axis=channel_axis)
         info = stack_info(stack)
         self._check_compatible(info)
@@ -375,36 +469,68 @@ class TSimCNE:
         else:
             self.fingerprint_ = fingerprint(stack)
         device, ctx = _device_and_processes(self.device)
-        epochs, lr, aug = self._check_params(info.n_tiles, ctx.world_size, self._resolve_auto(device, info.n_tiles,
-                                                                                               ctx.world_size))
+        epochs, lr, aug = self._check_params(
+            info.n_tiles, ctx.world_size, self._resolve_auto(device, info.n_tiles, ctx.world_size)
+        )
         if epochs is None:
-            raise ValueError("This checkpoint does not say how many epochs to train; it cannot be resumed.")
+            raise ValueError(
+                "This checkpoint does not say how many epochs to train; it cannot be resumed."
+            )
         self.device_ = device
         store = TileStore(stack, self.normalization_, device)
-        net = self.model_.to(device=device, memory_format=torch.channels_last if device.type == "cuda" else torch.contiguous_format)
+        net = self.model_.to(
+            device=device,
+            memory_format=torch.channels_last if device.type == "cuda" else torch.contiguous_format,
+        )
         self.pca_ = None
         trainer = Trainer(
-            net, store, make_stages(epochs, lr, self.warmup), aug, batch_size=int(resume["batch_size"]),
-            out_dim=self.out_dim, seed=int(resume["seed"]), momentum=self.momentum, weight_decay=self.weight_decay,
-            grad_clip=self.grad_clip, preview_every=self._preview_every(epochs), embed_batch_size=self._embed_batch(device),
-            state=TrainerState(stage=int(resume["stage"]), epoch=int(resume["epoch"]),
-                               batch_size=int(resume["batch_size"]), history=self.history_),
-            optimizer_state=resume.get("optimizer"), init_2d=self.init_2d, dist=ctx,
+            net,
+            store,
+            make_stages(epochs, lr, self.warmup),
+            aug,
+            batch_size=int(resume["batch_size"]),
+            out_dim=self.out_dim,
+            seed=int(resume["seed"]),
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+            grad_clip=self.grad_clip,
+            preview_every=self._preview_every(epochs),
+            embed_batch_size=self._embed_batch(device),
+            state=TrainerState(
+                stage=int(resume["stage"]),
+                epoch=int(resume["epoch"]),
+                batch_size=int(resume["batch_size"]),
+                history=self.history_,
+            ),
+            optimizer_state=resume.get("optimizer"),
+            init_2d=self.init_2d,
+            dist=ctx,
         )
         self._resume_state = None
         self._budget = None  # a resumed run trains the epochs that were planned
         return self._drive(trainer, checkpoint, checkpoint_every, progress)
 
-    def _drive(self, trainer: Trainer, checkpoint=None, checkpoint_every: int = 1,
-               progress: Callable[[int, int], None] | None = None) -> Iterator[TrainingEvent]:
+    def _drive(
+        self,
+        trainer: Trainer,
+        checkpoint=None,
+        checkpoint_every: int = 1,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Iterator[TrainingEvent]:
         start = time.perf_counter()
         finished = False
         try:
             for event in trainer.run():
                 if getattr(self, "_budget", None) is not None and event.global_epoch == 1:
                     event = self._replan(trainer, event)
-                if checkpoint is not None and trainer.dist.is_main and (event.global_epoch % max(1, checkpoint_every) == 0
-                                               or event.global_epoch == event.total_epochs):
+                if (
+                    checkpoint is not None
+                    and trainer.dist.is_main
+                    and (
+                        event.global_epoch % max(1, checkpoint_every) == 0
+                        or event.global_epoch == event.total_epochs
+                    )
+                ):
                     self._save_checkpoint(checkpoint, trainer)
                 if event.global_epoch == event.total_epochs:
                     self._finish(trainer, progress)
@@ -427,8 +553,9 @@ class TSimCNE:
         factor = trainer.state.history[-1]["seconds"] / steps / self.step_costs_.full_step
         costs = StepCosts(*(c * factor for c in astuple(self.step_costs_)))
         left = budget.seconds - (time.perf_counter() - budget.started)
-        rest, previews = epochs_for_budget(left, costs, budget.n_tiles, budget.global_batch,
-                                           previews=self.preview_every != 0)
+        rest, previews = epochs_for_budget(
+            left, costs, budget.n_tiles, budget.global_batch, previews=self.preview_every != 0
+        )
         first_done = event.epoch == event.stage_epochs  # stage 1 had one epoch and is over
         epochs = (1, rest[1], rest[2]) if first_done else (rest[0] + 1, rest[1], rest[2])
         *epochs, previews = broadcast_ints((*epochs, previews), trainer.dist)
@@ -437,12 +564,16 @@ class TSimCNE:
             trainer.preview_every = previews
         self.total_epochs_ = tuple(s.epochs for s in trainer.stages)
         self.step_costs_ = costs
-        return replace(event, stage_epochs=trainer.stages[0].epochs, total_epochs=trainer.total_epochs)
+        return replace(
+            event, stage_epochs=trainer.stages[0].epochs, total_epochs=trainer.total_epochs
+        )
 
     def _finish(self, trainer: Trainer, progress: Callable[[int, int], None] | None = None) -> None:
         """Map the training tiles with the model as it is now (also after an early stop)."""
         y = trainer.embed(progress=progress)
-        if y.shape[1] > 3:  # stopped during pre-training: show the 128-D output's first two principal axes
+        if (
+            y.shape[1] > 3
+        ):  # stopped during pre-training: show the 128-D output's first two principal axes
             y, self.pca_ = pca_2d(y)
         self.embedding_ = y
         self.stages_done_ = trainer.state.stage
@@ -463,7 +594,8 @@ class TSimCNE:
             return
         if not _is_whole(self.embed_batch_size) or self.embed_batch_size < 1:
             raise ValueError(
-                f"embed_batch_size must be a positive whole number or 'auto', got {self.embed_batch_size!r}.")
+                f"embed_batch_size must be a positive whole number or 'auto', got {self.embed_batch_size!r}."
+            )
 
     def _embed_batch(self, device: torch.device) -> int:
         """Tiles per forward pass when mapping on ``device`` (``"auto"``: see :class:`DeviceDefaults`)."""
@@ -473,10 +605,19 @@ class TSimCNE:
 
     def _check_fitted(self) -> None:
         if getattr(self, "model_", None) is None:
-            raise NotFittedError("This TSimCNE model is not trained yet: call fit() first, or TSimCNE.load(path).")
+            raise NotFittedError(
+                "This TSimCNE model is not trained yet: call fit() first, or TSimCNE.load(path)."
+            )
 
-    def transform(self, X, *, channel_axis: int | None = None, return_features: bool = False, device: str | None = None,
-                  progress: Callable[[int, int], None] | None = None):
+    def transform(
+        self,
+        X,
+        *,
+        channel_axis: int | None = None,
+        return_features: bool = False,
+        device: str | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ):
         """Map new tiles with the trained network (no retraining).
 
         Returns the map (N, out_dim), and with ``return_features=True`` also
@@ -491,8 +632,13 @@ class TSimCNE:
         dev = resolve_device(device) if device is not None else self.device_
         self.model_.to(dev)
         store = TileStore(stack, self.normalization_, dev)
-        out = embed_store(self.model_, store, self._embed_batch(dev), return_features=return_features,
-                          progress=progress)
+        out = embed_store(
+            self.model_,
+            store,
+            self._embed_batch(dev),
+            return_features=return_features,
+            progress=progress,
+        )
         y, feats = out if return_features else (out, None)
         if self.pca_ is not None:
             y = pca_2d(y, self.pca_)[0]
@@ -523,16 +669,26 @@ class TSimCNE:
         payload = self._payload()
         payload["embedding"] = None
         payload["trainer"] = {
-            "stage": st.stage, "epoch": st.epoch, "batch_size": st.batch_size, "seed": trainer.seed,
-            "optimizer": trainer.optimizer.state_dict() if (st.epoch > 0 and trainer.optimizer) else None,
+            "stage": st.stage,
+            "epoch": st.epoch,
+            "batch_size": st.batch_size,
+            "seed": trainer.seed,
+            "optimizer": trainer.optimizer.state_dict()
+            if (st.epoch > 0 and trainer.optimizer)
+            else None,
         }
         save_payload(path, payload)
 
     def _payload(self) -> dict:
         params = self.get_params()
         # what the model was trained with: "auto" and a time budget resolved, so a resumed run trains the same epochs
-        params.update(total_epochs=list(self.total_epochs_), batch_size=int(self.batch_size_), backbone=self.backbone_,
-                      width=int(self.width_), time_budget=None)
+        params.update(
+            total_epochs=list(self.total_epochs_),
+            batch_size=int(self.batch_size_),
+            backbone=self.backbone_,
+            width=int(self.width_),
+            time_budget=None,
+        )
         aug = AugmentationSettings.coerce(params["augmentations"])
         params["augmentations"] = aug.to_dict()
         return {
@@ -544,8 +700,12 @@ class TSimCNE:
             "model_out_dim": self.model_.out_dim,
             "pca": None if self.pca_ is None else [torch.from_numpy(a) for a in self.pca_],
             "history": [dict(h) for h in self.history_],
-            "embedding": None if self.embedding_ is None else torch.from_numpy(np.ascontiguousarray(self.embedding_)),
-            "fingerprint": None if getattr(self, "fingerprint_", None) is None else self.fingerprint_.to_dict(),
+            "embedding": None
+            if self.embedding_ is None
+            else torch.from_numpy(np.ascontiguousarray(self.embedding_)),
+            "fingerprint": None
+            if getattr(self, "fingerprint_", None) is None
+            else self.fingerprint_.to_dict(),
         }
 
     @classmethod
@@ -565,7 +725,9 @@ class TSimCNE:
         except ModelFileError as exc:
             raise ModelFileError(f"{path} is damaged: {exc}") from None
         except (KeyError, IndexError, RuntimeError, TypeError, ValueError, AttributeError) as exc:
-            raise ModelFileError(f"{path} is damaged or incompatible: {exc.__class__.__name__}: {exc}") from None
+            raise ModelFileError(
+                f"{path} is damaged or incompatible: {exc.__class__.__name__}: {exc}"
+            ) from None
         return model
 
     @classmethod
@@ -580,29 +742,47 @@ class TSimCNE:
         model.backbone_, model.width_ = params["backbone"], int(params["width"])
         model.time_budget_ = None
         n_channels, tile_shape = _checked_shape(payload)
-        net = TSimCNENet(n_channels, params["backbone"], params["width"], out_dim=int(payload["model_out_dim"]))
+        net = TSimCNENet(
+            n_channels, params["backbone"], params["width"], out_dim=int(payload["model_out_dim"])
+        )
         state = payload["state_dict"]
-        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        if not isinstance(state, dict) or not all(
+            isinstance(v, torch.Tensor) for v in state.values()
+        ):
             raise ModelFileError("its weights are not a table of tensors")
         bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
         if bad:
-            raise ModelFileError(f"{len(bad)} weight tensor(s) hold NaN or infinite values (first: {bad[0]})")
+            raise ModelFileError(
+                f"{len(bad)} weight tensor(s) hold NaN or infinite values (first: {bad[0]})"
+            )
         net.load_state_dict(state)
         try:
             normalization = ChannelNormalization.from_dict(payload["normalization"])
         except (KeyError, TypeError, ValueError):
-            raise ModelFileError(f"its normalisation {payload['normalization']!r} is not a low and a high value "
-                                 "per channel") from None
-        if normalization.n_channels != n_channels or len(normalization.high) != n_channels or not all(
-                np.isfinite(lo) and np.isfinite(hi) and hi > lo for lo, hi in zip(normalization.low, normalization.high)):
-            raise ModelFileError(f"its normalisation {payload['normalization']!r} does not fit {n_channels} channel(s)")
+            raise ModelFileError(
+                f"its normalisation {payload['normalization']!r} is not a low and a high value "
+                "per channel"
+            ) from None
+        if (
+            normalization.n_channels != n_channels
+            or len(normalization.high) != n_channels
+            or not all(
+                np.isfinite(lo) and np.isfinite(hi) and hi > lo
+                for lo, hi in zip(normalization.low, normalization.high)
+            )
+        ):
+            raise ModelFileError(
+                f"its normalisation {payload['normalization']!r} does not fit {n_channels} channel(s)"
+            )
         model.device_ = resolve_device(device)
         model.model_ = net.to(model.device_).eval()
         model.normalization_ = normalization
         model.n_channels_ = n_channels
         model.tile_shape_ = tile_shape
         model.pca_ = None if payload["pca"] is None else tuple(t.numpy() for t in payload["pca"])
-        if model.pca_ is not None and (len(model.pca_) != 2 or model.pca_[1].shape != (2, net.out_dim)):
+        if model.pca_ is not None and (
+            len(model.pca_) != 2 or model.pca_[1].shape != (2, net.out_dim)
+        ):
             raise ModelFileError("its PCA projection does not fit the network's output")
         model.history_ = [dict(h) for h in payload.get("history", [])]
         emb = payload.get("embedding")
@@ -629,10 +809,17 @@ def _checked_shape(payload: dict) -> tuple[int, tuple[int, int]]:
     """The channel count and tile shape stored in a payload, checked."""
     n_channels, tile_shape = payload["n_channels"], payload["tile_shape"]
     if not _is_whole(n_channels) or not 1 <= n_channels <= MAX_CHANNELS:
-        raise ModelFileError(f"its channel count {n_channels!r} is not a whole number from 1 to {MAX_CHANNELS}")
-    if (not isinstance(tile_shape, (list, tuple)) or len(tile_shape) != 2
-            or not all(_is_whole(v) and v >= MIN_TILE_SIZE for v in tile_shape)):
-        raise ModelFileError(f"its tile shape {tile_shape!r} is not two whole numbers of at least {MIN_TILE_SIZE}")
+        raise ModelFileError(
+            f"its channel count {n_channels!r} is not a whole number from 1 to {MAX_CHANNELS}"
+        )
+    if (
+        not isinstance(tile_shape, (list, tuple))
+        or len(tile_shape) != 2
+        or not all(_is_whole(v) and v >= MIN_TILE_SIZE for v in tile_shape)
+    ):
+        raise ModelFileError(
+            f"its tile shape {tile_shape!r} is not two whole numbers of at least {MIN_TILE_SIZE}"
+        )
     return int(n_channels), (int(tile_shape[0]), int(tile_shape[1]))
 
 
@@ -678,7 +865,9 @@ def _set_input_statistics(net: TSimCNENet, store: TileStore, max_tiles: int = 40
 
 def _is_number(value) -> bool:
     """A real number that is not a bool (``True`` is not a learning rate)."""
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    )
 
 
 def _is_whole(value) -> bool:

@@ -51,14 +51,22 @@ def why_not_scorable(labels: np.ndarray, k: int = 15, test_size: float = 0.1) ->
         return f"{int((counts < 2).sum())} class(es) have a single tile; a stratified split needs 2 per class"
     n_test = math.ceil(test_size * n)
     if n_test < len(classes) or n - n_test < len(classes):
-        return (f"{len(classes)} classes are too many for {n} tiles: a stratified {test_size:.0%} split "
-                "needs a held-out tile of every class")
+        return (
+            f"{len(classes)} classes are too many for {n} tiles: a stratified {test_size:.0%} split "
+            "needs a held-out tile of every class"
+        )
     if n - n_test < k:
         return f"{n - n_test} training tiles are fewer than the {k} neighbours asked for"
     return None
 
 
-def knn_accuracy(embedding: np.ndarray, labels: np.ndarray, k: int = 15, test_size: float = 0.1, random_state: int = 0) -> float:
+def knn_accuracy(
+    embedding: np.ndarray,
+    labels: np.ndarray,
+    k: int = 15,
+    test_size: float = 0.1,
+    random_state: int = 0,
+) -> float:
     """Percentage of held-out tiles whose k nearest neighbours vote for their true label.
 
     Raises

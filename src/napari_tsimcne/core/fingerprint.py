@@ -35,12 +35,19 @@ class TileFingerprint:
 
     def to_dict(self) -> dict:
         """Plain values for a model file or JSON."""
-        return {"n_tiles": self.n_tiles, "shape": list(self.shape), "dtype": self.dtype, "digest": self.digest}
+        return {
+            "n_tiles": self.n_tiles,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "digest": self.digest,
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> TileFingerprint:
         """The inverse of :meth:`to_dict`; raises ``KeyError``/``TypeError``/``ValueError`` on damaged input."""
-        return cls(int(d["n_tiles"]), tuple(int(s) for s in d["shape"]), str(d["dtype"]), str(d["digest"]))
+        return cls(
+            int(d["n_tiles"]), tuple(int(s) for s in d["shape"]), str(d["dtype"]), str(d["digest"])
+        )
 
     def describe(self) -> str:
         """E.g. ``'1,000 tiles of 28 x 28 x 3 (uint8)'``."""
@@ -97,8 +104,12 @@ def check_same_tiles(expected: TileFingerprint | None, tiles, what: str) -> None
     actual = fingerprint(tiles)
     if actual == expected:
         return
-    detail = "the same shape but other pixels" if (actual.n_tiles, actual.shape, actual.dtype) == (
-        expected.n_tiles, expected.shape, expected.dtype) else actual.describe()
+    detail = (
+        "the same shape but other pixels"
+        if (actual.n_tiles, actual.shape, actual.dtype)
+        == (expected.n_tiles, expected.shape, expected.dtype)
+        else actual.describe()
+    )
     raise TileMismatchError(
         f"{what} was made for other tiles: {expected.describe()} (fingerprint {expected.digest}); "
         f"these are {detail} (fingerprint {actual.digest}). Use the same tiles, in the same order."

@@ -75,7 +75,9 @@ def _read_folder(path: Path) -> np.ndarray:
     """All image files in a folder, sorted by name, stacked; they must share one shape."""
     files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise InputFileError(f"The folder {path} holds no image files ({', '.join(IMAGE_SUFFIXES)}).")
+        raise InputFileError(
+            f"The folder {path} holds no image files ({', '.join(IMAGE_SUFFIXES)})."
+        )
     images = [_read_image(p) for p in files]
     first = images[0].shape
     for p, img in zip(files, images):
@@ -86,7 +88,9 @@ def _read_folder(path: Path) -> np.ndarray:
     return np.stack(images)
 
 
-def _read_array(path: Path, mmap_mode: str | None = None) -> tuple[np.ndarray, np.ndarray | None, tuple[str, ...]]:
+def _read_array(
+    path: Path, mmap_mode: str | None = None
+) -> tuple[np.ndarray, np.ndarray | None, tuple[str, ...]]:
     """The raw array (and labels, class names) stored at ``path``; a .npy is memory-mapped with ``mmap_mode``."""
     if not path.exists():
         raise InputFileError(f"No such file or folder: {path}")
@@ -141,35 +145,51 @@ def read_tiles(
     if tile_size is not None:
         if channel_axis is not None:
             check_axis(channel_axis, array.ndim, "--channel-axis")
-        square_tiles = array.ndim == 3 and array.shape[1] == array.shape[2] > 4  # (N, H, H), not (H, W, C)
-        if channel_axis is None and array.ndim == 3 and (array.shape[-1] > MAX_CHANNELS or square_tiles):
+        square_tiles = (
+            array.ndim == 3 and array.shape[1] == array.shape[2] > 4
+        )  # (N, H, H), not (H, W, C)
+        if (
+            channel_axis is None
+            and array.ndim == 3
+            and (array.shape[-1] > MAX_CHANNELS or square_tiles)
+        ):
             raise TileStackError(
                 f"{path.name} has shape {array.shape}, which looks like a stack of tiles, not one image: "
                 "leave out --tile-size (or, if the first axis holds the channels, pass --channel-axis 0)."
             )
-        tiled = tile_image(array, tile_size, stride, channel_axis=channel_axis, min_foreground=min_foreground)
+        tiled = tile_image(
+            array, tile_size, stride, channel_axis=channel_axis, min_foreground=min_foreground
+        )
         return TileData(tiled.tiles, name, origins=tiled.origins)
     if channel_axis is not None:
         if array.ndim != 4:
-            raise TileStackError(f"--channel-axis needs a 4D stack, but {path.name} has shape {array.shape}.")
+            raise TileStackError(
+                f"--channel-axis needs a 4D stack, but {path.name} has shape {array.shape}."
+            )
         array = np.moveaxis(array, check_axis(channel_axis, array.ndim, "--channel-axis"), -1)
     if array.ndim < 2:
-        raise TileStackError(f"{path.name} holds an array of shape {array.shape}, not images: expected a stack "
-                             "(N, H, W) or (N, H, W, C), or one image with --tile-size N.")
+        raise TileStackError(
+            f"{path.name} holds an array of shape {array.shape}, not images: expected a stack "
+            "(N, H, W) or (N, H, W, C), or one image with --tile-size N."
+        )
     if _looks_channels_first(array):
         raise TileStackError(
             f"{path.name} has shape {array.shape}: one image with its {array.shape[0]} channels first, or a stack of "
             f"{array.shape[0]} grey tiles? For one image pass --tile-size N --channel-axis 0 to cut it into tiles; "
             "for a stack of N x C x H x W tiles pass --channel-axis 1."
         )
-    if array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (3, 4) and min(array.shape[:2]) > 64):
+    if array.ndim == 2 or (
+        array.ndim == 3 and array.shape[-1] in (3, 4) and min(array.shape[:2]) > 64
+    ):
         raise TileStackError(
             f"{path.name} holds one image of shape {array.shape}, not a stack of tiles; "
             "cut it into tiles with --tile-size N."
         )
     if labels is not None and len(labels) != len(array):
         raise TileStackError(f"{path.name} has {len(array)} tiles but {len(labels)} labels.")
-    return TileData(array, name, labels=None if labels is None else np.asarray(labels), class_names=classes)
+    return TileData(
+        array, name, labels=None if labels is None else np.asarray(labels), class_names=classes
+    )
 
 
 def _looks_channels_first(array: np.ndarray) -> bool:
@@ -192,12 +212,16 @@ def read_labels(path: str | os.PathLike, column: str = "label") -> np.ndarray:
         if suffix == ".csv":
             table = _read_csv_columns(path)
             if column not in table:
-                raise InputFileError(f"{path} has no column {column!r} (columns: {', '.join(table)}).")
+                raise InputFileError(
+                    f"{path} has no column {column!r} (columns: {', '.join(table)})."
+                )
             return np.asarray(table[column])
     except InputFileError:
         raise
     except Exception as exc:
-        raise InputFileError(f"Cannot read labels from {path}: {exc.__class__.__name__}: {exc}") from None
+        raise InputFileError(
+            f"Cannot read labels from {path}: {exc.__class__.__name__}: {exc}"
+        ) from None
     raise InputFileError(f"Labels must be a .npy, .npz or .csv file, got {path.name}.")
 
 
@@ -253,7 +277,9 @@ def _read_csv_columns(path: Path) -> dict[str, list[str]]:
     header, body = rows[0], [r for r in rows[1:] if r]
     for line, row in enumerate(body, start=2):
         if len(row) != len(header):
-            raise InputFileError(f"{path}: row {line} has {len(row)} cells, but the header has {len(header)}.")
+            raise InputFileError(
+                f"{path}: row {line} has {len(row)} cells, but the header has {len(header)}."
+            )
     return {h: [r[i] for r in body] for i, h in enumerate(header)}
 
 
@@ -287,7 +313,9 @@ def read_embedding_csv(path: str | os.PathLike) -> EmbeddingTable:
         emb = np.column_stack([np.asarray(table[a], dtype=float) for a in axes])
         origins = None
         if "origin_row" in table and "origin_col" in table:
-            origins = np.column_stack([np.asarray(table[a], dtype=np.int64) for a in ("origin_row", "origin_col")])
+            origins = np.column_stack(
+                [np.asarray(table[a], dtype=np.int64) for a in ("origin_row", "origin_col")]
+            )
     except ValueError as exc:
         raise InputFileError(f"{path} holds a value that is not a number: {exc}") from None
     labels = _as_number_array(table["label"]) if "label" in table else None
@@ -312,7 +340,9 @@ def plot_map(
     ax = fig.add_subplot()
     size = max(0.5, min(8.0, 20000 / max(len(embedding), 1) ** 1.1))
     if labels is None:
-        ax.scatter(embedding[:, 0], embedding[:, 1], s=size, c="#1f77b4", linewidths=0, rasterized=True)
+        ax.scatter(
+            embedding[:, 0], embedding[:, 1], s=size, c="#1f77b4", linewidths=0, rasterized=True
+        )
     else:
         _scatter_by_label(ax, embedding, np.asarray(labels), class_names, size)
     ax.set_aspect("equal", adjustable="datalim")
@@ -324,16 +354,29 @@ def plot_map(
     return atomic_write(path, lambda tmp: fig.savefig(tmp, format=suffix))
 
 
-def _scatter_by_label(ax, embedding: np.ndarray, labels: np.ndarray, class_names, size: float) -> None:
+def _scatter_by_label(
+    ax, embedding: np.ndarray, labels: np.ndarray, class_names, size: float
+) -> None:
     classes = np.unique(labels)
     cmap = _colours(len(classes))
     for i, c in enumerate(classes):
         sel = labels == c
         name = str(c)
-        if class_names is not None and np.issubdtype(type(c), np.integer) and 0 <= int(c) < len(class_names):
+        if (
+            class_names is not None
+            and np.issubdtype(type(c), np.integer)
+            and 0 <= int(c) < len(class_names)
+        ):
             name = class_names[int(c)]
-        ax.scatter(embedding[sel, 0], embedding[sel, 1], s=size, color=cmap[i], linewidths=0, label=name,
-                   rasterized=True)
+        ax.scatter(
+            embedding[sel, 0],
+            embedding[sel, 1],
+            s=size,
+            color=cmap[i],
+            linewidths=0,
+            label=name,
+            rasterized=True,
+        )
     if len(classes) <= 20:
         ax.legend(markerscale=max(1.0, 6 / size), fontsize="small", frameon=False, loc="best")
 

@@ -55,7 +55,11 @@ class ResNetBackbone(nn.Module):
     """ResNet with a CIFAR-style stem; outputs ``8 * width`` features per tile."""
 
     def __init__(
-        self, in_channels: int, blocks: tuple[int, ...] = (2, 2, 2, 2), width: int = 64, stem_stride: int = 1
+        self,
+        in_channels: int,
+        blocks: tuple[int, ...] = (2, 2, 2, 2),
+        width: int = 64,
+        stem_stride: int = 1,
     ) -> None:
         super().__init__()
         self.stem = nn.Sequential(

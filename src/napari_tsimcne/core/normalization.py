@@ -67,7 +67,9 @@ class ChannelNormalization:
             rows = np.sort(np.random.default_rng(seed).integers(0, flat.shape[0], max_samples))
             sample = flat[rows]
         lows, highs = [], []
-        for ch in range(n_channels):  # one channel at a time: a float64 copy of one channel's sample at most
+        for ch in range(
+            n_channels
+        ):  # one channel at a time: a float64 copy of one channel's sample at most
             a, b = (float(v) for v in np.percentile(sample[:, ch].astype(np.float64), percentiles))
             if not b > a:
                 a, b = _sparse_range(sample[:, ch], flat[:, ch], a)

@@ -22,7 +22,15 @@ import torch
 
 FORMAT = "napari-tsimcne"
 FORMAT_VERSION = 1
-REQUIRED_KEYS = ("params", "state_dict", "normalization", "n_channels", "tile_shape", "model_out_dim", "pca")
+REQUIRED_KEYS = (
+    "params",
+    "state_dict",
+    "normalization",
+    "n_channels",
+    "tile_shape",
+    "model_out_dim",
+    "pca",
+)
 """What a model file must hold besides the format tag."""
 
 STAGING_PREFIX = ".tsimcne-staging-"
@@ -128,7 +136,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Pat
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent
+        )
         os.close(fd)
     except OSError as exc:
         raise output_error(path, exc) from None
@@ -141,7 +151,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Pat
     except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        if isinstance(exc, OSError) and not isinstance(exc, OutputFileError) and getattr(exc, "errno", None) in _REASONS:
+        if (
+            isinstance(exc, OSError)
+            and not isinstance(exc, OutputFileError)
+            and getattr(exc, "errno", None) in _REASONS
+        ):
             raise output_error(path, exc) from None
         raise
     return path
@@ -217,7 +231,9 @@ class StagedOutputs:
         self.folder = Path(folder)
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            self.staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=self.folder))
+            self.staging = Path(
+                tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=self.folder)
+            )
         except OSError as exc:
             raise output_error(self.folder, exc) from None
 
@@ -276,10 +292,14 @@ def check_writable(folder: str | os.PathLike) -> Path:
     """
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
-        raise _output_file_error(f"Cannot write into {folder}: it is a file, not a folder.", errno.ENOTDIR)
+        raise _output_file_error(
+            f"Cannot write into {folder}: it is a file, not a folder.", errno.ENOTDIR
+        )
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=f".write-test.{os.getpid()}-", suffix=".tmp", dir=folder)
+        fd, probe = tempfile.mkstemp(
+            prefix=f".write-test.{os.getpid()}-", suffix=".tmp", dir=folder
+        )
         try:
             os.write(fd, b"\0" * 4096)
         finally:
@@ -303,7 +323,9 @@ def save_payload(path: str | os.PathLike, payload: dict) -> Path:
     def write(tmp: str) -> None:
         try:
             torch.save(payload, tmp)
-        except RuntimeError as exc:  # PyTorch's archive writer on a full disk: "enforce fail at inline_container.cc"
+        except (
+            RuntimeError
+        ) as exc:  # PyTorch's archive writer on a full disk: "enforce fail at inline_container.cc"
             raise output_error(path, exc) from None
 
     return atomic_write(path, write)
@@ -332,10 +354,16 @@ def load_payload(path: str | os.PathLike) -> dict:
         raise ModelFileError(f"{path} is a PyTorch file but not a napari-tsimcne model.")
     version = payload.get("format_version", 0)
     if not isinstance(version, int) or isinstance(version, bool) or version < 0:
-        raise ModelFileError(f"{path} is damaged: its format version {version!r} is not a whole number.")
+        raise ModelFileError(
+            f"{path} is damaged: its format version {version!r} is not a whole number."
+        )
     if version > FORMAT_VERSION:
-        raise ModelFileError(f"{path} was written by a newer napari-tsimcne (format {version}); please upgrade.")
+        raise ModelFileError(
+            f"{path} was written by a newer napari-tsimcne (format {version}); please upgrade."
+        )
     missing = [k for k in REQUIRED_KEYS if k not in payload]
     if missing:
-        raise ModelFileError(f"{path} is damaged: it lacks {', '.join(missing)}. Train and save the model again.")
+        raise ModelFileError(
+            f"{path} is damaged: it lacks {', '.join(missing)}. Train and save the model again."
+        )
     return payload

@@ -73,8 +73,13 @@ def load_pbc(n_tiles: int | None = None, seed: int = 0) -> SampleTiles:
     if n_tiles is not None and n_tiles < len(tiles):
         idx = np.sort(np.random.default_rng(seed).choice(len(tiles), n_tiles, replace=False))
         tiles, labels = tiles[idx], labels[idx]
-    return SampleTiles("blood cells (PBC)", tiles, labels, classes,
-                       description=f"{len(tiles)} peripheral blood cells, 28 x 28 RGB, from {path}")
+    return SampleTiles(
+        "blood cells (PBC)",
+        tiles,
+        labels,
+        classes,
+        description=f"{len(tiles)} peripheral blood cells, 28 x 28 RGB, from {path}",
+    )
 
 
 def load_histology() -> SampleTiles:
@@ -83,8 +88,13 @@ def load_histology() -> SampleTiles:
 
     image = data.immunohistochemistry()
     tiled = tile_image(image, 32, 16)
-    return SampleTiles("histology (IHC)", tiled.tiles, origins=tiled.origins, source_image=image,
-                       description=f"{len(tiled.tiles)} tiles of 32 x 32 cut from scikit-image's immunohistochemistry image")
+    return SampleTiles(
+        "histology (IHC)",
+        tiled.tiles,
+        origins=tiled.origins,
+        source_image=image,
+        description=f"{len(tiled.tiles)} tiles of 32 x 32 cut from scikit-image's immunohistochemistry image",
+    )
 
 
 def load_sample(n_tiles: int | None = 4000, seed: int = 0) -> SampleTiles:

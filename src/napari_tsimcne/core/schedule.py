@@ -49,7 +49,9 @@ def auto_warmup(epochs: int) -> int:
     return min(10, epochs // 10)
 
 
-def make_stages(total_epochs: tuple[int, int, int], lr: float, warmup: int | str = "auto") -> list[Stage]:
+def make_stages(
+    total_epochs: tuple[int, int, int], lr: float, warmup: int | str = "auto"
+) -> list[Stage]:
     """The three stages with learning rates lr, lr and lr / 1000, warm-up in stages 1 and 3."""
     e1, e2, e3 = total_epochs
     w = (lambda e: auto_warmup(e)) if warmup == "auto" else (lambda e: min(int(warmup), e))

@@ -55,7 +55,9 @@ class TileStore:
             for start in range(0, self.n_tiles, step):
                 chunk = _as_tensor(nhwc[start : start + step])
                 if not self.raw_uint8:
-                    chunk = normalization.apply(chunk.permute(0, 3, 1, 2)).permute(0, 2, 3, 1).half()
+                    chunk = (
+                        normalization.apply(chunk.permute(0, 3, 1, 2)).permute(0, 2, 3, 1).half()
+                    )
                 self.data[start : start + step].copy_(chunk)
         self._scale, self._shift = normalization.scale_shift(self.device)
 

@@ -37,8 +37,9 @@ class StackInfo:
         return (self.height, self.width)
 
 
-def as_tile_stack(tiles, *, channel_axis: int | None = None, check_values: bool = True,
-                  min_tiles: int = 2) -> np.ndarray:
+def as_tile_stack(
+    tiles, *, channel_axis: int | None = None, check_values: bool = True, min_tiles: int = 2
+) -> np.ndarray:
     """Return ``tiles`` as an ``(N, H, W)`` or ``(N, H, W, C)`` NumPy array, or raise.
 
     Parameters
@@ -61,7 +62,9 @@ def as_tile_stack(tiles, *, channel_axis: int | None = None, check_values: bool 
         With a message that names the problem and what to do about it.
     """
     if tiles is None:
-        raise TileStackError("No tiles were given (got None). Pass an array of shape (N, H, W) or (N, H, W, C).")
+        raise TileStackError(
+            "No tiles were given (got None). Pass an array of shape (N, H, W) or (N, H, W, C)."
+        )
     try:
         arr = np.asarray(tiles)
     except ValueError:  # a list of arrays of different shapes
@@ -79,10 +82,14 @@ def as_tile_stack(tiles, *, channel_axis: int | None = None, check_values: bool 
             "The tiles have a complex dtype. Pass the magnitude (np.abs(tiles)) or the real part."
         )
     if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise TileStackError(f"The tiles have dtype {arr.dtype}; expected an integer or floating-point dtype.")
+        raise TileStackError(
+            f"The tiles have dtype {arr.dtype}; expected an integer or floating-point dtype."
+        )
     if channel_axis is not None:
         if arr.ndim != 4:
-            raise TileStackError(f"channel_axis={channel_axis} needs a 4D stack, but the tiles have shape {arr.shape}.")
+            raise TileStackError(
+                f"channel_axis={channel_axis} needs a 4D stack, but the tiles have shape {arr.shape}."
+            )
         arr = np.moveaxis(arr, check_axis(channel_axis, arr.ndim), -1)
     if arr.ndim == 2:
         raise TileStackError(
@@ -149,8 +156,10 @@ def check_axis(axis, ndim: int, name: str = "channel_axis") -> int:
     return int(axis) % ndim
 
 
-_HOW_TO_CUT = ("napari_tsimcne.tile_image(image, tile_size=...) in Python, --tile-size on the command line, "
-               "'Cut image into tiles' in the plugin")
+_HOW_TO_CUT = (
+    "napari_tsimcne.tile_image(image, tile_size=...) in Python, --tile-size on the command line, "
+    "'Cut image into tiles' in the plugin"
+)
 
 
 def _too_small_message(shape: tuple[int, ...]) -> str:
@@ -158,10 +167,14 @@ def _too_small_message(shape: tuple[int, ...]) -> str:
     h, w = shape[1:3]
     text = f"Tiles of {h} x {w} pixels are too small; the network needs at least {MIN_TILE_SIZE} x {MIN_TILE_SIZE}."
     if len(shape) == 3 and shape[2] <= 4 and min(shape[:2]) >= MIN_TILE_SIZE:
-        return (f"{text} Shape {shape} looks like one image with {shape[2]} colour channels, not a stack: "
-                f"cut it into tiles: {_HOW_TO_CUT}.")
+        return (
+            f"{text} Shape {shape} looks like one image with {shape[2]} colour channels, not a stack: "
+            f"cut it into tiles: {_HOW_TO_CUT}."
+        )
     if len(shape) == 4 and shape[1] <= MAX_CHANNELS and min(shape[2:]) >= MIN_TILE_SIZE:
-        return f"{text} Shape {shape} looks like (N, C, H, W): pass channel_axis=1 (--channel-axis 1)."
+        return (
+            f"{text} Shape {shape} looks like (N, C, H, W): pass channel_axis=1 (--channel-axis 1)."
+        )
     return f"{text} (Is the axis order right? shape {shape})"
 
 
@@ -231,12 +244,18 @@ def tile_image(
     if channel_axis is not None:
         img = np.moveaxis(img, check_axis(channel_axis, img.ndim), -1)
     if img.ndim not in (2, 3):
-        raise TileStackError(f"tile_image expects one 2D image (H, W) or (H, W, C), got shape {img.shape}.")
+        raise TileStackError(
+            f"tile_image expects one 2D image (H, W) or (H, W, C), got shape {img.shape}."
+        )
     th, tw = (tile_size, tile_size) if np.isscalar(tile_size) else tuple(tile_size)
-    sh, sw = (th, tw) if stride is None else ((stride, stride) if np.isscalar(stride) else tuple(stride))
+    sh, sw = (
+        (th, tw) if stride is None else ((stride, stride) if np.isscalar(stride) else tuple(stride))
+    )
     th, tw, sh, sw = int(th), int(tw), int(sh), int(sw)
     if min(th, tw) < 1 or min(sh, sw) < 1:
-        raise TileStackError(f"Tile size and stride must be positive, got tile {th} x {tw}, stride {sh} x {sw}.")
+        raise TileStackError(
+            f"Tile size and stride must be positive, got tile {th} x {tw}, stride {sh} x {sw}."
+        )
     H, W = img.shape[:2]
     if th > H or tw > W:
         raise TileStackError(f"Tiles of {th} x {tw} do not fit into an image of {H} x {W}.")
@@ -258,4 +277,6 @@ def tile_image(
     if len(origins) == 0:
         raise TileStackError("No tile passed the foreground filter; lower min_foreground.")
     tiles = np.stack([img[r : r + th, c : c + tw] for r, c in origins])
-    return TiledImage(tiles=tiles, origins=origins.astype(np.int64), tile_size=(th, tw), source_shape=img.shape)
+    return TiledImage(
+        tiles=tiles, origins=origins.astype(np.int64), tile_size=(th, tw), source_shape=img.shape
+    )

@@ -154,7 +154,9 @@ class Trainer:
             if self.init_2d == "pca":
                 self._init_last_layer_from_pca()
             else:
-                gen = make_generator(torch.device("cpu"), _epoch_seed(self.seed, 0))  # epochs count from 1
+                gen = make_generator(
+                    torch.device("cpu"), _epoch_seed(self.seed, 0)
+                )  # epochs count from 1
                 self.net.replace_last_layer(self.out_dim, gen)
             self.net.to(self.device)
         only_last = stage.train_only_last_layer
@@ -163,7 +165,9 @@ class Trainer:
         self.net.head.last.requires_grad_(True)
         params = [p for p in self.net.parameters() if p.requires_grad]
         self._model = wrap(_StageModel(self.net, only_last, self.device), self.dist, self.device)
-        self.optimizer = torch.optim.SGD(params, lr=stage.lr, momentum=self.momentum, weight_decay=self.weight_decay)
+        self.optimizer = torch.optim.SGD(
+            params, lr=stage.lr, momentum=self.momentum, weight_decay=self.weight_decay
+        )
         if self._optimizer_state is not None:
             self.optimizer.load_state_dict(self._optimizer_state)
             self._optimizer_state = None
@@ -179,17 +183,25 @@ class Trainer:
         was_training = self.net.training
         self.net.eval()
         with autocast(self.device):
-            z = self.net(self.store.evenly_spaced(max_tiles).contiguous(memory_format=memory_format(self.device)))
+            z = self.net(
+                self.store.evenly_spaced(max_tiles).contiguous(
+                    memory_format=memory_format(self.device)
+                )
+            )
         self.net.train(was_training)
         z = z.float()
         mean = z.mean(0)
         _, s, vt = torch.linalg.svd(z - mean, full_matrices=False)
         spread = (s[: self.out_dim] / (len(z) - 1) ** 0.5).clamp_min(1e-6)
-        comps = vt[: self.out_dim] / spread[:, None] * self.init_scale  # each axis with the same spread
+        comps = (
+            vt[: self.out_dim] / spread[:, None] * self.init_scale
+        )  # each axis with the same spread
         self.net.project_last_layer(comps, mean)
 
     # -- one epoch ----------------------------------------------------------
-    def _augmentation_generator(self, gen_cpu: torch.Generator, global_epoch: int) -> torch.Generator:
+    def _augmentation_generator(
+        self, gen_cpu: torch.Generator, global_epoch: int
+    ) -> torch.Generator:
         """One process: the shuffling generator (CPU) or one seeded alike; several: one per process."""
         if self.dist.active:
             return make_generator(self.device, _epoch_seed(self.seed, global_epoch, self.dist.rank))
@@ -223,7 +235,9 @@ class Trainer:
                 group["lr"] = lr
             first = (step * world + rank) * bs
             tiles = self.store.gather(perm[first : first + bs])
-            views = augment(torch.cat([tiles, tiles]), self.augmentations, gen_dev).contiguous(memory_format=fmt)
+            views = augment(torch.cat([tiles, tiles]), self.augmentations, gen_dev).contiguous(
+                memory_format=fmt
+            )
             z, rows = gather_views(self._model(views), self.dist)
             loss = cauchy_infonce(z, rows)
             self.optimizer.zero_grad(set_to_none=True)
@@ -237,9 +251,16 @@ class Trainer:
 
     # -- embedding ----------------------------------------------------------
     @torch.no_grad()
-    def embed(self, return_features: bool = False, progress: Callable[[int, int], None] | None = None):
-        return embed_store(self.net, self.store, self.embed_batch_size, return_features=return_features,
-                           progress=progress)
+    def embed(
+        self, return_features: bool = False, progress: Callable[[int, int], None] | None = None
+    ):
+        return embed_store(
+            self.net,
+            self.store,
+            self.embed_batch_size,
+            return_features=return_features,
+            progress=progress,
+        )
 
     def preview(self) -> np.ndarray:
         y = self.embed()
@@ -283,19 +304,40 @@ class Trainer:
                 self.state.epoch += 1
                 last_of_stage = self.state.epoch == stage.epochs
                 is_final = last_of_stage and stage.index == len(self.stages) - 1
-                want_preview = self.preview_every > 0 and (global_epoch % self.preview_every == 0 or last_of_stage)
-                embedding = self.preview() if (want_preview and not is_final and self.dist.is_main) else None
-                record = dict(stage=stage.index + 1, epoch=self.state.epoch, loss=loss, lr=lr,
-                              views_per_second=views / dt if dt > 0 else float("nan"), seconds=dt,
-                              batch_size=self.state.batch_size)
+                want_preview = self.preview_every > 0 and (
+                    global_epoch % self.preview_every == 0 or last_of_stage
+                )
+                embedding = (
+                    self.preview()
+                    if (want_preview and not is_final and self.dist.is_main)
+                    else None
+                )
+                record = dict(
+                    stage=stage.index + 1,
+                    epoch=self.state.epoch,
+                    loss=loss,
+                    lr=lr,
+                    views_per_second=views / dt if dt > 0 else float("nan"),
+                    seconds=dt,
+                    batch_size=self.state.batch_size,
+                )
                 self.state.history.append(record)
                 if last_of_stage:  # the next stage starts from its first epoch
                     self.state.stage, self.state.epoch = stage.index + 1, 0
                 yield TrainingEvent(
-                    stage=stage.index + 1, stage_name=stage.name, epoch=record["epoch"], stage_epochs=stage.epochs,
-                    global_epoch=global_epoch, total_epochs=self.total_epochs, loss=loss, lr=lr,
-                    views_per_second=record["views_per_second"], seconds=time.perf_counter() - start,
-                    batch_size=self.state.batch_size, embedding=embedding, message=message,
+                    stage=stage.index + 1,
+                    stage_name=stage.name,
+                    epoch=record["epoch"],
+                    stage_epochs=stage.epochs,
+                    global_epoch=global_epoch,
+                    total_epochs=self.total_epochs,
+                    loss=loss,
+                    lr=lr,
+                    views_per_second=record["views_per_second"],
+                    seconds=time.perf_counter() - start,
+                    batch_size=self.state.batch_size,
+                    embedding=embedding,
+                    message=message,
                 )
 
     def replan(self, stages: list[Stage]) -> None:
@@ -306,20 +348,33 @@ class Trainer:
         if [s.index for s in stages] != [s.index for s in self.stages]:
             raise ValueError("replan() needs the same three stages.")
         done = self.state.epoch
-        self.stages = [replace(s, epochs=max(s.epochs, done)) if s.index == self.state.stage else s for s in stages]
+        self.stages = [
+            replace(s, epochs=max(s.epochs, done)) if s.index == self.state.stage else s
+            for s in stages
+        ]
 
     def _halve_batch(self) -> str:
         if self.state.batch_size <= 16:
-            raise RuntimeError("The GPU ran out of memory even at batch size 16; use a smaller model or the CPU.")
+            raise RuntimeError(
+                "The GPU ran out of memory even at batch size 16; use a smaller model or the CPU."
+            )
         self.optimizer.zero_grad(set_to_none=True)
         torch.cuda.empty_cache()
         self.state.batch_size //= 2
-        return f"GPU out of memory: batch size halved to {self.state.batch_size}; training continues."
+        return (
+            f"GPU out of memory: batch size halved to {self.state.batch_size}; training continues."
+        )
 
 
 @torch.no_grad()
-def embed_store(net: TSimCNENet, store: TileStore, batch_size: int, *, return_features: bool = False,
-                progress: Callable[[int, int], None] | None = None):
+def embed_store(
+    net: TSimCNENet,
+    store: TileStore,
+    batch_size: int,
+    *,
+    return_features: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+):
     """Map every tile of ``store`` through ``net`` (eval mode, no augmentation).
 
     ``progress(done, total)`` is called after each batch with the number of tiles mapped so far.

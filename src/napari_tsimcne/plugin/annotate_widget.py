@@ -61,8 +61,10 @@ class AnnotateWidget(QWidget):
         self.assign_button = QPushButton("Assign to selected")
         self.lasso_button = QPushButton("Lasso select")
         self.lasso_button.setCheckable(True)
-        self.lasso_button.setToolTip("Drag on the map to draw a free-hand outline; the points inside are selected. "
-                                     "Shift or Ctrl adds to the selection.")
+        self.lasso_button.setToolTip(
+            "Drag on the map to draw a free-hand outline; the points inside are selected. "
+            "Shift or Ctrl adds to the selection."
+        )
         self.method_combo = QComboBox()
         self.method_combo.addItems(list(CLUSTER_METHODS))
         self.k_spin = QSpinBox()
@@ -71,24 +73,32 @@ class AnnotateWidget(QWidget):
         self.min_size_spin = QSpinBox()
         self.min_size_spin.setRange(2, 100_000)
         self.min_size_spin.setValue(20)
-        self.min_size_spin.setToolTip("HDBSCAN: the smallest group of points that counts as a cluster. "
-                                      "Points in no cluster get -1 (grey).")
+        self.min_size_spin.setToolTip(
+            "HDBSCAN: the smallest group of points that counts as a cluster. "
+            "Points in no cluster get -1 (grey)."
+        )
         self.k_label = QLabel("k")
         self.min_size_label = QLabel("min size")
         self.cluster_button = QPushButton("Propose clusters")
         self.group_combo = QComboBox()
         self.group_combo.setPlaceholderText("named class or cluster")
-        self.group_combo.setToolTip("A named class or a proposed cluster of the map, with its number of tiles.")
+        self.group_combo.setToolTip(
+            "A named class or a proposed cluster of the map, with its number of tiles."
+        )
         self.select_group_button = QPushButton("Select")
         self.select_group_button.setToolTip("Select all tiles of the class or cluster on the left.")
         self.undo_button = QPushButton("Undo naming")
-        self.undo_button.setToolTip("Give the tiles back the names they had before the last 'Assign'.")
+        self.undo_button.setToolTip(
+            "Give the tiles back the names they had before the last 'Assign'."
+        )
         self.undo_button.setEnabled(False)
         self._histories: dict = {}  # map layer -> AnnotationHistory
         self.export_button = QPushButton("Export CSV…")
         self.import_button = QPushButton("Import CSV…")
         self.restore_button = QPushButton("Restore autosave")
-        self.restore_button.setToolTip("Replace the map's annotations by the last autosave of this tile stack.")
+        self.restore_button.setToolTip(
+            "Replace the map's annotations by the last autosave of this tile stack."
+        )
         self.status = QLabel("")
         self.status.setWordWrap(True)
         self.autosave_label = QLabel("")
@@ -140,15 +150,15 @@ class AnnotateWidget(QWidget):
         tips = {
             self.map_combo: "The map to work on (one per tile stack).",
             self.color_combo: "What the colours of the points show: your names (annotation), proposed clusters, "
-                              "known labels, or how unusual each tile is (outlier).",
+            "known labels, or how unusual each tile is (outlier).",
             self.name_edit: "A name for the selected tiles, e.g. a cell type. Press Enter to assign it.",
             self.assign_button: "Give the selected points (tiles) this name. Select with a box in select mode, "
-                                "or with the lasso.",
+            "or with the lasso.",
             self.method_combo: "How to propose groups: k-means makes exactly k groups; HDBSCAN finds the islands "
-                               "itself and leaves stragglers in none.",
+            "itself and leaves stragglers in none.",
             self.k_spin: "k-means: how many groups to propose.",
             self.cluster_button: "Propose groups of nearby points. They are only suggestions: select a cluster "
-                                 "and name it.",
+            "and name it.",
             self.export_button: "Save every tile's name and cluster to a CSV file (opens in a spreadsheet).",
             self.import_button: "Read names and clusters from a CSV file exported for these tiles.",
         }
@@ -173,8 +183,14 @@ class AnnotateWidget(QWidget):
         QTimer.singleShot(0, self._watch_window)  # once docked in napari's window
 
     def refresh_layers(self, event=None) -> None:
-        link_opened_outputs(self.viewer)  # maps opened from an output folder: link them to their tiles
-        maps = [l for l in self.viewer.layers if isinstance(l, Points) and "tsimcne_tiles_layer" in l.metadata]
+        link_opened_outputs(
+            self.viewer
+        )  # maps opened from an output folder: link them to their tiles
+        maps = [
+            l
+            for l in self.viewer.layers
+            if isinstance(l, Points) and "tsimcne_tiles_layer" in l.metadata
+        ]
         for layer in maps:
             key = layer
             if key not in self._watched:
@@ -207,7 +223,11 @@ class AnnotateWidget(QWidget):
         layer = self.map_layer()
         self._refresh_groups(layer)
         self.legend.set_legend({"kind": "none"} if layer is None else legend(layer))
-        columns = [] if layer is None else [c for c in layer.features.columns if c not in ("tile_index", "x", "y")]
+        columns = (
+            []
+            if layer is None
+            else [c for c in layer.features.columns if c not in ("tile_index", "x", "y")]
+        )
         refill(self.color_combo, columns)
         if layer is not None and layer.metadata.get("tsimcne_color_by") in columns:
             self.color_combo.blockSignals(True)
@@ -366,7 +386,9 @@ class AnnotateWidget(QWidget):
             if key in self.viewer.layers and len(key.data) == len(labels):
                 n = len(set(labels.tolist()) - {-1})
                 noise = int((labels == -1).sum())
-                self._set_clusters(key, labels, f"HDBSCAN: {n} clusters, {noise} points in none (-1).")
+                self._set_clusters(
+                    key, labels, f"HDBSCAN: {n} clusters, {noise} points in none (-1)."
+                )
 
         def failed(exc):
             show_error(f"Clustering failed: {exc}")
@@ -397,7 +419,9 @@ class AnnotateWidget(QWidget):
     def export_csv(self, path) -> None:
         """Write the annotations of the map to ``path`` (atomically)."""
         layer = self._require_map()
-        ann.export_csv(layer.features, path, origins=self._origins(layer), fingerprint=self._fingerprint(layer))
+        ann.export_csv(
+            layer.features, path, origins=self._origins(layer), fingerprint=self._fingerprint(layer)
+        )
         self.status.setText(f"Exported {len(layer.features)} tiles to {path}.")
 
     def _apply_table(self, layer, table) -> None:
@@ -412,16 +436,32 @@ class AnnotateWidget(QWidget):
     def import_csv(self, path) -> None:
         """Read annotations and clusters from ``path``; refuses files of another tile stack."""
         layer = self._require_map()
-        self._apply_table(layer, ann.import_csv(path, len(layer.features), self._fingerprint(layer)))
+        self._apply_table(
+            layer, ann.import_csv(path, len(layer.features), self._fingerprint(layer))
+        )
         self.status.setText(f"Imported annotations from {path}.")
 
     def _ask_export(self) -> None:
-        ask_path_then(self, "Export annotations", "annotations.csv", CSV_FILTER, self.export_csv, (ValueError, OSError),
-                       save=True)
+        ask_path_then(
+            self,
+            "Export annotations",
+            "annotations.csv",
+            CSV_FILTER,
+            self.export_csv,
+            (ValueError, OSError),
+            save=True,
+        )
 
     def _ask_import(self) -> None:
-        ask_path_then(self, "Import annotations", "", CSV_FILTER, self.import_csv, (ValueError, OSError),
-                       on_error=self.status.setText)
+        ask_path_then(
+            self,
+            "Import annotations",
+            "",
+            CSV_FILTER,
+            self.import_csv,
+            (ValueError, OSError),
+            on_error=self.status.setText,
+        )
 
     # -- autosave -----------------------------------------------------------------------
     def _fingerprint(self, layer) -> str | None:
@@ -440,7 +480,9 @@ class AnnotateWidget(QWidget):
             if fingerprint is None:
                 return None
             tiles_name = layer.metadata.get("tsimcne_tiles_layer", layer.name)
-            self._savers[key] = autosave_mod.AnnotationAutosaver(autosave_mod.autosave_path(tiles_name, fingerprint))
+            self._savers[key] = autosave_mod.AnnotationAutosaver(
+                autosave_mod.autosave_path(tiles_name, fingerprint)
+            )
         return self._savers[key]
 
     def autosave_path(self, layer=None) -> Path | None:
@@ -464,7 +506,11 @@ class AnnotateWidget(QWidget):
             if saver is None:
                 continue
             feats = layer.features
-            if saver.writes == 0 and not saver.path.exists() and not autosave_mod.has_annotations(feats):
+            if (
+                saver.writes == 0
+                and not saver.path.exists()
+                and not autosave_mod.has_annotations(feats)
+            ):
                 saver.mark_saved(feats)  # nothing to keep yet: no file for every stack ever opened
                 continue
             saver.save(feats, origins=self._origins(layer))
@@ -473,7 +519,9 @@ class AnnotateWidget(QWidget):
             if saver.error is not None:
                 self.autosave_label.setText(f"Autosave failed: {saver.error}")
             elif saver.writes:
-                self.autosave_label.setText(f"Autosaved to {saver.path} at {time.strftime('%H:%M:%S')}.")
+                self.autosave_label.setText(
+                    f"Autosaved to {saver.path} at {time.strftime('%H:%M:%S')}."
+                )
 
     def flush_autosave(self) -> None:
         """Write pending changes now and wait for them (on close)."""
@@ -490,10 +538,14 @@ class AnnotateWidget(QWidget):
             return
         path = autosave_mod.find_autosave(fingerprint)
         if path is None:
-            others = autosave_mod.autosaves_of_other_stacks(key.metadata.get("tsimcne_tiles_layer", ""), fingerprint)
+            others = autosave_mod.autosaves_of_other_stacks(
+                key.metadata.get("tsimcne_tiles_layer", ""), fingerprint
+            )
             if others:
-                show_info(f"Not restored: the autosave {others[0].name} belongs to another tile stack of the "
-                          f"same name (different shape or pixels).")
+                show_info(
+                    f"Not restored: the autosave {others[0].name} belongs to another tile stack of the "
+                    f"same name (different shape or pixels)."
+                )
             return
         try:
             self.restore_autosave(key, path)
@@ -508,7 +560,9 @@ class AnnotateWidget(QWidget):
         layer = layer if layer is not None else self._require_map()
         fingerprint = self._fingerprint(layer)
         if fingerprint is None:
-            raise ValueError("The map's tile layer is gone; cannot check which stack an autosave belongs to.")
+            raise ValueError(
+                "The map's tile layer is gone; cannot check which stack an autosave belongs to."
+            )
         path = Path(path) if path is not None else autosave_mod.find_autosave(fingerprint)
         if path is None:
             raise ValueError("No autosave for this tile stack.")

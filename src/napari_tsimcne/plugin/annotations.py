@@ -21,7 +21,9 @@ def assign_annotation(features: pd.DataFrame, indices, name: str) -> pd.DataFram
     out = features.copy()
     idx = np.asarray(sorted(indices), dtype=int)
     if idx.size and (idx.min() < 0 or idx.max() >= len(out)):
-        raise IndexError(f"point indices must lie in [0, {len(out)}), got {idx.min()}..{idx.max()}.")
+        raise IndexError(
+            f"point indices must lie in [0, {len(out)}), got {idx.min()}..{idx.max()}."
+        )
     out.loc[out.index[idx], "annotation"] = str(name).strip()
     return out
 
@@ -54,8 +56,12 @@ numba (and, the first time ever, compiling it); above it scikit-learn's slows do
 """
 
 
-def propose_hdbscan(coords: np.ndarray, min_cluster_size: int = 20, min_samples: int | None = None,
-                    implementation: str = "auto") -> np.ndarray:
+def propose_hdbscan(
+    coords: np.ndarray,
+    min_cluster_size: int = 20,
+    min_samples: int | None = None,
+    implementation: str = "auto",
+) -> np.ndarray:
     """HDBSCAN on the 2D map: one cluster number (0, 1, ...) per point, -1 for noise.
 
     Unlike k-means it finds the number of clusters itself and leaves sparse points between islands
@@ -90,8 +96,9 @@ def propose_hdbscan(coords: np.ndarray, min_cluster_size: int = 20, min_samples:
     coords = np.asarray(coords, dtype=float)
     check_min_cluster_size(min_cluster_size, len(coords))
     if implementation not in ("auto", "fast_hdbscan", "sklearn"):
-        raise ValueError("implementation must be 'auto', 'fast_hdbscan' or 'sklearn', "
-                         f"got {implementation!r}.")
+        raise ValueError(
+            f"implementation must be 'auto', 'fast_hdbscan' or 'sklearn', got {implementation!r}."
+        )
     model = None
     large = len(coords) >= FAST_HDBSCAN_MIN_POINTS
     if implementation == "fast_hdbscan" or (implementation == "auto" and large):
@@ -116,18 +123,24 @@ FINGERPRINT_COLUMN = "stack_fingerprint"
 """Column of an annotation file naming the tile stack it belongs to (see :func:`napari_tsimcne.core.fingerprint.stack_digest`)."""
 
 
-def export_csv(features: pd.DataFrame, path: str | os.PathLike, origins: np.ndarray | None = None,
-               fingerprint: str | None = None) -> None:
+def export_csv(
+    features: pd.DataFrame,
+    path: str | os.PathLike,
+    origins: np.ndarray | None = None,
+    fingerprint: str | None = None,
+) -> None:
     """Write tile_index, x, y, (origin_row, origin_col), annotation, cluster to ``path`` atomically.
 
     With ``fingerprint`` (the digest of the map's tile stack) a ``stack_fingerprint`` column ties the file to
     those tiles, so :func:`import_csv` can refuse it for other tiles of the same count.
     """
-    table = pd.DataFrame({
-        "tile_index": features["tile_index"].astype(int).to_numpy(),
-        "x": features["x"].to_numpy(),
-        "y": features["y"].to_numpy(),
-    })
+    table = pd.DataFrame(
+        {
+            "tile_index": features["tile_index"].astype(int).to_numpy(),
+            "x": features["x"].to_numpy(),
+            "y": features["y"].to_numpy(),
+        }
+    )
     if origins is not None and len(origins) == len(features):
         origins = np.asarray(origins)
         table["origin_row"] = origins[:, 0].astype(int)
@@ -151,7 +164,9 @@ def _check_fingerprint(table: pd.DataFrame, path, fingerprint: str | None) -> No
         )
 
 
-def import_csv(path: str | os.PathLike, n_tiles: int, fingerprint: str | None = None) -> pd.DataFrame:
+def import_csv(
+    path: str | os.PathLike, n_tiles: int, fingerprint: str | None = None
+) -> pd.DataFrame:
     """Read a CSV written by :func:`export_csv`; refuse it unless it has exactly tiles 0..n_tiles-1.
 
     With ``fingerprint``, a file whose ``stack_fingerprint`` column names another tile stack is refused too
@@ -160,11 +175,15 @@ def import_csv(path: str | os.PathLike, n_tiles: int, fingerprint: str | None = 
     Returns a table indexed 0..n_tiles-1 with columns ``annotation`` and ``cluster``.
     """
     try:
-        table = pd.read_csv(path, keep_default_na=False, dtype={"annotation": str, FINGERPRINT_COLUMN: str})
+        table = pd.read_csv(
+            path, keep_default_na=False, dtype={"annotation": str, FINGERPRINT_COLUMN: str}
+        )
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise AnnotationFileError(f"Cannot read {path}: {exc}") from None
     if "tile_index" not in table.columns or "annotation" not in table.columns:
-        raise AnnotationFileError(f"{path} has no 'tile_index' and 'annotation' columns; is it an annotation export?")
+        raise AnnotationFileError(
+            f"{path} has no 'tile_index' and 'annotation' columns; is it an annotation export?"
+        )
     if len(table) != n_tiles:
         raise AnnotationFileError(
             f"{path} annotates {len(table)} tiles, but the map has {n_tiles}. It belongs to another tile stack."
@@ -175,11 +194,15 @@ def import_csv(path: str | os.PathLike, n_tiles: int, fingerprint: str | None = 
     except (TypeError, ValueError):
         raise AnnotationFileError(f"{path}: tile_index must hold whole numbers.") from None
     if not np.array_equal(np.sort(index), np.arange(n_tiles)):
-        raise AnnotationFileError(f"{path}: tile_index must list every tile 0..{n_tiles - 1} exactly once.")
+        raise AnnotationFileError(
+            f"{path}: tile_index must list every tile 0..{n_tiles - 1} exactly once."
+        )
     out = pd.DataFrame(index=pd.RangeIndex(n_tiles))
     out["annotation"] = ""
     out["cluster"] = -1
     out.loc[index, "annotation"] = table["annotation"].astype(str).to_numpy()
     if "cluster" in table.columns:
-        out.loc[index, "cluster"] = pd.to_numeric(table["cluster"], errors="coerce").fillna(-1).astype(int).to_numpy()
+        out.loc[index, "cluster"] = (
+            pd.to_numeric(table["cluster"], errors="coerce").fillna(-1).astype(int).to_numpy()
+        )
     return out

@@ -71,7 +71,9 @@ def find_autosave(fingerprint: str, folder: Path | None = None) -> Path | None:
     return max(hits, key=lambda p: p.stat().st_mtime) if hits else None
 
 
-def autosaves_of_other_stacks(layer_name: str, fingerprint: str, folder: Path | None = None) -> list[Path]:
+def autosaves_of_other_stacks(
+    layer_name: str, fingerprint: str, folder: Path | None = None
+) -> list[Path]:
     """Autosaves of layers with this name but another stack (to explain why nothing was restored)."""
     folder = folder or autosave_dir()
     if not folder.is_dir():
@@ -93,7 +95,9 @@ def load_autosave(path: str | os.PathLike, fingerprint: str, n_tiles: int) -> pd
 
 def has_annotations(features: pd.DataFrame) -> bool:
     """Whether a map has any class names or clusters (a fresh map has none)."""
-    return bool((features["annotation"].astype(str) != "").any() or (features["cluster"] != -1).any())
+    return bool(
+        (features["annotation"].astype(str) != "").any() or (features["cluster"] != -1).any()
+    )
 
 
 class AnnotationAutosaver:
@@ -121,14 +125,20 @@ class AnnotationAutosaver:
         now = time.time()
         for tmp in self.path.parent.glob(f".{self.path.name}.*.tmp"):
             try:
-                if now - tmp.stat().st_mtime > self.STALE_TMP_SECONDS:  # not a write in progress elsewhere
+                if (
+                    now - tmp.stat().st_mtime > self.STALE_TMP_SECONDS
+                ):  # not a write in progress elsewhere
                     tmp.unlink()
             except OSError:
                 pass
 
     def _key(self, features: pd.DataFrame) -> tuple:
-        hashed = pd.util.hash_pandas_object(features[["annotation", "cluster"]].astype({"annotation": str}), index=False)
-        return len(features), hashlib.blake2b(hashed.to_numpy().tobytes(), digest_size=16).hexdigest()
+        hashed = pd.util.hash_pandas_object(
+            features[["annotation", "cluster"]].astype({"annotation": str}), index=False
+        )
+        return len(features), hashlib.blake2b(
+            hashed.to_numpy().tobytes(), digest_size=16
+        ).hexdigest()
 
     def save(self, features: pd.DataFrame, origins=None, force: bool = False) -> bool:
         """Queue a write of ``features``; returns False when nothing changed since the last write."""
@@ -147,7 +157,9 @@ class AnnotationAutosaver:
 
     def _write(self, snapshot: pd.DataFrame, origins) -> None:
         try:
-            ann.export_csv(snapshot, self.path, origins=origins, fingerprint=fingerprint_of(self.path))
+            ann.export_csv(
+                snapshot, self.path, origins=origins, fingerprint=fingerprint_of(self.path)
+            )
             self.writes += 1
             self.error = None
         except Exception as exc:  # noqa: BLE001 - reported by the widget, never raised in the thread

@@ -19,7 +19,9 @@ OUTLINE_NAME = "selected tiles outline"
 def _set_if_changed(layer, name: str, value) -> None:
     """Set a layer's scale or translate only when it differs: each set makes napari recompute the
     extents of all layers and the dims (tens of ms beside a 100,000-point map)."""
-    if not np.allclose(np.asarray(getattr(layer, name), dtype=float), np.asarray(value, dtype=float)):
+    if not np.allclose(
+        np.asarray(getattr(layer, name), dtype=float), np.asarray(value, dtype=float)
+    ):
         setattr(layer, name, value)
 
 
@@ -101,10 +103,18 @@ class MapTileLink:
         else:
             if GALLERY_NAME in self.viewer.layers:
                 self.viewer.layers.remove(GALLERY_NAME)
-            layer = self.viewer.add_image(mosaic, name=GALLERY_NAME, rgb=rgb, scale=(scale, scale),
-                                          translate=translate, contrast_limits=self.tiles_layer.contrast_limits)
+            layer = self.viewer.add_image(
+                mosaic,
+                name=GALLERY_NAME,
+                rgb=rgb,
+                scale=(scale, scale),
+                translate=translate,
+                contrast_limits=self.tiles_layer.contrast_limits,
+            )
             self.keep_map_active()
-            if not is_in_view(self.viewer, layer):  # the gallery first appears: show it beside the map
+            if not is_in_view(
+                self.viewer, layer
+            ):  # the gallery first appears: show it beside the map
                 fit_camera(self.viewer, [self.map_layer, layer])
         layer.metadata["tile_indices"] = np.asarray(list(tile_indices), dtype=int)
 
@@ -118,9 +128,16 @@ class MapTileLink:
         rects = tile_rectangles(origins, tile_indices, self.tiles_layer.data.shape[1:3])
         if OUTLINE_NAME in self.viewer.layers:
             self.viewer.layers.remove(OUTLINE_NAME)
-        self.viewer.add_shapes(rects, shape_type="rectangle", name=OUTLINE_NAME, face_color="transparent",
-                               edge_color="yellow", edge_width=1, scale=source.scale[-2:],
-                               translate=source.translate[-2:])
+        self.viewer.add_shapes(
+            rects,
+            shape_type="rectangle",
+            name=OUTLINE_NAME,
+            face_color="transparent",
+            edge_color="yellow",
+            edge_width=1,
+            scale=source.scale[-2:],
+            translate=source.translate[-2:],
+        )
         self.keep_map_active()
 
     # -- tiles -> point -------------------------------------------------------
@@ -138,15 +155,22 @@ class MapTileLink:
         row = tile_to_point(self.map_layer.features["tile_index"].to_numpy(), tile)
         if row is None:
             return
-        pos = self.map_layer.data[row:row + 1]
+        pos = self.map_layer.data[row : row + 1]
         size = float(np.max(self.map_layer.size)) * 3
         if HIGHLIGHT_NAME in self.viewer.layers:
             layer = self.viewer.layers[HIGHLIGHT_NAME]
             layer.data = pos
             _set_if_changed(layer, "translate", self.map_layer.translate)
         else:
-            layer = self.viewer.add_points(pos, name=HIGHLIGHT_NAME, size=size, face_color="transparent",
-                                           border_color="red", border_width=0.2, translate=self.map_layer.translate)
+            layer = self.viewer.add_points(
+                pos,
+                name=HIGHLIGHT_NAME,
+                size=size,
+                face_color="transparent",
+                border_color="red",
+                border_width=0.2,
+                translate=self.map_layer.translate,
+            )
             self.keep_map_active()
         layer.metadata["tile_index"] = tile
 
@@ -188,7 +212,9 @@ def link_opened_outputs(viewer) -> list:
         if not isinstance(layer, Points) or TOKEN_KEY not in layer.metadata or is_linked(layer):
             continue
         token = layer.metadata[TOKEN_KEY]
-        ours = [l for l in viewer.layers if isinstance(l, Image) and l.metadata.get(TOKEN_KEY) == token]
+        ours = [
+            l for l in viewer.layers if isinstance(l, Image) and l.metadata.get(TOKEN_KEY) == token
+        ]
         tiles = next((l for l in ours if l.ndim >= 3), None)
         if tiles is None:
             continue

@@ -40,8 +40,12 @@ class LassoTool:
         self.active = True
         side = float(layer.metadata.get("tsimcne_side", 1.0))
         self._outline = self.viewer.add_shapes(
-            name=LASSO_NAME, edge_color="yellow", face_color="transparent", edge_width=side / 150,
-            translate=layer.translate, opacity=0.9,
+            name=LASSO_NAME,
+            edge_color="yellow",
+            face_color="transparent",
+            edge_width=side / 150,
+            translate=layer.translate,
+            opacity=0.9,
         )
         self.viewer.layers.selection.active = layer
         layer.mode = "pan_zoom"

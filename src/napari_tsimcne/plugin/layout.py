@@ -25,8 +25,12 @@ def extent_2d(layer) -> np.ndarray | None:
         return None
     if not np.all(np.isfinite(ext)) or np.any(ext[1] < ext[0]):
         return None
-    if hasattr(layer, "data") and hasattr(layer.data, "__len__") and not isinstance(layer.data, np.ndarray) \
-            and len(layer.data) == 0:
+    if (
+        hasattr(layer, "data")
+        and hasattr(layer.data, "__len__")
+        and not isinstance(layer.data, np.ndarray)
+        and len(layer.data) == 0
+    ):
         return None  # e.g. an empty Shapes layer
     return ext
 

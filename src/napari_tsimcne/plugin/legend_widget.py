@@ -76,7 +76,9 @@ class LegendView(QWidget):
             self.title.setText(f"Colour: {column} (dark = low, yellow = high)")
             self.bar.setStyleSheet(gradient_css(legend.get("colormap", "viridis")))
             self.low.setText(f"{legend['low']:.3g}")
-            self.high.setText(f"≥ {legend['high']:.3g}" if column == "outlier" else f"{legend['high']:.3g}")
+            self.high.setText(
+                f"≥ {legend['high']:.3g}" if column == "outlier" else f"{legend['high']:.3g}"
+            )
             return
         self.title.setText(f"Colour: {column}")
         shown = self.entries[:MAX_ENTRIES]

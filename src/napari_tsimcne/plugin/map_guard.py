@@ -16,8 +16,10 @@ from __future__ import annotations
 import numpy as np
 
 GUARDED_KEY = "tsimcne_guarded"
-PROTECTED_MESSAGE = ("The map's points are tiles: they cannot be moved, deleted or added. "
-                     "Select points with the select tool or the lasso, then name them in 'Annotate map'.")
+PROTECTED_MESSAGE = (
+    "The map's points are tiles: they cannot be moved, deleted or added. "
+    "Select points with the select tool or the lasso, then name them in 'Annotate map'."
+)
 
 
 def expected_positions(layer, features=None) -> np.ndarray:
@@ -37,7 +39,14 @@ def is_intact(layer, n_points: int) -> bool:
         return False
     if not np.array_equal(feats["tile_index"].to_numpy(), np.arange(n_points)):
         return False
-    return bool(np.allclose(data[:, -2:], expected_positions(layer), rtol=1e-6, atol=1e-6 * max(1.0, np.abs(data).max())))
+    return bool(
+        np.allclose(
+            data[:, -2:],
+            expected_positions(layer),
+            rtol=1e-6,
+            atol=1e-6 * max(1.0, np.abs(data).max()),
+        )
+    )
 
 
 class MapGuard:
@@ -64,8 +73,12 @@ class MapGuard:
         if action in (ActionType.REMOVING, ActionType.ADDING):
             # napari removes/adds the rows of the features right after this: keep what we need to undo it
             if len(layer.data) == self.n_points:
-                self._snapshot = (layer.features.copy(), np.array(layer.face_color, copy=True),
-                                  np.array(layer.size, copy=True), set(layer.selected_data))
+                self._snapshot = (
+                    layer.features.copy(),
+                    np.array(layer.face_color, copy=True),
+                    np.array(layer.size, copy=True),
+                    set(layer.selected_data),
+                )
             return
         if action == ActionType.CHANGING:
             return

@@ -64,18 +64,23 @@ def outlier_scores(embedding: np.ndarray, k: int | None = None) -> np.ndarray:
     return dist / med
 
 
-def initial_features(embedding: np.ndarray, metadata: dict | None = None,
-                     outlier: np.ndarray | None = None) -> pd.DataFrame:
+def initial_features(
+    embedding: np.ndarray, metadata: dict | None = None, outlier: np.ndarray | None = None
+) -> pd.DataFrame:
     """The features table of a fresh map: tile_index, x, y, annotation, cluster, outlier (and label if known)."""
     n = len(embedding)
-    feats = pd.DataFrame({
-        "tile_index": np.arange(n),
-        "x": np.asarray(embedding[:, 0], dtype=float),
-        "y": np.asarray(embedding[:, 1], dtype=float),
-        "annotation": [""] * n,
-        "cluster": np.full(n, -1, dtype=int),
-        "outlier": outlier_scores(embedding) if outlier is None else np.asarray(outlier, dtype=float),
-    })
+    feats = pd.DataFrame(
+        {
+            "tile_index": np.arange(n),
+            "x": np.asarray(embedding[:, 0], dtype=float),
+            "y": np.asarray(embedding[:, 1], dtype=float),
+            "annotation": [""] * n,
+            "cluster": np.full(n, -1, dtype=int),
+            "outlier": outlier_scores(embedding)
+            if outlier is None
+            else np.asarray(outlier, dtype=float),
+        }
+    )
     metadata = metadata or {}
     labels, names = metadata.get("labels"), metadata.get("class_names")
     if labels is not None and len(labels) == n:
@@ -89,8 +94,13 @@ def point_size(side: float, n: int) -> float:
     return float(np.clip(side / np.sqrt(max(n, 1)) * 0.6, side / 250, side / 25))
 
 
-def create_map_layer(viewer, tiles_layer, embedding: np.ndarray, color_by: str = "outlier",
-                     outlier: np.ndarray | None = None):
+def create_map_layer(
+    viewer,
+    tiles_layer,
+    embedding: np.ndarray,
+    color_by: str = "outlier",
+    outlier: np.ndarray | None = None,
+):
     """Add (or replace the data of) the map layer of ``tiles_layer`` and return it."""
     from .layout import fit_camera, free_column_origin
 
@@ -109,8 +119,14 @@ def create_map_layer(viewer, tiles_layer, embedding: np.ndarray, color_by: str =
     if color_by not in feats:
         color_by = "outlier"
     layer = viewer.add_points(
-        coords, name=name, features=feats, size=point_size(side, len(coords)), face_color=color_by,
-        face_colormap="viridis", border_width=0, translate=offset,
+        coords,
+        name=name,
+        features=feats,
+        size=point_size(side, len(coords)),
+        face_color=color_by,
+        face_colormap="viridis",
+        border_width=0,
+        translate=offset,
         metadata={"tsimcne_tiles_layer": tiles_layer.name, "tsimcne_side": side},
     )
     fit_camera(viewer, [layer])  # a new map is where the user looks
@@ -126,7 +142,9 @@ def update_map_layer(layer, embedding: np.ndarray, outlier: np.ndarray | None = 
     feats = layer.features.copy()
     feats["x"] = np.asarray(embedding[:, 0], dtype=float)
     feats["y"] = np.asarray(embedding[:, 1], dtype=float)
-    feats["outlier"] = outlier_scores(embedding) if outlier is None else np.asarray(outlier, dtype=float)
+    feats["outlier"] = (
+        outlier_scores(embedding) if outlier is None else np.asarray(outlier, dtype=float)
+    )
     selected = set(layer.selected_data)
     layer.features = feats
     recolor(layer)
@@ -152,9 +170,13 @@ def recolor(layer, column: str | None = None) -> None:
     layer.metadata["tsimcne_color_by"] = column
     values = layer.features[column]
     if is_continuous(values, column):
-        layer.face_color = continuous_colors(values.to_numpy(dtype=float), upper_percentile=upper_percentile(column))
+        layer.face_color = continuous_colors(
+            values.to_numpy(dtype=float), upper_percentile=upper_percentile(column)
+        )
         return
-    layer.face_color = categorical_colors(values.to_numpy(), category_colors(layer.metadata, column))
+    layer.face_color = categorical_colors(
+        values.to_numpy(), category_colors(layer.metadata, column)
+    )
 
 
 def is_continuous(values, column: str) -> bool:
@@ -181,7 +203,9 @@ def continuous_range(values: np.ndarray, upper_percentile: float = 100) -> tuple
     return float(values[finite].min()), float(np.percentile(values[finite], upper_percentile))
 
 
-def continuous_colors(values: np.ndarray, upper_percentile: float = 100, colormap: str = "viridis") -> np.ndarray:
+def continuous_colors(
+    values: np.ndarray, upper_percentile: float = 100, colormap: str = "viridis"
+) -> np.ndarray:
     """(N, 4) RGBA colours of numbers, from their minimum to their ``upper_percentile``."""
     from napari.utils.colormaps import ensure_colormap
 
@@ -194,8 +218,26 @@ def continuous_colors(values: np.ndarray, upper_percentile: float = 100, colorma
 
 
 UNASSIGNED = "#808080"
-PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf",
-           "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d", "#9edae5"]
+PALETTE = [
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#bcbd22",
+    "#17becf",
+    "#aec7e8",
+    "#ffbb78",
+    "#98df8a",
+    "#ff9896",
+    "#c5b0d5",
+    "#c49c94",
+    "#f7b6d2",
+    "#dbdb8d",
+    "#9edae5",
+]
 """Category colours (matplotlib's tab20 without its greys, which mean "not assigned")."""
 
 
@@ -221,8 +263,11 @@ def name_color(value, taken: dict | None = None) -> str:
     else:
         start = zlib.crc32(str(value).encode("utf-8")) % len(PALETTE)
         used = set((taken or {}).values())
-        free = [PALETTE[(start + i) % len(PALETTE)] for i in range(len(PALETTE))
-                if PALETTE[(start + i) % len(PALETTE)] not in used]
+        free = [
+            PALETTE[(start + i) % len(PALETTE)]
+            for i in range(len(PALETTE))
+            if PALETTE[(start + i) % len(PALETTE)] not in used
+        ]
         color = free[0] if free else PALETTE[start]
     if taken is not None:
         taken[str(value)] = color
@@ -261,8 +306,14 @@ def legend(layer) -> dict:
         return {"column": column, "kind": "scale", "low": lo, "high": hi, "colormap": "viridis"}
     taken = category_colors(layer.metadata, column)
     names, counts = np.unique(values.to_numpy(), return_counts=True)
-    entries = [(str(n), name_color(n, taken), int(c)) for n, c in zip(names, counts) if not is_unassigned(n)]
+    entries = [
+        (str(n), name_color(n, taken), int(c))
+        for n, c in zip(names, counts)
+        if not is_unassigned(n)
+    ]
     unassigned = int(sum(c for n, c in zip(names, counts) if is_unassigned(n)))
     if unassigned:
-        entries.append(("not assigned" if column != "cluster" else "no cluster (-1)", UNASSIGNED, unassigned))
+        entries.append(
+            ("not assigned" if column != "cluster" else "no cluster (-1)", UNASSIGNED, unassigned)
+        )
     return {"column": column, "kind": "categories", "entries": entries}

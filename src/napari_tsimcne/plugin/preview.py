@@ -16,8 +16,9 @@ def preview_indices(n_tiles: int, n: int = 8) -> np.ndarray:
     return np.unique(np.linspace(0, n_tiles - 1, min(n, n_tiles)).round().astype(int))
 
 
-def augmentation_mosaic(tiles: np.ndarray, settings: AugmentationSettings | str, n_views: int = 6,
-                        seed: int = 0) -> np.ndarray:
+def augmentation_mosaic(
+    tiles: np.ndarray, settings: AugmentationSettings | str, n_views: int = 6, seed: int = 0
+) -> np.ndarray:
     """Rows = tiles, first column the normalised original, then ``n_views`` augmented views; 2 px gaps.
 
     RGB tiles (n, h, w, 3) give a uint8 (H, W, 3) mosaic; others a float mosaic of the first channel in [0, 1].
@@ -34,12 +35,14 @@ def augmentation_mosaic(tiles: np.ndarray, settings: AugmentationSettings | str,
     n, c, h, w = x.shape
     rgb = tiles.ndim == 4 and c == 3
     cols = len(columns)
-    out = np.zeros(((h + GAP) * n - GAP, (w + GAP) * cols - GAP) + ((3,) if rgb else ()), dtype=np.float32)
+    out = np.zeros(
+        ((h + GAP) * n - GAP, (w + GAP) * cols - GAP) + ((3,) if rgb else ()), dtype=np.float32
+    )
     for j, view in enumerate(columns):
         v = view.permute(0, 2, 3, 1).numpy()
         for i in range(n):
             r, cc = i * (h + GAP), j * (w + GAP)
-            out[r:r + h, cc:cc + w] = v[i] if rgb else v[i, :, :, 0]
+            out[r : r + h, cc : cc + w] = v[i] if rgb else v[i, :, :, 0]
     if rgb:
         return np.clip(np.round(out * 255), 0, 255).astype(np.uint8)
     return out

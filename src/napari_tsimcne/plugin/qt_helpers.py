@@ -19,8 +19,17 @@ MODEL_FILTER = "napari-tsimcne model (*.tsimcne *.pt);;All files (*)"
 CSV_FILTER = "CSV (*.csv);;All files (*)"
 
 
-def ask_path_then(parent, title: str, default: str, name_filter: str, action, errors: tuple, *,
-                   save: bool = False, on_error=None) -> None:
+def ask_path_then(
+    parent,
+    title: str,
+    default: str,
+    name_filter: str,
+    action,
+    errors: tuple,
+    *,
+    save: bool = False,
+    on_error=None,
+) -> None:
     """Ask for a file path; call ``action(path)``; show the listed errors in napari's notifications."""
     ask = QFileDialog.getSaveFileName if save else QFileDialog.getOpenFileName
     path, _ = ask(parent, title, default, name_filter)
@@ -72,7 +81,9 @@ class WrappedLabel(QLabel):
 class Collapsible(QWidget):
     """A titled section that folds away (closed by default): a toggle with an arrow, then its content."""
 
-    def __init__(self, title: str, content: QWidget, expanded: bool = False, tooltip: str = "") -> None:
+    def __init__(
+        self, title: str, content: QWidget, expanded: bool = False, tooltip: str = ""
+    ) -> None:
         super().__init__()
         self.toggle = QToolButton()
         self.toggle.setText(title)
@@ -111,10 +122,15 @@ class _VerticalScrollArea(QScrollArea):
     def minimumSizeHint(self):  # noqa: N802 - Qt's name
         hint = super().minimumSizeHint()
         if self.widget() is not None:
-            width = self.widget().minimumSizeHint().width() + self.verticalScrollBar().sizeHint().width()
+            width = (
+                self.widget().minimumSizeHint().width()
+                + self.verticalScrollBar().sizeHint().width()
+            )
             hint.setWidth(max(hint.width(), width))
             # docks stacked in one column share its height: each keeps a useful part of its content in view
-            hint.setHeight(max(hint.height(), min(self.widget().sizeHint().height(), MIN_VISIBLE_HEIGHT)))
+            hint.setHeight(
+                max(hint.height(), min(self.widget().sizeHint().height(), MIN_VISIBLE_HEIGHT))
+            )
         return hint
 
     def sizeHint(self):  # noqa: N802 - Qt's name

@@ -63,7 +63,9 @@ def read_output(path: str | os.PathLike | list) -> list[LayerData]:
         path = path[0]
     folder = output_folder(path)
     if folder is None:
-        raise ValueError(f"{path} is not a napari-tsimcne output folder (needs {EMBEDDING_FILE} and {SUMMARY_FILE}).")
+        raise ValueError(
+            f"{path} is not a napari-tsimcne output folder (needs {EMBEDDING_FILE} and {SUMMARY_FILE})."
+        )
     from napari_tsimcne.core.io import read_embedding_csv
 
     summary = json.loads((folder / SUMMARY_FILE).read_text())
@@ -87,10 +89,21 @@ def read_output(path: str | os.PathLike | list) -> list[LayerData]:
         shape = summary.get("tile_shape") or [1, 1]
         tile_hw = (int(shape[0]), int(shape[1]))
 
-    map_layer = _map_layer(table.embedding, tile_hw, tiles_name, labels, class_names, folder, token,
-                           _stack_digest(tiles, summary))
+    map_layer = _map_layer(
+        table.embedding,
+        tile_hw,
+        tiles_name,
+        labels,
+        class_names,
+        folder,
+        token,
+        _stack_digest(tiles, summary),
+    )
     if tiles is not None:
-        meta: dict[str, Any] = {TOKEN_KEY: token, "description": f"tiles of the t-SimCNE map in {folder}"}
+        meta: dict[str, Any] = {
+            TOKEN_KEY: token,
+            "description": f"tiles of the t-SimCNE map in {folder}",
+        }
         if labels is not None:
             meta["labels"] = np.asarray(labels)
             meta["class_names"] = tuple(class_names)
@@ -99,7 +112,11 @@ def read_output(path: str | os.PathLike | list) -> list[LayerData]:
         if source is not None:
             source_name = f"{tiles_name} image"
             meta["source_layer"] = source_name
-            layers.append(_source_layer(source, source_name, tile_hw, map_layer[1]["metadata"]["tsimcne_side"], token))
+            layers.append(
+                _source_layer(
+                    source, source_name, tile_hw, map_layer[1]["metadata"]["tsimcne_side"], token
+                )
+            )
         rgb = tiles.ndim == 4 and tiles.shape[-1] in (3, 4)
         layers.append((tiles, {"name": tiles_name, "rgb": rgb, "metadata": meta}, "image"))
     layers.append(map_layer)
@@ -113,8 +130,10 @@ def _load_tiles(summary: dict, folder: Path, n: int):
     """(tiles, labels, class_names, origins, source image or None) from the recorded input, or None with a warning."""
     record = summary.get("input")
     if not isinstance(record, dict):
-        warnings.warn(f"{folder / SUMMARY_FILE} does not record the input tiles; showing the map without them.",
-                      stacklevel=3)
+        warnings.warn(
+            f"{folder / SUMMARY_FILE} does not record the input tiles; showing the map without them.",
+            stacklevel=3,
+        )
         return None
     try:
         if record.get("sample"):
@@ -122,12 +141,17 @@ def _load_tiles(summary: dict, folder: Path, n: int):
         else:
             got = _file_tiles(record, folder)
     except Exception as exc:  # noqa: BLE001 - any failure leaves the map, with the reason
-        warnings.warn(f"The tiles of {folder} could not be read ({exc}); showing the map without them.",
-                      stacklevel=3)
+        warnings.warn(
+            f"The tiles of {folder} could not be read ({exc}); showing the map without them.",
+            stacklevel=3,
+        )
         return None
     if len(got[0]) != n:
-        warnings.warn(f"The input now holds {len(got[0])} tiles but the map of {folder} has {n}; "
-                      "showing the map without the tiles.", stacklevel=3)
+        warnings.warn(
+            f"The input now holds {len(got[0])} tiles but the map of {folder} has {n}; "
+            "showing the map without the tiles.",
+            stacklevel=3,
+        )
         return None
     return got
 
@@ -143,8 +167,13 @@ def _file_tiles(record: dict, folder: Path):
                 path = candidate
                 break
     tile_size, channel_axis = record.get("tile_size"), record.get("channel_axis")
-    data = read_tiles(path, tile_size, record.get("stride"), min_foreground=float(record.get("min_foreground") or 0.0),
-                      channel_axis=channel_axis)
+    data = read_tiles(
+        path,
+        tile_size,
+        record.get("stride"),
+        min_foreground=float(record.get("min_foreground") or 0.0),
+        channel_axis=channel_axis,
+    )
     source = None
     if tile_size is not None:
         image = _read_array(path)[0]
@@ -161,21 +190,30 @@ def _sample_tiles(record: dict, summary: dict):
     n_tiles, seed = record.get("n_tiles"), int(record.get("seed") or 0)
     sample = load_sample(n_tiles=n_tiles, seed=seed)
     if summary.get("data") and sample.name != summary["data"]:
-        raise ValueError(f"the map is of {summary['data']!r} but the sample found here is {sample.name!r}")
+        raise ValueError(
+            f"the map is of {summary['data']!r} but the sample found here is {sample.name!r}"
+        )
     keep = slice(n_tiles)
     labels = None if sample.labels is None else sample.labels[keep]
     origins = None if sample.origins is None else sample.origins[keep]
     return sample.tiles[keep], labels, tuple(sample.class_names), origins, sample.source_image
 
 
-def _source_layer(image: np.ndarray, name: str, tile_hw: tuple[int, int], side: float, token: str) -> LayerData:
+def _source_layer(
+    image: np.ndarray, name: str, tile_hw: tuple[int, int], side: float, token: str
+) -> LayerData:
     """The image the tiles were cut from, scaled to the width of tiles and map, below them."""
     h, w = tile_hw
     width = 1.25 * w + side
     scale = width / max(image.shape[:2])
     rgb = image.ndim == 3
-    kwargs = {"name": name, "rgb": rgb, "scale": (scale, scale), "translate": (side + 0.25 * h, 0.0),
-              "metadata": {TOKEN_KEY: token}}
+    kwargs = {
+        "name": name,
+        "rgb": rgb,
+        "scale": (scale, scale),
+        "translate": (side + 0.25 * h, 0.0),
+        "metadata": {TOKEN_KEY: token},
+    }
     return image, kwargs, "image"
 
 
@@ -192,8 +230,16 @@ def _stack_digest(tiles, summary: dict) -> str | None:
     return recorded.get("digest") if isinstance(recorded, dict) else None
 
 
-def _map_layer(embedding: np.ndarray, tile_hw: tuple[int, int], tiles_name: str, labels, class_names,
-               folder: Path, token: str, fingerprint: str | None = None) -> LayerData:
+def _map_layer(
+    embedding: np.ndarray,
+    tile_hw: tuple[int, int],
+    tiles_name: str,
+    labels,
+    class_names,
+    folder: Path,
+    token: str,
+    fingerprint: str | None = None,
+) -> LayerData:
     """The points layer of the map, placed and featured as the Train widget makes it."""
     from .map_layer import (
         initial_features,
@@ -208,23 +254,43 @@ def _map_layer(embedding: np.ndarray, tile_hw: tuple[int, int], tiles_name: str,
     meta: dict[str, Any] = {}
     if labels is not None:
         labels = np.asarray(labels)
-        names_fit = (class_names and np.issubdtype(labels.dtype, np.integer)
-                     and labels.min() >= 0 and labels.max() < len(class_names))
+        names_fit = (
+            class_names
+            and np.issubdtype(labels.dtype, np.integer)
+            and labels.min() >= 0
+            and labels.max() < len(class_names)
+        )
         meta = {"labels": labels, "class_names": tuple(class_names) if names_fit else None}
     feats = initial_features(embedding, meta)
     feats = _merge_annotations(feats, folder, fingerprint)
-    color_by = "annotation" if (feats["annotation"] != "").any() else "label" if "label" in feats else "outlier"
+    color_by = (
+        "annotation"
+        if (feats["annotation"] != "").any()
+        else "label"
+        if "label" in feats
+        else "outlier"
+    )
     kwargs = {
-        "name": map_layer_name(tiles_name), "features": feats, "size": point_size(side, len(coords)),
-        "border_width": 0, "translate": offset,
-        "metadata": {"tsimcne_tiles_layer": tiles_name, "tsimcne_side": side, "tsimcne_color_by": color_by,
-                     "tsimcne_output": str(folder), TOKEN_KEY: token},
+        "name": map_layer_name(tiles_name),
+        "features": feats,
+        "size": point_size(side, len(coords)),
+        "border_width": 0,
+        "translate": offset,
+        "metadata": {
+            "tsimcne_tiles_layer": tiles_name,
+            "tsimcne_side": side,
+            "tsimcne_color_by": color_by,
+            "tsimcne_output": str(folder),
+            TOKEN_KEY: token,
+        },
     }
     kwargs.update(_face_colors(feats[color_by], color_by, kwargs["metadata"]))
     return coords, kwargs, "points"
 
 
-def _merge_annotations(feats: pd.DataFrame, folder: Path, fingerprint: str | None = None) -> pd.DataFrame:
+def _merge_annotations(
+    feats: pd.DataFrame, folder: Path, fingerprint: str | None = None
+) -> pd.DataFrame:
     """Annotation and cluster columns from ``annotations.csv`` when the folder has one of these tiles.
 
     A file that names another tile stack in its ``stack_fingerprint`` column is skipped with a warning.
@@ -252,5 +318,9 @@ def _face_colors(values: pd.Series, column: str, metadata: dict) -> dict:
     if pd.api.types.is_numeric_dtype(values) and column not in ("cluster", "tile_index"):
         lo = float(values.min())
         hi = float(np.percentile(values, 99)) if column == "outlier" else float(values.max())
-        return {"face_color": column, "face_colormap": "viridis", "face_contrast_limits": (lo, max(hi, lo + 1e-9))}
+        return {
+            "face_color": column,
+            "face_colormap": "viridis",
+            "face_contrast_limits": (lo, max(hi, lo + 1e-9)),
+        }
     return {"face_color": categorical_colors(values.to_numpy(), category_colors(metadata, column))}

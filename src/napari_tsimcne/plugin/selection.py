@@ -9,7 +9,9 @@ import numpy as np
 MAX_GALLERY_TILES = 144
 
 
-def gallery_image(tiles: np.ndarray, indices, max_tiles: int = MAX_GALLERY_TILES, gap: int = 1) -> np.ndarray:
+def gallery_image(
+    tiles: np.ndarray, indices, max_tiles: int = MAX_GALLERY_TILES, gap: int = 1
+) -> np.ndarray:
     """A grid mosaic of ``tiles[indices]`` (at most ``max_tiles``), with ``gap`` pixels between tiles.
 
     ``tiles`` is (N, H, W) or (N, H, W, C); the mosaic is (rows*(H+gap)-gap, cols*(W+gap)-gap[, C]).
@@ -25,7 +27,7 @@ def gallery_image(tiles: np.ndarray, indices, max_tiles: int = MAX_GALLERY_TILES
     out = np.zeros(shape, dtype=chosen.dtype)
     for i, tile in enumerate(chosen):
         r, c = divmod(i, cols)
-        out[r * (h + gap): r * (h + gap) + h, c * (w + gap): c * (w + gap) + w] = tile
+        out[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = tile
     return out
 
 
@@ -55,7 +57,9 @@ def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
     from matplotlib.path import Path
 
     lo, hi = polygon.min(0), polygon.max(0)
-    candidates = np.flatnonzero(np.all((points >= lo) & (points <= hi), axis=1))  # cheap bounding-box filter
+    candidates = np.flatnonzero(
+        np.all((points >= lo) & (points <= hi), axis=1)
+    )  # cheap bounding-box filter
     inside = Path(polygon).contains_points(points[candidates])
     return candidates[inside]
 
@@ -80,7 +84,11 @@ def group_choices(features) -> list[tuple[str, str, object, int]]:
         out += [(f"{n} ({c})", "annotation", n, int(c)) for n, c in zip(names, counts) if n != ""]
     if "cluster" in features:
         numbers, counts = np.unique(features["cluster"].to_numpy().astype(int), return_counts=True)
-        out += [(f"cluster {n} ({c})", "cluster", int(n), int(c)) for n, c in zip(numbers, counts) if n != -1]
+        out += [
+            (f"cluster {n} ({c})", "cluster", int(n), int(c))
+            for n, c in zip(numbers, counts)
+            if n != -1
+        ]
     return out
 
 
@@ -96,7 +104,7 @@ class AnnotationHistory:
 
     def record(self, features) -> None:
         self._stack.append(features["annotation"].to_numpy(dtype=object).copy())
-        del self._stack[:-self.depth]
+        del self._stack[: -self.depth]
 
     def undo(self, features):
         """A copy of ``features`` with the annotations as they were before the last naming (None: nothing to undo)."""

@@ -7,8 +7,9 @@ import numpy as np
 from napari_tsimcne.core.tiles import TileStackError, tile_image
 
 
-def cut_layer_into_tiles(data, rgb: bool, tile_size: int, stride: int | None = None,
-                         min_foreground: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def cut_layer_into_tiles(
+    data, rgb: bool, tile_size: int, stride: int | None = None, min_foreground: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Tiles (N, h, w[, C]) and their top-left origins (N, 2) of a 2D image (H, W) or RGB (H, W, C).
 
     Raises TileStackError when the image is not 2D, the tile is larger than the image or no tile passes
@@ -17,7 +18,13 @@ def cut_layer_into_tiles(data, rgb: bool, tile_size: int, stride: int | None = N
     img = np.asarray(data)
     expected = 3 if rgb else 2
     if img.ndim != expected:
-        raise TileStackError(f"Choose a 2D image layer (H x W or H x W x RGB), got shape {img.shape}.")
-    tiled = tile_image(img, int(tile_size), None if stride is None else int(stride),
-                       min_foreground=float(min_foreground))
+        raise TileStackError(
+            f"Choose a 2D image layer (H x W or H x W x RGB), got shape {img.shape}."
+        )
+    tiled = tile_image(
+        img,
+        int(tile_size),
+        None if stride is None else int(stride),
+        min_foreground=float(min_foreground),
+    )
     return tiled.tiles, tiled.origins

@@ -49,11 +49,11 @@ PLANNED = object()
 
 PRESET_HELP = {
     "microscopy": "Rotations by any angle, flips, crops, colour jitter, blur. The map ignores orientation "
-                  "and moderate staining/brightness differences. Good for cells and tissue.",
+    "and moderate staining/brightness differences. Good for cells and tissue.",
     "natural": "SimCLR's set: crops, horizontal flips, colour jitter, greyscale. No rotations: the map "
-               "keeps 'up'. For photographs and objects with an orientation.",
+    "keeps 'up'. For photographs and objects with an orientation.",
     "fluorescence": "Rotations, flips, crops, at most a 5 % gain per channel. No brightness or contrast jitter, "
-                    "so intensity (DNA content, marker levels) stays visible in the map.",
+    "so intensity (DNA content, marker levels) stays visible in the map.",
 }
 
 
@@ -67,11 +67,17 @@ def default_batch_size(n_tiles: int, largest: int = 1024) -> int:
 
 
 def _tile_layers(viewer) -> list[Image]:
-    return [l for l in viewer.layers if isinstance(l, Image) and l.ndim >= 3 and l.name != GALLERY_NAME]
+    return [
+        l for l in viewer.layers if isinstance(l, Image) and l.ndim >= 3 and l.name != GALLERY_NAME
+    ]
 
 
 def _image_layers_2d(viewer) -> list[Image]:
-    return [l for l in viewer.layers if isinstance(l, Image) and l.ndim == 2 and l.name not in (PREVIEW_NAME, GALLERY_NAME)]
+    return [
+        l
+        for l in viewer.layers
+        if isinstance(l, Image) and l.ndim == 2 and l.name not in (PREVIEW_NAME, GALLERY_NAME)
+    ]
 
 
 class TrainWidget(QWidget):
@@ -157,8 +163,11 @@ class TrainWidget(QWidget):
         cut_form.addRow("Step", self.stride_spin)
         cut_form.addRow("Skip background", self.min_fg_spin)
         cut_form.addRow(self.cut_button)
-        self.cut_section = Collapsible("Cut a large image into tiles", cut_content,
-                                       tooltip="For a slide or a field of view: cut it into a stack of tiles first.")
+        self.cut_section = Collapsible(
+            "Cut a large image into tiles",
+            cut_content,
+            tooltip="For a slide or a field of view: cut it into a stack of tiles first.",
+        )
         # 2. the basic form: what the map should ignore, how long to train, Train / Stop
         basic = QFormLayout()
         self._basic_form = basic
@@ -189,8 +198,11 @@ class TrainWidget(QWidget):
         advanced.addRow("Network", self.backbone_combo)
         advanced.addRow("Network width", self.width_spin)
         advanced.addRow("Random seed", self.seed_spin)
-        self.advanced_section = Collapsible("Advanced settings", advanced_content,
-                                            tooltip="Batch size, device, network and seed. The defaults suit most data.")
+        self.advanced_section = Collapsible(
+            "Advanced settings",
+            advanced_content,
+            tooltip="Batch size, device, network and seed. The defaults suit most data.",
+        )
         files_content = QWidget()
         files = QVBoxLayout(files_content)
         files.setContentsMargins(12, 0, 0, 0)
@@ -199,8 +211,11 @@ class TrainWidget(QWidget):
         file_row.addWidget(self.load_button)
         files.addLayout(file_row)
         files.addWidget(self.embed_button)
-        self.files_section = Collapsible("Saved models", files_content,
-                                         tooltip="Save the trained network, or map new tiles with a saved one.")
+        self.files_section = Collapsible(
+            "Saved models",
+            files_content,
+            tooltip="Save the trained network, or map new tiles with a saved one.",
+        )
         layout = scroll_layout(self)
         layout.addLayout(source)
         layout.addWidget(self.cut_section)
@@ -213,7 +228,9 @@ class TrainWidget(QWidget):
         layout.addWidget(self.files_section)
         layout.addStretch()
 
-        self.preset_combo.currentTextChanged.connect(lambda p: self.preset_help.setText(PRESET_HELP[p]))
+        self.preset_combo.currentTextChanged.connect(
+            lambda p: self.preset_help.setText(PRESET_HELP[p])
+        )
         self.length_combo.currentTextChanged.connect(self._show_length)
         self.device_combo.currentTextChanged.connect(self.apply_device_defaults)
         self.apply_device_defaults(self.device_combo.currentText())
@@ -226,8 +243,11 @@ class TrainWidget(QWidget):
         self.preview_button.clicked.connect(lambda: self.preview_augmentations())
         self.cut_button.clicked.connect(lambda: self.cut_into_tiles())
         self.tile_size_spin.valueChanged.connect(self._on_tile_size_changed)
-        for ev in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed,
-                   self.viewer.layers.events.reordered):
+        for ev in (
+            self.viewer.layers.events.inserted,
+            self.viewer.layers.events.removed,
+            self.viewer.layers.events.reordered,
+        ):
             ev.connect(self.refresh_layers)
         self.refresh_layers()
         QTimer.singleShot(0, self._watch_window)  # once docked in napari's window
@@ -235,49 +255,53 @@ class TrainWidget(QWidget):
     def _set_tooltips(self) -> None:
         tips = {
             self.layer_combo: "The image layer that holds your tiles, one tile per slice (N x H x W, or N x H x W x "
-                              "RGB). Each tile becomes one point of the map.",
+            "RGB). Each tile becomes one point of the map.",
             self.preset_combo: "What the map should ignore. Whatever the augmentations change (orientation, "
-                               "brightness, ...), the map learns to disregard.",
+            "brightness, ...), the map learns to disregard.",
             self.batch_spin: "How many tiles the network compares at once. Larger separates the map better but "
-                             "needs more memory; it cannot exceed the number of tiles.",
+            "needs more memory; it cannot exceed the number of tiles.",
             self.device_combo: "Where to train: 'auto' takes the graphics card (GPU) if there is one, else the CPU. "
-                               "Changing it sets the network, batch and length that suit that device.",
+            "Changing it sets the network, batch and length that suit that device.",
             self.backbone_combo: "The network that looks at the tiles: resnet18 (the paper's), the smaller, "
-                                 "faster resnet10, or resnet18-s2, which looks at small tiles at half resolution "
-                                 "first: about three times faster, the best choice without a GPU.",
+            "faster resnet10, or resnet18-s2, which looks at small tiles at half resolution "
+            "first: about three times faster, the best choice without a GPU.",
             self.width_spin: "How wide the network is (64 as in the paper). Smaller trains faster on a CPU and "
-                             "gives a rougher map.",
+            "gives a rougher map.",
             self.length_combo: "How long to train: for about so many minutes (the speed is measured on the first "
-                               "steps and the epochs are set to fit), or for a number of epochs.",
+            "steps and the epochs are set to fit), or for a number of epochs.",
             self.minutes_spin: "Training and mapping together take about this long. Longer gives a better map.",
             self.seed_spin: "Starting point of the random choices. The same seed and settings give the same map.",
             self.train_button: "Train a map of the chosen tiles in the background; the map appears and sharpens "
-                               "while it trains.",
+            "while it trains.",
             self.stop_button: "Stop after the current epoch. The map and the network keep what they learned.",
             self.progress: "Epochs done of all three stages.",
             self.save_button: "Save the trained network to a file, to map more tiles of the same kind later.",
             self.load_button: "Load a network saved before.",
             self.embed_button: "Map the chosen tiles with the loaded network, without training.",
             self.preview_button: "Show a few of your tiles beside augmented copies: how different the map will "
-                                 "consider them the same.",
+            "consider them the same.",
             self.source_combo: "A large 2D image (a slide, a field of view) to cut into square tiles.",
             self.tile_size_spin: "Side of each tile in pixels: about the size of one cell or structure.",
             self.stride_spin: "Pixels from one tile to the next. Equal to the tile size: tiles touch; smaller: "
-                              "they overlap.",
+            "they overlap.",
             self.min_fg_spin: "Leave out tiles that are mostly empty background (0 keeps them all).",
             self.cut_button: "Cut the image into a new tile layer; its tiles stay linked to their place in the image.",
         }
         for widget, tip in tips.items():
             widget.setToolTip(tip)
-        stage_tips = ("Stage 1: learn what makes tiles different (most of the time goes here).",
-                      "Stage 2: turn what was learned into a 2D map (short).",
-                      "Stage 3: fine-tune the whole map.")
+        stage_tips = (
+            "Stage 1: learn what makes tiles different (most of the time goes here).",
+            "Stage 2: turn what was learned into a 2D map (short).",
+            "Stage 3: fine-tune the whole map.",
+        )
         for spin, tip in zip(self.epoch_spins, stage_tips):
             spin.setToolTip(f"{tip} One epoch shows the network every tile once.")
 
     # -- layer choice ---------------------------------------------------------
     def refresh_layers(self, event=None) -> None:
-        link_opened_outputs(self.viewer)  # maps opened from an output folder: link them to their tiles
+        link_opened_outputs(
+            self.viewer
+        )  # maps opened from an output folder: link them to their tiles
         refill(self.layer_combo, [l.name for l in _tile_layers(self.viewer)])
         refill(self.source_combo, [l.name for l in _image_layers_2d(self.viewer)])
         if self.layer_combo.count() == 0 and self.source_combo.count() > 0:
@@ -290,7 +314,9 @@ class TrainWidget(QWidget):
             return
         self._sized_for = name
         largest = defaults_for(self._device_or_cpu()).batch_size
-        self.batch_spin.setValue(default_batch_size(self.viewer.layers[name].data.shape[0], largest))
+        self.batch_spin.setValue(
+            default_batch_size(self.viewer.layers[name].data.shape[0], largest)
+        )
 
     def _device_or_cpu(self):
         try:
@@ -309,8 +335,13 @@ class TrainWidget(QWidget):
             self.stride_spin.setValue(value)
         self._last_tile_size = value
 
-    def cut_into_tiles(self, layer_name: str | None = None, tile_size: int | None = None,
-                       stride: int | None = None, min_foreground: float | None = None) -> Image | None:
+    def cut_into_tiles(
+        self,
+        layer_name: str | None = None,
+        tile_size: int | None = None,
+        stride: int | None = None,
+        min_foreground: float | None = None,
+    ) -> Image | None:
         """Cut a 2D image layer into a new tile layer "<name> tiles" with metadata origins and source_layer."""
         name = self.source_combo.currentText() if layer_name is None else layer_name
         if name not in self.viewer.layers:
@@ -322,14 +353,19 @@ class TrainWidget(QWidget):
         min_foreground = self.min_fg_spin.value() if min_foreground is None else min_foreground
         rgb = bool(getattr(source, "rgb", False))
         try:
-            tiles, origins = cut_layer_into_tiles(np.asarray(source.data), rgb, tile_size, stride, min_foreground)
+            tiles, origins = cut_layer_into_tiles(
+                np.asarray(source.data), rgb, tile_size, stride, min_foreground
+            )
         except (TileStackError, ValueError) as exc:
             show_error(str(exc))
             return None
         # beside the image, not over it
         row, col = free_column_origin(self.viewer.layers, tile_size)
         layer = self.viewer.add_image(
-            tiles, name=f"{name} tiles", rgb=rgb, translate=(0.0, row, col),
+            tiles,
+            name=f"{name} tiles",
+            rgb=rgb,
+            translate=(0.0, row, col),
             metadata={"origins": np.asarray(origins, dtype=np.int64), "source_layer": name},
         )
         self.layer_combo.setCurrentText(layer.name)
@@ -345,8 +381,9 @@ class TrainWidget(QWidget):
         data = np.asarray(layer.data)
         try:
             tiles = data[preview_indices(len(data), n_tiles)]
-            mosaic = augmentation_mosaic(tiles, self.preset_combo.currentText(), n_views=n_views,
-                                         seed=self.seed_spin.value())
+            mosaic = augmentation_mosaic(
+                tiles, self.preset_combo.currentText(), n_views=n_views, seed=self.seed_spin.value()
+            )
         except (ValueError, RuntimeError) as exc:
             show_error(f"Preview failed: {exc}")
             return None
@@ -355,8 +392,13 @@ class TrainWidget(QWidget):
             self.viewer.layers.remove(PREVIEW_NAME)
         # in a free region right of everything (never over the images), and in view
         origin = free_column_origin(self.viewer.layers, max(mosaic.shape[:2]))
-        preview = self.viewer.add_image(mosaic, name=PREVIEW_NAME, rgb=rgb, translate=origin,
-                                        contrast_limits=None if rgb else (0.0, 1.0))
+        preview = self.viewer.add_image(
+            mosaic,
+            name=PREVIEW_NAME,
+            rgb=rgb,
+            translate=origin,
+            contrast_limits=None if rgb else (0.0, 1.0),
+        )
         fit_camera(self.viewer, [preview])
         return preview
 
@@ -368,8 +410,10 @@ class TrainWidget(QWidget):
             total_epochs="auto" if by_time else tuple(s.value() for s in self.epoch_spins),
             time_budget=60.0 * self.minutes_spin.value() if by_time else "auto",
             batch_size=self.batch_spin.value(),
-            augmentations=self.preset_combo.currentText(), device=self.device_combo.currentText(),
-            random_state=self.seed_spin.value(), backbone=self.backbone_combo.currentText(),
+            augmentations=self.preset_combo.currentText(),
+            device=self.device_combo.currentText(),
+            random_state=self.seed_spin.value(),
+            backbone=self.backbone_combo.currentText(),
             width=self.width_spin.value(),
         )
 
@@ -401,9 +445,18 @@ class TrainWidget(QWidget):
             self.minutes_spin.setValue(d.time_budget / 60)
         self._show_length(self.length_combo.currentText())
 
-    def apply_settings(self, *, epochs: tuple[int, int, int] | None = None, batch_size: int | None = None,
-                       device: str | None = None, backbone: str | None = None, width: int | None = None,
-                       preset: str | None = None, seed: int | None = None, minutes: float | None = None) -> None:
+    def apply_settings(
+        self,
+        *,
+        epochs: tuple[int, int, int] | None = None,
+        batch_size: int | None = None,
+        device: str | None = None,
+        backbone: str | None = None,
+        width: int | None = None,
+        preset: str | None = None,
+        seed: int | None = None,
+        minutes: float | None = None,
+    ) -> None:
         """Set the training controls (as a user would); None leaves a control as it is.
 
         ``epochs`` switches the length to epochs, ``minutes`` to a time budget. A ``device`` first sets
@@ -427,7 +480,9 @@ class TrainWidget(QWidget):
         for combo, value in ((self.backbone_combo, backbone), (self.preset_combo, preset)):
             if value is not None:
                 if combo.findText(value) < 0:
-                    raise ValueError(f"{value!r} is not one of {[combo.itemText(i) for i in range(combo.count())]}.")
+                    raise ValueError(
+                        f"{value!r} is not one of {[combo.itemText(i) for i in range(combo.count())]}."
+                    )
                 combo.setCurrentText(value)
         if width is not None:
             self.width_spin.setValue(int(width))
@@ -445,7 +500,9 @@ class TrainWidget(QWidget):
         model = self.make_model()
         preload_torch()
         try:
-            model.validate(layer.data)  # shape and settings at once; the tiles are prepared in the background
+            model.validate(
+                layer.data
+            )  # shape and settings at once; the tiles are prepared in the background
         except (TileStackError, ValueError) as exc:
             show_error(str(exc))
             self.status.setText(f"Not started: {exc}")
@@ -465,8 +522,11 @@ class TrainWidget(QWidget):
         # napari's own progress bar (activity dock, status bar) counts the epochs; with a time budget
         # they are known once the first steps are timed (then the bar starts at the first event)
         by_epochs = self.length_combo.currentText() == EPOCHS
-        self.pbar = progress(total=int(sum(s.value() for s in self.epoch_spins)), desc="t-SimCNE epochs") \
-            if by_epochs else None
+        self.pbar = (
+            progress(total=int(sum(s.value() for s in self.epoch_spins)), desc="t-SimCNE epochs")
+            if by_epochs
+            else None
+        )
         # napari quits all workers when its window closes; the worker then leaves its loop without closing
         # ours. Close it right there, in the worker thread, so that training ends cleanly (and maps the tiles).
         self.worker.aborted.connect(loop.close, Qt.ConnectionType.DirectConnection)
@@ -477,13 +537,18 @@ class TrainWidget(QWidget):
         self.train_button.setEnabled(False)
         self.stop_button.setEnabled(True)
         self.progress.setValue(0)
-        self.status.setText("Preparing the tiles…" if by_epochs else
-                            "Preparing the tiles and timing the first steps to plan the epochs…")
+        self.status.setText(
+            "Preparing the tiles…"
+            if by_epochs
+            else "Preparing the tiles and timing the first steps to plan the epochs…"
+        )
         self.worker.start()
 
     def _train_loop(self, model: TSimCNE, tiles: np.ndarray):
         """Runs in the worker thread: checks and prepares the tiles, then trains; closing it stops training."""
-        events = model.fit_iter(tiles)  # bad tiles or settings: the worker's error, shown by _on_error
+        events = model.fit_iter(
+            tiles
+        )  # bad tiles or settings: the worker's error, shown by _on_error
         yield PLANNED  # the epochs are known now (also those chosen for a time budget)
         try:
             for event in events:
@@ -533,7 +598,9 @@ class TrainWidget(QWidget):
         if event.message:  # e.g. GPU out of memory: the batch was halved and training goes on
             show_info(f"Training: {event.message}")
         if event.embedding is not None:
-            self.show_map(self._training_layer, event.embedding, outlier=self._outliers_of(event.embedding))
+            self.show_map(
+                self._training_layer, event.embedding, outlier=self._outliers_of(event.embedding)
+            )
         self._advance_pbar(event.global_epoch, event.total_epochs)
 
     def _on_planned(self) -> None:
@@ -546,7 +613,9 @@ class TrainWidget(QWidget):
         plan = f"epochs {'/'.join(map(str, model.total_epochs_))}"
         if model.time_budget_ is not None:
             plan += f", chosen to finish in about {model.time_budget_ / 60:.0f} min"
-        self.status.setText(f"Training ({plan})… the first map appears after pre-training; it sharpens until the end.")
+        self.status.setText(
+            f"Training ({plan})… the first map appears after pre-training; it sharpens until the end."
+        )
 
     def _advance_pbar(self, epochs_done: int, total: int | None = None) -> None:
         if self.pbar is not None and total is not None and total != self.pbar.total:
@@ -567,7 +636,9 @@ class TrainWidget(QWidget):
         if embedding is not None and self._training_layer is not None:
             self.show_map(self._training_layer, embedding, outlier=self._outliers_of(embedding))
         done = "stopped early" if self._stop_requested else "done"
-        self.status.setText(f"Training {done} in {self.model.fit_seconds_:.1f} s. {self.status.text()}")
+        self.status.setText(
+            f"Training {done} in {self.model.fit_seconds_:.1f} s. {self.status.text()}"
+        )
 
     def _on_error(self, exc) -> None:
         started = self._epochs_done > 0
@@ -624,11 +695,17 @@ class TrainWidget(QWidget):
 
     def event(self, ev) -> bool:
         # napari's dock "x" (remove_dock_widget) takes the widget out of its dock with setParent(None)
-        if ev.type() == QEvent.Type.ParentChange and self.parent() is None and self.worker is not None:
+        if (
+            ev.type() == QEvent.Type.ParentChange
+            and self.parent() is None
+            and self.worker is not None
+        ):
             self.shutdown()
         return super().event(ev)
 
-    def show_map(self, tiles_layer, embedding: np.ndarray, outlier: np.ndarray | None = None) -> Points:
+    def show_map(
+        self, tiles_layer, embedding: np.ndarray, outlier: np.ndarray | None = None
+    ) -> Points:
         """Create or update the map layer of ``tiles_layer`` and link it to the stack."""
         name = map_layer_name(tiles_layer.name)
         if name in self.viewer.layers and len(self.viewer.layers[name].data) == len(embedding):
@@ -636,7 +713,9 @@ class TrainWidget(QWidget):
             update_map_layer(layer, embedding, outlier=outlier)
         else:
             color_by = "label" if "labels" in tiles_layer.metadata else "outlier"
-            layer = create_map_layer(self.viewer, tiles_layer, embedding, color_by=color_by, outlier=outlier)
+            layer = create_map_layer(
+                self.viewer, tiles_layer, embedding, color_by=color_by, outlier=outlier
+            )
             recolor(layer, color_by)
         link_map(self.viewer, layer, tiles_layer)
         return layer
@@ -652,7 +731,9 @@ class TrainWidget(QWidget):
     def load_model(self, path) -> TSimCNE:
         """Read a model written by Save model."""
         self.model = TSimCNE.load(path, device=self.device_combo.currentText())
-        self.status.setText(f"Loaded {path}: tiles of {self.model.tile_shape_}, {self.model.n_channels_} channel(s).")
+        self.status.setText(
+            f"Loaded {path}: tiles of {self.model.tile_shape_}, {self.model.n_channels_} channel(s)."
+        )
         return self.model
 
     def embed_with_model(self) -> Points | None:
@@ -669,7 +750,17 @@ class TrainWidget(QWidget):
         return self.show_map(layer, embedding)
 
     def _ask_save(self) -> None:
-        ask_path_then(self, "Save model", "model.tsimcne", MODEL_FILTER, self.save_model, (NotFittedError, OSError), save=True)
+        ask_path_then(
+            self,
+            "Save model",
+            "model.tsimcne",
+            MODEL_FILTER,
+            self.save_model,
+            (NotFittedError, OSError),
+            save=True,
+        )
 
     def _ask_load(self) -> None:
-        ask_path_then(self, "Load model", "", MODEL_FILTER, self.load_model, (ModelFileError, OSError))
+        ask_path_then(
+            self, "Load model", "", MODEL_FILTER, self.load_model, (ModelFileError, OSError)
+        )

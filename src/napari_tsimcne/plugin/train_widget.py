@@ -48,7 +48,7 @@ PLANNED = object()
 """Yielded by the training thread once the tiles are prepared and the epochs are known."""
 
 PRESET_HELP = {
-    "microscopy": "Rotations by any angle, flips, crops, colour jitter, blur. The map ignores orientation "
+    "microscopy": "Rotations by any angle, flips, crops, colour jitter. The map ignores orientation "
     "and moderate staining/brightness differences. Good for cells and tissue.",
     "natural": "SimCLR's set: crops, horizontal flips, colour jitter, greyscale. No rotations: the map "
     "keeps 'up'. For photographs and objects with an orientation.",
@@ -614,7 +614,7 @@ class TrainWidget(QWidget):
         if model.time_budget_ is not None:
             plan += f", chosen to finish in about {model.time_budget_ / 60:.0f} min"
         self.status.setText(
-            f"Training ({plan})… the first map appears after pre-training; it sharpens until the end."
+            f"Training ({plan})… the map appears after a few epochs and sharpens until the end."
         )
 
     def _advance_pbar(self, epochs_done: int, total: int | None = None) -> None:

@@ -46,6 +46,15 @@ def test_budget_epochs_fill_the_budget_without_passing_it(seconds):
     assert n_previews * COSTS.embed_tile * 17_092 <= 0.05 * seconds + 1e-9
 
 
+def test_leftover_time_never_goes_to_the_last_layer_stage():
+    """Stage 2 epochs are cheap; filling the remainder with them would starve fine-tuning."""
+    cheap_stage_2 = StepCosts(full_step=0.3, last_layer_step=0.01, embed_tile=1e-5)
+    for seconds in (15, 25, 40, 70):
+        epochs, _ = epochs_for_budget(seconds, cheap_stage_2, n_tiles=1500, batch_size=256)
+        assert epochs[1] == max(1, int(sum(epochs) * 50 / 1500 + 0.5)) or epochs[1] == 1
+        assert epochs[2] >= epochs[1]
+
+
 def test_no_previews_when_none_are_wanted():
     _, preview_every = epochs_for_budget(600, COSTS, 17_092, 256, previews=False)
     assert preview_every == 0

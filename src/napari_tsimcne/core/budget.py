@@ -209,8 +209,9 @@ def epochs_for_budget(
     def cost(e: list[int]) -> float:
         return (e[0] + e[2]) * full_epoch + e[1] * last_epoch
 
-    while True:  # spend what rounding down left over, on the stage furthest below its share
-        for i in sorted(range(3), key=lambda i: epochs[i] / share[i]):
+    # spend what rounding down left over on stage 1 or 3, whichever is further below its share
+    while True:
+        for i in sorted((0, 2), key=lambda i: epochs[i] / share[i]):
             more = epochs[:i] + [epochs[i] + 1] + epochs[i + 1 :]
             if cost(more) <= left:
                 epochs = more

@@ -9,7 +9,7 @@ import numpy as np
 from napari.layers import Points
 from napari.qt.threading import FunctionWorker
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import QEvent, QTimer
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QComboBox,
     QFormLayout,
@@ -20,7 +20,6 @@ from qtpy.QtWidgets import (
     QPushButton,
     QSpinBox,
     QVBoxLayout,
-    QWidget,
 )
 
 from . import annotations as ann
@@ -29,7 +28,7 @@ from .crosslink import link_opened_outputs
 from .lasso import LassoTool
 from .legend_widget import LegendView
 from .map_layer import legend, recolor
-from .qt_helpers import CSV_FILTER, ask_path_then, refill, scroll_layout
+from .qt_helpers import CSV_FILTER, DockWidget, ask_path_then, refill, scroll_layout
 from .selection import AnnotationHistory, group_choices, rows_where
 
 AUTOSAVE_DELAY_MS = 1000
@@ -38,7 +37,7 @@ AUTOSAVE_DELAY_MS = 1000
 CLUSTER_METHODS = ("k-means", "HDBSCAN")
 
 
-class AnnotateWidget(QWidget):
+class AnnotateWidget(DockWidget):
     """Name selected points, propose clusters, colour the map, export and import annotations.
 
     Annotations are autosaved (see :mod:`napari_tsimcne.plugin.autosave`) about a second after every change
@@ -53,7 +52,6 @@ class AnnotateWidget(QWidget):
         self._fingerprints: dict = {}
         self._lasso: LassoTool | None = None
         self._cluster_worker = None
-        self._filtered_windows: set[int] = set()
         self.map_combo = QComboBox()
         self.color_combo = QComboBox()
         self.name_edit = QLineEdit()
@@ -180,7 +178,6 @@ class AnnotateWidget(QWidget):
         for ev in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             ev.connect(self.refresh_layers)
         self.refresh_layers()
-        QTimer.singleShot(0, self._watch_window)  # once docked in napari's window
 
     def refresh_layers(self, event=None) -> None:
         link_opened_outputs(
@@ -594,27 +591,6 @@ class AnnotateWidget(QWidget):
         except Exception as exc:  # noqa: BLE001 - closing must not fail
             show_error(f"Autosave failed: {exc}")
 
-    def _watch_window(self) -> None:
+    def _on_window_closing(self) -> None:
         # napari closing its window: save first (harmless if the close is then cancelled)
-        window = self.window()
-        if window is not self and id(window) not in self._filtered_windows:
-            window.installEventFilter(self)
-            self._filtered_windows.add(id(window))
-
-    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
-        self._watch_window()
-        super().showEvent(event)
-
-    def eventFilter(self, obj, ev) -> bool:  # noqa: N802 - Qt's name
-        if ev.type() == QEvent.Type.Close:
-            self.flush_autosave()
-        return False
-
-    def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
-        self.shutdown()
-        super().closeEvent(event)
-
-    def event(self, ev) -> bool:
-        if ev.type() == QEvent.Type.ParentChange and self.parent() is None:
-            self.shutdown()
-        return super().event(ev)
+        self.flush_autosave()

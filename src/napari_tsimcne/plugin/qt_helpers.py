@@ -1,9 +1,9 @@
-"""Small Qt helpers shared by the dock widgets: file dialogs, combo boxes and foldable sections."""
+"""Small Qt helpers shared by the dock widgets: their closing, file dialogs, combo boxes and foldable sections."""
 
 from __future__ import annotations
 
 from napari.utils.notifications import show_error
-from qtpy.QtCore import QEvent, Qt
+from qtpy.QtCore import QEvent, Qt, QTimer
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -51,6 +51,54 @@ def refill(combo: QComboBox, names: list[str]) -> None:
     if current in names:
         combo.setCurrentText(current)
     combo.blockSignals(False)
+
+
+class DockWidget(QWidget):
+    """A dock widget that hears when napari's window closes and when it is taken out of its dock.
+
+    Subclasses define ``shutdown()``; ``_on_window_closing()`` (default: nothing) runs when
+    napari's main window closes, ``_on_undocked()`` (default: ``shutdown()``) when the dock's
+    "x" takes the widget out of its dock, and closing the widget itself calls ``shutdown()``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._filtered_windows: set[int] = set()
+        QTimer.singleShot(0, self._watch_window)  # once docked in napari's window
+
+    def shutdown(self) -> None:
+        raise NotImplementedError
+
+    def _on_window_closing(self) -> None:
+        """napari's main window is closing (a close that may still be cancelled)."""
+
+    def _on_undocked(self) -> None:
+        self.shutdown()
+
+    def _watch_window(self) -> None:
+        window = self.window()
+        if window is not self and id(window) not in self._filtered_windows:
+            window.installEventFilter(self)
+            self._filtered_windows.add(id(window))
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        self._watch_window()
+        super().showEvent(event)
+
+    def eventFilter(self, obj, ev) -> bool:  # noqa: N802 - Qt's name
+        if ev.type() == QEvent.Type.Close:
+            self._on_window_closing()
+        return False
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        self.shutdown()
+        super().closeEvent(event)
+
+    def event(self, ev) -> bool:
+        # napari's dock "x" (remove_dock_widget) takes the widget out of its dock with setParent(None)
+        if ev.type() == QEvent.Type.ParentChange and self.parent() is None:
+            self._on_undocked()
+        return super().event(ev)
 
 
 class WrappedLabel(QLabel):

@@ -9,7 +9,7 @@ from napari.layers import Image, Points
 from napari.qt.threading import GeneratorWorker
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import QEvent, Qt, QTimer
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -35,6 +35,7 @@ from .preview import augmentation_mosaic, preview_indices
 from .qt_helpers import (
     MODEL_FILTER,
     Collapsible,
+    DockWidget,
     WrappedLabel,
     ask_path_then,
     refill,
@@ -80,7 +81,7 @@ def _image_layers_2d(viewer) -> list[Image]:
     ]
 
 
-class TrainWidget(QWidget):
+class TrainWidget(DockWidget):
     """Choose a tile layer and augmentations, train, and watch the map form."""
 
     def __init__(self, napari_viewer) -> None:
@@ -93,7 +94,6 @@ class TrainWidget(QWidget):
         self._closing = False
         self._loop_done = threading.Event()
         self._loop_done.set()
-        self._filtered_windows: set[int] = set()
         self.pbar: progress | None = None  # napari's progress bar of the running training
         self._returned = False
         self._epochs_done = 0
@@ -250,7 +250,6 @@ class TrainWidget(QWidget):
         ):
             ev.connect(self.refresh_layers)
         self.refresh_layers()
-        QTimer.singleShot(0, self._watch_window)  # once docked in napari's window
 
     def _set_tooltips(self) -> None:
         tips = {
@@ -673,35 +672,14 @@ class TrainWidget(QWidget):
             release_device_memory()
         return done
 
-    def _watch_window(self) -> None:
+    def _on_window_closing(self) -> None:
         # napari closing its window: stop training at the end of the epoch, waiting up to 10 s
-        window = self.window()
-        if window is not self and id(window) not in self._filtered_windows:
-            window.installEventFilter(self)
-            self._filtered_windows.add(id(window))
-
-    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
-        self._watch_window()
-        super().showEvent(event)
-
-    def eventFilter(self, obj, ev) -> bool:  # noqa: N802 - Qt's name
-        if ev.type() == QEvent.Type.Close and self.worker is not None:
+        if self.worker is not None:
             self.shutdown(timeout=10.0)
-        return False
 
-    def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
-        self.shutdown()
-        super().closeEvent(event)
-
-    def event(self, ev) -> bool:
-        # napari's dock "x" (remove_dock_widget) takes the widget out of its dock with setParent(None)
-        if (
-            ev.type() == QEvent.Type.ParentChange
-            and self.parent() is None
-            and self.worker is not None
-        ):
+    def _on_undocked(self) -> None:
+        if self.worker is not None:
             self.shutdown()
-        return super().event(ev)
 
     def show_map(
         self, tiles_layer, embedding: np.ndarray, outlier: np.ndarray | None = None

@@ -11,55 +11,55 @@ manifest, the reader and ``napari-tsimcne --help`` do not import PyTorch.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from . import core  # torch-free itself: its public names are imported on first use too
 
 __version__ = "0.1.0"
 
-_LAZY: dict[str, str] = {
-    "AugmentationSettings": ".core.augment",
-    "ChannelNormalization": ".core.normalization",
-    "ModelFileError": ".core.persistence",
-    "NotFittedError": ".core.estimator",
-    "TSimCNE": ".core.estimator",
-    "TiledImage": ".core.tiles",
-    "TileStackError": ".core.tiles",
-    "TrainingDivergedError": ".core.training",
-    "TrainingEvent": ".core.training",
-    "as_tile_stack": ".core.tiles",
-    "knn_accuracy": ".core.evaluation",
-    "tile_image": ".core.tiles",
-}
-"""Public name -> the module (relative to this package) that defines it."""
-
-__all__ = [
-    "AugmentationSettings",
-    "ChannelNormalization",
-    "ModelFileError",
-    "NotFittedError",
-    "TSimCNE",
-    "TileStackError",
-    "TiledImage",
-    "TrainingDivergedError",
-    "TrainingEvent",
-    "__version__",
-    "as_tile_stack",
-    "knn_accuracy",
-    "tile_image",
-]
+__all__ = ["__version__", *core.__all__]
 
 if TYPE_CHECKING:  # static tools and IDEs see the names as ordinary imports
-    from .core.augment import AugmentationSettings
-    from .core.estimator import NotFittedError, TSimCNE
-    from .core.evaluation import knn_accuracy
-    from .core.normalization import ChannelNormalization
-    from .core.persistence import ModelFileError
-    from .core.tiles import TiledImage, TileStackError, as_tile_stack, tile_image
-    from .core.training import TrainingDivergedError, TrainingEvent
+    from .core import (
+        AugmentationSettings as AugmentationSettings,
+    )
+    from .core import (
+        ChannelNormalization as ChannelNormalization,
+    )
+    from .core import (
+        ModelFileError as ModelFileError,
+    )
+    from .core import (
+        NotFittedError as NotFittedError,
+    )
+    from .core import (
+        TiledImage as TiledImage,
+    )
+    from .core import (
+        TileStackError as TileStackError,
+    )
+    from .core import (
+        TrainingDivergedError as TrainingDivergedError,
+    )
+    from .core import (
+        TrainingEvent as TrainingEvent,
+    )
+    from .core import (
+        TSimCNE as TSimCNE,
+    )
+    from .core import (
+        as_tile_stack as as_tile_stack,
+    )
+    from .core import (
+        knn_accuracy as knn_accuracy,
+    )
+    from .core import (
+        tile_image as tile_image,
+    )
 
 
 def __getattr__(name: str) -> Any:
-    """Import a public name from its module on first access (PEP 562).
+    """The public names of :mod:`napari_tsimcne.core`, imported on first access (PEP 562).
 
     Parameters
     ----------
@@ -76,10 +76,9 @@ def __getattr__(name: str) -> Any:
     AttributeError
         If ``name`` is not a public name of the package.
     """
-    module = _LAZY.get(name)
-    if module is None:
+    if name not in core.__all__:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
+    value = getattr(core, name)
     globals()[name] = value
     return value
 

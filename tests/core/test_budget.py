@@ -11,12 +11,10 @@ import torch
 from napari_tsimcne import TSimCNE
 from napari_tsimcne.core.augment import AugmentationSettings
 from napari_tsimcne.core.budget import (
-    PAPER_RATIO,
     StepCosts,
     epochs_for_budget,
     measure_step_costs,
     planned_seconds,
-    split_epochs,
 )
 from napari_tsimcne.core.device import CPU_DEFAULTS, GPU_DEFAULTS, MPS_DEFAULTS, defaults_for
 from napari_tsimcne.core.model import TSimCNENet
@@ -24,12 +22,6 @@ from napari_tsimcne.core.normalization import ChannelNormalization
 from napari_tsimcne.core.store import TileStore
 
 COSTS = StepCosts(full_step=0.3, last_layer_step=0.1, embed_tile=1e-4)
-
-
-def test_split_keeps_the_papers_ratio_and_gives_every_stage_an_epoch():
-    assert split_epochs(1500) == PAPER_RATIO
-    assert split_epochs(30) == (20, 1, 9)
-    assert split_epochs(0.5) == (1, 1, 1)
 
 
 @pytest.mark.parametrize("seconds", [120, 600, 3600])

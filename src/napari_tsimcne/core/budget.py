@@ -154,12 +154,6 @@ def measure_step_costs(
     return StepCosts(full, last, embed)
 
 
-def split_epochs(total: float, ratio: tuple[int, int, int] = PAPER_RATIO) -> tuple[int, int, int]:
-    """``total`` epochs split over the stages in ``ratio``, each stage at least one epoch."""
-    share = [r / sum(ratio) for r in ratio]
-    return tuple(max(1, int(round(total * s))) for s in share)  # type: ignore[return-value]
-
-
 def epochs_for_budget(
     seconds: float,
     costs: StepCosts,

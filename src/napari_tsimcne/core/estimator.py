@@ -213,11 +213,9 @@ class TSimCNE:
         return _Plan(None, float(budget), batch, backbone, width)
 
     def _check_params(
-        self, n_tiles: int, processes: int = 1, plan: _Plan | None = None
+        self, n_tiles: int, processes: int, plan: _Plan
     ) -> tuple[tuple[int, int, int] | None, float, AugmentationSettings]:
         """Check every parameter (``plan``: the resolved ``"auto"`` settings); epochs are None with a time budget."""
-        if plan is None:
-            plan = self._resolve_auto(torch.device("cpu"), n_tiles, processes)
         total_epochs, batch_size, backbone, width = (
             plan.total_epochs,
             plan.batch_size,

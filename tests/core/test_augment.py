@@ -118,3 +118,31 @@ def test_bad_settings_are_refused_with_a_reason():
         AugmentationSettings(hflip=1.5).validate()
     with pytest.raises(ValueError, match="Unknown augmentation preset"):
         AugmentationSettings.preset("cats")
+
+
+def test_only_uint8_stacks_with_three_channels_count_as_colour_images():
+    s = AugmentationSettings.preset("microscopy")
+    assert s.for_stack(np.uint8, 3).rgb is True
+    for dtype, channels in [(np.uint16, 3), (np.float32, 3), (np.uint8, 1), (np.uint8, 4)]:
+        assert s.for_stack(dtype, channels).rgb is False
+    # what the user says is kept
+    assert AugmentationSettings.preset("microscopy", rgb=False).for_stack(np.uint8, 3).rgb is False
+
+
+def test_three_fluorescence_channels_are_never_mixed_or_turned_grey():
+    # a cell bright in channel 0 only: colour operations would leak it into channels 1 and 2
+    x = torch.zeros(64, 3, 16, 16)
+    x[:, 0, 4:12, 4:12] = 0.8
+    s = AugmentationSettings.preset("microscopy", grayscale_p=1.0, jitter_p=1.0).for_stack(
+        np.uint16, 3
+    )
+    out = augment(x, s, make_generator(torch.device("cpu"), 0))
+    assert out[:, 1:].abs().max() == 0
+    assert out[:, 0].amax((1, 2)).min() > 0.3  # and channel 0 still holds the cell
+
+
+def test_colour_images_still_get_colour_augmentations():
+    x = batch(c=3, n=16)
+    s = AugmentationSettings.preset("microscopy", grayscale_p=1.0).for_stack(np.uint8, 3)
+    out = augment(x, s, make_generator(torch.device("cpu"), 0))
+    assert torch.allclose(out[:, 0], out[:, 1]) and torch.allclose(out[:, 1], out[:, 2])

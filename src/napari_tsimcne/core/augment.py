@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields, replace
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -73,6 +74,16 @@ class AugmentationSettings:
     """Gaussian blur sigma range in pixels, applied with probability ``blur_p``."""
     noise_std: float = 0.0
     """Gaussian noise with a per-view standard deviation in [0, noise_std]."""
+    rgb: bool | None = None
+    """Whether the tiles are colour photographs (red, green, blue).
+
+    Saturation, hue and greyscale mix the channels and apply to colour
+    images only. ``None`` decides from the stack (:meth:`for_stack`):
+    3-channel uint8 stacks are colour images; any other stack, including
+    3-channel uint16 or float fluorescence, is a set of independent channels
+    that are never mixed into one another. Left undecided, no channel is
+    mixed.
+    """
 
     @classmethod
     def preset(cls, name: str, **overrides) -> AugmentationSettings:
@@ -114,6 +125,16 @@ class AugmentationSettings:
             f"augmentations must be a preset name or AugmentationSettings, got {type(value).__name__}"
         )
 
+    def for_stack(self, dtype, n_channels: int) -> AugmentationSettings:
+        """These settings with :attr:`rgb` decided for a stack of ``dtype`` with ``n_channels``.
+
+        An explicit ``rgb`` is kept; ``None`` becomes True for 3-channel
+        uint8 stacks (colour images) and False for everything else.
+        """
+        if self.rgb is not None:
+            return self
+        return replace(self, rgb=bool(n_channels == 3 and np.dtype(dtype) == np.uint8))
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -137,6 +158,10 @@ class AugmentationSettings:
             raise ValueError(f"hue must lie in [0, 0.5], got {self.hue}.")
         if self.fill not in ("border", "reflection", "zeros"):
             raise ValueError(f"fill must be 'border', 'reflection' or 'zeros', got {self.fill!r}.")
+        if self.rgb not in (None, True, False):
+            raise ValueError(
+                f"rgb must be True, False or None (decide from the stack), got {self.rgb!r}."
+            )
         if self.noise_std < 0 or self.rotation_degrees < 0:
             raise ValueError("noise_std and rotation_degrees must not be negative.")
 
@@ -263,15 +288,16 @@ def augment(
 ) -> torch.Tensor:
     """One random view of every tile in ``x`` (B, C, H, W) in [0, 1]; returns the same shape in [0, 1].
 
-    Colour jitter, saturation, hue and greyscale apply to 3-channel (RGB)
-    tiles only; other channel counts get brightness, contrast and the
-    per-channel gain.
+    Saturation, hue and greyscale apply to colour tiles only (3 channels
+    and ``settings.rgb`` true, see :meth:`AugmentationSettings.for_stack`);
+    other tiles get brightness, contrast and the per-channel gain, each
+    channel on its own.
     """
     s = settings
     b, c, h, w = x.shape
     dev = x.device
     x = warp(x, affine_matrices(b, h, w, s, generator, dev), s.fill)
-    rgb = c == 3
+    rgb = bool(s.rgb) and c == 3
     jitter = _coin(b, s.jitter_p, generator, dev)
     if s.brightness > 0:
         f = _per_view(_uniform(b, 1 - s.brightness, 1 + s.brightness, generator, dev), jitter, 1.0)

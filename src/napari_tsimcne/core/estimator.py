@@ -362,6 +362,7 @@ class TSimCNE:
         device, ctx = _device_and_processes(self.device)
         plan = self._resolve_auto(device, info.n_tiles, ctx.world_size)
         epochs, lr, aug = self._check_params(info.n_tiles, ctx.world_size, plan)
+        aug = aug.for_stack(stack.dtype, info.n_channels)
         self.fingerprint_ = fingerprint(stack)
         seed = broadcast_seed(self._seed(), ctx)
         normalization = ChannelNormalization.fit(stack)
@@ -470,6 +471,7 @@ class TSimCNE:
         epochs, lr, aug = self._check_params(
             info.n_tiles, ctx.world_size, self._resolve_auto(device, info.n_tiles, ctx.world_size)
         )
+        aug = aug.for_stack(stack.dtype, info.n_channels)
         if epochs is None:
             raise ValueError(
                 "This checkpoint does not say how many epochs to train; it cannot be resumed."

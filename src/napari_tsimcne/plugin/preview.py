@@ -21,19 +21,22 @@ def augmentation_mosaic(
 ) -> np.ndarray:
     """Rows = tiles, first column the normalised original, then ``n_views`` augmented views; 2 px gaps.
 
-    RGB tiles (n, h, w, 3) give a uint8 (H, W, 3) mosaic; others a float mosaic of the first channel in [0, 1].
+    Colour tiles (uint8 (n, h, w, 3), or ``settings.rgb``) give a uint8 (H, W, 3) mosaic; others a float
+    mosaic of the first channel in [0, 1].
     """
     tiles = np.asarray(tiles)
     if tiles.ndim not in (3, 4) or len(tiles) == 0:
         raise ValueError(f"Expected tiles (n, h, w) or (n, h, w, c), got shape {tiles.shape}.")
-    settings = AugmentationSettings.coerce(settings)
+    settings = AugmentationSettings.coerce(settings).for_stack(
+        tiles.dtype, tiles.shape[3] if tiles.ndim == 4 else 1
+    )
     norm = ChannelNormalization.fit(tiles)
     x = torch.from_numpy(np.ascontiguousarray(tiles if tiles.ndim == 4 else tiles[..., None]))
     x = norm.apply(x.permute(0, 3, 1, 2))
     gen = make_generator(torch.device("cpu"), seed)
     columns = [x] + [augment(x.clone(), settings, gen) for _ in range(n_views)]
     n, c, h, w = x.shape
-    rgb = tiles.ndim == 4 and c == 3
+    rgb = bool(settings.rgb)
     cols = len(columns)
     out = np.zeros(
         ((h + GAP) * n - GAP, (w + GAP) * cols - GAP) + ((3,) if rgb else ()), dtype=np.float32

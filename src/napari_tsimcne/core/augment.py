@@ -74,6 +74,13 @@ class AugmentationSettings:
     """Gaussian blur sigma range in pixels, applied with probability ``blur_p``."""
     noise_std: float = 0.0
     """Gaussian noise with a per-view standard deviation in [0, noise_std]."""
+    neighbor_views: float = 0.0
+    """Fraction of positive pairs whose second view shows one of the tile's nearest neighbours in
+    intensity (the tiles with the most similar per-channel intensity profile, see
+    :mod:`napari_tsimcne.core.neighbors`) instead of the tile itself. 0 is the papers' method;
+    above 0 the map keeps tiles with similar amounts of each stain together, in order."""
+    neighbor_k: int = 10
+    """How many nearest neighbours in intensity a second view may be drawn from."""
     rgb: bool | None = None
     """Whether the tiles are colour photographs (red, green, blue).
 
@@ -158,6 +165,18 @@ class AugmentationSettings:
             raise ValueError(f"hue must lie in [0, 0.5], got {self.hue}.")
         if self.fill not in ("border", "reflection", "zeros"):
             raise ValueError(f"fill must be 'border', 'reflection' or 'zeros', got {self.fill!r}.")
+        if not 0 <= self.neighbor_views <= 1:
+            raise ValueError(
+                f"neighbor_views is a fraction and must lie in [0, 1], got {self.neighbor_views}."
+            )
+        if (
+            isinstance(self.neighbor_k, bool)
+            or not isinstance(self.neighbor_k, int)
+            or self.neighbor_k < 1
+        ):
+            raise ValueError(
+                f"neighbor_k must be a whole number of at least 1, got {self.neighbor_k!r}."
+            )
         if self.rgb not in (None, True, False):
             raise ValueError(
                 f"rgb must be True, False or None (decide from the stack), got {self.rgb!r}."

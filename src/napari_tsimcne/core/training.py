@@ -23,6 +23,7 @@ from .device import autocast, memory_format
 from .distributed import SINGLE, DistContext, gather_views, mean_over_processes, wrap
 from .loss import cauchy_infonce
 from .model import TSimCNENet
+from .neighbors import NeighborViews, intensity_neighbors
 from .schedule import Stage, lr_at
 from .store import TileStore
 
@@ -228,14 +229,19 @@ class Trainer:
         total = torch.zeros((), device=self.device)
         params = [p for p in self.net.parameters() if p.requires_grad]
         lr = stage.lr
+        neighbors = self._neighbor_views()
         self.net.train()
         for step in range(steps):
             lr = lr_at(stage, self.state.epoch * steps + step, steps)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             first = (step * world + rank) * bs
-            tiles = self.store.gather(perm[first : first + bs])
-            views = augment(torch.cat([tiles, tiles]), self.augmentations, gen_dev).contiguous(
+            index = perm[first : first + bs]
+            tiles = self.store.gather(index)
+            partners = (
+                tiles if neighbors is None else self.store.gather(neighbors.pick(index, gen_cpu))
+            )
+            views = augment(torch.cat([tiles, partners]), self.augmentations, gen_dev).contiguous(
                 memory_format=fmt
             )
             z, rows = gather_views(self._model(views), self.dist)
@@ -248,6 +254,17 @@ class Trainer:
             total += loss.detach()
         total = mean_over_processes(total, self.dist)
         return float(total) / max(1, steps), lr, 2 * bs * world * steps
+
+    def _neighbor_views(self) -> NeighborViews | None:
+        """The intensity neighbours the second views are drawn from, found once per run; None when unused."""
+        aug = self.augmentations
+        if aug.neighbor_views <= 0:
+            return None
+        if getattr(self, "_neighbors", None) is None:
+            self._neighbors = NeighborViews(
+                intensity_neighbors(self.store, aug.neighbor_k), aug.neighbor_views
+            )
+        return self._neighbors
 
     # -- embedding ----------------------------------------------------------
     @torch.no_grad()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .core.presets import PRESETS
 from .core.schedule import QUICK_GPU_EPOCHS
 
 EXIT_OK = 0
@@ -102,10 +103,11 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--augmentations",
-        choices=("microscopy", "natural", "fluorescence"),
-        default="microscopy",
-        help="augmentation preset; what it varies, the map ignores (default: %(default)s; use "
-        "'fluorescence' when intensity is the signal)",
+        choices=("auto", *PRESETS),
+        default="auto",
+        help="augmentation preset; what it varies, the map ignores (default: %(default)s, chosen "
+        "from the stack and said at the start: 'quantitative' for fluorescence where intensity is "
+        "the signal, 'microscopy' otherwise)",
     )
     g.add_argument(
         "--device",
@@ -438,6 +440,8 @@ def _train(model, tiles: np.ndarray, outdir: Path, args: argparse.Namespace):
     events = start(
         tiles, checkpoint=checkpoint, checkpoint_every=max(1, every), progress=mapping.update
     )
+    if getattr(model, "preset_reason_", None):  # "auto": the preset was chosen from the stack
+        _say(args, f"Augmentations: {model.preset_}. {model.preset_reason_}")
     if (
         getattr(model, "step_costs_", None) is not None
     ):  # a time budget: the epochs were just chosen
@@ -575,9 +579,8 @@ def _summary(model, data, args: argparse.Namespace, acc: float | None, note: str
             "epochs": list(model.total_epochs_),
             "batch_size": int(model.batch_size_),
             "time_budget_seconds": getattr(model, "time_budget_", None),
-            "augmentations": model.augmentations
-            if isinstance(model.augmentations, str)
-            else model.augmentations.to_dict(),
+            "preset": getattr(model, "preset_", None),
+            "augmentations": model.augmentations_.to_dict(),
             "seed": model.random_state,
             "backbone": model.backbone_,
             "width": model.width_,

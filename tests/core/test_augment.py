@@ -12,7 +12,7 @@ from napari_tsimcne.core.augment import (
     warp,
 )
 
-PRESETS = ["microscopy", "natural", "fluorescence"]
+PRESETS = ["microscopy", "natural", "quantitative"]
 
 
 def batch(c=3, n=8, size=32, seed=0):
@@ -101,14 +101,24 @@ def test_crop_scale_one_without_rotation_is_identity():
     assert torch.allclose(m, torch.tensor([[1.0, 0, 0], [0, 1.0, 0]]).expand(4, 2, 3))
 
 
-def test_fluorescence_preset_keeps_intensity_nearly_unchanged():
+def test_quantitative_preset_keeps_intensity_unchanged():
     s = AugmentationSettings.preset(
-        "fluorescence", crop_scale=(1.0, 1.0), rotate_90=False, rotation_degrees=0.0
+        "quantitative",
+        crop_scale=(1.0, 1.0),
+        crop_ratio=(1.0, 1.0),
+        rotate_90=False,
+        rotation_degrees=0.0,
     )
     x = batch(c=4, n=64) * 0.5
     out = augment(x, s, make_generator(torch.device("cpu"), 0))
     ratio = out.mean((2, 3)) / x.mean((2, 3))
-    assert ratio.min() > 0.94 and ratio.max() < 1.06  # only the 5 % per-channel gain
+    assert ratio.min() > 0.999 and ratio.max() < 1.001  # flips only: no gain, no jitter
+
+
+def test_the_older_fluorescence_name_means_the_quantitative_preset():
+    assert AugmentationSettings.preset("fluorescence") == AugmentationSettings.preset(
+        "quantitative"
+    )
 
 
 def test_bad_settings_are_refused_with_a_reason():

@@ -70,7 +70,7 @@ def test_training_draws_second_views_from_neighbours_when_asked(monkeypatch):
     assert y.shape == (128, 2) and np.isfinite(y).all()
     assert len(calls) == 3 * 4  # every step of every stage: 3 epochs of 128 // 32 steps
     calls.clear()
-    TSimCNE(**settings).fit(stack)
+    TSimCNE(**settings, augmentations="microscopy").fit(stack)
     assert not calls, "the papers' method draws both views from the same tile"
 
 

@@ -173,7 +173,7 @@ SETTINGS = st.fixed_dictionaries(
         "out_dim": st.integers(0, 4),
         "warmup": st.one_of(st.integers(-1, 3), st.just("auto")),
         "init_2d": st.sampled_from(["pca", "random", "svd"]),
-        "augmentations": st.sampled_from(["microscopy", "natural", "fluorescence", "none"]),
+        "augmentations": st.sampled_from(["microscopy", "natural", "quantitative", "auto", "none"]),
     },
 )
 

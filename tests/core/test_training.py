@@ -108,7 +108,7 @@ def test_multichannel_uint16_stack_trains_end_to_end():
     x = rng.normal(800, 60, (n, 24, 24, 4))
     x[bright, :, :, 2] += 2500
     x = np.clip(x, 0, 65535).astype(np.uint16)
-    model = TSimCNE(**{**TINY, "augmentations": "fluorescence", "batch_size": 32})
+    model = TSimCNE(**{**TINY, "augmentations": "quantitative", "batch_size": 32})
     y = model.fit_transform(x)
     assert y.shape == (n, 2) and np.isfinite(y).all()
     assert model.n_channels_ == 4

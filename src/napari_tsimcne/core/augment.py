@@ -17,11 +17,16 @@ Presets
     The natural set plus rotations by any angle (multiples of 90 degrees plus
     a random angle, corners filled with the tile's border colour) and
     vertical flips: cells and tissue have no "up" (Nwabufo et al. 2024).
-``"fluorescence"``
-    For quantitative fluorescence, where intensity is the signal (DNA
-    content, marker levels): crops, rotations and flips, but no brightness,
-    contrast or colour jitter, only a small per-channel gain (5 %). The map
-    then keeps tiles apart that differ in brightness.
+``"quantitative"``
+    For quantitative fluorescence, where the amount of each stain is the
+    signal (DNA content, marker levels): rotations by any angle, flips and
+    mild crops (80 to 100 % of the tile, so a cell's size changes by at most
+    about 10 %), no change of brightness, contrast or colour, and every
+    positive pair made of views of two tiles that are nearest neighbours in
+    per-channel intensity profile (``neighbor_views``; see
+    :mod:`napari_tsimcne.core.neighbors`). The map then keeps cells in order
+    of their intensities and sizes, and still apart by shape where these
+    agree. ``"fluorescence"`` is accepted as an older name for it.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-PRESETS = ("microscopy", "natural", "fluorescence")
+from .presets import PRESET_ALIASES, PRESETS
 
 
 @dataclass(frozen=True)
@@ -94,20 +99,21 @@ class AugmentationSettings:
 
     @classmethod
     def preset(cls, name: str, **overrides) -> AugmentationSettings:
-        """One of ``"microscopy"``, ``"natural"``, ``"fluorescence"``, with optional overrides."""
+        """One of ``"microscopy"``, ``"natural"``, ``"quantitative"``, with optional overrides."""
         if name == "microscopy":
             base = cls()
         elif name == "natural":
             base = cls(rotate_90=False, rotation_degrees=0.0, vflip=0.0)
-        elif name == "fluorescence":
+        elif PRESET_ALIASES.get(name, name) == "quantitative":
             base = cls(
+                crop_scale=(0.8, 1.0),
                 jitter_p=0.0,
                 brightness=0.0,
                 contrast=0.0,
                 saturation=0.0,
                 hue=0.0,
                 grayscale_p=0.0,
-                channel_gain=0.05,
+                neighbor_views=1.0,
             )
         else:
             raise ValueError(

@@ -19,6 +19,7 @@ from .fingerprint import TileFingerprint, check_same_tiles, fingerprint
 from .model import BACKBONES, TSimCNENet
 from .normalization import ChannelNormalization
 from .persistence import ModelFileError, load_payload, save_payload
+from .recommend import recommend_preset
 from .schedule import default_lr, make_stages
 from .store import TileStore
 from .tiles import MAX_CHANNELS, MIN_TILE_SIZE, TileStackError, as_tile_stack, stack_info
@@ -47,9 +48,13 @@ class TSimCNE:
         (see the multi-GPU page of the docs). ``"auto"``: 1024 on a GPU, 256 on
         a CPU, at most the largest power of two that the stack holds.
     augmentations
-        A preset name (``"microscopy"``, ``"natural"``, ``"fluorescence"``) or
-        an :class:`AugmentationSettings`. What the augmentations vary, the map
-        ignores.
+        A preset name (``"microscopy"``, ``"natural"``, ``"quantitative"``),
+        an :class:`AugmentationSettings`, or ``"auto"`` (default): the preset
+        that suits the stack (:func:`~napari_tsimcne.core.recommend.recommend_preset`:
+        ``"quantitative"`` for camera data of bright objects on a dark
+        background whose intensity differs between tiles, ``"microscopy"``
+        otherwise); ``preset_`` and ``preset_reason_`` say which and why. What
+        the augmentations vary, the map ignores.
     device
         ``"auto"`` (CUDA, then MPS, then CPU), ``"cuda"``, ``"mps"`` or ``"cpu"``.
     random_state
@@ -111,7 +116,7 @@ class TSimCNE:
         self,
         total_epochs: tuple[int, int, int] | str = "auto",
         batch_size: int | str = "auto",
-        augmentations: str | AugmentationSettings = "microscopy",
+        augmentations: str | AugmentationSettings = "auto",
         device: str = "auto",
         random_state: int | None = None,
         out_dim: int = 2,
@@ -304,9 +309,24 @@ class TSimCNE:
             )
         if self.init_2d not in ("pca", "random"):
             raise ValueError(f"init_2d must be 'pca' or 'random', got {self.init_2d!r}.")
-        aug = AugmentationSettings.coerce(self.augmentations)
+        aug = AugmentationSettings.coerce(
+            "microscopy" if _is_auto(self.augmentations) else self.augmentations
+        )
         aug.validate()
         return epochs, float(lr), aug
+
+    def _augmentations_for(self, stack: np.ndarray, checked: AugmentationSettings):
+        """The augmentations this stack trains with: "auto" resolved, colour decided; sets ``augmentations_``."""
+        n_channels = stack.shape[3] if stack.ndim == 4 else 1
+        if _is_auto(self.augmentations):
+            rec = recommend_preset(stack)
+            self.preset_, self.preset_reason_ = rec.preset, rec.reason
+            checked = AugmentationSettings.preset(rec.preset)
+        else:
+            self.preset_ = self.augmentations if isinstance(self.augmentations, str) else None
+            self.preset_reason_ = None
+        self.augmentations_ = checked.for_stack(stack.dtype, n_channels)
+        return self.augmentations_
 
     def _preview_every(self, epochs: tuple[int, int, int]) -> int:
         if self.preview_every == "auto":
@@ -362,7 +382,7 @@ class TSimCNE:
         device, ctx = _device_and_processes(self.device)
         plan = self._resolve_auto(device, info.n_tiles, ctx.world_size)
         epochs, lr, aug = self._check_params(info.n_tiles, ctx.world_size, plan)
-        aug = aug.for_stack(stack.dtype, info.n_channels)
+        aug = self._augmentations_for(stack, aug)
         self.fingerprint_ = fingerprint(stack)
         seed = broadcast_seed(self._seed(), ctx)
         normalization = ChannelNormalization.fit(stack)
@@ -471,7 +491,7 @@ class TSimCNE:
         epochs, lr, aug = self._check_params(
             info.n_tiles, ctx.world_size, self._resolve_auto(device, info.n_tiles, ctx.world_size)
         )
-        aug = aug.for_stack(stack.dtype, info.n_channels)
+        aug = self._augmentations_for(stack, aug)
         if epochs is None:
             raise ValueError(
                 "This checkpoint does not say how many epochs to train; it cannot be resumed."
@@ -689,8 +709,10 @@ class TSimCNE:
             width=int(self.width_),
             time_budget=None,
         )
-        aug = AugmentationSettings.coerce(params["augmentations"])
-        params["augmentations"] = aug.to_dict()
+        aug = getattr(self, "augmentations_", None) or AugmentationSettings.coerce(
+            params["augmentations"]
+        )
+        params["augmentations"] = aug.to_dict()  # as trained: "auto" resolved
         return {
             "params": params,
             "state_dict": {k: v.detach().cpu() for k, v in self.model_.state_dict().items()},
@@ -861,6 +883,10 @@ def _set_input_statistics(net: TSimCNENet, store: TileStore, max_tiles: int = 40
     std = x.std((0, 2, 3), keepdim=True).clamp_min(1e-3)
     net.input_mean.copy_(mean.cpu())
     net.input_std.copy_(std.cpu())
+
+
+def _is_auto(value) -> bool:
+    return isinstance(value, str) and value == "auto"
 
 
 def _is_number(value) -> bool:

@@ -5,11 +5,14 @@ In quantitative fluorescence the amount of a stain in a cell is the signal
 Augmentations alone cannot teach a network that two tiles are alike in that
 sense: instance discrimination keeps the views of one tile together and
 pushes all tiles apart. This module finds, for every tile, the tiles with the
-most similar *intensity profile*: for each channel, the sorted pixel values
-(the intensity histogram, read at evenly spaced quantiles) and their mean.
-The profile is unchanged by rotation, flips and the cell's position in the
-tile, and it keeps the cell's total intensity, its area and how its stain is
-distributed; each channel weighs the same. The training then draws some of
+most similar *intensity profile*: for each channel, the brightest pixel,
+the second, the fourth and so on down to the median (ranks spaced
+geometrically, so a small cell and a large one are both described by many
+of its own pixels rather than by background), and the channel's mean. The
+profile is unchanged by rotation, flips and the cell's position in the
+tile; it keeps the cell's total intensity, its area and how its stain is
+distributed. Each value is standardised over the stack, so every channel
+weighs the same whatever its brightness. The training then draws some of
 its positive pairs from these neighbours (t-SNE's k-nearest-neighbour graph
 joined to t-SimCNE's augmentation graph; Damrich et al. 2023, "From t-SNE to
 UMAP with contrastive learning").
@@ -22,56 +25,58 @@ import torch
 
 from .store import TileStore
 
-PROFILE_QUANTILES = 32
-"""Points read off each channel's sorted pixel values."""
+PROFILE_POINTS = 32
+"""At most this many ranks are read off each channel's sorted pixel values."""
 PROFILE_DIMENSIONS = 16
 """Principal components of the profiles in which neighbours are searched."""
 
 
+def profile_ranks(n_pixels: int, points: int = PROFILE_POINTS) -> np.ndarray:
+    """Ranks from the brightest pixel (0) to the median, spaced geometrically; at most ``points``."""
+    half = max(1, n_pixels // 2)
+    return np.unique(np.round(np.geomspace(1, half, points)).astype(np.int64)) - 1
+
+
 @torch.no_grad()
 def intensity_profiles(
-    store: TileStore, quantiles: int = PROFILE_QUANTILES, chunk: int = 2048
+    store: TileStore, points: int = PROFILE_POINTS, chunk: int = 2048
 ) -> np.ndarray:
-    """Per-channel intensity profiles of every tile, shape (N, C * (quantiles + 1)).
+    """Per-channel intensity profiles of every tile, shape (N, C * (ranks + 1)).
 
     Parameters
     ----------
     store
         The normalised tiles (each channel in [0, 1] on the stack's own scale).
-    quantiles
-        How many evenly spaced quantiles of each channel's pixel values to keep.
+    points
+        At most how many ranks of each channel's sorted pixel values to keep
+        (see :func:`profile_ranks`).
     chunk
         Tiles handled at once (bounds the memory used).
 
     Returns
     -------
     numpy.ndarray
-        float32 rows: for each channel, ``quantiles`` sorted pixel values and their mean.
+        float32 rows: for each channel, its pixel values at the ranks, then their mean.
     """
     n = len(store)
     rows = []
     for start in range(0, n, chunk):
         x = store.gather(torch.arange(start, min(n, start + chunk)))  # (B, C, H, W)
         flat = x.float().flatten(2)  # (B, C, HW)
-        srt = flat.sort(dim=2).values
-        pos = torch.linspace(0, srt.shape[2] - 1, quantiles, device=srt.device).round().long()
-        prof = torch.cat([srt[:, :, pos], flat.mean(2, keepdim=True)], dim=2)
+        ranks = torch.as_tensor(profile_ranks(flat.shape[2], points), device=flat.device)
+        top = flat.sort(dim=2, descending=True).values[:, :, ranks]
+        prof = torch.cat([top, flat.mean(2, keepdim=True)], dim=2)
         rows.append(prof.flatten(1).cpu().numpy())
     return np.concatenate(rows).astype(np.float32)
 
 
-def profile_embedding(profiles: np.ndarray, n_channels: int, dims: int = PROFILE_DIMENSIONS):
-    """The profiles centred, each channel's block scaled to unit mean energy, projected on ``dims`` PCs."""
+def profile_embedding(profiles: np.ndarray, dims: int = PROFILE_DIMENSIONS) -> np.ndarray:
+    """The profiles standardised value by value and projected on their first ``dims`` principal components."""
     x = profiles.astype(np.float64)
-    x = x - x.mean(0)
-    blocks = np.split(x, n_channels, axis=1)
-    scaled = []
-    for b in blocks:
-        energy = np.sqrt((b**2).sum(1).mean())
-        scaled.append(b / energy if energy > 0 else b)
-    x = np.concatenate(scaled, axis=1)
+    x = (x - x.mean(0)) / np.maximum(x.std(0), 1e-6)
     dims = min(dims, x.shape[1], len(x))
-    _, _, vt = np.linalg.svd(x[: min(len(x), 20000)], full_matrices=False)
+    rows = np.unique(np.linspace(0, len(x) - 1, min(len(x), 20000)).astype(np.int64))
+    _, _, vt = np.linalg.svd(x[rows], full_matrices=False)
     return (x @ vt[:dims].T).astype(np.float32)
 
 
@@ -85,7 +90,7 @@ def intensity_neighbors(store: TileStore, k: int = 10) -> np.ndarray:
 
     n = len(store)
     k = max(1, min(k, n - 1))
-    emb = profile_embedding(intensity_profiles(store), store.normalization.n_channels)
+    emb = profile_embedding(intensity_profiles(store))
     idx = NearestNeighbors(n_neighbors=k + 1).fit(emb).kneighbors(emb, return_distance=False)
     out = np.empty((n, k), dtype=np.int64)
     for i, row in enumerate(idx):  # drop the tile itself (not always first when duplicates exist)

@@ -15,7 +15,7 @@ from napari_tsimcne.plugin.map_layer import (
     outlier_scores,
 )
 from napari_tsimcne.plugin.sample_data import sample_tiles, tiles_layer_data
-from napari_tsimcne.plugin.selection import gallery_image, tile_to_point
+from napari_tsimcne.plugin.selection import tile_to_point
 from napari_tsimcne.plugin.train_widget import default_batch_size
 
 
@@ -95,7 +95,7 @@ def test_csv_round_trip(tmp_path, features):
     path = tmp_path / "a.csv"
     ann.export_csv(feats, path, origins=np.arange(40).reshape(20, 2))
     header = path.read_text().splitlines()[0].split(",")
-    assert header == list(ann.CSV_COLUMNS)
+    assert header == [c for c in ann.CSV_COLUMNS if c not in ("z", "label")]  # a 2D map, no labels
     back = ann.import_csv(path, 20)
     assert back["annotation"].tolist() == feats["annotation"].tolist()
     assert back["cluster"].tolist() == feats["cluster"].tolist()
@@ -118,17 +118,6 @@ def test_csv_import_refuses_bad_indices_and_files(tmp_path):
     path.write_text("foo,bar\n1,2\n")
     with pytest.raises(ann.AnnotationFileError, match="tile_index"):
         ann.import_csv(path, 1)
-
-
-def test_gallery_image_grid():
-    tiles = np.arange(10 * 4 * 5 * 3).reshape(10, 4, 5, 3).astype(np.uint8)
-    mosaic = gallery_image(tiles, [2, 7, 9, 1, 0])
-    assert mosaic.shape == (2 * 5 - 1, 3 * 6 - 1, 3)
-    np.testing.assert_array_equal(mosaic[:4, :5], tiles[2])
-    np.testing.assert_array_equal(mosaic[5:9, 6:11], tiles[0])
-    assert gallery_image(tiles[..., 0], range(10), max_tiles=4).shape == (9, 11)
-    with pytest.raises(ValueError):
-        gallery_image(tiles, [])
 
 
 def test_tile_to_point():
@@ -165,7 +154,11 @@ def test_manifest_is_valid():
 
     manifest = npe2.PluginManifest.from_distribution("napari-tsimcne")
     assert manifest.display_name == "t-SimCNE"
-    assert {w.display_name for w in manifest.contributions.widgets} == {"Train map", "Annotate map"}
+    assert {w.display_name for w in manifest.contributions.widgets} == {
+        "Train map",
+        "Annotate map",
+        "Selected tiles",
+    }
     assert manifest.contributions.sample_data[0].key == "tiles"
 
 

@@ -11,7 +11,8 @@ import pytest
 
 from napari_tsimcne import cli
 from napari_tsimcne.plugin.annotations import export_csv
-from napari_tsimcne.plugin.crosslink import GALLERY_NAME, OUTLINE_NAME
+from napari_tsimcne.plugin.crosslink import OUTLINE_NAME
+from napari_tsimcne.plugin.gallery import open_gallery
 from napari_tsimcne.plugin.reader import TOKEN_KEY, get_reader, output_folder, read_output
 
 N_TILES = 128
@@ -156,8 +157,9 @@ def test_open_output_folder_in_napari(make_napari_viewer, stack_output, autosave
 
     # linked: selected points show their tiles; the stack moves to the first
     layer.selected_data = {3, 10}
-    gallery = viewer.layers[GALLERY_NAME]
-    np.testing.assert_array_equal(gallery.data[:32, :32], tiles.data[3])
+    gallery = open_gallery(viewer, create=False)
+    assert list(gallery.shown_tiles()) == [3, 10]
+    np.testing.assert_array_equal(gallery.model.source.planes(3), tiles.data[3])
     assert viewer.dims.current_step[0] == 3
 
 
@@ -194,9 +196,9 @@ def test_open_twice_links_each_map_to_its_own_tiles(make_napari_viewer, stack_ou
     assert targets[0] != targets[1] and all(t in viewer.layers for t in targets)
     maps[1].selected_data = {4}
     assert viewer.dims.current_step[0] == 4
-    np.testing.assert_array_equal(
-        viewer.layers[GALLERY_NAME].data, viewer.layers[targets[1]].data[4]
-    )
+    gallery = open_gallery(viewer, create=False)
+    assert list(gallery.shown_tiles()) == [4] and gallery.link.map_layer == maps[1]
+    np.testing.assert_array_equal(gallery.model.source.planes(4), viewer.layers[targets[1]].data[4])
 
 
 def test_reader_only_returns_layer_data(stack_output, monkeypatch):

@@ -10,7 +10,7 @@ import pytest
 from qtpy.QtCore import Qt
 
 from napari_tsimcne.plugin.annotations import AnnotationFileError
-from napari_tsimcne.plugin.crosslink import GALLERY_NAME
+from napari_tsimcne.plugin.gallery import open_gallery
 from napari_tsimcne.plugin.lasso import LASSO_NAME
 
 from .conftest import N_TILES, set_tiny
@@ -166,8 +166,7 @@ def test_lasso_selects_like_the_box_and_drives_the_gallery(qtbot, small_map):
     np.testing.assert_array_equal(
         points.data, before
     )  # the lasso moves no points, the camera did not pan
-    gallery = viewer.layers[GALLERY_NAME]
-    assert list(gallery.metadata["tile_indices"]) == list(range(30))
+    assert list(open_gallery(viewer, create=False).shown_tiles()) == list(range(30))
     assert viewer.dims.current_step[0] == 0
 
     # choosing another mode in the layer controls ends the lasso, and the camera pans again

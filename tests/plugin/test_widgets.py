@@ -7,6 +7,7 @@ import pytest
 from qtpy.QtCore import Qt
 
 from napari_tsimcne.plugin.crosslink import GALLERY_NAME, HIGHLIGHT_NAME
+from napari_tsimcne.plugin.gallery import open_gallery
 from napari_tsimcne.plugin.layout import extent_2d, overlaps, visible_extent
 from napari_tsimcne.plugin.train_widget import default_batch_size
 
@@ -61,11 +62,12 @@ def test_train_builds_map_and_cross_selection(qtbot, trained, tmp_path):
     assert not overlaps(ext, extent_2d(viewer.layers["tiles"]))
     assert annotate.map_combo.currentText() == "tiles map"
 
-    # points -> tiles: gallery of the selected tiles, stack moves to the first one
+    # points -> tiles: the gallery dock lists the selected tiles, stack moves to the first one
     layer.selected_data = {5, 9, 40}
-    gallery = viewer.layers[GALLERY_NAME]
-    assert gallery.data.shape == (2 * 33 - 1, 2 * 33 - 1, 3)
-    np.testing.assert_array_equal(gallery.data[:32, :32], viewer.layers["tiles"].data[5])
+    gallery = open_gallery(viewer, create=False)
+    assert list(gallery.shown_tiles()) == [5, 9, 40] and gallery.count.text() == "3 of 3 shown"
+    np.testing.assert_array_equal(gallery.model.source.planes(9), viewer.layers["tiles"].data[9])
+    assert GALLERY_NAME not in viewer.layers  # nothing is drawn over the canvas
     assert viewer.dims.current_step[0] == 5
 
     # tiles -> point: moving the slider rings that tile's point
@@ -82,7 +84,7 @@ def test_train_builds_map_and_cross_selection(qtbot, trained, tmp_path):
     train_widget.load_model(path)
     again = train_widget.embed_with_model()
     assert again.name == layer.name and len(layer.data) == N_TILES
-    assert len(viewer.layers) == 4  # tiles, map, gallery, ring: nothing duplicated
+    assert len(viewer.layers) == 3  # tiles, map, ring: nothing duplicated
 
 
 def test_annotate_export_import(qtbot, trained, tmp_path):
@@ -206,11 +208,12 @@ def test_gallery_of_grey_and_multichannel_stacks(viewer_with_widgets, shape):
         and points.metadata["tsimcne_color_by"] == "outlier"
     )
     points.selected_data = {3, 4}
-    gallery = viewer.layers[GALLERY_NAME]
-    assert gallery.data.shape == (16, 2 * 13 - 1)  # first channel of multichannel tiles
-    np.testing.assert_array_equal(
-        gallery.data[:, :12], tiles[3] if tiles.ndim == 3 else tiles[3, ..., 0]
-    )
+    gallery = open_gallery(viewer, create=False)
+    assert list(gallery.shown_tiles()) == [3, 4]
+    np.testing.assert_array_equal(gallery.model.source.planes(3), tiles[3])  # all channels
+    assert len(gallery.model.source.channels()) == (1 if tiles.ndim == 3 else 2)
+    assert gallery.model.source.thumbnail(3).shape == (16, 12, 3)
+    assert not gallery.model.pixmap(3).isNull()
     assert viewer.dims.current_step[0] == 3
 
 

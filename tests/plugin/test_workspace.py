@@ -8,7 +8,7 @@ import pytest
 from qtpy.QtCore import Qt
 
 from napari_tsimcne.plugin.annotations import import_csv
-from napari_tsimcne.plugin.crosslink import GALLERY_NAME
+from napari_tsimcne.plugin.gallery import open_gallery
 from napari_tsimcne.plugin.layout import extent_2d, overlaps, visible_extent
 from napari_tsimcne.plugin.map_guard import PROTECTED_MESSAGE, is_intact
 from napari_tsimcne.plugin.selection import AnnotationHistory, group_choices, rows_where
@@ -89,7 +89,7 @@ def test_box_selection_keeps_the_map_active_with_the_select_tool(qtbot, small_ma
     pad = np.ptp(blob, axis=0) * 0.2
     _drag(qtbot, viewer, points, blob.min(0) - pad, blob.max(0) + pad)
     assert set(points.selected_data) == set(range(30))
-    assert GALLERY_NAME in viewer.layers
+    assert list(open_gallery(viewer, create=False).shown_tiles()) == list(range(30))
     assert viewer.layers.selection.active == points and points.mode == "select"
     np.testing.assert_allclose(points.data[:30], blob)
 

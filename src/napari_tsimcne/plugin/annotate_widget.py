@@ -24,12 +24,15 @@ from qtpy.QtWidgets import (
 
 from . import annotations as ann
 from . import autosave as autosave_mod
-from .crosslink import link_opened_outputs
+from . import export as export_mod
+from .crosslink import link_of, link_opened_outputs
 from .lasso import LassoTool
+from .layout import free_column_origin
 from .legend_widget import LegendView
-from .map_layer import legend, recolor
+from .map_layer import AXES, category_colors, embedding_columns, is_3d, legend, recolor
 from .qt_helpers import CSV_FILTER, DockWidget, ask_path_then, refill, scroll_layout
 from .selection import AnnotationHistory, group_choices, rows_where
+from .thumbnails import channel_layers
 
 AUTOSAVE_DELAY_MS = 1000
 """Annotations are written this long after the first change (later changes in that second join the write)."""
@@ -93,6 +96,9 @@ class AnnotateWidget(DockWidget):
         self._histories: dict = {}  # map layer -> AnnotationHistory
         self.export_button = QPushButton("Export CSV…")
         self.import_button = QPushButton("Import CSV…")
+        self.selection_layer_button = QPushButton("Selection as layer")
+        self.group_layer_button = QPushButton("Class/cluster as layer")
+        self.labels_button = QPushButton("Paint classes on the image")
         self.restore_button = QPushButton("Restore autosave")
         self.restore_button.setToolTip(
             "Replace the map's annotations by the last autosave of this tile stack."
@@ -129,9 +135,17 @@ class AnnotateWidget(DockWidget):
         clusters.addWidget(self.min_size_spin)
         box_form.addRow(clusters)
         box_form.addRow(self.cluster_button)
+        files_box = QGroupBox("Export")
+        files_form = QVBoxLayout(files_box)
+        as_layers = QHBoxLayout()
+        as_layers.addWidget(self.selection_layer_button)
+        as_layers.addWidget(self.group_layer_button)
+        files_form.addLayout(as_layers)
+        files_form.addWidget(self.labels_button)
         files = QHBoxLayout()
         files.addWidget(self.export_button)
         files.addWidget(self.import_button)
+        files_form.addLayout(files)
         self.legend = LegendView()
         legend_box = QGroupBox("Legend")
         QVBoxLayout(legend_box).addWidget(self.legend)
@@ -139,7 +153,7 @@ class AnnotateWidget(DockWidget):
         layout.addLayout(form)
         layout.addWidget(legend_box)
         layout.addWidget(box)
-        layout.addLayout(files)
+        layout.addWidget(files_box)
         layout.addWidget(self.restore_button)
         layout.addWidget(self.status)
         layout.addWidget(self.autosave_label)
@@ -157,7 +171,15 @@ class AnnotateWidget(DockWidget):
             self.k_spin: "k-means: how many groups to propose.",
             self.cluster_button: "Propose groups of nearby points. They are only suggestions: select a cluster "
             "and name it.",
-            self.export_button: "Save every tile's name and cluster to a CSV file (opens in a spreadsheet).",
+            self.export_button: "Save every tile's number, map position, name, cluster, label (if known) and "
+            "outlier score to a CSV file (opens in a spreadsheet). An existing file is never replaced "
+            "without asking.",
+            self.selection_layer_button: "Copy the selected tiles into a new image stack, with all their "
+            "channels and the same colours and contrast.",
+            self.group_layer_button: "Copy the tiles of the class or cluster chosen above into a new "
+            "image stack.",
+            self.labels_button: "For tiles cut from a large image: colour each tile's place on that image "
+            "by its class (or cluster, whichever the map is coloured by), as a Labels layer.",
             self.import_button: "Read names and clusters from a CSV file exported for these tiles.",
         }
         for widget, tip in tips.items():
@@ -173,6 +195,9 @@ class AnnotateWidget(DockWidget):
         self.method_combo.currentTextChanged.connect(self._on_method_changed)
         self.cluster_button.clicked.connect(self._on_cluster_clicked)
         self.export_button.clicked.connect(self._ask_export)
+        self.selection_layer_button.clicked.connect(self._on_selection_layer_clicked)
+        self.group_layer_button.clicked.connect(self._on_group_layer_clicked)
+        self.labels_button.clicked.connect(self._on_labels_clicked)
         self.import_button.clicked.connect(self._ask_import)
         self.restore_button.clicked.connect(self._on_restore_clicked)
         for ev in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
@@ -223,7 +248,7 @@ class AnnotateWidget(DockWidget):
         columns = (
             []
             if layer is None
-            else [c for c in layer.features.columns if c not in ("tile_index", "x", "y")]
+            else [c for c in layer.features.columns if c not in ("tile_index", *AXES)]
         )
         refill(self.color_combo, columns)
         if layer is not None and layer.metadata.get("tsimcne_color_by") in columns:
@@ -315,8 +340,13 @@ class AnnotateWidget(DockWidget):
                 lasso.disable()
             return
         layer = self.map_layer()
-        if layer is None:
-            show_error("No map yet: train a map in the 'Train map' widget first.")
+        if layer is None or is_3d(layer):
+            show_error(
+                "No map yet: train a map in the 'Train map' widget first."
+                if layer is None
+                else "The lasso draws on a flat map. In a 3D map, click points (Shift adds) or "
+                "select a class or cluster with 'Select'."
+            )
             self._sync_lasso_button()
             return
         if self._lasso is not None:
@@ -364,7 +394,9 @@ class AnnotateWidget(DockWidget):
     def propose_clusters(self, k: int) -> None:
         """k-means on the map; writes the cluster column and colours by it."""
         layer = self._require_map()
-        labels = ann.propose_clusters(layer.features[["x", "y"]].to_numpy(), k)
+        labels = ann.propose_clusters(
+            layer.features[embedding_columns(layer.features)].to_numpy(), k
+        )
         self._set_clusters(layer, labels, f"{k} clusters proposed.")
 
     def propose_hdbscan(self, min_cluster_size: int):
@@ -375,7 +407,7 @@ class AnnotateWidget(DockWidget):
         layer = self._require_map()
         if self._cluster_worker is not None:
             raise ValueError("Clustering is already running.")
-        coords = layer.features[["x", "y"]].to_numpy()
+        coords = layer.features[embedding_columns(layer.features)].to_numpy()
         ann.check_min_cluster_size(min_cluster_size, len(coords))  # here, before the worker starts
         key = layer
 
@@ -413,9 +445,11 @@ class AnnotateWidget(DockWidget):
         tiles = self._tiles_layer_of(layer)
         return None if tiles is None else tiles.metadata.get("origins")
 
-    def export_csv(self, path) -> None:
-        """Write the annotations of the map to ``path`` (atomically)."""
+    def export_csv(self, path, overwrite: bool = False) -> None:
+        """Write the map's table to ``path`` (atomically): tile_index, x, y, (z, origins,) label if known,
+        annotation, cluster, outlier. An existing file is refused unless ``overwrite``."""
         layer = self._require_map()
+        path = export_mod.refuse_existing(path, overwrite)
         ann.export_csv(
             layer.features, path, origins=self._origins(layer), fingerprint=self._fingerprint(layer)
         )
@@ -439,15 +473,155 @@ class AnnotateWidget(DockWidget):
         self.status.setText(f"Imported annotations from {path}.")
 
     def _ask_export(self) -> None:
+        # Qt's save dialog has already asked whether to replace an existing file
         ask_path_then(
             self,
             "Export annotations",
             "annotations.csv",
             CSV_FILTER,
-            self.export_csv,
+            lambda path: self.export_csv(path, overwrite=True),
             (ValueError, OSError),
             save=True,
+            on_error=self.status.setText,
         )
+
+    # -- tiles as layers ---------------------------------------------------------------
+    def export_tiles_layer(self, tile_indices, name: str) -> list:
+        """Copy the tiles ``tile_indices`` of the map's stack into new image layers (one per channel layer).
+
+        The copies keep their channels, colormaps and contrast limits, lie right of everything on the canvas
+        and carry the original tile numbers in ``metadata["tile_indices"]``. Returns the new layers.
+        """
+        layer = self._require_map()
+        tiles_layer = self._tiles_layer_of(layer)
+        if tiles_layer is None:
+            raise ValueError("The map's tile layer is gone; there are no tiles to copy.")
+        sources = channel_layers(self.viewer.layers, tiles_layer)
+        indices = np.unique(np.asarray(list(tile_indices), dtype=int))
+        active = self.viewer.layers.selection.active
+        added = []
+        offset = None
+        for source in sources:
+            data = export_mod.stack_subset(source.data, indices)
+            if offset is None:
+                hw = data.shape[1:3]
+                offset = free_column_origin(self.viewer.layers, float(max(hw)))
+            suffix = name if len(sources) == 1 else f"{source.name} {name}"
+            added.append(
+                self.viewer.add_image(
+                    data,
+                    name=suffix,
+                    translate=(0.0, *offset),
+                    metadata={"tile_indices": indices, "tsimcne_copied_from": source.name},
+                    **export_mod.display_kwargs(source),
+                )
+            )
+        if active is not None and active in self.viewer.layers:
+            self.viewer.layers.selection.active = active  # keep selecting in the map
+        self.status.setText(f"{len(indices)} tiles copied into a new layer {added[0].name!r}.")
+        return added
+
+    def export_selection_layer(self) -> list:
+        """The selected tiles as a new image stack (see :meth:`export_tiles_layer`)."""
+        layer = self._require_map()
+        rows = sorted(layer.selected_data)
+        if not rows:
+            raise ValueError("Select points in the map first.")
+        tiles = layer.features["tile_index"].to_numpy()[rows]
+        base = layer.metadata.get("tsimcne_tiles_layer", layer.name)
+        return self.export_tiles_layer(tiles, f"{base} selection ({len(rows)} tiles)")
+
+    def export_group_layer(self, column: str, value) -> list:
+        """The tiles of one class (``column="annotation"``) or cluster as a new image stack."""
+        from .selection import rows_where
+
+        layer = self._require_map()
+        rows = sorted(rows_where(layer.features, column, value))
+        if not rows:
+            raise ValueError(f"No tiles with {column} {value!r}.")
+        tiles = layer.features["tile_index"].to_numpy()[rows]
+        base = layer.metadata.get("tsimcne_tiles_layer", layer.name)
+        what = f"cluster {int(value)}" if column == "cluster" else str(value)
+        return self.export_tiles_layer(tiles, f"{base} {what}")
+
+    def export_cluster_layer(self, number: int) -> list:
+        """The tiles of proposed cluster ``number`` as a new image stack."""
+        return self.export_group_layer("cluster", int(number))
+
+    def export_labels_layer(self, column: str | None = None):
+        """Paint the map's classes (or clusters) onto the image its tiles were cut from, as a Labels layer.
+
+        ``column``: "annotation", "cluster" or "label"; by default the one the map is coloured by, else
+        "annotation" when some tiles are named, else "cluster". Each tile's rectangle gets its class's
+        number (0, transparent: not assigned) in the colour the map gives that class; hovering shows the
+        name. Where tiles overlap, the later tile wins.
+        """
+        from napari.utils.colormaps import DirectLabelColormap
+
+        layer = self._require_map()
+        tiles_layer = self._tiles_layer_of(layer)
+        meta = {} if tiles_layer is None else tiles_layer.metadata
+        source_name, origins = meta.get("source_layer"), meta.get("origins")
+        if origins is None or source_name not in self.viewer.layers:
+            raise ValueError(
+                "These tiles were not cut from an image open in napari. Cut an image into tiles in "
+                "'Train map' (or open an output folder with its image) to paint classes on it."
+            )
+        feats = layer.features
+        if column is None:
+            coloured = layer.metadata.get("tsimcne_color_by")
+            if coloured in ("annotation", "cluster", "label"):
+                column = coloured
+            else:
+                column = "annotation" if (feats["annotation"] != "").any() else "cluster"
+        if column not in feats:
+            raise ValueError(f"The map has no {column!r} column.")
+        order = np.argsort(feats["tile_index"].to_numpy())
+        codes, names = export_mod.label_codes(feats[column].to_numpy()[order], column)
+        source = self.viewer.layers[source_name]
+        image_hw = source.data.shape[:2]
+        painted = export_mod.labels_image(
+            image_hw, np.asarray(origins), tiles_layer.data.shape[1:3], codes
+        )
+        colors = export_mod.label_colors(names, column, category_colors(layer.metadata, column))
+        counts = np.bincount(codes, minlength=len(names))
+        name = f"{source.name} {column}"
+        if name in self.viewer.layers:
+            self.viewer.layers.remove(name)
+        labels = self.viewer.add_labels(
+            painted,
+            name=name,
+            scale=tuple(source.scale[:2]),
+            translate=tuple(source.translate[:2]),
+            opacity=0.5,
+            colormap=DirectLabelColormap(color_dict=colors),
+            features=export_mod.labels_features(names, column, counts),
+        )
+        link = link_of(layer)
+        if link is not None:
+            link.keep_map_active()
+        self.status.setText(f"{source.name!r} painted by {column} ({len(names) - 1} kinds).")
+        return labels
+
+    def _run_export(self, action) -> None:
+        try:
+            action()
+        except (ValueError, IndexError, OSError) as exc:
+            show_error(str(exc))
+            self.status.setText(str(exc))
+
+    def _on_selection_layer_clicked(self) -> None:
+        self._run_export(self.export_selection_layer)
+
+    def _on_group_layer_clicked(self) -> None:
+        choice = self._group_choices.get(self.group_combo.currentText())
+        if choice is None:
+            self.status.setText("Choose a class or cluster in the list above first.")
+            return
+        self._run_export(lambda: self.export_group_layer(*choice))
+
+    def _on_labels_clicked(self) -> None:
+        self._run_export(self.export_labels_layer)
 
     def _ask_import(self) -> None:
         ask_path_then(

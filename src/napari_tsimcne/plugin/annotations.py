@@ -9,7 +9,19 @@ import pandas as pd
 
 from napari_tsimcne.core.persistence import atomic_write
 
-CSV_COLUMNS = ("tile_index", "x", "y", "origin_row", "origin_col", "annotation", "cluster")
+CSV_COLUMNS = (
+    "tile_index",
+    "x",
+    "y",
+    "z",
+    "origin_row",
+    "origin_col",
+    "label",
+    "annotation",
+    "cluster",
+    "outlier",
+)
+"""Columns :func:`export_csv` may write, in order (z, origins, label and outlier only when known)."""
 
 
 class AnnotationFileError(ValueError):
@@ -129,24 +141,27 @@ def export_csv(
     origins: np.ndarray | None = None,
     fingerprint: str | None = None,
 ) -> None:
-    """Write tile_index, x, y, (origin_row, origin_col), annotation, cluster to ``path`` atomically.
+    """Write one row per tile to ``path`` atomically.
 
-    With ``fingerprint`` (the digest of the map's tile stack) a ``stack_fingerprint`` column ties the file to
-    those tiles, so :func:`import_csv` can refuse it for other tiles of the same count.
+    Columns: tile_index, x, y (z in a 3D map), origin_row and origin_col (tiles cut from an image), label
+    (when known), annotation, cluster, outlier (when the features have it). With ``fingerprint`` (the digest
+    of the map's tile stack) a ``stack_fingerprint`` column ties the file to those tiles, so
+    :func:`import_csv` can refuse it for other tiles of the same count.
     """
-    table = pd.DataFrame(
-        {
-            "tile_index": features["tile_index"].astype(int).to_numpy(),
-            "x": features["x"].to_numpy(),
-            "y": features["y"].to_numpy(),
-        }
-    )
+    table = pd.DataFrame({"tile_index": features["tile_index"].astype(int).to_numpy()})
+    for axis in ("x", "y", "z"):
+        if axis in features:
+            table[axis] = features[axis].to_numpy()
     if origins is not None and len(origins) == len(features):
         origins = np.asarray(origins)
         table["origin_row"] = origins[:, 0].astype(int)
         table["origin_col"] = origins[:, 1].astype(int)
+    if "label" in features:
+        table["label"] = features["label"].astype(str).to_numpy()
     table["annotation"] = features["annotation"].astype(str).to_numpy()
     table["cluster"] = features["cluster"].astype(int).to_numpy()
+    if "outlier" in features:
+        table["outlier"] = features["outlier"].astype(float).to_numpy()
     if fingerprint is not None:
         table[FINGERPRINT_COLUMN] = fingerprint
     atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .layout import fit_camera, is_in_view
-from .selection import gallery_image, tile_rectangles, tile_to_point
+from .selection import tile_rectangles, tile_to_point
 
 GALLERY_NAME = "selected tiles"
+"""Name of the image layer older versions drew the gallery into (the gallery is now a dock, see .gallery)."""
 HIGHLIGHT_NAME = "current tile"
 OUTLINE_NAME = "selected tiles outline"
 
@@ -32,7 +32,7 @@ def _selection_signal(layer):
 
 
 class MapTileLink:
-    """Selected points -> gallery of their tiles and the stack slider on the first; slider -> highlighted point."""
+    """Selected points -> gallery dock of their tiles and the stack slider on the first; slider -> ringed point."""
 
     def __init__(self, viewer, map_layer, tiles_layer) -> None:
         self.viewer = viewer
@@ -51,6 +51,9 @@ class MapTileLink:
     def _on_layer_removed(self, event) -> None:
         if event.value == self.map_layer or event.value == self.tiles_layer:
             self.disconnect()
+            gallery = self._gallery(create=False)
+            if gallery is not None and gallery.link is self:
+                gallery.clear()
             if _LINKS.get(self.map_layer) is self:
                 del _LINKS[self.map_layer]
 
@@ -73,9 +76,14 @@ class MapTileLink:
             self._busy = False
 
     def show_selection(self) -> None:
-        """Show the selected points' tiles as a gallery and move the stack to the first of them."""
+        """Show the selected points' tiles in the gallery dock and move the stack to the first of them."""
         rows = sorted(self.map_layer.selected_data)
-        if not rows or self.tiles_layer not in self.viewer.layers:
+        if self.tiles_layer not in self.viewer.layers:
+            return
+        if not rows:
+            gallery = self._gallery(create=False)
+            if gallery is not None and gallery.link in (self, None):
+                gallery.show_tiles(self, [])
             return
         tiles = self.map_layer.features["tile_index"].to_numpy()[rows]
         self.update_gallery(tiles)
@@ -86,37 +94,25 @@ class MapTileLink:
             self.viewer.dims.current_step = tuple(step)
         self.highlight(int(tiles[0]))
 
+    def _gallery(self, create: bool = True):
+        from .gallery import open_gallery
+
+        return open_gallery(self.viewer, create=create)
+
     def update_gallery(self, tile_indices) -> None:
-        data = self.tiles_layer.data
-        mosaic = gallery_image(np.asarray(data), tile_indices)
-        side = self.map_layer.metadata.get("tsimcne_side", data.shape[2] * 2.0)
-        scale = side / max(mosaic.shape[:2])
-        translate = (0.0, float(self.map_layer.translate[-1]) + side * 1.1)
-        rgb = bool(getattr(self.tiles_layer, "rgb", False))
-        if mosaic.ndim == 3 and not rgb:
-            mosaic = mosaic[..., 0]
-        if GALLERY_NAME in self.viewer.layers and self.viewer.layers[GALLERY_NAME].rgb == rgb:
-            layer = self.viewer.layers[GALLERY_NAME]
-            layer.data = mosaic
-            _set_if_changed(layer, "scale", (scale, scale))
-            _set_if_changed(layer, "translate", translate)
+        """Show ``tile_indices`` in the gallery dock (docked beside the canvas on first use)."""
+        gallery = self._gallery()
+        if gallery is not None:
+            gallery.show_tiles(self, tile_indices)
+
+    def go_to_tile(self, tile: int) -> None:
+        """Move the stack's slider to ``tile`` and ring its point on the map; the selection is kept."""
+        step = list(self.viewer.dims.current_step)
+        if len(step) >= 3 and step[0] != int(tile):
+            step[0] = int(tile)
+            self.viewer.dims.current_step = tuple(step)  # rings the point (see _on_step)
         else:
-            if GALLERY_NAME in self.viewer.layers:
-                self.viewer.layers.remove(GALLERY_NAME)
-            layer = self.viewer.add_image(
-                mosaic,
-                name=GALLERY_NAME,
-                rgb=rgb,
-                scale=(scale, scale),
-                translate=translate,
-                contrast_limits=self.tiles_layer.contrast_limits,
-            )
-            self.keep_map_active()
-            if not is_in_view(
-                self.viewer, layer
-            ):  # the gallery first appears: show it beside the map
-                fit_camera(self.viewer, [self.map_layer, layer])
-        layer.metadata["tile_indices"] = np.asarray(list(tile_indices), dtype=int)
+            self.highlight(int(tile))
 
     def outline_on_source(self, tile_indices) -> None:
         """Outline the tiles on the image they were cut from (tile layers made by "Cut image into tiles")."""
@@ -147,6 +143,9 @@ class MapTileLink:
         step = self.viewer.dims.current_step
         if len(step) >= 3:
             self.highlight(int(step[0]))
+            gallery = self._gallery(create=False)
+            if gallery is not None and gallery.link is self:
+                gallery.set_current_tile(int(step[0]))
 
     def highlight(self, tile: int) -> None:
         """Mark the point of ``tile`` with a ring in a small extra points layer."""
@@ -157,6 +156,13 @@ class MapTileLink:
             return
         pos = self.map_layer.data[row : row + 1]
         size = float(np.max(self.map_layer.size)) * 3
+        if (
+            HIGHLIGHT_NAME in self.viewer.layers
+            and self.viewer.layers[HIGHLIGHT_NAME].ndim != pos.shape[1]
+        ):
+            self.viewer.layers.remove(
+                HIGHLIGHT_NAME
+            )  # the ring of a 2D map, now a 3D one (or back)
         if HIGHLIGHT_NAME in self.viewer.layers:
             layer = self.viewer.layers[HIGHLIGHT_NAME]
             layer.data = pos
@@ -195,6 +201,14 @@ def is_linked(map_layer) -> bool:
     return map_layer in _LINKS
 
 
+def link_of(layer) -> MapTileLink | None:
+    """The link of a map layer (None for other layers and unlinked maps)."""
+    try:
+        return _LINKS.get(layer)
+    except TypeError:  # e.g. None or an unhashable stand-in
+        return None
+
+
 TOKEN_KEY = "tsimcne_reader_token"
 """Metadata key shared by the layers of one read of an output folder (see :mod:`.reader`)."""
 
@@ -226,5 +240,8 @@ def link_opened_outputs(viewer) -> list:
         link_map(viewer, layer, tiles)
         linked.append(layer)
     if linked:
+        from .map_layer import show_in_3d
+
         viewer.layers.selection.active = linked[-1]
+        show_in_3d(viewer, linked[-1])  # a 3D map is seen in 3D
     return linked

@@ -23,12 +23,12 @@ PROTECTED_MESSAGE = (
 
 
 def expected_positions(layer, features=None) -> np.ndarray:
-    """Where the map's points belong: the layer's ``x, y`` features scaled into its square."""
-    from .map_layer import map_coordinates
+    """Where the map's points belong: the layer's ``x, y`` (``z``) features scaled into its square (cube)."""
+    from .map_layer import embedding_columns, map_coordinates
 
     feats = layer.features if features is None else features
     side = float(layer.metadata.get("tsimcne_side", 1.0))
-    return map_coordinates(feats[["x", "y"]].to_numpy(dtype=float), side)
+    return map_coordinates(feats[embedding_columns(feats)].to_numpy(dtype=float), side)
 
 
 def is_intact(layer, n_points: int) -> bool:
@@ -39,10 +39,11 @@ def is_intact(layer, n_points: int) -> bool:
         return False
     if not np.array_equal(feats["tile_index"].to_numpy(), np.arange(n_points)):
         return False
+    expected = expected_positions(layer)
     return bool(
         np.allclose(
-            data[:, -2:],
-            expected_positions(layer),
+            data[:, -expected.shape[1] :],
+            expected,
             rtol=1e-6,
             atol=1e-6 * max(1.0, np.abs(data).max()),
         )

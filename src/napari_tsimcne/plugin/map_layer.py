@@ -29,16 +29,53 @@ def map_geometry(tile_hw: tuple[int, int]) -> tuple[float, tuple[float, float]]:
     return side, (0.0, 1.25 * w)
 
 
-def map_coordinates(embedding: np.ndarray, side: float) -> np.ndarray:
-    """Scale a (N, 2) embedding into a [0, side] square, centred, keeping its aspect ratio.
+AXES = ("x", "y", "z")
+"""Features columns of a map's coordinates (``z`` only in a 3D map)."""
 
-    Returns (row, col) = (-y, x) positions, so that y points up as in a plot.
+
+def embedding_columns(features) -> list[str]:
+    """The features columns that hold the map's coordinates: x, y (and z in 3D)."""
+    return [a for a in AXES if a in features]
+
+
+def map_coordinates(embedding: np.ndarray, side: float) -> np.ndarray:
+    """Scale an (N, 2) or (N, 3) embedding into a [0, side] square or cube, centred, keeping its aspect ratio.
+
+    Returns (row, col) = (-y, x) positions in 2D, so that y points up as in a plot, and (plane, row, col) =
+    (z, -y, x) in 3D.
     """
-    emb = np.asarray(embedding, dtype=float)[:, :2]
+    emb = np.asarray(embedding, dtype=float)
+    if emb.ndim != 2 or emb.shape[1] < 2:
+        raise ValueError(f"Expected an embedding of shape (N, 2) or (N, 3), got {emb.shape}.")
+    emb = emb[:, :3]
+    if len(emb) == 0:
+        return np.zeros((0, emb.shape[1]))
     lo, hi = emb.min(0), emb.max(0)
     span = float(np.max(hi - lo)) or 1.0
     unit = (emb - lo) / span + (1.0 - (hi - lo) / span) / 2
-    return np.column_stack([(1.0 - unit[:, 1]) * side, unit[:, 0] * side])
+    rows_cols = [(1.0 - unit[:, 1]) * side, unit[:, 0] * side]
+    if emb.shape[1] == 3:
+        rows_cols.insert(0, unit[:, 2] * side)
+    return np.column_stack(rows_cols)
+
+
+def is_3d(layer_or_embedding) -> bool:
+    """Whether a map layer (or an embedding) has three dimensions."""
+    data = getattr(layer_or_embedding, "data", layer_or_embedding)
+    return int(np.shape(data)[1]) == 3 if np.ndim(data) == 2 else False
+
+
+def matches(layer, embedding: np.ndarray) -> bool:
+    """Whether ``embedding`` can replace the points of map ``layer`` (same tiles, same dimensions)."""
+    emb = np.asarray(embedding)
+    return len(layer.data) == len(emb) and np.shape(layer.data)[1] == min(emb.shape[1], 3)
+
+
+def show_in_3d(viewer, layer) -> None:
+    """A 3D map: switch the viewer to 3D display and bring everything into view."""
+    if is_3d(layer) and viewer.dims.ndisplay != 3:
+        viewer.dims.ndisplay = 3
+        viewer.reset_view()
 
 
 def outlier_neighbours(n_tiles: int) -> int:
@@ -47,13 +84,13 @@ def outlier_neighbours(n_tiles: int) -> int:
 
 
 def outlier_scores(embedding: np.ndarray, k: int | None = None) -> np.ndarray:
-    """Distance to the k-th nearest neighbour in the map, divided by its median (1 = typical).
+    """Distance to the k-th nearest neighbour in the map (2D or 3D), divided by its median (1 = typical).
 
     k grows with the map (:func:`outlier_neighbours`), so that a small island scores high too: artefacts
     (blank or noisy tiles) often gather in a tight island of their own, where a small k finds close
     neighbours and calls them typical. See benchmarks/bench_outliers.py.
     """
-    emb = np.asarray(embedding, dtype=float)[:, :2]
+    emb = np.asarray(embedding, dtype=float)[:, :3]
     if len(emb) < 2:
         return np.zeros(len(emb))
     from sklearn.neighbors import NearestNeighbors
@@ -67,13 +104,14 @@ def outlier_scores(embedding: np.ndarray, k: int | None = None) -> np.ndarray:
 def initial_features(
     embedding: np.ndarray, metadata: dict | None = None, outlier: np.ndarray | None = None
 ) -> pd.DataFrame:
-    """The features table of a fresh map: tile_index, x, y, annotation, cluster, outlier (and label if known)."""
+    """The features table of a fresh map: tile_index, x, y, (z,) annotation, cluster, outlier (label if known)."""
     n = len(embedding)
+    embedding = np.asarray(embedding, dtype=float)
+    coords = {a: embedding[:, i] for i, a in enumerate(AXES[: min(embedding.shape[1], 3)])}
     feats = pd.DataFrame(
         {
             "tile_index": np.arange(n),
-            "x": np.asarray(embedding[:, 0], dtype=float),
-            "y": np.asarray(embedding[:, 1], dtype=float),
+            **coords,
             "annotation": [""] * n,
             "cluster": np.full(n, -1, dtype=int),
             "outlier": outlier_scores(embedding)
@@ -101,7 +139,10 @@ def create_map_layer(
     color_by: str = "outlier",
     outlier: np.ndarray | None = None,
 ):
-    """Add (or replace the data of) the map layer of ``tiles_layer`` and return it."""
+    """Add (or replace the data of) the map layer of ``tiles_layer`` and return it.
+
+    A 3D ``embedding`` (N, 3) gives a 3D points layer, and the viewer switches to 3D display.
+    """
     from .layout import fit_camera, free_column_origin
 
     name = map_layer_name(tiles_layer.name)
@@ -109,12 +150,12 @@ def create_map_layer(
     coords = map_coordinates(embedding, side)
     if name in viewer.layers:
         layer = viewer.layers[name]
-        if len(layer.data) == len(coords):
+        if matches(layer, embedding):
             update_map_layer(layer, embedding, outlier=outlier)
             return layer
         viewer.layers.remove(layer)
     # in its own region, right of everything on the canvas (never over the images)
-    offset = free_column_origin(viewer.layers, side)
+    offset = (0.0,) * (coords.shape[1] - 2) + free_column_origin(viewer.layers, side)
     feats = initial_features(embedding, tiles_layer.metadata, outlier=outlier)
     if color_by not in feats:
         color_by = "outlier"
@@ -129,7 +170,10 @@ def create_map_layer(
         translate=offset,
         metadata={"tsimcne_tiles_layer": tiles_layer.name, "tsimcne_side": side},
     )
-    fit_camera(viewer, [layer])  # a new map is where the user looks
+    if is_3d(layer):
+        show_in_3d(viewer, layer)
+    else:
+        fit_camera(viewer, [layer])  # a new map is where the user looks
     return layer
 
 
@@ -137,11 +181,17 @@ def update_map_layer(layer, embedding: np.ndarray, outlier: np.ndarray | None = 
     """Move the points to a new embedding of the same tiles, keeping annotations and clusters.
 
     ``outlier``: the embedding's :func:`outlier_scores` if already computed (e.g. off the main thread).
+    Raises ValueError for an embedding of other tiles or other dimensions (make a new map instead).
     """
+    if not matches(layer, embedding):
+        raise ValueError(
+            f"The map {layer.name!r} has {len(layer.data)} points in {np.shape(layer.data)[1]}D; "
+            f"an embedding of shape {np.shape(embedding)} needs a new map."
+        )
     side = layer.metadata.get("tsimcne_side", 1.0)
     feats = layer.features.copy()
-    feats["x"] = np.asarray(embedding[:, 0], dtype=float)
-    feats["y"] = np.asarray(embedding[:, 1], dtype=float)
+    for i, axis in enumerate(embedding_columns(feats)):
+        feats[axis] = np.asarray(embedding[:, i], dtype=float)
     feats["outlier"] = (
         outlier_scores(embedding) if outlier is None else np.asarray(outlier, dtype=float)
     )

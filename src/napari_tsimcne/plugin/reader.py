@@ -275,7 +275,7 @@ def _map_layer(
         "features": feats,
         "size": point_size(side, len(coords)),
         "border_width": 0,
-        "translate": offset,
+        "translate": (0.0,) * (coords.shape[1] - 2) + tuple(offset),  # 3D maps: (plane, row, col)
         "metadata": {
             "tsimcne_tiles_layer": tiles_name,
             "tsimcne_side": side,

@@ -1,34 +1,8 @@
-"""Qt-free helpers of the cross-selection: selected points -> gallery mosaic; tile -> point."""
+"""Qt-free helpers of the cross-selection: tile -> point, tile outlines, lasso, groups and naming history."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
-
-MAX_GALLERY_TILES = 144
-
-
-def gallery_image(
-    tiles: np.ndarray, indices, max_tiles: int = MAX_GALLERY_TILES, gap: int = 1
-) -> np.ndarray:
-    """A grid mosaic of ``tiles[indices]`` (at most ``max_tiles``), with ``gap`` pixels between tiles.
-
-    ``tiles`` is (N, H, W) or (N, H, W, C); the mosaic is (rows*(H+gap)-gap, cols*(W+gap)-gap[, C]).
-    """
-    idx = np.asarray(list(indices), dtype=int)[:max_tiles]
-    if idx.size == 0:
-        raise ValueError("no tiles selected")
-    chosen = np.asarray(tiles[idx])
-    n, h, w = chosen.shape[:3]
-    cols = int(math.ceil(math.sqrt(n)))
-    rows = int(math.ceil(n / cols))
-    shape = (rows * (h + gap) - gap, cols * (w + gap) - gap) + chosen.shape[3:]
-    out = np.zeros(shape, dtype=chosen.dtype)
-    for i, tile in enumerate(chosen):
-        r, c = divmod(i, cols)
-        out[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = tile
-    return out
 
 
 def tile_to_point(tile_indices: np.ndarray, tile: int) -> int | None:

@@ -1,0 +1,108 @@
+"""What the Annotate widget exports into the viewer (no Qt): tiles as a new stack, a map's classes or clusters
+painted onto the image the tiles were cut from, and the check that an export does not overwrite a file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+DISPLAY_SETTINGS = ("colormap", "contrast_limits", "gamma", "blending", "opacity")
+"""Image-layer settings an exported stack takes over from its layer, so it looks the same."""
+
+
+def stack_subset(data, tile_indices) -> np.ndarray:
+    """The tiles ``tile_indices`` (sorted, each once) of a stack (N, H, W[, C]), channels kept."""
+    idx = np.unique(np.asarray(list(tile_indices), dtype=int))
+    if idx.size == 0:
+        raise ValueError("No tiles to export: select points in the map first.")
+    if idx[0] < 0 or idx[-1] >= len(data):
+        raise IndexError(f"Tile numbers must lie in [0, {len(data)}), got {idx[0]}..{idx[-1]}.")
+    return np.asarray(data[idx])
+
+
+def display_kwargs(layer) -> dict:
+    """Keyword arguments of ``viewer.add_image`` that draw a copy of ``layer``'s data as ``layer`` is drawn."""
+    kwargs = {"rgb": bool(getattr(layer, "rgb", False))}
+    for name in DISPLAY_SETTINGS:
+        if name == "colormap" and kwargs["rgb"]:
+            continue
+        if hasattr(layer, name):
+            value = getattr(layer, name)
+            kwargs[name] = tuple(value) if name == "contrast_limits" else value
+    return kwargs
+
+
+def label_codes(values, column: str) -> tuple[np.ndarray, list[str]]:
+    """Label numbers of a map's column: 0 for "not assigned" ("" or cluster -1), then 1, 2, ... per value.
+
+    Names are numbered in sorted order; clusters keep their number plus one (cluster 0 is label 1).
+    Returns (codes per tile, names per label number; names[0] is "").
+    """
+    values = np.asarray(values)
+    if column == "cluster":
+        numbers = values.astype(int)
+        codes = np.where(numbers < 0, 0, numbers + 1)
+        top = int(codes.max()) if codes.size else 0
+        names = [""] + [f"cluster {i}" for i in range(top)]
+        return codes.astype(np.int32), names
+    text = values.astype(str)
+    distinct = sorted(set(text.tolist()) - {""})
+    lookup = {name: i + 1 for i, name in enumerate(distinct)}
+    codes = np.array([lookup.get(v, 0) for v in text], dtype=np.int32)
+    return codes, [""] + distinct
+
+
+def labels_image(image_hw: tuple[int, int], origins, tile_hw: tuple[int, int], codes) -> np.ndarray:
+    """A label image of the source image: each tile's rectangle filled with its code (0 elsewhere).
+
+    ``origins`` are the tiles' top-left corners (row, column) in the image; where tiles overlap (a stride
+    smaller than the tile), the later tile's code wins. Returns int32 (H, W).
+    """
+    out = np.zeros(tuple(int(v) for v in image_hw), dtype=np.int32)
+    h, w = int(tile_hw[0]), int(tile_hw[1])
+    origins = np.asarray(origins, dtype=int)
+    codes = np.asarray(codes)
+    if len(origins) != len(codes):
+        raise ValueError(f"{len(origins)} tile origins but {len(codes)} codes.")
+    for (r, c), code in zip(origins, codes):
+        out[max(r, 0) : max(r + h, 0), max(c, 0) : max(c + w, 0)] = code
+    return out
+
+
+def label_colors(names: list[str], column: str, taken: dict) -> dict:
+    """{label number: "#rrggbb"} with the colours the map gives these names (0: transparent)."""
+    from .map_layer import name_color
+
+    colors: dict = {0: "transparent", None: "transparent"}
+    for code, name in enumerate(names[1:], start=1):
+        value = code - 1 if column == "cluster" else name
+        colors[code] = name_color(value, taken)
+    return colors
+
+
+def labels_features(names: list[str], column: str, counts) -> pd.DataFrame:
+    """The features table of the labels layer: one row per label number (hovering shows the name)."""
+    return pd.DataFrame(
+        {
+            "index": np.arange(len(names)),
+            column: [n or "not assigned" for n in names],
+            "tiles": np.asarray(counts, dtype=int),
+        }
+    )
+
+
+class ExistingFileError(FileExistsError):
+    """An export would overwrite a file."""
+
+
+def refuse_existing(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """``path`` as a Path; raises :class:`ExistingFileError` if it exists and ``overwrite`` is False."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise ExistingFileError(
+            f"{path} already exists and was not overwritten. Choose another name, or remove the file first."
+        )
+    return path

@@ -1,0 +1,348 @@
+"""The gallery dock: the tiles of the points selected in the map, as thumbnails beside the canvas.
+
+A thin Qt view. Thumbnails are drawn by :class:`.thumbnails.TileSource` (no Qt) only when they scroll into
+view, and the last few thousand are kept, so that a selection of 10,000 tiles or more stays smooth. Clicking a
+thumbnail moves the tile stack to that tile and rings its point on the map (the ring that follows the stack's
+slider); the selection in the map is left as it is.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections import OrderedDict
+
+import numpy as np
+from qtpy.QtCore import QAbstractListModel, QSize, Qt, QTimer
+from qtpy.QtGui import QImage, QPixmap
+from qtpy.QtWidgets import QHBoxLayout, QLabel, QListView, QSlider, QVBoxLayout
+
+from .qt_helpers import DockWidget
+from .thumbnails import TileSource, channel_layers
+
+GALLERY_DOCK_NAME = "Selected tiles (napari-tsimcne)"
+"""The gallery's dock, as napari names the plugin widget "Selected tiles" (one per window)."""
+
+MAX_SHOWN = 100_000
+"""Thumbnails listed at most (the first ones by tile number); the count says how many were selected."""
+
+CACHE_SIZE = 3_000
+"""Thumbnails kept once drawn (a few screens full at the smallest size)."""
+
+DEFAULT_SIZE, MIN_SIZE, MAX_SIZE = 64, 32, 200
+"""Thumbnail side in screen pixels."""
+
+TILE_ROLE = Qt.ItemDataRole.UserRole + 1
+"""Model role of an item's tile number."""
+
+DISPLAY_EVENTS = ("contrast_limits", "colormap", "gamma", "opacity")
+"""Image-layer events after which thumbnails are drawn again."""
+
+
+def pixmap_of(rgb: np.ndarray, size: int) -> QPixmap:
+    """A ``size`` x ``size`` (at most) pixmap of a uint8 (h, w, 3) image; small tiles keep sharp pixels."""
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    h, w = rgb.shape[:2]
+    image = QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+    mode = (
+        Qt.TransformationMode.FastTransformation
+        if max(h, w) <= size
+        else Qt.TransformationMode.SmoothTransformation
+    )
+    return QPixmap.fromImage(image).scaled(size, size, Qt.AspectRatioMode.KeepAspectRatio, mode)
+
+
+class GalleryModel(QAbstractListModel):
+    """Tile numbers as list items; each item's picture is drawn when the view first asks for it."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.tiles = np.zeros(0, dtype=int)
+        self.source: TileSource | None = None
+        self.describe = None
+        self.icon_size = DEFAULT_SIZE
+        self.rendered = 0  # thumbnails drawn so far (a view draws only what it shows)
+        self._channels = None
+        self._cache: OrderedDict[int, QPixmap] = OrderedDict()
+
+    def set_tiles(self, tiles, source: TileSource | None, describe=None) -> None:
+        """Show ``tiles`` (tile numbers) of ``source``; ``describe(tile)`` gives an item's tooltip."""
+        self.beginResetModel()
+        self.tiles = np.asarray(tiles, dtype=int)
+        self.source = source
+        self.describe = describe
+        self._channels = None
+        self._cache.clear()
+        self.endResetModel()
+
+    def rowCount(self, parent=None) -> int:  # noqa: N802 - Qt's name
+        return 0 if parent is not None and parent.isValid() else len(self.tiles)
+
+    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
+        if not index.isValid() or not 0 <= index.row() < len(self.tiles):
+            return None
+        tile = int(self.tiles[index.row()])
+        if role == Qt.ItemDataRole.DecorationRole:
+            return self.pixmap(tile)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return self.describe(tile) if self.describe is not None else f"Tile {tile}"
+        if role == TILE_ROLE:
+            return tile
+        return None
+
+    def pixmap(self, tile: int) -> QPixmap:
+        """The thumbnail of ``tile`` (drawn now, or kept from before)."""
+        pixmap = self._cache.get(tile)
+        if pixmap is not None:
+            self._cache.move_to_end(tile)
+            return pixmap
+        if self._channels is None:
+            self._channels = self.source.channels()
+        rgb = self.source.thumbnail(tile, max_side=2 * self.icon_size, channels=self._channels)
+        pixmap = pixmap_of(rgb, self.icon_size)
+        self.rendered += 1
+        self._cache[tile] = pixmap
+        while len(self._cache) > CACHE_SIZE:
+            self._cache.popitem(last=False)
+        return pixmap
+
+    def redraw(self) -> None:
+        """Draw the thumbnails again (the layers' contrast, colormaps or the size changed)."""
+        self._channels = None
+        self._cache.clear()
+        if len(self.tiles):
+            self.dataChanged.emit(
+                self.index(0), self.index(len(self.tiles) - 1), [Qt.ItemDataRole.DecorationRole]
+            )
+
+    def row_of(self, tile: int) -> int | None:
+        """The item of ``tile``, if listed (the tiles are sorted)."""
+        row = int(np.searchsorted(self.tiles, int(tile)))
+        return row if row < len(self.tiles) and self.tiles[row] == int(tile) else None
+
+
+def shown_text(n_shown: int, n_selected: int) -> str:
+    """The gallery's count line: "1,000 of 1,000 shown"."""
+    return f"{n_shown:,} of {n_selected:,} shown"
+
+
+class GalleryWidget(DockWidget):
+    """The "Selected tiles" dock: thumbnails of the tiles selected in a map (see the module's docstring)."""
+
+    def __init__(self, napari_viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        _GALLERIES.add(self)
+        self.link = None  # the map and tile stack shown (crosslink.MapTileLink)
+        self.n_selected = 0
+        self._watched_layers: list = []
+        self.title = QLabel("Select points in the map to see their tiles here.")
+        self.title.setWordWrap(True)
+        self.count = QLabel("")
+        self.count.setToolTip(
+            f"Selected tiles listed here (at most {MAX_SHOWN:,}, the first by tile number)."
+        )
+        self.size_slider = QSlider(Qt.Orientation.Horizontal)
+        self.size_slider.setRange(MIN_SIZE, MAX_SIZE)
+        self.size_slider.setValue(DEFAULT_SIZE)
+        self.size_slider.setToolTip("Size of the thumbnails.")
+        self.model = GalleryModel(self)
+        self.view = QListView()
+        self.view.setModel(self.model)
+        self.view.setViewMode(QListView.ViewMode.IconMode)
+        self.view.setMovement(QListView.Movement.Static)
+        self.view.setResizeMode(QListView.ResizeMode.Adjust)
+        self.view.setWrapping(True)
+        self.view.setUniformItemSizes(True)
+        self.view.setLayoutMode(QListView.LayoutMode.Batched)
+        self.view.setBatchSize(2000)
+        self.view.setSelectionMode(QListView.SelectionMode.SingleSelection)
+        self.view.setEditTriggers(QListView.EditTrigger.NoEditTriggers)
+        self.view.setToolTip("")  # each thumbnail has its own: tile number and annotation
+        self._apply_size(DEFAULT_SIZE)
+        self._redraw_timer = QTimer(self)
+        self._redraw_timer.setSingleShot(True)
+        self._redraw_timer.setInterval(50)
+        self._redraw_timer.timeout.connect(self.model.redraw)
+
+        head = QHBoxLayout()
+        head.addWidget(self.count, 1)
+        head.addWidget(QLabel("Size"))
+        head.addWidget(self.size_slider)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.title)
+        layout.addLayout(head)
+        layout.addWidget(self.view, 1)
+        self.setMinimumHeight(160)
+
+        self.view.clicked.connect(self._on_clicked)
+        self.view.activated.connect(self._on_clicked)
+        self.size_slider.valueChanged.connect(self.set_thumbnail_size)
+        QTimer.singleShot(
+            0, self._show_active_map
+        )  # opened from the Plugins menu: the current selection
+
+    def sizeHint(self):  # noqa: N802 - Qt's name
+        return QSize(320, 420)
+
+    # -- what is shown ----------------------------------------------------------
+    def show_tiles(self, link, tile_indices) -> None:
+        """Show the tiles ``tile_indices`` of ``link``'s stack (its map's selection)."""
+        tiles = np.unique(np.asarray(list(tile_indices), dtype=int))
+        self.n_selected = len(tiles)
+        if link is not self.link:
+            self._watch(link)
+        self.link = link
+        shown = tiles[:MAX_SHOWN]
+        source = None
+        if len(shown):
+            source = TileSource(channel_layers(self.viewer.layers, link.tiles_layer))
+        self.model.set_tiles(shown, source, self.describe)
+        self.count.setText(shown_text(len(shown), len(tiles)))
+        self.title.setText(
+            f"Tiles selected in {link.map_layer.name!r}. Click one to show it in the stack; "
+            "hover for its name."
+            if len(tiles)
+            else f"No points selected in {link.map_layer.name!r}."
+        )
+
+    def clear(self) -> None:
+        """Show nothing (the map or its tiles were removed)."""
+        self._watch(None)
+        self.link = None
+        self.n_selected = 0
+        self.model.set_tiles([], None)
+        self.count.setText("")
+        self.title.setText("Select points in the map to see their tiles here.")
+
+    def describe(self, tile: int) -> str:
+        """The tooltip of a thumbnail: tile number, then its name and cluster in the map."""
+        from .selection import tile_to_point
+
+        lines = [f"Tile {tile}"]
+        map_layer = None if self.link is None else self.link.map_layer
+        if map_layer is None or map_layer not in self.viewer.layers:
+            return lines[0]
+        feats = map_layer.features
+        row = tile_to_point(feats["tile_index"].to_numpy(), tile)
+        if row is None:
+            return lines[0]
+        annotation = str(feats["annotation"].iloc[row]) if "annotation" in feats else ""
+        lines.append(f"annotation: {annotation or '(none)'}")
+        if "cluster" in feats and int(feats["cluster"].iloc[row]) != -1:
+            lines.append(f"cluster: {int(feats['cluster'].iloc[row])}")
+        if "label" in feats:
+            lines.append(f"label: {feats['label'].iloc[row]}")
+        return "\n".join(lines)
+
+    def shown_tiles(self) -> np.ndarray:
+        """The tile numbers listed, in order."""
+        return self.model.tiles.copy()
+
+    def set_thumbnail_size(self, size: int) -> None:
+        self._apply_size(int(size))
+        self.model.icon_size = int(size)
+        self.model.redraw()
+
+    def _apply_size(self, size: int) -> None:
+        self.view.setIconSize(QSize(size, size))
+        self.view.setGridSize(QSize(size + 6, size + 6))
+
+    # -- clicks and the stack's slider -------------------------------------------
+    def _on_clicked(self, index) -> None:
+        tile = self.model.data(index, TILE_ROLE)
+        if tile is not None:
+            self.go_to(int(tile))
+
+    def go_to(self, tile: int) -> None:
+        """Move the stack to ``tile`` and ring its point on the map (the map's selection stays)."""
+        if self.link is not None:
+            self.link.go_to_tile(int(tile))
+
+    def set_current_tile(self, tile: int) -> None:
+        """Mark ``tile``'s thumbnail as the current one (the stack's slider moved to it)."""
+        row = self.model.row_of(tile)
+        if row is None:
+            self.view.clearSelection()
+            return
+        index = self.model.index(row)
+        self.view.blockSignals(True)
+        self.view.setCurrentIndex(index)
+        self.view.blockSignals(False)
+        self.view.scrollTo(index)
+
+    # -- following the layers ---------------------------------------------------
+    def _watch(self, link) -> None:
+        for layer in self._watched_layers:
+            for name in DISPLAY_EVENTS:
+                getattr(layer.events, name).disconnect(self._on_display_changed)
+        self._watched_layers = []
+        if link is None:
+            return
+        for layer in channel_layers(self.viewer.layers, link.tiles_layer):
+            for name in DISPLAY_EVENTS:
+                getattr(layer.events, name).connect(self._on_display_changed)
+            self._watched_layers.append(layer)
+
+    def _on_display_changed(self, event=None) -> None:
+        self._redraw_timer.start()  # once the contrast slider rests a moment
+
+    def _show_active_map(self) -> None:
+        if self.link is not None:
+            return
+        from .crosslink import link_of
+
+        link = link_of(self.viewer.layers.selection.active)
+        if link is not None:
+            link.show_selection()
+
+    def shutdown(self) -> None:
+        """Closed or taken out of its dock: stop following the layers; the next selection docks a new one."""
+        _GALLERIES.discard(self)
+        self._redraw_timer.stop()
+        self._watch(None)
+
+
+TRAIN_DOCK_NAME = "Train map (napari-tsimcne)"
+
+_GALLERIES: weakref.WeakSet = weakref.WeakSet()
+"""Every gallery widget made (napari's ``dock_widgets`` hands out wrapped widgets; this finds ours)."""
+
+
+def open_gallery(viewer, create: bool = True) -> GalleryWidget | None:
+    """The viewer's gallery dock (None without a window, or when ``create`` is False and there is none).
+
+    A new gallery is docked on the right, as a tab over the Train map dock when that is open (training is
+    done when tiles are looked at; the Annotate map dock stays beside the gallery), else below the others.
+    """
+    window = getattr(viewer, "window", None)
+    if window is None:
+        return None
+    widget = None
+    if GALLERY_DOCK_NAME in window.dock_widgets:
+        widget = next((w for w in list(_GALLERIES) if w.viewer == viewer), None)
+    if widget is None and create:
+        widget = GalleryWidget(viewer)
+        window.add_dock_widget(
+            widget, name=GALLERY_DOCK_NAME, area="right", add_vertical_stretch=False
+        )
+        _tab_over_train_dock(window, widget.parent())
+    return widget
+
+
+def _tab_over_train_dock(window, dock) -> None:
+    """Put ``dock`` in a tab over the Train map dock and show it (Qt's own dock API on napari's window)."""
+    train = window.dock_widgets.get(TRAIN_DOCK_NAME)
+    train_dock = None if train is None else train.parent()
+    main = dock.parent()
+    if train_dock is None or main is None or train_dock.parent() is not main:
+        return
+    if (
+        not hasattr(main, "tabifyDockWidget")
+        or train_dock.isFloating()
+        or not train_dock.isVisible()
+    ):
+        return
+    main.tabifyDockWidget(train_dock, dock)
+    dock.show()
+    dock.raise_()

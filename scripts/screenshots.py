@@ -86,7 +86,7 @@ def main() -> int:
     biggest = np.bincount(clusters).argmax()
     layer.selected_data = set(np.flatnonzero(clusters == biggest)[:100].tolist())
     viewer.layers.selection.active = layer
-    shot(viewer, "selection_gallery")  # the camera moved to show the map and the gallery together
+    shot(viewer, "selection_gallery")  # the gallery dock opens as a tab over Train map
 
     # the lasso, caught while the outline is drawn around the second-largest cluster
     annotate.set_lasso(True)

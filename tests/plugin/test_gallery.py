@@ -130,6 +130,14 @@ def test_two_uint16_channel_layers_are_blended_in_their_colormaps(qtbot, viewer_
     layers[1].contrast_limits = (0, 6000)
     qtbot.waitUntil(lambda: abs(pixel(0)[0] - 128) <= 1, timeout=2000)
 
+    # exported, the channels stay separate layers in their colours
+    _, _, annotate = viewer_with_widgets
+    annotate.map_combo.setCurrentText(points.name)
+    copies = annotate.export_selection_layer()
+    assert [c.colormap.name for c in copies] == ["green", "magenta"]
+    np.testing.assert_array_equal(copies[1].data, stack[[0, 1, 2], 1])
+    assert copies[0].data.dtype == np.uint16
+
 
 def test_export_selection_and_cluster_as_layers(qtbot, small_map):
     viewer, _, annotate, points = small_map

@@ -147,3 +147,24 @@ def test_selection_outlines_tiles_on_source(make_napari_viewer):
     got = sorted(tuple(d.min(axis=0)) for d in outline.data)
     assert got == sorted((float(r), float(c)) for r, c in origins[idx])
     assert set(points.selected_data) == {2, 5}
+
+
+def test_quantitative_preview_shows_a_neighbour_in_intensity_last():
+    # dim and bright cells; each preview tile's partner must be a cell of its own brightness
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:16, 0:16]
+    cell = ((yy - 8) ** 2 + (xx - 8) ** 2 < 16).astype(float)
+    levels = np.r_[np.full(20, 500.0), np.full(20, 3000.0)]
+    pool = (100 + levels[:, None, None] * cell + rng.normal(0, 3, (40, 16, 16))).astype(np.uint16)
+    tiles = pool[[0, 39]]
+    settings = AugmentationSettings.preset("quantitative", crop_scale=(1.0, 1.0))
+    mosaic = augmentation_mosaic(tiles, settings, n_views=2, seed=0, pool=pool)
+    assert mosaic.shape == (2 * 16 + GAP, 4 * 16 + 3 * GAP)  # original, 2 views, the neighbour
+    last = 3 * (16 + GAP)
+    dim_partner = mosaic[:16, last : last + 16]
+    bright_partner = mosaic[16 + GAP :, last : last + 16]
+    assert bright_partner.max() > 0.9 and dim_partner.max() < 0.3
+    # without a pool, or for other presets, no extra column
+    assert augmentation_mosaic(tiles, settings, n_views=2).shape[1] == 3 * 16 + 2 * GAP
+    plain = AugmentationSettings.preset("microscopy")
+    assert augmentation_mosaic(tiles, plain, n_views=2, pool=pool).shape[1] == 3 * 16 + 2 * GAP

@@ -21,12 +21,13 @@ Presets
     For quantitative fluorescence, where the amount of each stain is the
     signal (DNA content, marker levels): rotations by any angle, flips and
     mild crops (80 to 100 % of the tile, so a cell's size changes by at most
-    about 10 %), no change of brightness, contrast or colour, and every
-    positive pair made of views of two tiles that are nearest neighbours in
-    per-channel intensity profile (``neighbor_views``; see
-    :mod:`napari_tsimcne.core.neighbors`). The map then keeps cells in order
-    of their intensities and sizes, and still apart by shape where these
-    agree. ``"fluorescence"`` is accepted as an older name for it.
+    about 10 %), no change of brightness, contrast or colour; and three in
+    four positive pairs made of views of two different tiles that are
+    nearest neighbours in per-channel intensity profile (``neighbor_views``;
+    see :mod:`napari_tsimcne.core.neighbors`), the fourth of two views of one
+    tile. The map then keeps cells in order of their intensities and sizes,
+    and still apart by shape where these agree. ``"fluorescence"`` is
+    accepted as an older name for it.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ class AugmentationSettings:
                 saturation=0.0,
                 hue=0.0,
                 grayscale_p=0.0,
-                neighbor_views=1.0,
+                neighbor_views=0.75,
             )
         else:
             raise ValueError(

@@ -59,15 +59,21 @@ def intensity_profiles(
         float32 rows: for each channel, its pixel values at the ranks, then their mean.
     """
     n = len(store)
-    rows = []
-    for start in range(0, n, chunk):
-        x = store.gather(torch.arange(start, min(n, start + chunk)))  # (B, C, H, W)
-        flat = x.float().flatten(2)  # (B, C, HW)
-        ranks = torch.as_tensor(profile_ranks(flat.shape[2], points), device=flat.device)
-        top = flat.sort(dim=2, descending=True).values[:, :, ranks]
-        prof = torch.cat([top, flat.mean(2, keepdim=True)], dim=2)
-        rows.append(prof.flatten(1).cpu().numpy())
-    return np.concatenate(rows).astype(np.float32)
+    rows = [
+        batch_profiles(store.gather(torch.arange(start, min(n, start + chunk))), points)
+        for start in range(0, n, chunk)
+    ]
+    return np.concatenate(rows)
+
+
+@torch.no_grad()
+def batch_profiles(x: torch.Tensor, points: int = PROFILE_POINTS) -> np.ndarray:
+    """The intensity profiles of a normalised batch (B, C, H, W), as rows of :func:`intensity_profiles`."""
+    flat = x.float().flatten(2)  # (B, C, HW)
+    ranks = torch.as_tensor(profile_ranks(flat.shape[2], points), device=flat.device)
+    top = flat.sort(dim=2, descending=True).values[:, :, ranks]
+    prof = torch.cat([top, flat.mean(2, keepdim=True)], dim=2)
+    return prof.flatten(1).cpu().numpy().astype(np.float32)
 
 
 def profile_embedding(profiles: np.ndarray, dims: int = PROFILE_DIMENSIONS) -> np.ndarray:
@@ -80,23 +86,31 @@ def profile_embedding(profiles: np.ndarray, dims: int = PROFILE_DIMENSIONS) -> n
     return (x @ vt[:dims].T).astype(np.float32)
 
 
-def intensity_neighbors(store: TileStore, k: int = 10) -> np.ndarray:
-    """The ``k`` nearest tiles of every tile in intensity-profile space, shape (N, k), int64.
+def intensity_embedding(store: TileStore) -> np.ndarray:
+    """Every tile's intensity profile, standardised and reduced to :data:`PROFILE_DIMENSIONS` components."""
+    return profile_embedding(intensity_profiles(store))
 
-    A tile is never its own neighbour. With fewer than ``k + 1`` tiles, ``k``
-    shrinks to what there is.
+
+def nearest_neighbors(points: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` nearest other points of every point, shape (N, k), int64.
+
+    A point is never its own neighbour. With fewer than ``k + 1`` points,
+    ``k`` shrinks to what there is.
     """
     from sklearn.neighbors import NearestNeighbors
 
-    n = len(store)
+    n = len(points)
     k = max(1, min(k, n - 1))
-    emb = profile_embedding(intensity_profiles(store))
-    idx = NearestNeighbors(n_neighbors=k + 1).fit(emb).kneighbors(emb, return_distance=False)
+    idx = NearestNeighbors(n_neighbors=k + 1).fit(points).kneighbors(points, return_distance=False)
     out = np.empty((n, k), dtype=np.int64)
-    for i, row in enumerate(idx):  # drop the tile itself (not always first when duplicates exist)
-        others = row[row != i]
-        out[i] = others[:k]
+    for i, row in enumerate(idx):  # drop the point itself (not always first when duplicates exist)
+        out[i] = row[row != i][:k]
     return out
+
+
+def intensity_neighbors(store: TileStore, k: int = 10) -> np.ndarray:
+    """The ``k`` nearest tiles of every tile in intensity-profile space, shape (N, k), int64."""
+    return nearest_neighbors(intensity_embedding(store), k)
 
 
 class NeighborViews:

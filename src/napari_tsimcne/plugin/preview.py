@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from napari_tsimcne.core.augment import AugmentationSettings, augment, make_generator
+from napari_tsimcne.core.neighbors import batch_profiles, profile_embedding
 from napari_tsimcne.core.normalization import ChannelNormalization
 
 GAP = 2
@@ -17,9 +18,17 @@ def preview_indices(n_tiles: int, n: int = 8) -> np.ndarray:
 
 
 def augmentation_mosaic(
-    tiles: np.ndarray, settings: AugmentationSettings | str, n_views: int = 6, seed: int = 0
+    tiles: np.ndarray,
+    settings: AugmentationSettings | str,
+    n_views: int = 6,
+    seed: int = 0,
+    pool: np.ndarray | None = None,
 ) -> np.ndarray:
     """Rows = tiles, first column the normalised original, then ``n_views`` augmented views; 2 px gaps.
+
+    When the settings draw second views from neighbours in intensity (the quantitative preset)
+    and a ``pool`` of tiles from the same stack is given, a last column shows a view of each
+    tile's nearest neighbour in intensity among the pool: a partner the map pulls close.
 
     Colour tiles (uint8 (n, h, w, 3), or ``settings.rgb``) give a uint8 (H, W, 3) mosaic; others a float
     mosaic of the first channel in [0, 1].
@@ -35,6 +44,9 @@ def augmentation_mosaic(
     x = norm.apply(x.permute(0, 3, 1, 2))
     gen = make_generator(torch.device("cpu"), seed)
     columns = [x] + [augment(x.clone(), settings, gen) for _ in range(n_views)]
+    if settings.neighbor_views > 0 and pool is not None and len(pool) > 1:
+        partners = _nearest_in_intensity(x, _as_batch(np.asarray(pool), norm))
+        columns.append(augment(partners, settings, gen))
     n, c, h, w = x.shape
     rgb = bool(settings.rgb)
     cols = len(columns)
@@ -49,3 +61,17 @@ def augmentation_mosaic(
     if rgb:
         return np.clip(np.round(out * 255), 0, 255).astype(np.uint8)
     return out
+
+
+def _as_batch(tiles: np.ndarray, norm: ChannelNormalization) -> torch.Tensor:
+    x = torch.from_numpy(np.ascontiguousarray(tiles if tiles.ndim == 4 else tiles[..., None]))
+    return norm.apply(x.permute(0, 3, 1, 2))
+
+
+def _nearest_in_intensity(x: torch.Tensor, pool: torch.Tensor) -> torch.Tensor:
+    """For each tile of ``x``, the closest tile of ``pool`` in intensity profile (not the tile itself)."""
+    both = profile_embedding(np.concatenate([batch_profiles(x), batch_profiles(pool)]))
+    ours, theirs = both[: len(x)], both[len(x) :]
+    dist = ((ours[:, None, :] - theirs[None, :, :]) ** 2).sum(-1)
+    dist[dist <= 1e-10] = np.inf  # the tile itself (or an exact copy), where the pool holds it
+    return pool[torch.from_numpy(dist.argmin(1))]

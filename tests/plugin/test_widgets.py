@@ -37,9 +37,13 @@ def test_widget_defaults(viewer_with_widgets):
     viewer, train_widget, annotate = viewer_with_widgets
     assert train_widget.layer_combo.currentText() == "tiles"
     assert train_widget.batch_spin.value() == 256  # largest power of two <= 256 tiles
-    assert train_widget.preset_combo.currentText() == "microscopy"
-    train_widget.preset_combo.setCurrentText("fluorescence")
+    assert train_widget.preset_combo.currentText() == "auto"
+    # the tiles are RGB uint8 pictures: auto picks microscopy and says why, under the choice
+    assert train_widget.chosen_preset() == "microscopy"
+    assert "For these tiles: microscopy" in train_widget.preset_advice.text()
+    train_widget.preset_combo.setCurrentText("quantitative")
     assert "intensity" in train_widget.preset_help.text()
+    assert "'auto' would choose microscopy" in train_widget.preset_advice.text()
     assert annotate.map_combo.count() == 0
 
 
@@ -245,3 +249,19 @@ def test_bad_settings_say_not_started(qtbot, viewer_with_widgets):
     qtbot.waitUntil(lambda: train_widget.worker is None, timeout=30_000)
     assert train_widget.status.text().startswith("Not started: batch_size=4096")
     assert train_widget.train_button.isEnabled()
+
+
+def test_fluorescence_tiles_get_the_quantitative_preset_with_its_reason(viewer_with_widgets):
+    viewer, train_widget, _ = viewer_with_widgets
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:16, 0:16]
+    cell = ((yy - 8) ** 2 + (xx - 8) ** 2 < 20).astype(float)
+    stack = 100 + rng.uniform(500, 3000, (64, 1, 1)) * cell + rng.normal(0, 3, (64, 16, 16))
+    viewer.add_image(stack.astype(np.uint16), name="nuclei")
+    train_widget.layer_combo.setCurrentText("nuclei")
+    assert train_widget.chosen_preset() == "quantitative"
+    advice = train_widget.preset_advice.text()
+    assert advice.startswith("For these tiles: quantitative.") and "dark background" in advice
+    preview = train_widget.preview_augmentations(n_tiles=4, n_views=2)
+    # original, two views and the neighbour in intensity
+    assert preview.data.shape[1] == 4 * 16 + 3 * 2

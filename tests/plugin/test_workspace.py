@@ -270,7 +270,7 @@ def test_calm_dock_tooltips_folded_advanced_nothing_clipped(
     annotate.assign("stroma")
     for section in (train.advanced_section, train.cut_section, train.files_section):
         section.set_expanded(True)
-    for preset in ("natural", "fluorescence", "microscopy"):
+    for preset in ("natural", "quantitative", "auto", "microscopy"):
         train.preset_combo.setCurrentText(preset)
         qtbot.wait(50)
         assert not _clipped_labels(train) and not _clipped_labels(annotate)

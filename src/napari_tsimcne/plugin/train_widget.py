@@ -24,8 +24,11 @@ from qtpy.QtWidgets import (
 )
 
 from napari_tsimcne.core import ModelFileError, NotFittedError, TileStackError, TSimCNE
+from napari_tsimcne.core.augment import AugmentationSettings
 from napari_tsimcne.core.backbones import BACKBONES
 from napari_tsimcne.core.device import DEVICES, defaults_for, resolve_device
+from napari_tsimcne.core.presets import PRESET_SUMMARIES, PRESETS
+from napari_tsimcne.core.recommend import Recommendation, recommend_preset
 from napari_tsimcne.core.schedule import QUICK_GPU_EPOCHS
 
 from .crosslink import GALLERY_NAME, link_map, link_opened_outputs
@@ -48,14 +51,7 @@ PREVIEW_NAME = "augmentation preview"
 PLANNED = object()
 """Yielded by the training thread once the tiles are prepared and the epochs are known."""
 
-PRESET_HELP = {
-    "microscopy": "Rotations by any angle, flips, crops, colour jitter. The map ignores orientation "
-    "and moderate staining/brightness differences. Good for cells and tissue.",
-    "natural": "SimCLR's set: crops, horizontal flips, colour jitter, greyscale. No rotations: the map "
-    "keeps 'up'. For photographs and objects with an orientation.",
-    "fluorescence": "Rotations, flips, crops, at most a 5 % gain per channel. No brightness or contrast jitter, "
-    "so intensity (DNA content, marker levels) stays visible in the map.",
-}
+PRESET_HELP = PRESET_SUMMARIES  # one sentence or two per choice, from the core
 
 
 MINUTES, EPOCHS = "minutes", "epochs"
@@ -98,11 +94,14 @@ class TrainWidget(DockWidget):
         self._returned = False
         self._epochs_done = 0
         self._sized_for: str | None = None
+        self._advice_for: tuple | None = None
+        self._advice: Recommendation | None = None
 
         self.layer_combo = QComboBox()
         self.preset_combo = QComboBox()
-        self.preset_combo.addItems(list(PRESET_HELP))
-        self.preset_help = WrappedLabel(PRESET_HELP["microscopy"])
+        self.preset_combo.addItems(["auto", *PRESETS])
+        self.preset_help = WrappedLabel(PRESET_HELP["auto"])
+        self.preset_advice = WrappedLabel("")  # what "auto" picks for the chosen tiles, and why
         self.length_combo = QComboBox()
         self.length_combo.addItems(list(LENGTH_MODES))
         self.minutes_spin = QDoubleSpinBox()
@@ -173,6 +172,7 @@ class TrainWidget(DockWidget):
         self._basic_form = basic
         basic.addRow("Augmentations", self.preset_combo)
         basic.addRow(self.preset_help)
+        basic.addRow(self.preset_advice)
         basic.addRow("Train for", self.length_combo)
         self.minutes_label = QLabel("About")
         self.minutes_label.setToolTip(self.minutes_spin.toolTip())
@@ -228,9 +228,7 @@ class TrainWidget(DockWidget):
         layout.addWidget(self.files_section)
         layout.addStretch()
 
-        self.preset_combo.currentTextChanged.connect(
-            lambda p: self.preset_help.setText(PRESET_HELP[p])
-        )
+        self.preset_combo.currentTextChanged.connect(self._show_preset)
         self.length_combo.currentTextChanged.connect(self._show_length)
         self.device_combo.currentTextChanged.connect(self.apply_device_defaults)
         self.apply_device_defaults(self.device_combo.currentText())
@@ -307,7 +305,45 @@ class TrainWidget(DockWidget):
             self.cut_section.set_expanded(True)  # only a large image so far: cutting it comes first
         self._on_layer_changed(self.layer_combo.currentText())
 
+    def recommendation(self) -> Recommendation | None:
+        """The preset that suits the chosen tiles, and why (None without a usable tile layer)."""
+        layer = self.tiles_layer()
+        if layer is None:
+            return None
+        data = layer.data
+        channels_last = data.ndim == 4 and (layer.rgb or data.shape[-1] <= 8)
+        if data.ndim != 3 and not channels_last:
+            return None  # not a stack of tiles this can judge
+        key = (layer.name, data.shape, str(data.dtype), id(data))
+        if self._advice_for != key:  # a few hundred tiles suffice; keep the answer for this layer
+            self._advice_for, self._advice = key, recommend_preset(data, max_tiles=500)
+        return self._advice
+
+    def chosen_preset(self) -> str:
+        """The preset training will use: the choice, with "auto" resolved for the chosen tiles."""
+        choice = self.preset_combo.currentText()
+        if choice != "auto":
+            return choice
+        rec = self.recommendation()
+        return rec.preset if rec is not None else "microscopy"
+
+    def _show_preset(self, choice: str | None = None) -> None:
+        choice = self.preset_combo.currentText() if choice is None else choice
+        self.preset_help.setText(PRESET_HELP[choice])
+        rec = self.recommendation()
+        if rec is None:
+            self.preset_advice.setText("")
+        elif choice == "auto":
+            self.preset_advice.setText(f"For these tiles: {rec.preset}. {rec.reason}")
+        elif choice != rec.preset:
+            self.preset_advice.setText(
+                f"'auto' would choose {rec.preset} for these tiles. {rec.reason}"
+            )
+        else:
+            self.preset_advice.setText("")
+
     def _on_layer_changed(self, name: str) -> None:
+        self._show_preset()
         # suggest a batch size for a newly chosen stack; adding or removing other layers keeps the user's choice
         if name == self._sized_for or name not in self.viewer.layers:
             return
@@ -381,7 +417,13 @@ class TrainWidget(DockWidget):
         try:
             tiles = data[preview_indices(len(data), n_tiles)]
             mosaic = augmentation_mosaic(
-                tiles, self.preset_combo.currentText(), n_views=n_views, seed=self.seed_spin.value()
+                tiles,
+                self.chosen_preset(),
+                n_views=n_views,
+                seed=self.seed_spin.value(),
+                pool=data[
+                    preview_indices(len(data), 2000)
+                ],  # where neighbours in intensity are sought
             )
         except (ValueError, RuntimeError) as exc:
             show_error(f"Preview failed: {exc}")
@@ -399,6 +441,10 @@ class TrainWidget(DockWidget):
             contrast_limits=None if rgb else (0.0, 1.0),
         )
         fit_camera(self.viewer, [preview])
+        columns = "each row: a tile, then views of it the network sees as the same cell"
+        if AugmentationSettings.preset(self.chosen_preset()).neighbor_views > 0:
+            columns += "; last: a view of its nearest neighbour in intensity, also pulled close"
+        show_info(f"Augmentation preview ({self.chosen_preset()}): {columns}.")
         return preview
 
     # -- training -------------------------------------------------------------

@@ -187,3 +187,40 @@ def test_replan_never_takes_back_finished_epochs():
     trainer.state = TrainerState(stage=0, epoch=3)
     trainer.replan(make_stages((2, 1, 4), 0.03))
     assert [s.epochs for s in trainer.stages] == [3, 1, 4]
+
+
+def test_a_machine_that_calms_down_after_the_first_epoch_still_uses_the_budget(monkeypatch):
+    """The plan follows the latest epoch: a slow first epoch (another program was busy) is not the rule."""
+    from napari_tsimcne.core.training import Trainer
+
+    real = Trainer._run_epoch
+
+    def busy_first_epoch(self, stage, global_epoch):
+        if global_epoch == 1:
+            time.sleep(3.0)
+        return real(self, stage, global_epoch)
+
+    monkeypatch.setattr(Trainer, "_run_epoch", busy_first_epoch)
+    tiles = np.random.default_rng(4).random((512, 12, 12), dtype=np.float32)
+    model = TSimCNE(time_budget=10.0, width=4, random_state=0, preview_every=0)
+    start = time.perf_counter()
+    model.fit(tiles)
+    took = time.perf_counter() - start
+    assert 0.75 * 10.0 <= took <= 10.0 * 1.2 + 2
+
+
+def test_a_stage_that_has_just_ended_can_be_lengthened_but_not_an_older_one():
+    from napari_tsimcne.core.schedule import make_stages
+    from napari_tsimcne.core.training import Trainer, TrainerState
+
+    trainer = Trainer.__new__(Trainer)
+    trainer.stages = make_stages((2, 1, 2), 0.03)
+    trainer.state = TrainerState(stage=1, epoch=0)  # stage 1 ended after its 2 epochs
+    trainer._entered = 0  # ... and stage 2 has not started
+    trainer.replan(make_stages((6, 1, 3), 0.03))
+    assert (trainer.state.stage, trainer.state.epoch) == (0, 2)
+    assert [s.epochs for s in trainer.stages] == [6, 1, 3]
+    trainer.state = TrainerState(stage=1, epoch=0)
+    trainer._entered = 1  # stage 2 has started (its optimizer is in place): no going back
+    trainer.replan(make_stages((9, 1, 3), 0.03))
+    assert (trainer.state.stage, trainer.state.epoch) == (1, 0)

@@ -20,7 +20,7 @@ from .model import BACKBONES, TSimCNENet
 from .normalization import ChannelNormalization
 from .persistence import ModelFileError, load_payload, save_payload
 from .recommend import recommend_preset
-from .schedule import default_lr, make_stages
+from .schedule import PAPER_EPOCHS, default_lr, make_stages
 from .store import TileStore
 from .tiles import MAX_CHANNELS, MIN_TILE_SIZE, TileStackError, as_tile_stack, stack_info
 from .training import Trainer, TrainerState, TrainingEvent, embed_store, pca_2d
@@ -541,7 +541,7 @@ class TSimCNE:
         finished = False
         try:
             for event in trainer.run():
-                if getattr(self, "_budget", None) is not None and event.global_epoch == 1:
+                if getattr(self, "_budget", None) is not None and event.stage == 1:
                     event = self._replan(trainer, event)
                 if (
                     checkpoint is not None
@@ -563,27 +563,52 @@ class TSimCNE:
             self.fit_seconds_ = time.perf_counter() - start
 
     def _replan(self, trainer: Trainer, event: TrainingEvent) -> TrainingEvent:
-        """After the first epoch of a time budget: set the epochs again from that epoch's real speed.
+        """After each epoch of pre-training under a time budget: set the epochs left from the real speed.
 
-        The first steps, timed before training, tend to be slower than the steady state (and the
-        machine may be busier or calmer than it was then); a whole epoch is a better measure.
+        The first steps, timed before training, tend to be slower than the steady state, and the
+        machine may get busier or calmer while it trains (another program starts or ends); the
+        last whole epochs (the median of up to three) are the best measure of what the next ones
+        will take. The epochs are split in the paper's ratio over the whole run; pre-training
+        can still be lengthened right after its last planned epoch. Once the last two stages
+        are planned at its end, the plan stands.
         """
-        budget, self._budget = self._budget, None
+        budget = self._budget
+        if event.epoch == 1:
+            self._timed_costs = self.step_costs_  # the first steps' timing, before training
         steps = max(1, budget.n_tiles // budget.global_batch)
-        factor = trainer.state.history[-1]["seconds"] / steps / self.step_costs_.full_step
-        costs = StepCosts(*(c * factor for c in astuple(self.step_costs_)))
+        recent = [h["seconds"] for h in trainer.state.history[-3:] if h["stage"] == 1]
+        factor = float(np.median(recent)) / steps / self._timed_costs.full_step
+        costs = StepCosts(*(c * factor for c in astuple(self._timed_costs)))
         left = budget.seconds - (time.perf_counter() - budget.started)
-        rest, previews = epochs_for_budget(
-            left, costs, budget.n_tiles, budget.global_batch, previews=self.preview_every != 0
+        full_epoch = costs.epoch_seconds(steps)[0]
+        plan = dict(previews=self.preview_every != 0)
+        done = event.epoch
+        # the whole run in the paper's ratio, the epochs done counted at today's speed
+        total, previews = epochs_for_budget(
+            left + done * full_epoch, costs, budget.n_tiles, budget.global_batch, **plan
         )
-        first_done = event.epoch == event.stage_epochs  # stage 1 had one epoch and is over
-        epochs = (1, rest[1], rest[2]) if first_done else (rest[0] + 1, rest[1], rest[2])
+        if total[0] > done:
+            epochs = total
+        elif done < event.stage_epochs:  # pre-training cannot stop mid-way: one more epoch
+            epochs = (done + 1, total[1], total[2])
+        else:  # pre-training is over: the time left goes to the last two stages, in their ratio
+            rest, previews = epochs_for_budget(
+                left + full_epoch,  # pays for the one stage-1 epoch the split below counts
+                costs,
+                budget.n_tiles,
+                budget.global_batch,
+                ratio=(1, PAPER_EPOCHS[1], PAPER_EPOCHS[2]),
+                **plan,
+            )
+            epochs = (done, rest[1], rest[2])
         *epochs, previews = broadcast_ints((*epochs, previews), trainer.dist)
         trainer.replan(make_stages(tuple(epochs), budget.lr, self.warmup))
         if self.preview_every == "auto":
             trainer.preview_every = previews
         self.total_epochs_ = tuple(s.epochs for s in trainer.stages)
         self.step_costs_ = costs
+        if trainer.stages[0].epochs <= event.epoch:
+            self._budget = None  # pre-training ends now; the last two stages keep this plan
         return replace(
             event, stage_epochs=trainer.stages[0].epochs, total_epochs=trainer.total_epochs
         )

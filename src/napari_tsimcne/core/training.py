@@ -151,6 +151,7 @@ class Trainer:
 
     def _enter_stage(self, stage: Stage) -> None:
         """Set trainable parameters and a new optimizer for ``stage``."""
+        self._entered = stage.index
         if stage.index >= 1 and self.net.out_dim != self.out_dim:
             if self.init_2d == "pca":
                 self._init_last_layer_from_pca()
@@ -361,13 +362,24 @@ class Trainer:
         """Train ``stages`` from now on (a time budget re-measured after the first epoch).
 
         Finished epochs stay finished: the current stage keeps at least the epochs it has done.
+        Right after the last epoch of a stage (before the next one starts), that stage can
+        still be lengthened.
         """
         if [s.index for s in stages] != [s.index for s in self.stages]:
             raise ValueError("replan() needs the same three stages.")
-        done = self.state.epoch
+        current, done = self.state.stage, self.state.epoch
+        previous = current - 1
+        if (
+            done == 0
+            and previous >= 0
+            and getattr(self, "_entered", None) == previous
+            and stages[previous].epochs > self.stages[previous].epochs
+        ):
+            # the stage that has just ended (its optimizer still in place) is to go on
+            current, done = previous, self.stages[previous].epochs
+            self.state.stage, self.state.epoch = current, done
         self.stages = [
-            replace(s, epochs=max(s.epochs, done)) if s.index == self.state.stage else s
-            for s in stages
+            replace(s, epochs=max(s.epochs, done)) if s.index == current else s for s in stages
         ]
 
     def _halve_batch(self) -> str:

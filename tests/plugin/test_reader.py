@@ -13,6 +13,7 @@ from napari_tsimcne import cli
 from napari_tsimcne.plugin.annotations import export_csv
 from napari_tsimcne.plugin.crosslink import OUTLINE_NAME
 from napari_tsimcne.plugin.gallery import open_gallery
+from napari_tsimcne.plugin.layout import is_in_view
 from napari_tsimcne.plugin.reader import TOKEN_KEY, get_reader, output_folder, read_output
 
 N_TILES = 128
@@ -154,6 +155,7 @@ def test_open_output_folder_in_napari(make_napari_viewer, stack_output, autosave
         layer.features.columns
     )
     assert annotate.map_combo.currentText() == "cells map"
+    assert is_in_view(viewer, layer)  # the map fills the canvas, not the first tile
 
     # linked: selected points show their tiles; the stack moves to the first
     layer.selected_data = {3, 10}

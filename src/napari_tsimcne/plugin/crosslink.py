@@ -240,8 +240,10 @@ def link_opened_outputs(viewer) -> list:
         link_map(viewer, layer, tiles)
         linked.append(layer)
     if linked:
+        from .layout import fit_camera
         from .map_layer import show_in_3d
 
         viewer.layers.selection.active = linked[-1]
         show_in_3d(viewer, linked[-1])  # a 3D map is seen in 3D
+        fit_camera(viewer, [linked[-1]])  # the map, not the first tile, fills the canvas
     return linked

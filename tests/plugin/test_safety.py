@@ -265,6 +265,7 @@ def test_bad_model_files_show_the_core_message(
     grey.save(tmp_path / "grey.tsimcne")
     train.load_model(tmp_path / "grey.tsimcne")
     names = [l.name for l in viewer.layers]
-    qtbot.mouseClick(train.embed_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(train.embed_button, Qt.MouseButton.LeftButton)  # maps in the background
+    qtbot.waitUntil(train.embed_button.isEnabled, timeout=30_000)
     assert "1 channel(s), but these have 3" in notes["error"][-1]
     assert [l.name for l in viewer.layers] == names and train.embed_button.isEnabled()

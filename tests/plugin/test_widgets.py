@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from qtpy.QtCore import Qt
@@ -86,9 +88,13 @@ def test_train_builds_map_and_cross_selection(qtbot, trained, tmp_path):
     train_widget.save_model(path)
     train_widget.model = None
     train_widget.load_model(path)
-    again = train_widget.embed_with_model()
+    worker = train_widget.embed_with_model()
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        pass
+    again = worker.map_layer
     assert again.name == layer.name and len(layer.data) == N_TILES
     assert len(viewer.layers) == 3  # tiles, map, ring: nothing duplicated
+    assert "Mapped" in train_widget.status.text() and train_widget.embed_button.isEnabled()
 
 
 def test_annotate_export_import(qtbot, trained, tmp_path):
@@ -265,3 +271,28 @@ def test_fluorescence_tiles_get_the_quantitative_preset_with_its_reason(viewer_w
     preview = train_widget.preview_augmentations(n_tiles=4, n_views=2)
     # original, two views and the neighbour in intensity
     assert preview.data.shape[1] == 4 * 16 + 3 * 2
+
+
+def test_embedding_with_a_model_leaves_napari_responsive(qtbot, trained):
+    """The mapping runs in a thread: the event loop keeps running while 20,000 tiles are mapped."""
+    from qtpy.QtCore import QTimer
+
+    viewer, train_widget, _, layer = trained
+    tiles = viewer.layers["tiles"]
+    big = np.concatenate([tiles.data] * (20_000 // len(tiles.data) + 1))[:20_000]
+    viewer.add_image(big, name="many tiles", rgb=tiles.rgb)
+    train_widget.layer_combo.setCurrentText("many tiles")
+    ticks = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(1))
+    timer.start(10)
+    started = time.perf_counter()
+    worker = train_widget.embed_with_model()
+    assert time.perf_counter() - started < 0.5  # returns at once
+    assert not train_widget.embed_button.isEnabled()  # no second mapping while one runs
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        pass
+    took = time.perf_counter() - started
+    timer.stop()
+    assert len(worker.map_layer.data) == 20_000
+    assert len(ticks) > 0.3 * took / 0.010  # the timer fired all along

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 from napari.layers import Image, Points
-from napari.qt.threading import GeneratorWorker
+from napari.qt.threading import FunctionWorker, GeneratorWorker
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Qt
@@ -760,18 +761,45 @@ class TrainWidget(DockWidget):
         )
         return self.model
 
-    def embed_with_model(self) -> Points | None:
-        """Map the chosen tile layer with the loaded (or trained) model, without training."""
+    def embed_with_model(self) -> FunctionWorker | None:
+        """Map the chosen tile layer with the loaded (or trained) model, without training.
+
+        The mapping runs in a background thread, so napari stays responsive; the map appears
+        (or is updated) when it is done. Returns the worker (its ``returned`` signal carries the
+        map layer), or None when there is nothing to map.
+        """
         layer = self.tiles_layer()
         if self.model is None or layer is None:
             show_error("Load or train a model and choose a tile layer first.")
             return None
-        try:
-            embedding = self.model.transform(np.asarray(layer.data))
-        except (TileStackError, ValueError, NotFittedError) as exc:
+        model, data = self.model, layer.data
+        started = time.perf_counter()
+        self.embed_button.setEnabled(False)
+        self.progress.setRange(0, 0)  # busy: the number of tiles mapped is not reported here
+        self.status.setText(f"Mapping {len(data):,} tiles with the model...")
+
+        def finish() -> None:
+            self.progress.setRange(0, 100)
+            self.embed_button.setEnabled(True)
+
+        def done(embedding) -> None:
+            finish()
+            self.status.setText(
+                f"Mapped {len(embedding):,} tiles in {time.perf_counter() - started:.1f} s."
+            )
+            worker.map_layer = self.show_map(layer, embedding)
+
+        def failed(exc: Exception) -> None:
+            finish()
+            self.status.setText("Mapping failed.")
             show_error(str(exc))
-            return None
-        return self.show_map(layer, embedding)
+
+        worker = FunctionWorker(lambda: model.transform(np.asarray(data)))
+        worker.map_layer = None
+        worker.returned.connect(done)
+        worker.errored.connect(failed)
+        worker.start()
+        return worker
 
     def _ask_save(self) -> None:
         ask_path_then(

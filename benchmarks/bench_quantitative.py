@@ -46,7 +46,19 @@ if str(ROOT / "src") not in sys.path and (ROOT / "src").is_dir():
     sys.path.insert(0, str(ROOT / "src"))
 
 from napari_tsimcne import TSimCNE, __version__, knn_accuracy  # noqa: E402
+from napari_tsimcne.core.augment import AugmentationSettings  # noqa: E402
 from napari_tsimcne.core.normalization import ChannelNormalization  # noqa: E402
+
+# no change of brightness, contrast or colour: what the old fluorescence preset and the
+# quantitative one share
+_NO_INTENSITY_CHANGE = {
+    "jitter_p": 0.0,
+    "brightness": 0.0,
+    "contrast": 0.0,
+    "saturation": 0.0,
+    "hue": 0.0,
+    "grayscale_p": 0.0,
+}
 
 # ours: the keyword arguments of TSimCNE for each method benchmarked
 METHODS: dict[str, dict] = {
@@ -55,28 +67,10 @@ METHODS: dict[str, dict] = {
     "quantitative": {"augmentations": "quantitative"},
     # the "fluorescence" preset before the quantitative one replaced it: no intensity jitter,
     # a 5 % gain per channel, the microscopy crops
-    "old-fluorescence": {
-        "augmentations": {
-            "jitter_p": 0.0,
-            "brightness": 0.0,
-            "contrast": 0.0,
-            "saturation": 0.0,
-            "hue": 0.0,
-            "grayscale_p": 0.0,
-            "channel_gain": 0.05,
-        }
-    },
+    "old-fluorescence": {"augmentations": {**_NO_INTENSITY_CHANGE, "channel_gain": 0.05}},
     # the quantitative preset's parts on their own
     "quantitative, no neighbours": {
-        "augmentations": {
-            "crop_scale": (0.8, 1.0),
-            "jitter_p": 0.0,
-            "brightness": 0.0,
-            "contrast": 0.0,
-            "saturation": 0.0,
-            "hue": 0.0,
-            "grayscale_p": 0.0,
-        }
+        "augmentations": AugmentationSettings.preset("quantitative", neighbor_views=0.0)
     },
     "microscopy + neighbours": {"augmentations": {"neighbor_views": 1.0}},
 }

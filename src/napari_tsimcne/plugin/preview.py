@@ -40,8 +40,7 @@ def augmentation_mosaic(
         tiles.dtype, tiles.shape[3] if tiles.ndim == 4 else 1
     )
     norm = ChannelNormalization.fit(tiles)
-    x = torch.from_numpy(np.ascontiguousarray(tiles if tiles.ndim == 4 else tiles[..., None]))
-    x = norm.apply(x.permute(0, 3, 1, 2))
+    x = _as_batch(tiles, norm)
     gen = make_generator(torch.device("cpu"), seed)
     columns = [x] + [augment(x.clone(), settings, gen) for _ in range(n_views)]
     if settings.neighbor_views > 0 and pool is not None and len(pool) > 1:
@@ -64,6 +63,7 @@ def augmentation_mosaic(
 
 
 def _as_batch(tiles: np.ndarray, norm: ChannelNormalization) -> torch.Tensor:
+    """Tiles (n, h, w) or (n, h, w, c) as a normalised (n, c, h, w) float batch."""
     x = torch.from_numpy(np.ascontiguousarray(tiles if tiles.ndim == 4 else tiles[..., None]))
     return norm.apply(x.permute(0, 3, 1, 2))
 

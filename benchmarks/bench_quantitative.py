@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 from bench_common import emit
+from bench_cpu import machine
 from synthetic_cells import CLASSES, RARE, make_cells
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -189,6 +190,7 @@ def main(argv=None) -> list[dict]:
         "data": f"synthetic_cells n={args.n} size={args.size} seed={args.data_seed}",
         "version": __version__,
         "cores": os.cpu_count(),
+        "machine": machine(),
     }
     results = []
     if args.save_maps:

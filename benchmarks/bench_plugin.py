@@ -168,7 +168,7 @@ def bench_training_stalls(viewer, train, app, n_tiles: int, seconds: float, sett
     train.start_training()  # checks and prepares the stack on the main thread, then starts the worker
     start_s = time.perf_counter() - t0
     ticks.clear()
-    train.worker.yielded.connect(lambda e: refreshes.append(e.embedding is not None))
+    train.session.progressed.connect(lambda u: refreshes.append(u.event.embedding is not None))
     while train.worker is not None and time.perf_counter() - t0 < seconds:
         process(app, 0.05)
     train_s = time.perf_counter() - t0

@@ -67,13 +67,14 @@ def main() -> int:
 
     first_preview = {}
 
-    def on_event(event):
+    def on_event(update):
+        event = update.event
         if event.embedding is not None and event.global_epoch >= 4 and "done" not in first_preview:
             first_preview["done"] = True
             shot(viewer, "training")  # the camera is where the plugin put it: on the new map
 
     train.start_training()
-    train.worker.yielded.connect(on_event)
+    train.session.progressed.connect(on_event)
     wait(lambda: train.worker is None)
     shot(viewer, "trained_map")
 

@@ -187,7 +187,7 @@ def test_closing_the_train_widget_stops_training(qtbot, viewer_with_widgets):
         train
     )  # the dock's "x": returns at once, training stops after this epoch
     qtbot.waitUntil(
-        train._loop_done.is_set, timeout=30_000
+        lambda: not train.session.running, timeout=30_000
     )  # an epoch takes ~1 s here (more on a busy machine)
     qtbot.waitUntil(lambda: train.worker is None, timeout=5000)
     assert train.model.embedding_.shape == (N_TILES, 2)  # the model is kept
@@ -205,7 +205,7 @@ def test_closing_napari_stops_training(qtbot, make_napari_viewer, sample_layer_t
     train.start_training()
     qtbot.waitUntil(lambda: train.progress.value() >= 1, timeout=60_000)
     viewer.close()  # napari's task list calls our cancel callback, which waits for the epoch to end
-    assert train._loop_done.wait(30)
+    assert train.session.wait(30)
     assert train.model.embedding_.shape == (N_TILES, 2)
 
 

@@ -164,17 +164,31 @@ def test_batch_size_is_suggested_per_stack_and_kept_when_other_layers_change(
     assert train_widget.batch_spin.value() == default_batch_size(viewer.layers[stack].data.shape[0])
 
 
-def test_stop_keeps_the_model(qtbot, viewer_with_widgets):
+def test_stop_keeps_the_model_and_resume_finishes_the_run(qtbot, viewer_with_widgets):
     viewer, train_widget, _ = viewer_with_widgets
     set_tiny(train_widget)
-    train_widget.epoch_spins[0].setValue(50)
+    train_widget.epoch_spins[0].setValue(6)
+    assert not train_widget.resume_button.isEnabled()  # nothing to continue yet
     qtbot.mouseClick(train_widget.train_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: train_widget.progress.value() >= 1, timeout=60_000)
     qtbot.mouseClick(train_widget.stop_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: train_widget.worker is None, timeout=60_000)
-    assert "stopped early" in train_widget.status.text()
+    stopped_at = train_widget.session.epochs_done
+    assert 1 <= stopped_at < 8
+    assert "stopped after epoch" in train_widget.status.text()
     assert train_widget.model.embedding_.shape == (N_TILES, 2)
     assert viewer.layers["tiles map"].data.shape == (N_TILES, 2)
+    # the loss curve shows every epoch so far, and Resume is offered for these tiles
+    assert [p.epoch for p in train_widget.loss_plot.points] == list(range(1, stopped_at + 1))
+    assert train_widget.resume_button.isEnabled()
+    qtbot.mouseClick(train_widget.resume_button, Qt.MouseButton.LeftButton)
+    assert train_widget.worker is not None and not train_widget.train_button.isEnabled()
+    qtbot.waitUntil(lambda: train_widget.worker is None, timeout=60_000)
+    assert "done" in train_widget.status.text()
+    assert len(train_widget.model.history_) == 6 + 1 + 1  # continued, not restarted
+    assert [p.epoch for p in train_widget.loss_plot.points] == list(range(1, 9))
+    assert [p.stage for p in train_widget.loss_plot.points][-2:] == [2, 3]
+    assert not train_widget.resume_button.isEnabled()  # a finished run leaves nothing to continue
 
 
 def test_colour_by_follows_the_map(trained):

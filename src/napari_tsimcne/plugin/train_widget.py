@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
 import numpy as np
@@ -24,7 +23,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_tsimcne.core import ModelFileError, NotFittedError, TileStackError, TSimCNE
+from napari_tsimcne.core import ModelFileError, NotFittedError, TileStackError
 from napari_tsimcne.core.augment import AugmentationSettings
 from napari_tsimcne.core.backbones import BACKBONES
 from napari_tsimcne.core.device import DEVICES, defaults_for, resolve_device
@@ -34,7 +33,8 @@ from napari_tsimcne.core.schedule import QUICK_GPU_EPOCHS
 
 from .crosslink import GALLERY_NAME, link_map, link_opened_outputs
 from .layout import fit_camera, free_column_origin
-from .map_layer import create_map_layer, map_layer_name, outlier_scores, recolor, update_map_layer
+from .loss_plot import LossPlot
+from .map_layer import create_map_layer, map_layer_name, matches, recolor, update_map_layer
 from .preview import augmentation_mosaic, preview_indices
 from .qt_helpers import (
     MODEL_FILTER,
@@ -47,21 +47,23 @@ from .qt_helpers import (
 )
 from .tiling import cut_layer_into_tiles
 from .torch_runtime import preload_torch, release_device_memory
+from .training_session import (
+    Planned,
+    TrainingResult,
+    TrainingSession,
+    TrainingSettings,
+    TrainingUpdate,
+    default_batch_size,
+)
 
 PREVIEW_NAME = "augmentation preview"
-PLANNED = object()
-"""Yielded by the training thread once the tiles are prepared and the epochs are known."""
 
 PRESET_HELP = PRESET_SUMMARIES  # one sentence or two per choice, from the core
 
 
 MINUTES, EPOCHS = "minutes", "epochs"
 LENGTH_MODES = {MINUTES: "a time budget", EPOCHS: "a number of epochs per stage"}
-
-
-def default_batch_size(n_tiles: int, largest: int = 1024) -> int:
-    """min(largest, the largest power of two <= n_tiles)."""
-    return int(min(largest, 1 << (max(2, n_tiles).bit_length() - 1)))
+DIMENSIONS = {"2D": 2, "3D": 3}
 
 
 def _tile_layers(viewer) -> list[Image]:
@@ -84,16 +86,15 @@ class TrainWidget(DockWidget):
     def __init__(self, napari_viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
-        self.model: TSimCNE | None = None
-        self.worker = None
-        self._stop_requested = False
+        # the state of training lives in a Qt-free model; this widget shows it and forwards the user's clicks
+        self.session = TrainingSession()
+        self.session.planned.connect(self._on_planned)
+        self.session.progressed.connect(self._on_progress)
+        self.session.finished.connect(self._on_result)
+        self.session.failed.connect(self._on_failed)
+        self.worker = None  # napari's worker thread running the session's steps
         self._training_layer = None
-        self._closing = False
-        self._loop_done = threading.Event()
-        self._loop_done.set()
         self.pbar: progress | None = None  # napari's progress bar of the running training
-        self._returned = False
-        self._epochs_done = 0
         self._sized_for: str | None = None
         self._advice_for: tuple | None = None
         self._advice: Recommendation | None = None
@@ -128,10 +129,15 @@ class TrainWidget(DockWidget):
         self.width_spin.setValue(64)
         self.seed_spin = QSpinBox()
         self.seed_spin.setRange(0, 2**31 - 1)
+        self.dims_combo = QComboBox()
+        self.dims_combo.addItems(list(DIMENSIONS))
         self.train_button = QPushButton("Train")
         self.stop_button = QPushButton("Stop")
         self.stop_button.setEnabled(False)
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.setEnabled(False)
         self.progress = QProgressBar()
+        self.loss_plot = LossPlot()
         self.status = QLabel("Not trained.")
         self.status.setWordWrap(True)
         self.save_button = QPushButton("Save model…")
@@ -190,10 +196,12 @@ class TrainWidget(DockWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.train_button)
         buttons.addWidget(self.stop_button)
+        buttons.addWidget(self.resume_button)
         # 3. advanced settings, folded away
         advanced_content = QWidget()
         advanced = QFormLayout(advanced_content)
         advanced.setContentsMargins(12, 0, 0, 0)
+        advanced.addRow("Map", self.dims_combo)
         advanced.addRow("Batch size", self.batch_spin)
         advanced.addRow("Device", self.device_combo)
         advanced.addRow("Network", self.backbone_combo)
@@ -225,6 +233,7 @@ class TrainWidget(DockWidget):
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
+        layout.addWidget(self.loss_plot)
         layout.addWidget(self.advanced_section)
         layout.addWidget(self.files_section)
         layout.addStretch()
@@ -236,6 +245,7 @@ class TrainWidget(DockWidget):
         self.layer_combo.currentTextChanged.connect(self._on_layer_changed)
         self.train_button.clicked.connect(self.start_training)
         self.stop_button.clicked.connect(self.stop_training)
+        self.resume_button.clicked.connect(self.resume_training)
         self.save_button.clicked.connect(self._ask_save)
         self.load_button.clicked.connect(self._ask_load)
         self.embed_button.clicked.connect(self.embed_with_model)
@@ -271,7 +281,12 @@ class TrainWidget(DockWidget):
             self.seed_spin: "Starting point of the random choices. The same seed and settings give the same map.",
             self.train_button: "Train a map of the chosen tiles in the background; the map appears and sharpens "
             "while it trains.",
-            self.stop_button: "Stop after the current epoch. The map and the network keep what they learned.",
+            self.stop_button: "Stop after the current epoch. The map and the network keep what they learned, "
+            "and Resume continues where it stopped.",
+            self.resume_button: "Continue a run of these tiles that was stopped (or cut short when napari "
+            "closed) from its last epoch, with its settings.",
+            self.dims_combo: "A flat 2D map, or a 3D map shown as a point cloud you can turn (napari "
+            "switches to its 3D view).",
             self.progress: "Epochs done of all three stages.",
             self.save_button: "Save the trained network to a file, to map more tiles of the same kind later.",
             self.load_button: "Load a network saved before.",
@@ -345,6 +360,7 @@ class TrainWidget(DockWidget):
 
     def _on_layer_changed(self, name: str) -> None:
         self._show_preset()
+        self._update_resume()
         # suggest a batch size for a newly chosen stack; adding or removing other layers keeps the user's choice
         if name == self._sized_for or name not in self.viewer.layers:
             return
@@ -449,19 +465,33 @@ class TrainWidget(DockWidget):
         return preview
 
     # -- training -------------------------------------------------------------
-    def make_model(self) -> TSimCNE:
-        """A TSimCNE with the settings shown in the widget."""
+    @property
+    def model(self):
+        """The model being trained, or the last one trained or loaded (the session's)."""
+        return self.session.model
+
+    @model.setter
+    def model(self, value) -> None:
+        self.session.model = value
+
+    def settings(self) -> TrainingSettings:
+        """The training settings shown in the widget."""
         by_time = self.length_combo.currentText() == MINUTES
-        return TSimCNE(
-            total_epochs="auto" if by_time else tuple(s.value() for s in self.epoch_spins),
-            time_budget=60.0 * self.minutes_spin.value() if by_time else "auto",
+        return TrainingSettings(
+            preset=self.preset_combo.currentText(),
+            minutes=self.minutes_spin.value() if by_time else None,
+            epochs=tuple(s.value() for s in self.epoch_spins),
             batch_size=self.batch_spin.value(),
-            augmentations=self.preset_combo.currentText(),
             device=self.device_combo.currentText(),
-            random_state=self.seed_spin.value(),
             backbone=self.backbone_combo.currentText(),
             width=self.width_spin.value(),
+            seed=self.seed_spin.value(),
+            dimensions=DIMENSIONS[self.dims_combo.currentText()],
         )
+
+    def make_model(self):
+        """A TSimCNE with the settings shown in the widget."""
+        return self.settings().make_model()
 
     def _show_length(self, mode: str) -> None:
         by_time = mode == MINUTES
@@ -474,21 +504,19 @@ class TrainWidget(DockWidget):
         With a CUDA GPU: the paper's network and a quick run of 40/4/16 epochs; without one: the CPU's
         network (a stride-2 stem, width 16), batch 256 and a time budget of about 10 minutes.
         """
+        layer = self.tiles_layer()
         try:
-            found = resolve_device(device)
+            d = TrainingSettings.for_device(device, layer.data.shape[0] if layer else None)
         except ValueError:  # e.g. 'cuda' chosen on a machine without one: training will say so
             return
-        d = defaults_for(found)
         self.backbone_combo.setCurrentText(d.backbone)
         self.width_spin.setValue(d.width)
-        layer = self.tiles_layer()
-        n_tiles = layer.data.shape[0] if layer is not None else d.batch_size
-        self.batch_spin.setValue(default_batch_size(n_tiles, d.batch_size))
-        if d.time_budget is None:
+        self.batch_spin.setValue(d.batch_size)
+        if d.minutes is None:
             self.length_combo.setCurrentText(EPOCHS)
         else:
             self.length_combo.setCurrentText(MINUTES)
-            self.minutes_spin.setValue(d.time_budget / 60)
+            self.minutes_spin.setValue(d.minutes)
         self._show_length(self.length_combo.currentText())
 
     def apply_settings(
@@ -502,6 +530,7 @@ class TrainWidget(DockWidget):
         preset: str | None = None,
         seed: int | None = None,
         minutes: float | None = None,
+        dimensions: int | None = None,
     ) -> None:
         """Set the training controls (as a user would); None leaves a control as it is.
 
@@ -534,6 +563,10 @@ class TrainWidget(DockWidget):
             self.width_spin.setValue(int(width))
         if seed is not None:
             self.seed_spin.setValue(int(seed))
+        if dimensions is not None:
+            if int(dimensions) not in DIMENSIONS.values():
+                raise ValueError(f"dimensions must be 2 or 3, not {dimensions!r}.")
+            self.dims_combo.setCurrentText(f"{int(dimensions)}D")
 
     def start_training(self) -> None:
         """Check the settings, then train in a background thread."""
@@ -543,93 +576,91 @@ class TrainWidget(DockWidget):
             return
         if self.worker is not None:
             return
-        model = self.make_model()
         preload_torch()
         try:
-            model.validate(
-                layer.data
-            )  # shape and settings at once; the tiles are prepared in the background
+            self.session.start(layer.data, self.settings())
         except (TileStackError, ValueError) as exc:
             show_error(str(exc))
             self.status.setText(f"Not started: {exc}")
             return
-        self.model = model
+        by_epochs = self.length_combo.currentText() == EPOCHS
+        self._launch(
+            layer,
+            # with epochs, napari's progress bar (activity dock) counts them from the start; with a time
+            # budget they are known once the first steps are timed
+            sum(s.value() for s in self.epoch_spins) if by_epochs else None,
+            "Preparing the tiles…"
+            if by_epochs
+            else "Preparing the tiles and timing the first steps to plan the epochs…",
+        )
+
+    def resume_training(self) -> None:
+        """Continue the stopped (or interrupted) run of the chosen tiles from its last epoch."""
+        layer = self.tiles_layer()
+        if layer is None or self.worker is not None:
+            return
+        preload_torch()
+        try:
+            self.session.start_resume(layer.data, device=self.device_combo.currentText())
+        except (FileNotFoundError, ModelFileError, TileStackError, ValueError) as exc:
+            show_error(f"Cannot resume: {exc}")
+            self.status.setText(f"Cannot resume: {exc}")
+            self._update_resume()
+            return
+        self._launch(layer, None, "Continuing the stopped run…")
+
+    def _launch(self, layer, total_epochs: int | None, message: str) -> None:
+        """Run the session's steps in napari's worker thread and show their progress here."""
         self._training_layer = layer
-        self._stop_requested = False
-        self._returned = False
-        self._epochs_done = 0
-        self._loop_done.clear()
-        loop = self._train_loop(model, np.asarray(layer.data))
+        loop = self.session.steps()
 
         def run():
             return (yield from loop)
 
         self.worker = GeneratorWorker(run)
-        # napari's own progress bar (activity dock, status bar) counts the epochs; with a time budget
-        # they are known once the first steps are timed (then the bar starts at the first event)
-        by_epochs = self.length_combo.currentText() == EPOCHS
-        self.pbar = (
-            progress(total=int(sum(s.value() for s in self.epoch_spins)), desc="t-SimCNE epochs")
-            if by_epochs
-            else None
-        )
         # napari quits all workers when its window closes; the worker then leaves its loop without closing
         # ours. Close it right there, in the worker thread, so that training ends cleanly (and maps the tiles).
         self.worker.aborted.connect(loop.close, Qt.ConnectionType.DirectConnection)
-        self.worker.yielded.connect(self._on_event)
-        self.worker.returned.connect(self._on_returned)
-        self.worker.errored.connect(self._on_error)
+        self.worker.yielded.connect(self.session.handle)
+        self.worker.returned.connect(self.session.complete)
+        self.worker.errored.connect(self.session.fail)
         self.worker.finished.connect(self._on_finished)
+        self.pbar = (
+            None if total_epochs is None else progress(total=total_epochs, desc="t-SimCNE epochs")
+        )
         self.train_button.setEnabled(False)
+        self.resume_button.setEnabled(False)
         self.stop_button.setEnabled(True)
         self.progress.setValue(0)
-        self.status.setText(
-            "Preparing the tiles…"
-            if by_epochs
-            else "Preparing the tiles and timing the first steps to plan the epochs…"
-        )
+        self.loss_plot.set_history(self.session.history, 0)
+        self.status.setText(message)
         self.worker.start()
 
-    def _train_loop(self, model: TSimCNE, tiles: np.ndarray):
-        """Runs in the worker thread: checks and prepares the tiles, then trains; closing it stops training."""
-        events = model.fit_iter(
-            tiles
-        )  # bad tiles or settings: the worker's error, shown by _on_error
-        yield PLANNED  # the epochs are known now (also those chosen for a time budget)
-        try:
-            for event in events:
-                self._epochs_done = event.global_epoch
-                if event.embedding is not None:
-                    # the map's outlier scores (a kNN search) here, off the main thread
-                    self._outliers = (event.embedding, outlier_scores(event.embedding))
-                yield event
-                if self._stop_requested:
-                    break
-        finally:
-            try:
-                events.close()
-            finally:
-                del events
-                self._loop_done.set()
-        final = self.model.embedding_
-        if final is not None and not self._closing:
-            self._outliers = (final, outlier_scores(final))  # here too, off the main thread
-        return final
-
     def stop_training(self) -> None:
-        """Stop at the next epoch; the model keeps what it learned."""
+        """Stop at the next epoch; the model keeps what it learned, and Resume continues."""
         if self.worker is not None:
-            self._stop_requested = True
+            self.session.stop()
             self.status.setText("Stopping after this epoch…")
 
-    def _on_event(self, event) -> None:
-        # napari's progress bar and notifications may process pending events while this runs, so the end of
-        # training can be handled before the last epoch's event is: then that event changes nothing
-        if self._closing or self.worker is None or self._returned:
-            return
-        if event is PLANNED:
-            self._on_planned()
-            return
+    def _on_planned(self, plan: Planned) -> None:
+        """Training is about to start: the epochs are known, show them and start the progress bars."""
+        total = int(sum(plan.epochs))
+        self.progress.setMaximum(max(1, total))
+        self.progress.setValue(plan.resumed_from)
+        if self.pbar is None:
+            self.pbar = progress(total=total, desc="t-SimCNE epochs")
+        self._advance_pbar(plan.resumed_from, total)
+        self.loss_plot.set_history(self.session.history, total)
+        what = "Continuing" if plan.resumed_from else "Training"
+        epochs = f"epochs {'/'.join(map(str, plan.epochs))}"
+        if plan.time_budget is not None:
+            epochs += f", chosen to finish in about {plan.time_budget / 60:.0f} min"
+        self.status.setText(
+            f"{what} ({epochs})… the map appears after a few epochs and sharpens until the end."
+        )
+
+    def _on_progress(self, update: TrainingUpdate) -> None:
+        event = update.event
         # QProgressBar.setValue repaints at once (tens of ms beside an OpenGL canvas on a software renderer);
         # with updates paused it only schedules the repaint, merged with the map's in the next paint
         self.progress.setUpdatesEnabled(False)
@@ -637,31 +668,20 @@ class TrainWidget(DockWidget):
         self.progress.setValue(event.global_epoch)
         self.progress.setUpdatesEnabled(True)
         self.progress.update()
+        self.loss_plot.set_history(self.session.history, event.total_epochs)
+        left = (
+            "" if update.seconds_left is None else f", about {_duration(update.seconds_left)} left"
+        )
+        early = " Early map: it sharpens until the end." if update.provisional else ""
         self.status.setText(
-            f"Stage {event.stage} ({event.stage_name}), epoch {event.epoch}/{event.stage_epochs}, "
-            f"loss {event.loss:.3f}, {event.views_per_second:,.0f} views/s"
+            f"Stage {event.stage} of 3 ({event.stage_name}), epoch {event.epoch}/{event.stage_epochs}"
+            f"{left}; {event.views_per_second:,.0f} views/s.{early}"
         )
         if event.message:  # e.g. GPU out of memory: the batch was halved and training goes on
             show_info(f"Training: {event.message}")
         if event.embedding is not None:
-            self.show_map(
-                self._training_layer, event.embedding, outlier=self._outliers_of(event.embedding)
-            )
+            self.show_map(self._training_layer, event.embedding, outlier=update.outliers)
         self._advance_pbar(event.global_epoch, event.total_epochs)
-
-    def _on_planned(self) -> None:
-        """Training is about to start: the epochs are known, show them and start the progress bars."""
-        model = self.model
-        total = int(sum(model.total_epochs_))
-        self.progress.setMaximum(max(1, total))
-        if self.pbar is None:
-            self.pbar = progress(total=total, desc="t-SimCNE epochs")
-        plan = f"epochs {'/'.join(map(str, model.total_epochs_))}"
-        if model.time_budget_ is not None:
-            plan += f", chosen to finish in about {model.time_budget_ / 60:.0f} min"
-        self.status.setText(
-            f"Training ({plan})… the map appears after a few epochs and sharpens until the end."
-        )
 
     def _advance_pbar(self, epochs_done: int, total: int | None = None) -> None:
         if self.pbar is not None and total is not None and total != self.pbar.total:
@@ -669,38 +689,40 @@ class TrainWidget(DockWidget):
         if self.pbar is not None and epochs_done > self.pbar.n:
             self.pbar.update(epochs_done - self.pbar.n)
 
-    def _outliers_of(self, embedding) -> np.ndarray | None:
-        """The outlier scores the worker computed for this very embedding (None: compute them here)."""
-        cached = getattr(self, "_outliers", None)
-        return cached[1] if cached is not None and cached[0] is embedding else None
+    def _on_result(self, result: TrainingResult) -> None:
+        self._advance_pbar(self.session.epochs_done)
+        if result.embedding is not None and self._training_layer is not None:
+            self.show_map(self._training_layer, result.embedding, outlier=result.outliers)
+        if result.stopped:
+            self.status.setText(
+                f"Training stopped after epoch {self.session.epochs_done} ({result.seconds:.1f} s): the map "
+                "shows what was learned so far; Resume continues the run."
+            )
+        else:
+            self.status.setText(f"Training done in {result.seconds:.1f} s. The map is final.")
 
-    def _on_returned(self, embedding) -> None:
-        self._returned = True
-        self._advance_pbar(self._epochs_done)
-        if self._closing:
-            return
-        if embedding is not None and self._training_layer is not None:
-            self.show_map(self._training_layer, embedding, outlier=self._outliers_of(embedding))
-        done = "stopped early" if self._stop_requested else "done"
-        self.status.setText(
-            f"Training {done} in {self.model.fit_seconds_:.1f} s. {self.status.text()}"
-        )
-
-    def _on_error(self, exc) -> None:
-        started = self._epochs_done > 0
+    def _on_failed(self, exc, started: bool) -> None:
         what = "Training failed" if started else "Not started"
         show_error(f"{what}: {exc}")
-        if not self._closing:
+        if not self.session.closing:
             self.status.setText(f"{what}: {exc}")
 
     def _on_finished(self) -> None:
         self.worker = None
         if self.pbar is not None:
             self.pbar.close()
+            self.pbar = None
         release_device_memory()
-        if not self._closing:
+        if not self.session.closing:
             self.train_button.setEnabled(True)
             self.stop_button.setEnabled(False)
+            self._update_resume()
+
+    def _update_resume(self) -> None:
+        """Resume is offered for tiles whose run was stopped or cut short."""
+        layer = self.tiles_layer()
+        can = layer is not None and self.worker is None and self.session.can_resume(layer.data)
+        self.resume_button.setEnabled(bool(can))
 
     # -- closing ----------------------------------------------------------------
     def shutdown(self, timeout: float = 0.0) -> bool:
@@ -710,12 +732,8 @@ class TrainWidget(DockWidget):
         responsive; the thread ends on its own), and with ``timeout`` = 10 s when napari closes.
         The widget no longer touches layers afterwards. Returns whether the training thread has finished.
         """
-        self._closing = True
-        if self.worker is None:
-            return True
-        self._stop_requested = True
-        done = self._loop_done.wait(timeout) if timeout > 0 else self._loop_done.is_set()
-        if done:
+        done = self.session.close(timeout)
+        if done and self.worker is not None:
             release_device_memory()
         return done
 
@@ -733,7 +751,7 @@ class TrainWidget(DockWidget):
     ) -> Points:
         """Create or update the map layer of ``tiles_layer`` and link it to the stack."""
         name = map_layer_name(tiles_layer.name)
-        if name in self.viewer.layers and len(self.viewer.layers[name].data) == len(embedding):
+        if name in self.viewer.layers and matches(self.viewer.layers[name], embedding):
             layer = self.viewer.layers[name]
             update_map_layer(layer, embedding, outlier=outlier)
         else:
@@ -753,8 +771,10 @@ class TrainWidget(DockWidget):
         self.model.save(path)
         show_info(f"Model saved to {path}")
 
-    def load_model(self, path) -> TSimCNE:
+    def load_model(self, path):
         """Read a model written by Save model."""
+        from napari_tsimcne.core import TSimCNE
+
         self.model = TSimCNE.load(path, device=self.device_combo.currentText())
         self.status.setText(
             f"Loaded {path}: tiles of {self.model.tile_shape_}, {self.model.n_channels_} channel(s)."
@@ -816,3 +836,13 @@ class TrainWidget(DockWidget):
         ask_path_then(
             self, "Load model", "", MODEL_FILTER, self.load_model, (ModelFileError, OSError)
         )
+
+
+def _duration(seconds: float) -> str:
+    """'45 s', '3 min', '1 h 20 min': how long, in words a person reads at a glance."""
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    minutes = round(seconds / 60)
+    if minutes < 90:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60} min"

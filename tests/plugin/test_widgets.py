@@ -310,3 +310,21 @@ def test_embedding_with_a_model_leaves_napari_responsive(qtbot, trained):
     timer.stop()
     assert len(worker.map_layer.data) == 20_000
     assert len(ticks) > 0.3 * took / 0.010  # the timer fired all along
+
+
+def test_a_3d_map_from_the_widget(qtbot, viewer_with_widgets):
+    viewer, train_widget, _ = viewer_with_widgets
+    set_tiny(train_widget)
+    train_widget.apply_settings(epochs=(1, 1, 1), dimensions=3)
+    assert train_widget.dims_combo.currentText() == "3D"
+    qtbot.mouseClick(train_widget.train_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: train_widget.worker is None, timeout=60_000)
+    layer = viewer.layers["tiles map"]
+    assert layer.data.shape == (N_TILES, 3)  # never cut to 2D
+    assert train_widget.model.embedding_.shape == (N_TILES, 3)
+    assert viewer.dims.ndisplay == 3  # shown in napari's 3D view
+    # back to 2D: the 3D map is replaced, not mixed
+    train_widget.apply_settings(dimensions=2)
+    qtbot.mouseClick(train_widget.train_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: train_widget.worker is None, timeout=60_000)
+    assert viewer.layers["tiles map"].data.shape == (N_TILES, 2)

@@ -18,8 +18,8 @@ class LossPlot(QWidget):
     """The mean loss of every epoch so far, one colour per stage, the planned end at the right edge.
 
     The loss of pre-training (in 128 dimensions) and of the map (in 2D) are on different scales, so
-    each stage is scaled on its own: the curve shows whether a stage still improves, not how
-    the stages compare.
+    pre-training and the map (stages 2 and 3) are scaled on their own: the curve shows whether
+    training still improves, not how the stages compare.
     """
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -53,8 +53,11 @@ class LossPlot(QWidget):
             pts = [p for p in self.points if p.stage == stage and math.isfinite(p.loss)]
             if not pts:
                 continue
-            lo, hi = min(p.loss for p in pts), max(p.loss for p in pts)
-            span = hi - lo or 1.0
+            # one scale for pre-training (128-D) and one for the map (stages 2 and 3, the same loss in 2D);
+            # changes below 2 % of the loss are not blown up to the plot's height
+            scale = [p.loss for p in self.points if _scale_of(p.stage) == _scale_of(stage)]
+            lo, hi = min(scale), max(scale)
+            span = max(hi - lo, 0.02 * max(abs(hi), 1e-6))
             lines[stage] = [
                 QPointF(
                     rect.left() + rect.width() * (p.epoch - 0.5) / n,
@@ -105,3 +108,8 @@ class LossPlot(QWidget):
             f"epoch {last.epoch} of {n}",
         )
         painter.end()
+
+
+def _scale_of(stage: int) -> int:
+    """Stages that share a loss scale: pre-training alone, the two map stages together."""
+    return 1 if stage == 1 else 2

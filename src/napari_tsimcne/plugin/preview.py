@@ -30,8 +30,9 @@ def augmentation_mosaic(
     and a ``pool`` of tiles from the same stack is given, a last column shows a view of each
     tile's nearest neighbour in intensity among the pool: a partner the map pulls close.
 
-    Colour tiles (uint8 (n, h, w, 3), or ``settings.rgb``) give a uint8 (H, W, 3) mosaic; others a float
-    mosaic of the first channel in [0, 1].
+    Colour tiles (uint8 (n, h, w, 3), or ``settings.rgb``) give a uint8 (H, W, 3) mosaic; single-channel
+    tiles a float (H, W) mosaic in [0, 1]; other multichannel tiles a float (H, W, C) mosaic in [0, 1],
+    every channel normalised as the network sees it (to be drawn in the channels' colours).
     """
     tiles = np.asarray(tiles)
     if tiles.ndim not in (3, 4) or len(tiles) == 0:
@@ -49,14 +50,13 @@ def augmentation_mosaic(
     n, c, h, w = x.shape
     rgb = bool(settings.rgb)
     cols = len(columns)
-    out = np.zeros(
-        ((h + GAP) * n - GAP, (w + GAP) * cols - GAP) + ((3,) if rgb else ()), dtype=np.float32
-    )
+    depth = (3,) if rgb else ((c,) if c > 1 else ())
+    out = np.zeros(((h + GAP) * n - GAP, (w + GAP) * cols - GAP) + depth, dtype=np.float32)
     for j, view in enumerate(columns):
         v = view.permute(0, 2, 3, 1).numpy()
         for i in range(n):
             r, cc = i * (h + GAP), j * (w + GAP)
-            out[r : r + h, cc : cc + w] = v[i] if rgb else v[i, :, :, 0]
+            out[r : r + h, cc : cc + w] = v[i] if (rgb or c > 1) else v[i, :, :, 0]
     if rgb:
         return np.clip(np.round(out * 255), 0, 255).astype(np.uint8)
     return out

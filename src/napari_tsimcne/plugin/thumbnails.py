@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .channels import channel_axis_of
+
 LUT_SIZE = 256
 """Entries of a channel's colour table."""
 
@@ -196,6 +198,8 @@ class TileSource:
         if not self.layers:
             raise ValueError("A tile source needs at least one image layer.")
         self.rgb = len(self.layers) == 1 and bool(getattr(self.layers[0], "rgb", False))
+        # (N, C, H, W), as napari shows a stack with a channel slider
+        self.channel_axis = channel_axis_of(self.layers[0]) if len(self.layers) == 1 else None
 
     def __len__(self) -> int:
         return int(self.layers[0].data.shape[0])
@@ -203,7 +207,8 @@ class TileSource:
     def planes(self, tile: int) -> np.ndarray:
         """The channels of ``tile``: (H, W), (H, W, C) or RGB (H, W, 3|4)."""
         if len(self.layers) == 1:
-            return np.asarray(self.layers[0].data[int(tile)])
+            planes = np.asarray(self.layers[0].data[int(tile)])
+            return planes if self.channel_axis is None else np.moveaxis(planes, 0, -1)
         return np.stack([np.asarray(l.data[int(tile)]) for l in self.layers], axis=-1)
 
     def channels(self) -> list[ChannelDisplay]:
@@ -212,7 +217,7 @@ class TileSource:
             return [ChannelDisplay.of_layer(l) for l in self.layers]
         layer = self.layers[0]
         shape = layer.data.shape
-        n = 1 if len(shape) == 3 else int(shape[-1])
+        n = 1 if len(shape) == 3 else int(shape[1] if self.channel_axis else shape[-1])
         if n == 1:
             return [ChannelDisplay.of_layer(layer)]
         limits = tuple(layer.contrast_limits)

@@ -11,11 +11,14 @@ from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
+    QAbstractItemView,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
     QHBoxLayout,
     QLabel,
+    QListWidget,
+    QListWidgetItem,
     QProgressBar,
     QPushButton,
     QSpinBox,
@@ -31,6 +34,7 @@ from napari_tsimcne.core.presets import PRESET_SUMMARIES, PRESETS
 from napari_tsimcne.core.recommend import Recommendation, recommend_preset
 from napari_tsimcne.core.schedule import QUICK_GPU_EPOCHS
 
+from .channels import channel_axis_of, companion_layers, training_tiles
 from .crosslink import GALLERY_NAME, link_map, link_opened_outputs
 from .layout import fit_camera, free_column_origin
 from .loss_plot import LossPlot
@@ -45,6 +49,7 @@ from .qt_helpers import (
     refill,
     scroll_layout,
 )
+from .thumbnails import CHANNEL_LAYERS_KEY, ChannelDisplay, channel_layers, default_colormaps
 from .tiling import cut_layer_into_tiles
 from .torch_runtime import preload_torch, release_device_memory
 from .training_session import (
@@ -100,6 +105,11 @@ class TrainWidget(DockWidget):
         self._advice: Recommendation | None = None
 
         self.layer_combo = QComboBox()
+        self.channels_list = (
+            QListWidget()
+        )  # other single-channel layers of the same stack: more channels
+        self.channels_list.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.channels_list.setMaximumHeight(84)
         self.preset_combo = QComboBox()
         self.preset_combo.addItems(["auto", *PRESETS])
         self.preset_help = WrappedLabel(PRESET_HELP["auto"])
@@ -161,6 +171,9 @@ class TrainWidget(DockWidget):
         # 1. where the tiles come from: a stack, or a large image cut here (folded away)
         source = QFormLayout()
         source.addRow("Tiles", self.layer_combo)
+        self.channels_label = QLabel("With channels")
+        source.addRow(self.channels_label, self.channels_list)
+        self._source_form = source
         cut_content = QWidget()
         cut_form = QFormLayout(cut_content)
         cut_form.setContentsMargins(12, 0, 0, 0)
@@ -243,6 +256,7 @@ class TrainWidget(DockWidget):
         self.device_combo.currentTextChanged.connect(self.apply_device_defaults)
         self.apply_device_defaults(self.device_combo.currentText())
         self.layer_combo.currentTextChanged.connect(self._on_layer_changed)
+        self.channels_list.itemChanged.connect(lambda _item: self._show_preset())
         self.train_button.clicked.connect(self.start_training)
         self.stop_button.clicked.connect(self.stop_training)
         self.resume_button.clicked.connect(self.resume_training)
@@ -262,8 +276,11 @@ class TrainWidget(DockWidget):
 
     def _set_tooltips(self) -> None:
         tips = {
-            self.layer_combo: "The image layer that holds your tiles, one tile per slice (N x H x W, or N x H x W x "
-            "RGB). Each tile becomes one point of the map.",
+            self.layer_combo: "The image layer that holds your tiles, one tile per slice (N x H x W, N x C x H x W "
+            "with a channel slider, or RGB). Each tile becomes one point of the map.",
+            self.channels_list: "Other layers that hold more channels of the same tiles (as napari opens a "
+            "multichannel file, one layer per channel). Ticked ones are trained together with the tiles "
+            "layer and shown together in the gallery.",
             self.preset_combo: "What the map should ignore. Whatever the augmentations change (orientation, "
             "brightness, ...), the map learns to disregard.",
             self.batch_spin: "How many tiles the network compares at once. Larger separates the map better but "
@@ -321,18 +338,64 @@ class TrainWidget(DockWidget):
             self.cut_section.set_expanded(True)  # only a large image so far: cutting it comes first
         self._on_layer_changed(self.layer_combo.currentText())
 
-    def recommendation(self) -> Recommendation | None:
-        """The preset that suits the chosen tiles, and why (None without a usable tile layer)."""
+    def chosen_layers(self) -> list[Image]:
+        """The layers whose channels make the tiles: the tile layer and the ticked channel layers."""
         layer = self.tiles_layer()
         if layer is None:
+            return []
+        ticked = {
+            self.channels_list.item(i).text()
+            for i in range(self.channels_list.count())
+            if self.channels_list.item(i).checkState() == Qt.CheckState.Checked
+        }
+        # by name: napari hands plugins proxies of its layers, a new one on every access
+        return [l for l in self.viewer.layers if l.name == layer.name or l.name in ticked]
+
+    def training_tiles(self):
+        """The chosen tiles as one stack, channels last (None without a tile layer)."""
+        layers = self.chosen_layers()
+        return training_tiles(layers) if layers else None
+
+    def _refresh_channels(self) -> None:
+        """Offer the other single-channel layers of the same shape as channels, ticking those napari blends in."""
+        layer = self.tiles_layer()
+        candidates = (
+            []
+            if layer is None
+            else companion_layers(self.viewer.layers, layer, exclude=(PREVIEW_NAME, GALLERY_NAME))
+        )
+        shown = {l.name for l in channel_layers(self.viewer.layers, layer)} if layer else set()
+        before = {
+            self.channels_list.item(i).text(): self.channels_list.item(i).checkState()
+            for i in range(self.channels_list.count())
+        }
+        self.channels_list.blockSignals(True)
+        self.channels_list.clear()
+        for other in candidates:
+            item = QListWidgetItem(other.name)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            default = Qt.CheckState.Checked if other.name in shown else Qt.CheckState.Unchecked
+            item.setCheckState(before.get(other.name, default))
+            self.channels_list.addItem(item)
+        self.channels_list.blockSignals(False)
+        self._source_form.setRowVisible(self.channels_list, bool(candidates))
+
+    def recommendation(self) -> Recommendation | None:
+        """The preset that suits the chosen tiles, and why (None without a usable tile layer)."""
+        layers = self.chosen_layers()
+        if not layers:
             return None
-        data = layer.data
-        channels_last = data.ndim == 4 and (layer.rgb or data.shape[-1] <= 8)
+        data = layers[0].data
+        channels_last = data.ndim == 4 and (
+            layers[0].rgb or data.shape[-1] <= 8 or channel_axis_of(layers[0]) is not None
+        )
         if data.ndim != 3 and not channels_last:
             return None  # not a stack of tiles this can judge
-        key = (layer.name, data.shape, str(data.dtype), id(data))
-        if self._advice_for != key:  # a few hundred tiles suffice; keep the answer for this layer
-            self._advice_for, self._advice = key, recommend_preset(data, max_tiles=500)
+        key = tuple((l.name, l.data.shape, str(l.data.dtype), id(l.data)) for l in layers)
+        if self._advice_for != key:  # a few hundred tiles suffice; keep the answer for these layers
+            tiles = training_tiles(layers)
+            sample = np.asarray(tiles[preview_indices(len(tiles), 500)])
+            self._advice_for, self._advice = key, recommend_preset(sample, max_tiles=500)
         return self._advice
 
     def chosen_preset(self) -> str:
@@ -359,6 +422,7 @@ class TrainWidget(DockWidget):
             self.preset_advice.setText("")
 
     def _on_layer_changed(self, name: str) -> None:
+        self._refresh_channels()
         self._show_preset()
         self._update_resume()
         # suggest a batch size for a newly chosen stack; adding or removing other layers keeps the user's choice
@@ -426,11 +490,11 @@ class TrainWidget(DockWidget):
 
     def preview_augmentations(self, n_tiles: int = 8, n_views: int = 6) -> Image | None:
         """Show up to ``n_tiles`` tiles and ``n_views`` augmented views each, with the chosen preset and seed."""
-        layer = self.tiles_layer()
-        if layer is None:
+        layers = self.chosen_layers()
+        if not layers:
             show_error("Choose a tile layer first.")
             return None
-        data = np.asarray(layer.data)
+        data = training_tiles(layers)
         try:
             tiles = data[preview_indices(len(data), n_tiles)]
             mosaic = augmentation_mosaic(
@@ -445,6 +509,10 @@ class TrainWidget(DockWidget):
         except (ValueError, RuntimeError) as exc:
             show_error(f"Preview failed: {exc}")
             return None
+        if (
+            mosaic.ndim == 3 and mosaic.dtype != np.uint8
+        ):  # several channels: drawn in their layers' colours
+            mosaic = self._channel_colours(layers, mosaic)
         rgb = mosaic.ndim == 3
         if PREVIEW_NAME in self.viewer.layers:
             self.viewer.layers.remove(PREVIEW_NAME)
@@ -463,6 +531,20 @@ class TrainWidget(DockWidget):
             columns += "; last: a view of its nearest neighbour in intensity, also pulled close"
         show_info(f"Augmentation preview ({self.chosen_preset()}): {columns}.")
         return preview
+
+    @staticmethod
+    def _channel_colours(layers, mosaic: np.ndarray) -> np.ndarray:
+        """A normalised multichannel mosaic (H, W, C) as RGB, each channel in its layer's colour."""
+        from .thumbnails import render_channels
+
+        n = mosaic.shape[-1]
+        if len(layers) == n:
+            colormaps = [l.colormap for l in layers]
+        else:
+            colormaps = list(default_colormaps(n))
+        return render_channels(
+            mosaic, [ChannelDisplay.from_colormap(c, (0.0, 1.0)) for c in colormaps]
+        )
 
     # -- training -------------------------------------------------------------
     @property
@@ -578,11 +660,12 @@ class TrainWidget(DockWidget):
             return
         preload_torch()
         try:
-            self.session.start(layer.data, self.settings())
+            self.session.start(self.training_tiles(), self.settings())
         except (TileStackError, ValueError) as exc:
             show_error(str(exc))
             self.status.setText(f"Not started: {exc}")
             return
+        self._remember_channels(layer)
         by_epochs = self.length_combo.currentText() == EPOCHS
         self._launch(
             layer,
@@ -601,13 +684,19 @@ class TrainWidget(DockWidget):
             return
         preload_torch()
         try:
-            self.session.start_resume(layer.data, device=self.device_combo.currentText())
+            self.session.start_resume(self.training_tiles(), device=self.device_combo.currentText())
         except (FileNotFoundError, ModelFileError, TileStackError, ValueError) as exc:
             show_error(f"Cannot resume: {exc}")
             self.status.setText(f"Cannot resume: {exc}")
             self._update_resume()
             return
+        self._remember_channels(layer)
         self._launch(layer, None, "Continuing the stopped run…")
+
+    def _remember_channels(self, layer) -> None:
+        """The gallery shows the tiles with the channels they were trained with."""
+        if self.channels_list.count():
+            layer.metadata[CHANNEL_LAYERS_KEY] = [l.name for l in self.chosen_layers()]
 
     def _launch(self, layer, total_epochs: int | None, message: str) -> None:
         """Run the session's steps in napari's worker thread and show their progress here."""
@@ -721,7 +810,11 @@ class TrainWidget(DockWidget):
     def _update_resume(self) -> None:
         """Resume is offered for tiles whose run was stopped or cut short."""
         layer = self.tiles_layer()
-        can = layer is not None and self.worker is None and self.session.can_resume(layer.data)
+        can = (
+            layer is not None
+            and self.worker is None
+            and self.session.can_resume(self.training_tiles())
+        )
         self.resume_button.setEnabled(bool(can))
 
     # -- closing ----------------------------------------------------------------
@@ -792,7 +885,7 @@ class TrainWidget(DockWidget):
         if self.model is None or layer is None:
             show_error("Load or train a model and choose a tile layer first.")
             return None
-        model, data = self.model, layer.data
+        model, data = self.model, self.training_tiles()
         started = time.perf_counter()
         self.embed_button.setEnabled(False)
         self.progress.setRange(0, 0)  # busy: the number of tiles mapped is not reported here

@@ -274,3 +274,14 @@ def test_calm_dock_tooltips_folded_advanced_nothing_clipped(
         train.preset_combo.setCurrentText(preset)
         qtbot.wait(50)
         assert not _clipped_labels(train) and not _clipped_labels(annotate)
+
+
+def test_the_first_naming_is_reported_as_autosaved(qtbot, small_map, autosave_dir):
+    viewer, _, annotate, points = small_map
+    assert annotate.autosave_label.text() == ""
+    points.selected_data = {0, 1, 2}
+    annotate.assign("debris")
+    # about a second later the file is written and the dock says so, without any further change
+    qtbot.waitUntil(lambda: annotate.autosave_label.text().startswith("Autosaved"), timeout=5000)
+    assert str(autosave_dir) in annotate.autosave_label.text()
+    assert annotate.autosave_path().is_file()

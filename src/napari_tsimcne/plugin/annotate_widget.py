@@ -684,15 +684,22 @@ class AnnotateWidget(DockWidget):
             ):
                 saver.mark_saved(feats)  # nothing to keep yet: no file for every stack ever opened
                 continue
-            saver.save(feats, origins=self._origins(layer))
+            queued = saver.save(feats, origins=self._origins(layer))
             if wait:
                 saver.flush()
-            if saver.error is not None:
-                self.autosave_label.setText(f"Autosave failed: {saver.error}")
-            elif saver.writes:
-                self.autosave_label.setText(
-                    f"Autosaved to {saver.path} at {time.strftime('%H:%M:%S')}."
-                )
+            self._show_autosave(saver, queued and not wait)
+
+    def _show_autosave(self, saver, pending: bool = False) -> None:
+        """Say under the buttons where the annotations were saved (or why not), once the write is done."""
+        if pending and saver.pending:  # written in the background: look again shortly
+            QTimer.singleShot(100, lambda: self._show_autosave(saver, True))
+            return
+        if saver.error is not None:
+            self.autosave_label.setText(f"Autosave failed: {saver.error}")
+        elif saver.writes:
+            self.autosave_label.setText(
+                f"Autosaved to {saver.path} at {time.strftime('%H:%M:%S')}."
+            )
 
     def flush_autosave(self) -> None:
         """Write pending changes now and wait for them (on close)."""

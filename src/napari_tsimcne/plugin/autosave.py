@@ -151,6 +151,11 @@ class AnnotationAutosaver:
         self._pending = self._executor.submit(self._write, snapshot, origins)
         return True
 
+    @property
+    def pending(self) -> bool:
+        """Whether a queued write has not reached the disk yet."""
+        return self._pending is not None and not self._pending.done()
+
     def mark_saved(self, features: pd.DataFrame) -> None:
         """Treat ``features`` as already on disk (e.g. just restored from this file)."""
         self._last = self._key(features)

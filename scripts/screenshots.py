@@ -1,11 +1,15 @@
-"""Take the screenshots of docs/plugin.md: run under a display, e.g. ``xvfb-run -a python scripts/screenshots.py``.
+"""Take the screenshots of docs/plugin.md: run under a display, e.g.
+``xvfb-run -a -s "-screen 0 1280x800x24" python scripts/screenshots.py --trained OUT``.
 
-Opens napari with the sample tiles, trains a short t-SimCNE run on the CPU, selects a cluster and names it,
-and writes PNGs of the whole window to docs/images/.
+Opens napari (1280 x 800) with 4,000 sample tiles and photographs the Train dock while a map forms
+(``training.png``). With ``--trained``, an output folder of ``napari-tsimcne fit`` on the blood cells,
+it opens that map, lassos the eosinophils (``lasso.png``) and names them (``annotation.png``).
+PNGs of the whole window go to docs/images/.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import tempfile
@@ -21,19 +25,22 @@ import numpy as np
 from PIL import Image as PILImage
 
 from napari_tsimcne.core.sample import load_sample
+from napari_tsimcne.plugin.layout import fit_camera
 from napari_tsimcne.plugin.sample_data import tiles_layer_data
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "images"
 
 
-def wait(condition, timeout: float = 600.0) -> None:
+def wait(condition, timeout: float = 600.0, give_up: bool = True) -> None:
     app = napari.qt.get_qapp()
     start = time.time()
     while not condition():
         app.processEvents()
         time.sleep(0.02)
         if time.time() - start > timeout:
-            raise TimeoutError("gave up waiting")
+            if give_up:
+                raise TimeoutError("gave up waiting")
+            return
 
 
 def shot(viewer, name: str) -> None:
@@ -52,64 +59,79 @@ def shot(viewer, name: str) -> None:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--trained",
+        type=Path,
+        help="an output folder of 'napari-tsimcne fit' on the blood cells (e.g. --minutes 30): the lasso "
+        "and annotation pictures are taken on that map",
+    )
+    parser.add_argument("--skip-training", action="store_true", help="no training.png")
+    args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault(
         "NAPARI_TSIMCNE_AUTOSAVE_DIR", tempfile.mkdtemp(prefix="tsimcne-autosave-")
     )
+    if not args.skip_training:
+        training_picture()
+    if args.trained is not None:
+        annotation_pictures(args.trained)
+    return 0
+
+
+def training_picture() -> None:
+    """The Train dock while a map of 4,000 sample tiles forms: progress, time left, the loss curve."""
     viewer = napari.Viewer(title="t-SimCNE")
-    viewer.window.resize(1500, 900)
-    data, kwargs, _ = tiles_layer_data(load_sample(n_tiles=1000))
+    viewer.window.resize(1280, 800)
+    data, kwargs, _ = tiles_layer_data(load_sample(n_tiles=4000))
     viewer.add_image(data, **kwargs)
-    train_dock, train = viewer.window.add_plugin_dock_widget("napari-tsimcne", "Train map")
-    train.apply_settings(
-        epochs=(8, 1, 3), batch_size=256, device="auto", backbone="resnet10", width=8
-    )
+    _, train = viewer.window.add_plugin_dock_widget("napari-tsimcne", "Train map")
+    train.apply_settings(epochs=(16, 1, 6), device="cpu")  # the CPU network, in epochs
+    taken = {}
 
-    first_preview = {}
-
-    def on_event(update):
-        event = update.event
-        if event.embedding is not None and event.global_epoch >= 4 and "done" not in first_preview:
-            first_preview["done"] = True
+    def on_progress(update):
+        if update.event.global_epoch >= 12 and "done" not in taken:
+            taken["done"] = True
             shot(viewer, "training")  # the camera is where the plugin put it: on the new map
 
+    train.session.checkpoint_dir = None
+    train.session.progressed.connect(on_progress)
     train.start_training()
-    train.session.progressed.connect(on_event)
     wait(lambda: train.worker is None)
-    shot(viewer, "trained_map")
+    viewer.close()
 
-    layer = viewer.layers[f"{data_name(kwargs)} map"]
-    annotate_dock, annotate = viewer.window.add_plugin_dock_widget(
-        "napari-tsimcne", "Annotate map", tabify=True
-    )
-    annotate.propose_clusters(8)
-    clusters = layer.features["cluster"].to_numpy()
-    biggest = np.bincount(clusters).argmax()
-    layer.selected_data = set(np.flatnonzero(clusters == biggest)[:100].tolist())
+
+def annotation_pictures(folder: Path) -> None:
+    """The lasso and a named class, on a properly trained map of the blood cells."""
+    viewer = napari.Viewer(title="t-SimCNE")
+    viewer.window.resize(1280, 800)
+    viewer.open(str(folder), plugin="napari-tsimcne")
+    viewer.window.add_plugin_dock_widget("napari-tsimcne", "Train map")
+    _, annotate = viewer.window.add_plugin_dock_widget("napari-tsimcne", "Annotate map")
+    layer = annotate.map_layer()
+    annotate.color_by("label")
+    wait(
+        lambda: False, timeout=1.0, give_up=False
+    )  # let the docks settle before the view is fitted
+    fit_camera(viewer, [layer])
+    labels = layer.features["label"].astype(str).to_numpy()
+    # the lasso, caught while the outline is drawn around the eosinophils
     viewer.layers.selection.active = layer
-    shot(viewer, "selection_gallery")  # the gallery dock opens as a tab over Train map
-
-    # the lasso, caught while the outline is drawn around the second-largest cluster
     annotate.set_lasso(True)
-    second = np.argsort(np.bincount(clusters))[-2]
-    outline = lasso_around(layer.data[clusters == second])
+    outline = lasso_around(layer.data[labels == "eosinophil"])
     annotate._lasso._draw(list(outline))
     annotate._lasso.select(outline)
     shot(viewer, "lasso")
     annotate.set_lasso(False)
-    layer.selected_data = set(np.flatnonzero(clusters == biggest)[:100].tolist())
-
-    label = layer.features.get("label")
-    name = str(label[list(layer.selected_data)].mode()[0]) if label is not None else "cluster A"
-    annotate.name_edit.setText(name)
-    annotate.assign(name)
+    chosen = sorted(layer.selected_data)
+    annotate.name_edit.setText("eosinophil")
+    annotate.assign("eosinophil")
     annotate.color_by("annotation")
-    wait(
-        lambda: annotate.autosave_label.text().startswith("Autosaved"), timeout=10
-    )  # within about a second
+    layer.selected_data = set(chosen)
+    wait(lambda: annotate.autosave_label.text().startswith("Autosaved"), timeout=30)
+    print(annotate.autosave_label.text())
     shot(viewer, "annotation")
     viewer.close()
-    return 0
 
 
 def lasso_around(points: np.ndarray, n: int = 60) -> np.ndarray:
@@ -129,10 +151,6 @@ def lasso_around(points: np.ndarray, n: int = 60) -> np.ndarray:
     )
     reach = 1.15 * np.convolve(np.r_[reach[-2:], reach, reach[:2]], np.ones(5) / 5, mode="valid")
     return centre + np.column_stack([reach * np.sin(angles), reach * np.cos(angles)])
-
-
-def data_name(kwargs: dict) -> str:
-    return kwargs["name"]
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ Every write is atomic (see :func:`napari_tsimcne.core.persistence.atomic_write`)
 
 from __future__ import annotations
 
-import csv
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .persistence import atomic_write
+from .table import EmbeddingTable, map_table, read_embedding, read_table, write_table
 from .tiles import MAX_CHANNELS, TileStackError, check_axis, tile_image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -234,92 +234,62 @@ def write_embedding_csv(
     origins: np.ndarray | None = None,
     labels: np.ndarray | None = None,
 ) -> Path:
-    """Write the map as CSV: ``tile_index, x, y`` (``z`` in 3D), then ``origin_row, origin_col``, ``label`` if known."""
-    embedding = np.asarray(embedding)
-    n = len(embedding)
-    header = ["tile_index", "x", "y", "z"][: 1 + embedding.shape[1]]
-    columns = [np.arange(n)] + [embedding[:, i] for i in range(embedding.shape[1])]
-    if origins is not None:
-        header += ["origin_row", "origin_col"]
-        columns += [np.asarray(origins)[:, 0], np.asarray(origins)[:, 1]]
-    if labels is not None:
-        header.append("label")
-        columns.append(np.asarray(labels))
-    for col in columns:
-        if len(col) != n:
-            raise ValueError(f"All columns need {n} rows, got one with {len(col)}.")
+    """Write the map as CSV, atomically: ``tile_index, x, y`` (``z`` in 3D), ``origin_row, origin_col``, ``label``.
 
-    def write(tmp: str) -> None:
-        with open(tmp, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(header)
-            for i in range(n):
-                w.writerow([_cell(col[i]) for col in columns])
+    The columns are those of :data:`napari_tsimcne.core.table.COLUMNS`; origins and labels only when given.
 
-    return atomic_write(path, write)
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write (replaced if it exists; an interrupted write leaves the old one).
+    embedding : numpy.ndarray
+        The map, shape (N, 2) or (N, 3).
+    origins : numpy.ndarray, optional
+        (row, col) of each tile cut from one large image, shape (N, 2).
+    labels : numpy.ndarray, optional
+        Known classes, one per tile.
 
+    Returns
+    -------
+    Path
+        ``path``.
 
-def _cell(value) -> str:
-    """A CSV cell: floats with full precision, everything else as text."""
-    if isinstance(value, (float, np.floating)):
-        return repr(float(value))
-    return str(value.item() if isinstance(value, np.generic) else value)
-
-
-def _read_csv_columns(path: Path) -> dict[str, list[str]]:
-    try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            rows = list(csv.reader(fh))
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise InputFileError(f"{path} is not a CSV text file ({exc.__class__.__name__}).") from None
-    if not rows:
-        raise InputFileError(f"{path} is empty.")
-    header, body = rows[0], [r for r in rows[1:] if r]
-    for line, row in enumerate(body, start=2):
-        if len(row) != len(header):
-            raise InputFileError(
-                f"{path}: row {line} has {len(row)} cells, but the header has {len(header)}."
-            )
-    return {h: [r[i] for r in body] for i, h in enumerate(header)}
-
-
-def _as_number_array(values: list[str]) -> np.ndarray:
-    """Integers where every value is one, else the strings unchanged."""
-    try:
-        return np.asarray([int(v) for v in values])
-    except ValueError:
-        return np.asarray(values)
-
-
-@dataclass(frozen=True)
-class EmbeddingTable:
-    """A map read back from CSV."""
-
-    embedding: np.ndarray
-    origins: np.ndarray | None = None
-    labels: np.ndarray | None = None
+    Raises
+    ------
+    ValueError
+        If a column has another number of rows than the embedding.
+    napari_tsimcne.core.persistence.OutputFileError
+        When the file cannot be written.
+    """
+    return write_table(path, map_table(embedding, origins=origins, labels=labels))
 
 
 def read_embedding_csv(path: str | os.PathLike) -> EmbeddingTable:
-    """Read a CSV written by :func:`write_embedding_csv`."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputFileError(f"No such embedding file: {path}")
-    table = _read_csv_columns(path)
-    axes = [a for a in ("x", "y", "z") if a in table]
-    if axes[:2] != ["x", "y"]:
-        raise InputFileError(f"{path} has no x and y columns (columns: {', '.join(table)}).")
-    try:
-        emb = np.column_stack([np.asarray(table[a], dtype=float) for a in axes])
-        origins = None
-        if "origin_row" in table and "origin_col" in table:
-            origins = np.column_stack(
-                [np.asarray(table[a], dtype=np.int64) for a in ("origin_row", "origin_col")]
-            )
-    except ValueError as exc:
-        raise InputFileError(f"{path} holds a value that is not a number: {exc}") from None
-    labels = _as_number_array(table["label"]) if "label" in table else None
-    return EmbeddingTable(emb, origins, labels)
+    """Read a CSV written by :func:`write_embedding_csv` (by this or an earlier version).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The CSV file; it needs x and y columns.
+
+    Returns
+    -------
+    EmbeddingTable
+        The map, and the origins and labels when the file has them.
+
+    Raises
+    ------
+    InputFileError
+        With a one-line reason: missing, not a CSV text file, empty, a row with another number of cells than
+        the header, no x and y columns, or a value that is not a number.
+    """
+    return read_embedding(path, error=InputFileError)
+
+
+def _read_csv_columns(path: Path) -> dict[str, np.ndarray]:
+    """The columns of a CSV file as text, by name (raises :class:`InputFileError` with the reason)."""
+    table = read_table(path, "CSV", InputFileError, all_text=True)
+    return {str(c): np.asarray(table[c].tolist(), dtype=str) for c in table.columns}
 
 
 # -- PNG -----------------------------------------------------------------------

@@ -7,25 +7,31 @@ import os
 import numpy as np
 import pandas as pd
 
-from napari_tsimcne.core.persistence import atomic_write
-
-CSV_COLUMNS = (
-    "tile_index",
-    "x",
-    "y",
-    "z",
-    "origin_row",
-    "origin_col",
-    "label",
-    "annotation",
-    "cluster",
-    "outlier",
+from napari_tsimcne.core.table import (
+    AXES,
+    COLUMNS,
+    FINGERPRINT_COLUMN,
+    AnnotationFileError,
+    map_table,
+    read_annotations,
+    write_table,
 )
+
+__all__ = [
+    "CSV_COLUMNS",
+    "FAST_HDBSCAN_MIN_POINTS",
+    "FINGERPRINT_COLUMN",
+    "AnnotationFileError",
+    "assign_annotation",
+    "check_min_cluster_size",
+    "export_csv",
+    "import_csv",
+    "propose_clusters",
+    "propose_hdbscan",
+]
+
+CSV_COLUMNS = tuple(c for c in COLUMNS if c != FINGERPRINT_COLUMN)
 """Columns :func:`export_csv` may write, in order (z, origins, label and outlier only when known)."""
-
-
-class AnnotationFileError(ValueError):
-    """A CSV file that does not belong to these tiles."""
 
 
 def assign_annotation(features: pd.DataFrame, indices, name: str) -> pd.DataFrame:
@@ -131,93 +137,69 @@ def propose_hdbscan(
     return np.asarray(model.fit_predict(coords)).astype(int)
 
 
-FINGERPRINT_COLUMN = "stack_fingerprint"
-"""Column of an annotation file naming the tile stack it belongs to (see :func:`napari_tsimcne.core.fingerprint.stack_digest`)."""
-
-
 def export_csv(
     features: pd.DataFrame,
     path: str | os.PathLike,
     origins: np.ndarray | None = None,
     fingerprint: str | None = None,
 ) -> None:
-    """Write one row per tile to ``path`` atomically.
+    """Write one row per tile to ``path`` atomically (the schema of :mod:`napari_tsimcne.core.table`).
 
-    Columns: tile_index, x, y (z in a 3D map), origin_row and origin_col (tiles cut from an image), label
-    (when known), annotation, cluster, outlier (when the features have it). With ``fingerprint`` (the digest
-    of the map's tile stack) a ``stack_fingerprint`` column ties the file to those tiles, so
-    :func:`import_csv` can refuse it for other tiles of the same count.
+    Parameters
+    ----------
+    features : pandas.DataFrame
+        A map layer's features: tile_index, x, y (z in a 3D map), annotation, cluster; label and outlier
+        are written when present.
+    path : str or os.PathLike
+        The file to write; an existing file is replaced (the Annotate widget asks first).
+    origins : numpy.ndarray, optional
+        (row, col) of tiles cut from one large image, shape (N, 2); ignored unless one per row.
+    fingerprint : str, optional
+        The digest of the map's tile stack: a ``stack_fingerprint`` column ties the file to those tiles, so
+        :func:`import_csv` can refuse it for other tiles of the same count.
+
+    Raises
+    ------
+    napari_tsimcne.core.persistence.OutputFileError
+        When the file cannot be written.
     """
-    table = pd.DataFrame({"tile_index": features["tile_index"].astype(int).to_numpy()})
-    for axis in ("x", "y", "z"):
-        if axis in features:
-            table[axis] = features[axis].to_numpy()
-    if origins is not None and len(origins) == len(features):
-        origins = np.asarray(origins)
-        table["origin_row"] = origins[:, 0].astype(int)
-        table["origin_col"] = origins[:, 1].astype(int)
-    if "label" in features:
-        table["label"] = features["label"].astype(str).to_numpy()
-    table["annotation"] = features["annotation"].astype(str).to_numpy()
-    table["cluster"] = features["cluster"].astype(int).to_numpy()
-    if "outlier" in features:
-        table["outlier"] = features["outlier"].astype(float).to_numpy()
-    if fingerprint is not None:
-        table[FINGERPRINT_COLUMN] = fingerprint
-    atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))
-
-
-def _check_fingerprint(table: pd.DataFrame, path, fingerprint: str | None) -> None:
-    """Refuse a file whose ``stack_fingerprint`` column names another stack than ``fingerprint``."""
-    if fingerprint is None or FINGERPRINT_COLUMN not in table.columns or not len(table):
-        return
-    saved = set(table[FINGERPRINT_COLUMN].astype(str))
-    if saved != {fingerprint}:
-        raise AnnotationFileError(
-            f"{path} was saved for another tile stack (fingerprint {sorted(saved)[0]}); these tiles have "
-            f"fingerprint {fingerprint}: same count, other pixels or order. Not loaded."
-        )
+    axes = [a for a in AXES if a in features]
+    table = map_table(
+        features[axes].to_numpy(),
+        tile_index=features["tile_index"].to_numpy(),
+        origins=origins if origins is not None and len(origins) == len(features) else None,
+        labels=features["label"].to_numpy() if "label" in features else None,
+        annotation=features["annotation"].to_numpy(),
+        cluster=features["cluster"].to_numpy(),
+        outlier=features["outlier"].to_numpy() if "outlier" in features else None,
+        fingerprint=fingerprint,
+    )
+    write_table(path, table)
 
 
 def import_csv(
     path: str | os.PathLike, n_tiles: int, fingerprint: str | None = None
 ) -> pd.DataFrame:
-    """Read a CSV written by :func:`export_csv`; refuse it unless it has exactly tiles 0..n_tiles-1.
+    """Read a CSV written by :func:`export_csv` (or an autosave); refuse it unless it has tiles 0..n_tiles-1.
 
-    With ``fingerprint``, a file whose ``stack_fingerprint`` column names another tile stack is refused too
-    (files without the column are checked by their tile count only).
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The CSV file.
+    n_tiles : int
+        The number of tiles of the map.
+    fingerprint : str, optional
+        The digest of the map's tiles: a file whose ``stack_fingerprint`` column names another tile stack
+        is refused too (files without the column are checked by their tile count only).
 
-    Returns a table indexed 0..n_tiles-1 with columns ``annotation`` and ``cluster``.
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed 0..n_tiles-1, with columns ``annotation`` and ``cluster``.
+
+    Raises
+    ------
+    AnnotationFileError
+        With a one-line reason (see :func:`napari_tsimcne.core.table.read_annotations`).
     """
-    try:
-        table = pd.read_csv(
-            path, keep_default_na=False, dtype={"annotation": str, FINGERPRINT_COLUMN: str}
-        )
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise AnnotationFileError(f"Cannot read {path}: {exc}") from None
-    if "tile_index" not in table.columns or "annotation" not in table.columns:
-        raise AnnotationFileError(
-            f"{path} has no 'tile_index' and 'annotation' columns; is it an annotation export?"
-        )
-    if len(table) != n_tiles:
-        raise AnnotationFileError(
-            f"{path} annotates {len(table)} tiles, but the map has {n_tiles}. It belongs to another tile stack."
-        )
-    _check_fingerprint(table, path, fingerprint)
-    try:
-        index = table["tile_index"].astype(int).to_numpy()
-    except (TypeError, ValueError):
-        raise AnnotationFileError(f"{path}: tile_index must hold whole numbers.") from None
-    if not np.array_equal(np.sort(index), np.arange(n_tiles)):
-        raise AnnotationFileError(
-            f"{path}: tile_index must list every tile 0..{n_tiles - 1} exactly once."
-        )
-    out = pd.DataFrame(index=pd.RangeIndex(n_tiles))
-    out["annotation"] = ""
-    out["cluster"] = -1
-    out.loc[index, "annotation"] = table["annotation"].astype(str).to_numpy()
-    if "cluster" in table.columns:
-        out.loc[index, "cluster"] = (
-            pd.to_numeric(table["cluster"], errors="coerce").fillna(-1).astype(int).to_numpy()
-        )
-    return out
+    return read_annotations(path, n_tiles, fingerprint)

@@ -11,6 +11,7 @@ import argparse
 import errno
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -228,7 +229,13 @@ def _add_input_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``napari-tsimcne`` command."""
+    """The argument parser of the ``napari-tsimcne`` command.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        With the sub-commands ``fit``, ``embed``, ``evaluate`` and ``demo``.
+    """
     from . import __version__
 
     parser = argparse.ArgumentParser(
@@ -376,7 +383,9 @@ def _batch_size(requested: int | None, n_tiles: int, args: argparse.Namespace) -
         return "auto"
     if requested <= n_tiles:
         return requested
-    fitted = 1 << (max(2, n_tiles).bit_length() - 1)
+    from .core.config import default_batch_size
+
+    fitted = default_batch_size(n_tiles, largest=requested)
     _say(args, f"note: --batch-size {requested} exceeds the {n_tiles} tiles; using {fitted}.")
     return fitted
 
@@ -774,6 +783,23 @@ def _report(summary: dict, outdir: Path, args: argparse.Namespace) -> None:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
+    """Train on INPUT and write model, CSV, map and summary into OUTDIR.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line (see :func:`build_parser`).
+
+    Returns
+    -------
+    int
+        The exit code, 0 on success.
+
+    Raises
+    ------
+    CliError, TileStackError, ParameterError, OutputFileError
+        Reported by :func:`main` as one line and an exit code.
+    """
     data = _read(args.input, args)
     outdir = Path(args.output)
     _report(_fit_and_write(data, outdir, args), outdir, args)
@@ -781,6 +807,23 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
+    """Map the tiles of INPUT with a saved model (no retraining) and write a CSV.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line (see :func:`build_parser`).
+
+    Returns
+    -------
+    int
+        The exit code, 0 on success.
+
+    Raises
+    ------
+    CliError, ModelFileError, TileStackError, OutputFileError
+        Reported by :func:`main` as one line and an exit code.
+    """
     from .core import TSimCNE
     from .core.io import write_embedding_csv
     from .core.persistence import check_writable
@@ -821,6 +864,23 @@ def _refuse_output_over_inputs(output: Path, inputs: list[Path]) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Print the k-NN accuracy of a map, given labels.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line (see :func:`build_parser`).
+
+    Returns
+    -------
+    int
+        The exit code, 0 on success.
+
+    Raises
+    ------
+    CliError, ValueError
+        Reported by :func:`main` as one line and an exit code.
+    """
     from .core import knn_accuracy
     from .core.evaluation import why_not_scorable
     from .core.io import read_embedding_csv, read_labels
@@ -848,7 +908,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def has_display() -> bool:
-    """True where a window can open: macOS, Windows, or DISPLAY / WAYLAND_DISPLAY set."""
+    """Whether a window can open here.
+
+    Returns
+    -------
+    bool
+        True on macOS and Windows, and where ``DISPLAY`` or ``WAYLAND_DISPLAY`` is set.
+    """
     if sys.platform == "darwin" or os.name == "nt":
         return True
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
@@ -870,6 +936,23 @@ def _run_viewer() -> bool:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """Open napari with the demo, or (headless) train on the bundled sample and write the outputs.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line (see :func:`build_parser`).
+
+    Returns
+    -------
+    int
+        The exit code, 0 on success.
+
+    Raises
+    ------
+    CliError, ParameterError, OutputFileError
+        Reported by :func:`main` as one line and an exit code.
+    """
     from .core.io import TileData
     from .core.sample import load_sample
 
@@ -931,13 +1014,76 @@ _OUTPUT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 """Errors that only a write can cause: reported as output problems (exit 5)."""
 
 
+FLAGS = {
+    "total_epochs": "--epochs",
+    "batch_size": "--batch-size",
+    "augmentations": "--augmentations",
+    "device": "--device",
+    "random_state": "--seed",
+    "backbone": "--backbone",
+    "width": "--width",
+    "channel_axis": "--channel-axis",
+}
+"""Python parameter -> the option of this command that sets it (for messages about bad values)."""
+
+
+def with_flags(exc: ValueError) -> str:
+    """The message of a bad-parameter error, naming this command's options instead of Python's names.
+
+    Parameters
+    ----------
+    exc : ValueError
+        A :class:`~napari_tsimcne.core.parameters.ParameterError` (its ``parameters`` say which
+        names to replace); other errors keep their message.
+
+    Returns
+    -------
+    str
+        The message with ``batch_size='x'`` and ``batch_size=x`` written as ``--batch-size x``
+        and a bare ``batch_size`` as ``--batch-size``, for every parameter of the error that
+        has an option.
+
+    Examples
+    --------
+    >>> from napari_tsimcne.core.parameters import ParameterError
+    >>> with_flags(ParameterError("device='tpu' is unknown; use device='cpu'.", "device"))
+    '--device tpu is unknown; use --device cpu.'
+    """
+    text = str(exc)
+    for name in getattr(exc, "parameters", ()):
+        flag = FLAGS.get(name)
+        if flag is None:
+            continue
+        name = rf"(?<![-\w]){name}"  # not inside another name, nor an option written already
+        text = re.sub(rf"{name}='([^'\s]*)'", rf"{flag} \1", text)
+        text = re.sub(rf"{name}=", f"{flag} ", text)
+        text = re.sub(rf"{name}\b", flag, text)
+    return text
+
+
 def _error(message: str, code: int) -> int:
     print(f"napari-tsimcne: error: {message}", file=sys.stderr)
     return code
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
+    """Run the command line ``argv`` and return the exit code.
+
+    Errors are printed as one line, ``napari-tsimcne: error: ...``; a bad setting names
+    the command's option (``--batch-size``), not the Python parameter.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        0 on success; 1 for errors and bad settings, 2 for bad usage, 3 for bad input
+        data, 4 for a bad model file, 5 when an output cannot be written, 130 when
+        interrupted.
+    """
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -948,6 +1094,7 @@ def main(argv: list[str] | None = None) -> int:
         NotFittedError,
         TileStackError,
     )
+    from .core.parameters import ParameterError
     from .core.persistence import OutputFileError, output_error
 
     try:
@@ -971,6 +1118,8 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, (FileNotFoundError, IsADirectoryError, PermissionError)):
             return _error(str(exc), EXIT_BAD_INPUT)
         return _error(f"{exc.__class__.__name__}: {exc}", EXIT_ERROR)
+    except ParameterError as exc:
+        return _error(with_flags(exc), EXIT_ERROR)
     except (ValueError, NotFittedError) as exc:
         return _error(str(exc), EXIT_ERROR)
     except Exception as exc:  # noqa: BLE001 - last resort: one line, not a traceback

@@ -293,7 +293,7 @@ def test_evaluate_on_a_binary_file(work, capsys):
 
 def test_seed_2_63_is_our_message(work, capsys):
     assert _fit("--seed", str(2**63)) == 1
-    assert "random_state must be" in _error_line(capsys)
+    assert "--seed must be" in _error_line(capsys)  # the option, not the Python parameter
 
 
 def test_demo_with_negative_tiles_is_a_usage_error(capsys):

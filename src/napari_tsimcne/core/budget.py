@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from .augment import AugmentationSettings, augment, make_generator
+from .config import TrainingConfig
 from .device import autocast, memory_format
 from .loss import cauchy_infonce
 from .model import TSimCNENet
@@ -116,7 +117,9 @@ def measure_step_costs(
     device = store.device
     fmt = memory_format(device)
     probe = copy.deepcopy(net).train()
-    optimizer = torch.optim.SGD(probe.parameters(), lr=1e-6, momentum=0.9)
+    optimizer = torch.optim.SGD(  # the run's optimizer, at a learning rate that changes nothing
+        probe.parameters(), lr=1e-6, momentum=TrainingConfig.momentum
+    )
     gen = make_generator(device, seed)
     tiles = store.gather(torch.arange(min(batch_size, len(store))))
 

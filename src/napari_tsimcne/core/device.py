@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .parameters import ParameterError, check_parameter
 from .schedule import PAPER_EPOCHS
 
 DEVICES = ("auto", "cuda", "mps", "cpu")
@@ -17,9 +18,26 @@ def _mps_available() -> bool:
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """'auto' picks CUDA, then Apple's MPS, then the CPU; a named device that is absent raises."""
+    """The device to run on: ``"auto"`` picks CUDA, then Apple's MPS, then the CPU.
+
+    Parameters
+    ----------
+    device : str or torch.device, default "auto"
+        ``"auto"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or ``"cpu"``.
+
+    Returns
+    -------
+    torch.device
+        The device, present on this machine.
+
+    Raises
+    ------
+    ParameterError
+        When ``device`` is none of the names above, or names a device this machine lacks.
+    """
     if isinstance(device, torch.device):
         device = str(device)
+    check_parameter("device", str(device))
     name = str(device).lower()
     kind = name.split(":")[0]
     if name == "auto":
@@ -28,28 +46,29 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         return torch.device("mps") if _mps_available() else torch.device("cpu")
     if kind == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(
+            raise ParameterError(
                 "device='cuda' was requested, but PyTorch sees no CUDA GPU on this machine "
                 f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}). "
-                "Use device 'auto' (the default; --device auto on the command line) or 'cpu'."
+                "Use device='auto' (the default) or device='cpu'.",
+                "device",
             )
         index = int(name.split(":")[1]) if ":" in name else 0
         if index >= torch.cuda.device_count():
-            raise ValueError(
-                f"device={name!r}: only {torch.cuda.device_count()} CUDA device(s) are present."
+            raise ParameterError(
+                f"device={name!r}: only {torch.cuda.device_count()} CUDA device(s) are present.",
+                "device",
             )
         return torch.device(name)
     if kind == "mps":
         if not _mps_available():
-            raise ValueError(
-                "device='mps' was requested, but Apple's MPS backend is not available here."
+            raise ParameterError(
+                "device='mps' was requested, but Apple's MPS backend is not available here.",
+                "device",
             )
         return torch.device("mps")
     if kind == "cpu":
         return torch.device("cpu")
-    raise ValueError(
-        f"Unknown device {device!r}; choose one of {', '.join(DEVICES)} (or 'cuda:N')."
-    )
+    raise AssertionError(f"device {name!r} passed the check but is not handled")
 
 
 @dataclass(frozen=True)
@@ -106,18 +125,52 @@ def defaults_for(device: torch.device) -> DeviceDefaults:
 
 
 def autocast(device: torch.device):
-    """bf16 autocast on CUDA (tensor cores); full float32 elsewhere."""
+    """bf16 autocast on CUDA (tensor cores); full float32 elsewhere.
+
+    Parameters
+    ----------
+    device : torch.device
+        The device the computation runs on.
+
+    Returns
+    -------
+    contextlib.AbstractContextManager
+        ``torch.autocast`` on CUDA, a context that does nothing elsewhere.
+    """
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
 def memory_format(device: torch.device) -> torch.memory_format:
-    """Channels-last on CUDA, where cuDNN's convolutions are fastest with it."""
+    """Channels-last on CUDA, where cuDNN's convolutions are fastest with it.
+
+    Parameters
+    ----------
+    device : torch.device
+        The device the tensors live on.
+
+    Returns
+    -------
+    torch.memory_format
+        ``torch.channels_last`` on CUDA, ``torch.contiguous_format`` elsewhere.
+    """
     return torch.channels_last if device.type == "cuda" else torch.contiguous_format
 
 
 def device_name(device: torch.device) -> str:
+    """The device in words, for logs and summaries.
+
+    Parameters
+    ----------
+    device : torch.device
+        A resolved device.
+
+    Returns
+    -------
+    str
+        The GPU's name on CUDA; on the CPU the processor and the number of threads.
+    """
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     if device.type == "cpu":

@@ -9,15 +9,25 @@ from dataclasses import astuple, replace
 from typing import NamedTuple
 
 import numpy as np
+import sklearn.exceptions
 import torch
+from sklearn.base import BaseEstimator, TransformerMixin
 
 from .augment import AugmentationSettings
 from .budget import StepCosts, epochs_for_budget, measure_step_costs
+from .config import TrainingConfig, default_batch_size
 from .device import GPU_DEFAULTS, defaults_for, resolve_device
 from .distributed import DistContext, broadcast_ints, broadcast_seed, from_environment
 from .fingerprint import TileFingerprint, check_same_tiles, fingerprint
-from .model import BACKBONES, TSimCNENet
+from .model import TSimCNENet
 from .normalization import ChannelNormalization
+from .parameters import (
+    ParameterError,
+    check_parameter,
+    check_parameters,
+    is_auto,
+    is_whole,
+)
 from .persistence import ModelFileError, load_payload, save_payload
 from .recommend import recommend_preset
 from .schedule import PAPER_EPOCHS, default_lr, make_stages
@@ -26,78 +36,99 @@ from .tiles import MAX_CHANNELS, MIN_TILE_SIZE, TileStackError, as_tile_stack, s
 from .training import Trainer, TrainerState, TrainingEvent, embed_store, pca_2d
 
 
-class NotFittedError(RuntimeError):
-    """The model has not been trained or loaded yet."""
+class NotFittedError(sklearn.exceptions.NotFittedError, RuntimeError):
+    """The model has not been trained or loaded yet.
+
+    A :class:`sklearn.exceptions.NotFittedError` (so also a ``ValueError`` and an
+    ``AttributeError``), and a ``RuntimeError`` as in earlier versions.
+    """
 
 
-class TSimCNE:
-    """t-SimCNE: contrastive learning of a 2D map of image tiles (Böhm, Berens, Kobak, ICLR 2023).
+class TSimCNE(TransformerMixin, BaseEstimator):
+    """t-SimCNE: contrastive learning straight to a 2D map of image tiles [1]_.
+
+    A scikit-learn estimator: :meth:`fit` trains on a stack of tiles (no labels),
+    :meth:`transform` maps new tiles with the trained network, and
+    :func:`sklearn.base.clone`, :meth:`get_params` and :meth:`set_params` work as
+    for any estimator. Each parameter is stored as given; ``"auto"`` is resolved
+    when training starts, and the attributes ending in ``_`` hold what was used.
 
     Parameters
     ----------
-    total_epochs
-        Epochs of the three stages: 128-D pre-training, training of the new
+    total_epochs : tuple of 3 int or "auto", default "auto"
+        Epochs of the three stages [1]_: 128-D pre-training, training of the new
         2-D last layer alone, and fine-tuning of everything in 2-D. The
-        paper's budget is (1000, 50, 450). ``"auto"`` (default): the paper's
+        paper's budget is (1000, 50, 450). ``"auto"``: the paper's
         budget on a CUDA GPU; elsewhere the epochs that fit ``time_budget``.
-    batch_size
+    batch_size : int or "auto", default "auto"
         Tiles per step; each gives two views, and every other view in the
-        batch is a negative. Larger batches give better maps (the paper uses
+        batch is a negative [2]_. Larger batches give better maps (the paper uses
         1024). Must not exceed the number of tiles. Under ``torchrun`` this is
         the batch of each process; the global batch is processes x batch_size
         (see the multi-GPU page of the docs). ``"auto"``: 1024 on a GPU, 256 on
-        a CPU, at most the largest power of two that the stack holds.
-    augmentations
-        A preset name (``"microscopy"``, ``"natural"``, ``"quantitative"``),
-        an :class:`AugmentationSettings`, or ``"auto"`` (default): the preset
-        that suits the stack (:func:`~napari_tsimcne.core.recommend.recommend_preset`:
+        a CPU, at most the largest power of two that the stack holds
+        (:func:`~napari_tsimcne.core.config.default_batch_size`).
+    augmentations : str, AugmentationSettings or "auto", default "auto"
+        What two views of the same tile may differ in; what the augmentations
+        vary, the map ignores [2]_. A preset name (``"microscopy"``,
+        ``"natural"``: SimCLR's set as used by [1]_, ``"quantitative"``), an
+        :class:`~napari_tsimcne.core.augment.AugmentationSettings`, or ``"auto"``:
+        the preset that suits the stack
+        (:func:`~napari_tsimcne.core.recommend.recommend_preset`:
         ``"quantitative"`` for camera data of bright objects on a dark
         background whose intensity differs between tiles, ``"microscopy"``
-        otherwise); ``preset_`` and ``preset_reason_`` say which and why. What
-        the augmentations vary, the map ignores.
-    device
-        ``"auto"`` (CUDA, then MPS, then CPU), ``"cuda"``, ``"mps"`` or ``"cpu"``.
-    random_state
-        Seed for weights, shuffling and augmentations. On the CPU the same
-        seed gives the same embedding on the same machine with the same
-        number of threads and PyTorch version; other thread counts, CPUs or
+        otherwise); ``preset_`` and ``preset_reason_`` say which and why.
+    device : {"auto", "cuda", "cuda:N", "mps", "cpu"}, default "auto"
+        Where to train; ``"auto"``: CUDA, then Apple's MPS, then the CPU.
+    random_state : int or None, default None
+        Seed for weights, shuffling and augmentations (None: a fresh one). On the
+        CPU the same seed gives the same embedding on the same machine with the
+        same number of threads and PyTorch version; other thread counts, CPUs or
         versions sum in another order and can give a slightly different map.
-    out_dim
+    out_dim : {2, 3}, default 2
         2 for a map, 3 for a 3D point cloud.
-    pretrain_dim
-        Output dimension during pre-training (128 in the paper).
-    backbone, width
-        ``"resnet18"`` (the paper's), the lighter ``"resnet10"``, or
+    pretrain_dim : int, default 128
+        Output dimension during pre-training (128 in [1]_).
+    backbone : {"auto", "resnet18", "resnet10", "resnet18-s2"}, default "auto"
+        ``"resnet18"`` (the paper's [1]_), the lighter ``"resnet10"``, or
         ``"resnet18-s2"`` (ResNet-18 with a stride-2 stem: about three times
-        cheaper on small tiles); ``width`` is the channel count of the first
-        layer (64 in the paper; smaller is faster and weaker). ``"auto"``:
-        ResNet-18 at width 64 on a GPU; ``"resnet18-s2"`` at width 16 on a CPU:
-        in 10 minutes its maps match the stride-1 network's, and it maps new tiles
-        three times faster (see the CPU page of the docs).
-    lr
+        cheaper on small tiles). ``"auto"``: ResNet-18 on a GPU,
+        ``"resnet18-s2"`` on a CPU: in 10 minutes its maps match the stride-1
+        network's, and it maps new tiles three times faster (see the CPU page of
+        the docs).
+    width : int or "auto", default "auto"
+        Channels of the first network layer (64 in [1]_; smaller is faster and
+        weaker; at least 4). ``"auto"``: 64 on a GPU, 16 on a CPU.
+    lr : float or "auto", default "auto"
         Learning rate of stages 1 and 2 (stage 3 uses lr / 1000). ``"auto"``:
-        0.03 x (global) batch size / 256.
-    warmup
+        0.03 x (global) batch size / 256, SimCLR's linear scaling rule [2]_ as
+        used by [1]_.
+    warmup : int or "auto", default "auto"
         Warm-up epochs in stages 1 and 3; ``"auto"``: 10, at most a tenth of the stage.
-    momentum, weight_decay, grad_clip
-        SGD settings; gradient values are clipped at ``grad_clip`` (4 in the paper).
-    preview_every
+    momentum : float, default 0.9
+        SGD momentum, in [0, 1) (0.9 in [1]_).
+    weight_decay : float, default 5e-4
+        SGD weight decay (5e-4 in [1]_).
+    grad_clip : float or None, default 4.0
+        Gradient values are clipped at this magnitude (4 in [1]_); None: no clipping.
+    preview_every : int or "auto", default "auto"
         Map all tiles every this many epochs during training and attach the
         result to the progress event (0: never; ``"auto"``: about 25 times).
-    embed_batch_size
+    embed_batch_size : int or "auto", default "auto"
         Tiles per forward pass when embedding. ``"auto"``: 2048 on a GPU, 128 on
         a CPU (small batches keep a CPU's caches warm: up to twice as fast).
-    init_2d
-        How stage 2 starts its new 2-D layer. ``"pca"`` (default): the first
+    init_2d : {"pca", "random"}, default "pca"
+        How stage 2 starts its new 2-D layer. ``"pca"``: the first
         principal axes of the pre-trained 128-D output, so the map starts from
         what pre-training learned; at short budgets this gives much better maps
-        (on 1,000 PBC tiles with a small net: 15-NN 50-55 % instead of 21-36 %). Each axis starts with the same spread, so the map uses both dimensions.
-        ``"random"``: Gaussian weights, as in the paper.
-    time_budget
+        (on 1,000 PBC tiles with a small net: 15-NN 50-55 % instead of 21-36 %).
+        Each axis starts with the same spread, so the map uses both dimensions.
+        ``"random"``: Gaussian weights, as in [1]_.
+    time_budget : float, "auto" or None, default "auto"
         Seconds for training and mapping, as an alternative to ``total_epochs``:
         the first training steps are timed on a copy of the network and the
         epochs are set to fit, split over the stages in the paper's ratio
-        (1000 : 50 : 450). ``"auto"`` (default): 600 (about 10 minutes) when no
+        (1000 : 50 : 450). ``"auto"``: 600 (about 10 minutes) when no
         CUDA GPU is found and ``total_epochs`` is ``"auto"``; otherwise unused.
         ``None``: no budget (``total_epochs="auto"`` then means the paper's
         epochs). The epochs depend on the machine's speed, so give
@@ -110,6 +141,27 @@ class TSimCNE:
         The settings the model was trained with (``"auto"`` resolved).
     step_costs_
         With a time budget: the measured :class:`~napari_tsimcne.core.budget.StepCosts`.
+    embedding_ : numpy.ndarray of shape (N, out_dim)
+        The map of the training tiles.
+    model_ : TSimCNENet
+        The trained network.
+    history_ : list of dict
+        Loss, learning rate and speed of every epoch.
+
+    Raises
+    ------
+    ParameterError
+        From :meth:`validate`, :meth:`fit` and :meth:`fit_iter` when a parameter
+        has a value it cannot take; the message names the parameter as in Python.
+
+    References
+    ----------
+    .. [1] Böhm, J. N., Berens, P. & Kobak, D. (2023). Unsupervised visualization
+       of image datasets using contrastive learning. International Conference on
+       Learning Representations (ICLR).
+    .. [2] Chen, T., Kornblith, S., Norouzi, M. & Hinton, G. (2020). A simple
+       framework for contrastive learning of visual representations. International
+       Conference on Machine Learning (ICML), 1597-1607.
     """
 
     def __init__(
@@ -119,18 +171,18 @@ class TSimCNE:
         augmentations: str | AugmentationSettings = "auto",
         device: str = "auto",
         random_state: int | None = None,
-        out_dim: int = 2,
+        out_dim: int = TrainingConfig.out_dim,
         pretrain_dim: int = 128,
         backbone: str = "auto",
         width: int | str = "auto",
         lr: float | str = "auto",
         warmup: int | str = "auto",
-        momentum: float = 0.9,
-        weight_decay: float = 5e-4,
-        grad_clip: float | None = 4.0,
+        momentum: float = TrainingConfig.momentum,
+        weight_decay: float = TrainingConfig.weight_decay,
+        grad_clip: float | None = TrainingConfig.grad_clip,
         preview_every: int | str = "auto",
         embed_batch_size: int | str = "auto",
-        init_2d: str = "pca",
+        init_2d: str = TrainingConfig.init_2d,
         time_budget: float | str | None = "auto",
     ) -> None:
         self.total_epochs = total_epochs
@@ -152,165 +204,71 @@ class TSimCNE:
         self.init_2d = init_2d
         self.time_budget = time_budget
 
-    # -- scikit-learn conventions ------------------------------------------
-    _PARAMS = (
-        "total_epochs",
-        "batch_size",
-        "augmentations",
-        "device",
-        "random_state",
-        "out_dim",
-        "pretrain_dim",
-        "backbone",
-        "width",
-        "lr",
-        "warmup",
-        "momentum",
-        "weight_decay",
-        "grad_clip",
-        "preview_every",
-        "embed_batch_size",
-        "init_2d",
-        "time_budget",
-    )
+    def __sklearn_is_fitted__(self) -> bool:
+        """Whether the model is trained or loaded (for :func:`sklearn.utils.validation.check_is_fitted`).
 
-    def get_params(self, deep: bool = True) -> dict:
-        return {k: getattr(self, k) for k in self._PARAMS}
-
-    def set_params(self, **params) -> TSimCNE:
-        for k, v in params.items():
-            if k not in self._PARAMS:
-                raise ValueError(f"Unknown parameter {k!r} for TSimCNE.")
-            setattr(self, k, v)
-        return self
-
-    def __repr__(self) -> str:
-        defaults = TSimCNE().get_params()
-        changed = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items() if v != defaults[k])
-        return f"TSimCNE({changed})"
+        Returns
+        -------
+        bool
+            True once :meth:`fit`, :meth:`fit_iter` or :meth:`load` has set ``model_``.
+        """
+        return getattr(self, "model_", None) is not None
 
     # -- validation ---------------------------------------------------------
     def _resolve_auto(self, device: torch.device, n_tiles: int, processes: int = 1) -> _Plan:
-        """What the ``"auto"`` settings stand for on ``device`` (see :func:`defaults_for`)."""
+        """What the ``"auto"`` settings stand for on ``device`` (see :func:`defaults_for`).
+
+        Checks every parameter on its own first, so the values it resolves are sound.
+        """
+        check_parameters(self.get_params())  # each on its own: the table of parameters.RULES
         d = defaults_for(device)
         batch = self.batch_size
-        if isinstance(batch, str) and batch == "auto":
-            batch = min(d.batch_size, _largest_power_of_two(max(2, n_tiles // max(1, processes))))
-        backbone = d.backbone if self.backbone == "auto" else self.backbone
-        width = d.width if (isinstance(self.width, str) and self.width == "auto") else self.width
+        if is_auto(batch):
+            batch = default_batch_size(n_tiles // max(1, processes), largest=d.batch_size)
+        backbone = d.backbone if is_auto(self.backbone) else self.backbone
+        width = d.width if is_auto(self.width) else self.width
         budget = self.time_budget
-        epochs_auto = isinstance(self.total_epochs, str) and self.total_epochs == "auto"
-        if not epochs_auto:
-            if not (budget is None or (isinstance(budget, str) and budget == "auto")):
-                raise ValueError(
+        if not is_auto(self.total_epochs):
+            if not (budget is None or is_auto(budget)):
+                raise ParameterError(
                     f"Give total_epochs or time_budget, not both (got total_epochs={self.total_epochs!r} and "
-                    f"time_budget={budget!r}); set the other to 'auto'."
+                    f"time_budget={budget!r}); set the other to 'auto'.",
+                    "total_epochs",
+                    "time_budget",
                 )
             return _Plan(self.total_epochs, None, batch, backbone, width)
-        if isinstance(budget, str) and budget == "auto":
+        if is_auto(budget):
             budget = d.time_budget
         if budget is None:
             return _Plan(d.total_epochs or GPU_DEFAULTS.total_epochs, None, batch, backbone, width)
-        if not _is_number(budget) or not np.isfinite(budget) or budget <= 0:
-            raise ValueError(
-                f"time_budget must be a positive number of seconds, 'auto' or None, got {budget!r}."
-            )
         return _Plan(None, float(budget), batch, backbone, width)
 
     def _check_params(
         self, n_tiles: int, processes: int, plan: _Plan
     ) -> tuple[tuple[int, int, int] | None, float, AugmentationSettings]:
-        """Check every parameter (``plan``: the resolved ``"auto"`` settings); epochs are None with a time budget."""
-        total_epochs, batch_size, backbone, width = (
-            plan.total_epochs,
-            plan.batch_size,
-            plan.backbone,
-            plan.width,
-        )
+        """Check what the table cannot: the settings together and against the stack.
+
+        ``plan`` holds the resolved ``"auto"`` settings; epochs are None with a time budget.
+        """
         epochs = None
-        if total_epochs is not None:
-            try:
-                epochs = tuple(int(e) for e in total_epochs)
-            except (TypeError, ValueError):
-                raise ValueError(
-                    f"total_epochs must be three whole numbers or 'auto', got {total_epochs!r}."
-                ) from None
-            if (
-                len(epochs) != 3
-                or any(e < 0 for e in epochs)
-                or any(e != f for e, f in zip(epochs, total_epochs))
-            ):
-                raise ValueError(
-                    f"total_epochs must be three non-negative whole numbers (pre-training, last layer, fine-tuning), "
-                    f"got {total_epochs!r}."
-                )
+        if plan.total_epochs is not None:
+            epochs = tuple(int(e) for e in plan.total_epochs)
             if sum(epochs) == 0:
-                raise ValueError("total_epochs are all 0: nothing would be trained.")
-        if not _is_whole(batch_size) or batch_size < 2:
-            raise ValueError(
-                f"batch_size must be a whole number of at least 2 or 'auto', got {batch_size!r}."
-            )
+                raise ParameterError(
+                    "All three total_epochs are 0: nothing would be trained.", "total_epochs"
+                )
+        batch_size = int(plan.batch_size)
         if batch_size * processes > n_tiles:
             per = f" per process x {processes} processes" if processes > 1 else ""
-            raise ValueError(
+            most = n_tiles // processes
+            raise ParameterError(
                 f"batch_size={batch_size}{per} is larger than the stack ({n_tiles} tiles). "
-                f"Use batch_size <= {n_tiles // processes} (for example {_largest_power_of_two(n_tiles // processes)})."
+                f"Use batch_size <= {most} (for example {default_batch_size(most, largest=most)}).",
+                "batch_size",
             )
-        if self.out_dim not in (2, 3):
-            raise ValueError(
-                f"out_dim must be 2 (a map) or 3 (a 3D point cloud), got {self.out_dim!r}."
-            )
-        if backbone not in BACKBONES:
-            raise ValueError(
-                f"backbone must be one of {sorted(BACKBONES)} or 'auto', got {backbone!r}."
-            )
-        if not _is_whole(width) or width < 4:
-            raise ValueError(
-                f"width must be a whole number of at least 4 or 'auto', got {width!r}."
-            )
-        if self.lr != "auto" and not _is_number(self.lr):
-            raise ValueError(f"lr must be a positive number or 'auto', got {self.lr!r}.")
-        lr = (
-            default_lr(batch_size * processes) if self.lr == "auto" else self.lr
-        )  # the global batch
-        if not np.isfinite(lr) or lr <= 0:
-            raise ValueError(f"lr must be a positive number or 'auto', got {self.lr!r}.")
-        if not (self.warmup == "auto" or (_is_whole(self.warmup) and self.warmup >= 0)):
-            raise ValueError(
-                f"warmup must be 'auto' or a non-negative whole number, got {self.warmup!r}."
-            )
-        if not _is_number(self.momentum) or not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must be a number in [0, 1), got {self.momentum!r}.")
-        if not _is_number(self.weight_decay) or self.weight_decay < 0:
-            raise ValueError(
-                f"weight_decay must be a non-negative number, got {self.weight_decay!r}."
-            )
-        if self.grad_clip is not None and (not _is_number(self.grad_clip) or self.grad_clip <= 0):
-            raise ValueError(
-                f"grad_clip must be a positive number or None, got {self.grad_clip!r}."
-            )
-        if not (
-            self.preview_every == "auto"
-            or (_is_whole(self.preview_every) and self.preview_every >= 0)
-        ):
-            raise ValueError(
-                f"preview_every must be 'auto' or a non-negative whole number (0: never), got {self.preview_every!r}."
-            )
-        self._check_embed_batch_size()
-        if self.random_state is not None and not (
-            _is_whole(self.random_state) and 0 <= self.random_state < 2**63
-        ):
-            raise ValueError(
-                f"random_state must be None or a whole number from 0 to 2**63 - 1, got {self.random_state!r}."
-            )
-        if not _is_whole(self.pretrain_dim) or self.pretrain_dim < 2:
-            raise ValueError(
-                f"pretrain_dim must be a whole number of at least 2, got {self.pretrain_dim!r}."
-            )
-        if self.init_2d not in ("pca", "random"):
-            raise ValueError(f"init_2d must be 'pca' or 'random', got {self.init_2d!r}.")
+        lr = default_lr(batch_size * processes) if is_auto(self.lr) else self.lr  # global batch
         aug = AugmentationSettings.coerce(
-            "microscopy" if _is_auto(self.augmentations) else self.augmentations
+            "microscopy" if is_auto(self.augmentations) else self.augmentations
         )
         aug.validate()
         return epochs, float(lr), aug
@@ -318,7 +276,7 @@ class TSimCNE:
     def _augmentations_for(self, stack: np.ndarray, checked: AugmentationSettings):
         """The augmentations this stack trains with: "auto" resolved, colour decided; sets ``augmentations_``."""
         n_channels = stack.shape[3] if stack.ndim == 4 else 1
-        if _is_auto(self.augmentations):
+        if is_auto(self.augmentations):
             rec = recommend_preset(stack)
             self.preset_, self.preset_reason_ = rec.preset, rec.reason
             checked = AugmentationSettings.preset(rec.preset)
@@ -329,9 +287,25 @@ class TSimCNE:
         return self.augmentations_
 
     def _preview_every(self, epochs: tuple[int, int, int]) -> int:
-        if self.preview_every == "auto":
+        if is_auto(self.preview_every):
             return max(1, sum(epochs) // 25)
         return int(self.preview_every or 0)
+
+    def _training_config(
+        self, batch_size: int, seed: int, preview_every: int, device: torch.device
+    ) -> TrainingConfig:
+        """The Trainer's settings: these parameters, with ``"auto"`` resolved for ``device``."""
+        return TrainingConfig(
+            batch_size=batch_size,
+            seed=seed,
+            embed_batch_size=self._embed_batch(device),
+            out_dim=self.out_dim,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+            grad_clip=self.grad_clip,
+            preview_every=preview_every,
+            init_2d=self.init_2d,
+        )
 
     def _seed(self) -> int:
         if self.random_state is None:
@@ -340,15 +314,32 @@ class TSimCNE:
 
     # -- training -----------------------------------------------------------
     def validate(self, X, *, channel_axis: int | None = None) -> TSimCNE:
-        """Check the shape of ``X`` and every parameter now, without training; returns ``self``.
+        """Check the shape of ``X`` and every parameter now, without training.
 
         Cheap (the pixel values are checked when training starts), so a user interface can refuse
         bad settings at once and run :meth:`fit_iter` in the background.
 
+        Parameters
+        ----------
+        X : array-like of shape (N, H, W) or (N, H, W, C)
+            The tiles that are to be trained on.
+        channel_axis : int, optional
+            The axis of the channels when it is not the last.
+
+        Returns
+        -------
+        TSimCNE
+            ``self``, unchanged.
+
         Raises
         ------
-        TileStackError, ValueError
-            With a message that says what to change.
+        TileStackError
+            When ``X`` is not a stack of tiles.
+        ParameterError
+            When a parameter has a value it cannot take, alone or together with the
+            others or the stack (a ``batch_size`` larger than the stack); a ``ValueError``.
+        ValueError
+            When the augmentation settings are inconsistent.
         """
         stack = as_tile_stack(X, channel_axis=channel_axis, check_values=False)
         info = stack_info(stack)
@@ -367,14 +358,37 @@ class TSimCNE:
     ) -> Iterator[TrainingEvent]:
         """Check ``X`` and the parameters now, then return a generator that trains epoch by epoch.
 
-        Each item is a :class:`TrainingEvent`. Stop early by no longer
-        iterating (or calling ``.close()``): the model keeps what it learned,
-        and ``embedding_`` holds the map of the training tiles. With
-        ``checkpoint``, the model and the training state are written there
-        (atomically) every ``checkpoint_every`` epochs; continue an
-        interrupted run with ``TSimCNE.load(checkpoint).resume_iter(X)``.
-        ``progress(done, total)`` is called while the training tiles are mapped
-        at the end (after the last epoch or an early stop), for a progress bar.
+        Stop early by no longer iterating (or calling ``.close()``): the model
+        keeps what it learned, and ``embedding_`` holds the map of the training
+        tiles.
+
+        Parameters
+        ----------
+        X : array-like of shape (N, H, W) or (N, H, W, C)
+            The tiles.
+        channel_axis : int, optional
+            The axis of the channels when it is not the last.
+        checkpoint : str or os.PathLike, optional
+            Where to write the model and the training state (atomically) every
+            ``checkpoint_every`` epochs; continue an interrupted run with
+            ``TSimCNE.load(checkpoint).resume_iter(X)``.
+        checkpoint_every : int, default 1
+            Epochs between checkpoints.
+        progress : callable, optional
+            ``progress(done, total)`` is called while the training tiles are mapped
+            at the end (after the last epoch or an early stop), for a progress bar.
+
+        Returns
+        -------
+        iterator of TrainingEvent
+            One :class:`~napari_tsimcne.core.training.TrainingEvent` per epoch.
+
+        Raises
+        ------
+        TileStackError, ParameterError
+            At once, before the generator is returned (see :meth:`validate`).
+        TrainingDivergedError
+            While iterating, when the loss becomes NaN or infinite.
         """
         started = time.perf_counter()
         stack = as_tile_stack(X, channel_axis=channel_axis)
@@ -413,7 +427,7 @@ class TSimCNE:
             *epochs, budget_previews = broadcast_ints((*epochs, budget_previews), ctx)
             epochs = tuple(epochs)
             preview_every = (
-                budget_previews if self.preview_every == "auto" else int(self.preview_every)
+                budget_previews if is_auto(self.preview_every) else int(self.preview_every)
             )
             self._budget = _Budget(
                 started, plan.time_budget, info.n_tiles, batch_size * ctx.world_size, lr
@@ -441,16 +455,8 @@ class TSimCNE:
             store,
             make_stages(epochs, lr, self.warmup),
             aug,
-            batch_size=batch_size,
-            out_dim=self.out_dim,
-            seed=seed,
-            momentum=self.momentum,
-            weight_decay=self.weight_decay,
-            grad_clip=self.grad_clip,
-            preview_every=preview_every,
-            embed_batch_size=self._embed_batch(device),
+            self._training_config(batch_size, seed, preview_every, device),
             state=TrainerState(batch_size=batch_size, history=self.history_),
-            init_2d=self.init_2d,
             dist=ctx,
         )
         return self._drive(trainer, checkpoint, checkpoint_every, progress)
@@ -468,11 +474,34 @@ class TSimCNE:
         """Continue training from a checkpoint loaded with :meth:`load`, on the same tiles.
 
         With the same seed on the CPU the result equals an uninterrupted run.
-        Tiles other than the checkpoint's (by count, shape, dtype or a hash of
-        16 of them) raise :class:`~napari_tsimcne.core.fingerprint.TileMismatchError`;
-        ``allow_other_tiles=True`` skips that check (for example for the same
-        tiles re-read as another dtype). Checkpoints written without a
-        fingerprint are not checked.
+
+        Parameters
+        ----------
+        X : array-like of shape (N, H, W) or (N, H, W, C)
+            The tiles the checkpoint was trained on.
+        channel_axis : int, optional
+            The axis of the channels when it is not the last.
+        checkpoint, checkpoint_every, progress
+            As for :meth:`fit_iter`.
+        allow_other_tiles : bool, default False
+            Skip the check that ``X`` holds the checkpoint's tiles (for example for the
+            same tiles re-read as another dtype). Checkpoints written without a
+            fingerprint are not checked.
+
+        Returns
+        -------
+        iterator of TrainingEvent
+            One event per remaining epoch.
+
+        Raises
+        ------
+        NotFittedError
+            When no model was loaded.
+        ValueError
+            When the model holds no training state to resume.
+        TileMismatchError
+            When ``X`` differs from the checkpoint's tiles (by count, shape, dtype or a
+            hash of 16 of them).
         """
         self._check_fitted()
         resume = getattr(self, "_resume_state", None)
@@ -508,14 +537,9 @@ class TSimCNE:
             store,
             make_stages(epochs, lr, self.warmup),
             aug,
-            batch_size=int(resume["batch_size"]),
-            out_dim=self.out_dim,
-            seed=int(resume["seed"]),
-            momentum=self.momentum,
-            weight_decay=self.weight_decay,
-            grad_clip=self.grad_clip,
-            preview_every=self._preview_every(epochs),
-            embed_batch_size=self._embed_batch(device),
+            self._training_config(
+                int(resume["batch_size"]), int(resume["seed"]), self._preview_every(epochs), device
+            ),
             state=TrainerState(
                 stage=int(resume["stage"]),
                 epoch=int(resume["epoch"]),
@@ -523,7 +547,6 @@ class TSimCNE:
                 history=self.history_,
             ),
             optimizer_state=resume.get("optimizer"),
-            init_2d=self.init_2d,
             dist=ctx,
         )
         self._resume_state = None
@@ -603,8 +626,8 @@ class TSimCNE:
             epochs = (done, rest[1], rest[2])
         *epochs, previews = broadcast_ints((*epochs, previews), trainer.dist)
         trainer.replan(make_stages(tuple(epochs), budget.lr, self.warmup))
-        if self.preview_every == "auto":
-            trainer.preview_every = previews
+        if is_auto(self.preview_every):
+            trainer.config = replace(trainer.config, preview_every=previews)
         self.total_epochs_ = tuple(s.epochs for s in trainer.stages)
         self.step_costs_ = costs
         if trainer.stages[0].epochs <= event.epoch:
@@ -623,28 +646,64 @@ class TSimCNE:
         self.embedding_ = y
         self.stages_done_ = trainer.state.stage
 
-    def fit(self, X, *, channel_axis: int | None = None) -> TSimCNE:
-        """Train on the tile stack ``X`` (N, H, W) or (N, H, W, C); returns ``self``."""
+    def fit(self, X, y=None, *, channel_axis: int | None = None) -> TSimCNE:
+        """Train on the tile stack ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (N, H, W) or (N, H, W, C)
+            The tiles, any real dtype; see :func:`~napari_tsimcne.core.tiles.as_tile_stack`.
+        y : None
+            Ignored: training uses no labels (accepted for scikit-learn pipelines).
+        channel_axis : int, optional
+            The axis of the channels when it is not the last, e.g. 1 for (N, C, H, W).
+
+        Returns
+        -------
+        TSimCNE
+            ``self``, trained; ``embedding_`` holds the map of ``X``.
+
+        Raises
+        ------
+        TileStackError
+            When ``X`` is not a stack of tiles the network can learn from.
+        ParameterError
+            When a parameter has a value it cannot take (a ``ValueError``).
+        TrainingDivergedError
+            When the loss becomes NaN or infinite.
+        """
         for _ in self.fit_iter(X, channel_axis=channel_axis):
             pass
         return self
 
-    def fit_transform(self, X, *, channel_axis: int | None = None) -> np.ndarray:
-        """Train on ``X`` and return its map, shape (N, out_dim)."""
+    def fit_transform(self, X, y=None, *, channel_axis: int | None = None) -> np.ndarray:
+        """Train on ``X`` and return its map.
+
+        Parameters
+        ----------
+        X : array-like of shape (N, H, W) or (N, H, W, C)
+            The tiles.
+        y : None
+            Ignored: training uses no labels.
+        channel_axis : int, optional
+            The axis of the channels when it is not the last.
+
+        Returns
+        -------
+        numpy.ndarray of shape (N, out_dim)
+            The map of the training tiles (``embedding_``).
+
+        Raises
+        ------
+        TileStackError, ParameterError, TrainingDivergedError
+            As :meth:`fit`.
+        """
         return self.fit(X, channel_axis=channel_axis).embedding_
 
     # -- embedding ----------------------------------------------------------
-    def _check_embed_batch_size(self) -> None:
-        if isinstance(self.embed_batch_size, str) and self.embed_batch_size == "auto":
-            return
-        if not _is_whole(self.embed_batch_size) or self.embed_batch_size < 1:
-            raise ValueError(
-                f"embed_batch_size must be a positive whole number or 'auto', got {self.embed_batch_size!r}."
-            )
-
     def _embed_batch(self, device: torch.device) -> int:
         """Tiles per forward pass when mapping on ``device`` (``"auto"``: see :class:`DeviceDefaults`)."""
-        if isinstance(self.embed_batch_size, str):
+        if is_auto(self.embed_batch_size):
             return defaults_for(device).embed_batch_size
         return int(self.embed_batch_size)
 
@@ -665,12 +724,36 @@ class TSimCNE:
     ):
         """Map new tiles with the trained network (no retraining).
 
-        Returns the map (N, out_dim), and with ``return_features=True`` also
-        the backbone features (N, 512) as a second array. ``progress(done, total)``,
-        if given, is called after each batch (e.g. to drive a progress bar).
+        Parameters
+        ----------
+        X : array-like of shape (N, H, W) or (N, H, W, C)
+            Tiles with the channels and the size of the training tiles.
+        channel_axis : int, optional
+            The axis of the channels when it is not the last.
+        return_features : bool, default False
+            Also return the backbone features.
+        device : str, optional
+            Where to run the network (default: where it was trained or loaded).
+        progress : callable, optional
+            ``progress(done, total)`` is called after each batch (e.g. to drive a progress bar).
+
+        Returns
+        -------
+        numpy.ndarray of shape (N, out_dim)
+            The map; with ``return_features=True`` a tuple of the map and the backbone
+            features, shape (N, 512) for the paper's width.
+
+        Raises
+        ------
+        NotFittedError
+            When the model is neither trained nor loaded.
+        TileStackError
+            When the tiles' channels or size differ from the training tiles'.
+        ParameterError
+            When ``embed_batch_size`` or ``device`` has a value it cannot take.
         """
         self._check_fitted()
-        self._check_embed_batch_size()
+        check_parameter("embed_batch_size", self.embed_batch_size)
         stack = as_tile_stack(X, channel_axis=channel_axis, min_tiles=1)
         info = stack_info(stack)
         self._check_compatible(info)
@@ -704,7 +787,20 @@ class TSimCNE:
 
     # -- files --------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:
-        """Write the model (weights, normalisation, settings) to one file, atomically."""
+        """Write the model (weights, normalisation, settings) to one file, atomically.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write (by convention ``*.tsimcne``).
+
+        Raises
+        ------
+        NotFittedError
+            When the model is neither trained nor loaded.
+        OutputFileError
+            When the file cannot be written.
+        """
         self._check_fitted()
         save_payload(path, self._payload())
 
@@ -717,7 +813,7 @@ class TSimCNE:
             "stage": st.stage,
             "epoch": st.epoch,
             "batch_size": st.batch_size,
-            "seed": trainer.seed,
+            "seed": trainer.config.seed,
             "optimizer": trainer.optimizer.state_dict()
             if (st.epoch > 0 and trainer.optimizer)
             else None,
@@ -759,13 +855,28 @@ class TSimCNE:
     def load(cls, path: str | os.PathLike, device: str = "auto") -> TSimCNE:
         """Read a model written by :meth:`save`; it runs on ``device`` (a CPU-only machine works).
 
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A model file (or a checkpoint, to continue with :meth:`resume_iter`).
+        device : str, default "auto"
+            Where the network runs; as the ``device`` parameter.
+
+        Returns
+        -------
+        TSimCNE
+            The model, fitted, with the parameters it was trained with.
+
         Raises
         ------
+        ParameterError
+            When ``device`` is unknown or absent on this machine.
         ModelFileError
             When the file is missing, corrupt, not a napari-tsimcne model, or
             holds damaged parts (settings, weights that are not finite,
             normalisation or tile shape that do not fit the network).
         """
+        resolve_device(device)  # an absent device is the caller's setting, not a damaged file
         payload = load_payload(path)
         try:
             model = cls._from_payload(payload, device)
@@ -855,23 +966,19 @@ def _device_and_processes(device: str) -> tuple[torch.device, DistContext]:
 def _checked_shape(payload: dict) -> tuple[int, tuple[int, int]]:
     """The channel count and tile shape stored in a payload, checked."""
     n_channels, tile_shape = payload["n_channels"], payload["tile_shape"]
-    if not _is_whole(n_channels) or not 1 <= n_channels <= MAX_CHANNELS:
+    if not is_whole(n_channels) or not 1 <= n_channels <= MAX_CHANNELS:
         raise ModelFileError(
             f"its channel count {n_channels!r} is not a whole number from 1 to {MAX_CHANNELS}"
         )
     if (
         not isinstance(tile_shape, (list, tuple))
         or len(tile_shape) != 2
-        or not all(_is_whole(v) and v >= MIN_TILE_SIZE for v in tile_shape)
+        or not all(is_whole(v) and v >= MIN_TILE_SIZE for v in tile_shape)
     ):
         raise ModelFileError(
             f"its tile shape {tile_shape!r} is not two whole numbers of at least {MIN_TILE_SIZE}"
         )
     return int(n_channels), (int(tile_shape[0]), int(tile_shape[1]))
-
-
-def _largest_power_of_two(n: int) -> int:
-    return 1 << (max(2, n).bit_length() - 1)
 
 
 class _Budget(NamedTuple):
@@ -908,18 +1015,3 @@ def _set_input_statistics(net: TSimCNENet, store: TileStore, max_tiles: int = 40
     std = x.std((0, 2, 3), keepdim=True).clamp_min(1e-3)
     net.input_mean.copy_(mean.cpu())
     net.input_std.copy_(std.cpu())
-
-
-def _is_auto(value) -> bool:
-    return isinstance(value, str) and value == "auto"
-
-
-def _is_number(value) -> bool:
-    """A real number that is not a bool (``True`` is not a learning rate)."""
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
-        value, (bool, np.bool_)
-    )
-
-
-def _is_whole(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .augment import AugmentationSettings, augment, make_generator
+from .config import TrainingConfig
 from .device import autocast, memory_format
 from .distributed import SINGLE, DistContext, gather_views, mean_over_processes, wrap
 from .loss import cauchy_infonce
@@ -39,18 +40,25 @@ class TrainingEvent:
     stage: int
     """1: pre-training (128-D), 2: last layer only, 3: fine-tuning."""
     stage_name: str
+    """The stage in words: "pre-training", "last layer" or "fine-tuning"."""
     epoch: int
     """Epoch within the stage, from 1."""
     stage_epochs: int
+    """Epochs planned for this stage."""
     global_epoch: int
     """Epoch over all stages, from 1."""
     total_epochs: int
+    """Epochs planned for all stages (a time budget may change it after an epoch)."""
     loss: float
+    """Mean loss of the epoch."""
     lr: float
+    """Learning rate at the epoch's last step."""
     views_per_second: float
+    """Augmented views trained on per second, all processes together."""
     seconds: float
     """Time since training started."""
     batch_size: int
+    """Tiles per step (per process) in this epoch."""
     embedding: np.ndarray | None = None
     """All tiles mapped, (N, out_dim), on some epochs; in stage 1 a PCA of the 128-D output."""
     message: str | None = None
@@ -58,6 +66,7 @@ class TrainingEvent:
 
     @property
     def fraction_done(self) -> float:
+        """Share of all epochs finished, from 0 to 1."""
         return self.global_epoch / max(1, self.total_epochs)
 
 
@@ -98,7 +107,28 @@ class _StageModel(nn.Module):
 
 
 class Trainer:
-    """Runs the three t-SimCNE stages on a :class:`TileStore`."""
+    """Runs the three t-SimCNE stages on a :class:`TileStore`, one epoch per event.
+
+    Parameters
+    ----------
+    net : TSimCNENet
+        The network to train, on the store's device; its last layer is replaced
+        (or re-projected) when stage 2 starts.
+    store : TileStore
+        The normalised training tiles.
+    stages : list of Stage
+        The three stages (see :func:`~napari_tsimcne.core.schedule.make_stages`).
+    augmentations : AugmentationSettings
+        The augmentations, decided for the stack (``rgb`` set).
+    config : TrainingConfig
+        Batch size, seed, optimiser settings, previews (one frozen object).
+    state : TrainerState, optional
+        Where to start (a resumed run); default: the beginning.
+    optimizer_state : dict, optional
+        The optimizer's state to restore when resuming in the middle of a stage.
+    dist : DistContext, default SINGLE
+        This process's place under ``torchrun``; one process by default.
+    """
 
     def __init__(
         self,
@@ -106,37 +136,20 @@ class Trainer:
         store: TileStore,
         stages: list[Stage],
         augmentations: AugmentationSettings,
+        config: TrainingConfig,
         *,
-        batch_size: int,
-        out_dim: int,
-        seed: int,
-        momentum: float = 0.9,
-        weight_decay: float = 5e-4,
-        grad_clip: float | None = 4.0,
-        preview_every: int = 0,
-        embed_batch_size: int = 2048,
         state: TrainerState | None = None,
         optimizer_state: dict | None = None,
-        init_2d: str = "pca",
-        init_scale: float = 10.0,
         dist: DistContext = SINGLE,
     ) -> None:
         self.net = net
         self.store = store
         self.stages = stages
         self.augmentations = augmentations
-        self.out_dim = out_dim
-        self.seed = seed
-        self.momentum = momentum
-        self.weight_decay = weight_decay
-        self.grad_clip = grad_clip
-        self.preview_every = preview_every
-        self.embed_batch_size = embed_batch_size
+        self.config = config
         self.device = store.device
-        self.state = state or TrainerState(batch_size=batch_size)
+        self.state = state or TrainerState(batch_size=config.batch_size)
         self.optimizer: torch.optim.Optimizer | None = None
-        self.init_2d = init_2d
-        self.init_scale = init_scale
         self._optimizer_state = optimizer_state  # restored when resuming mid-stage
         self.dist = dist
         self._model: nn.Module | None = None
@@ -144,6 +157,7 @@ class Trainer:
     # -- stages -------------------------------------------------------------
     @property
     def total_epochs(self) -> int:
+        """Epochs of all stages together (the plan may change with :meth:`replan`)."""
         return sum(s.epochs for s in self.stages)
 
     def _global_epoch(self, stage: int, epoch: int) -> int:
@@ -152,14 +166,14 @@ class Trainer:
     def _enter_stage(self, stage: Stage) -> None:
         """Set trainable parameters and a new optimizer for ``stage``."""
         self._entered = stage.index
-        if stage.index >= 1 and self.net.out_dim != self.out_dim:
-            if self.init_2d == "pca":
+        if stage.index >= 1 and self.net.out_dim != self.config.out_dim:
+            if self.config.init_2d == "pca":
                 self._init_last_layer_from_pca()
             else:
                 gen = make_generator(
-                    torch.device("cpu"), _epoch_seed(self.seed, 0)
+                    torch.device("cpu"), _epoch_seed(self.config.seed, 0)
                 )  # epochs count from 1
-                self.net.replace_last_layer(self.out_dim, gen)
+                self.net.replace_last_layer(self.config.out_dim, gen)
             self.net.to(self.device)
         only_last = stage.train_only_last_layer
         for p in self.net.parameters():
@@ -168,7 +182,10 @@ class Trainer:
         params = [p for p in self.net.parameters() if p.requires_grad]
         self._model = wrap(_StageModel(self.net, only_last, self.device), self.dist, self.device)
         self.optimizer = torch.optim.SGD(
-            params, lr=stage.lr, momentum=self.momentum, weight_decay=self.weight_decay
+            params,
+            lr=stage.lr,
+            momentum=self.config.momentum,
+            weight_decay=self.config.weight_decay,
         )
         if self._optimizer_state is not None:
             self.optimizer.load_state_dict(self._optimizer_state)
@@ -194,9 +211,9 @@ class Trainer:
         z = z.float()
         mean = z.mean(0)
         _, s, vt = torch.linalg.svd(z - mean, full_matrices=False)
-        spread = (s[: self.out_dim] / (len(z) - 1) ** 0.5).clamp_min(1e-6)
+        spread = (s[: self.config.out_dim] / (len(z) - 1) ** 0.5).clamp_min(1e-6)
         comps = (
-            vt[: self.out_dim] / spread[:, None] * self.init_scale
+            vt[: self.config.out_dim] / spread[:, None] * self.config.init_scale
         )  # each axis with the same spread
         self.net.project_last_layer(comps, mean)
 
@@ -206,10 +223,12 @@ class Trainer:
     ) -> torch.Generator:
         """One process: the shuffling generator (CPU) or one seeded alike; several: one per process."""
         if self.dist.active:
-            return make_generator(self.device, _epoch_seed(self.seed, global_epoch, self.dist.rank))
+            return make_generator(
+                self.device, _epoch_seed(self.config.seed, global_epoch, self.dist.rank)
+            )
         if self.device.type == "cpu":
             return gen_cpu
-        return make_generator(self.device, _epoch_seed(self.seed, global_epoch))
+        return make_generator(self.device, _epoch_seed(self.config.seed, global_epoch))
 
     def _run_epoch(self, stage: Stage, global_epoch: int) -> tuple[float, float, int]:
         """Train one epoch; returns (mean loss, last lr, views trained on by all processes).
@@ -223,7 +242,7 @@ class Trainer:
         bs = self.state.batch_size
         world, rank = self.dist.world_size, self.dist.rank
         steps = n // (bs * world)
-        gen_cpu = make_generator(torch.device("cpu"), _epoch_seed(self.seed, global_epoch))
+        gen_cpu = make_generator(torch.device("cpu"), _epoch_seed(self.config.seed, global_epoch))
         perm = torch.randperm(n, generator=gen_cpu)
         gen_dev = self._augmentation_generator(gen_cpu, global_epoch)
         fmt = memory_format(self.device)
@@ -249,8 +268,8 @@ class Trainer:
             loss = cauchy_infonce(z, rows)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if self.grad_clip:
-                torch.nn.utils.clip_grad_value_(params, self.grad_clip)
+            if self.config.grad_clip:
+                torch.nn.utils.clip_grad_value_(params, self.config.grad_clip)
             self.optimizer.step()
             total += loss.detach()
         total = mean_over_processes(total, self.dist)
@@ -272,21 +291,57 @@ class Trainer:
     def embed(
         self, return_features: bool = False, progress: Callable[[int, int], None] | None = None
     ):
+        """Map every training tile with the network as it is now.
+
+        Parameters
+        ----------
+        return_features : bool, default False
+            Also return the backbone features.
+        progress : callable, optional
+            ``progress(done, total)`` after each batch.
+
+        Returns
+        -------
+        numpy.ndarray
+            The output (N, out_dim) (128-D during pre-training); with
+            ``return_features=True`` a tuple of it and the features.
+        """
         return embed_store(
             self.net,
             self.store,
-            self.embed_batch_size,
+            self.config.embed_batch_size,
             return_features=return_features,
             progress=progress,
         )
 
     def preview(self) -> np.ndarray:
+        """The map of all tiles now; during pre-training the first two principal axes.
+
+        Returns
+        -------
+        numpy.ndarray of shape (N, 2) or (N, 3)
+            The map.
+        """
         y = self.embed()
         return y if y.shape[1] <= 3 else pca_2d(y)[0]
 
     # -- the generator ------------------------------------------------------
     def run(self) -> Iterator[TrainingEvent]:
-        """Train from the current state to the end, yielding one event per epoch."""
+        """Train from the current state to the end, yielding one event per epoch.
+
+        Returns
+        -------
+        iterator of TrainingEvent
+            One event per finished epoch; stop early by no longer iterating.
+
+        Raises
+        ------
+        TrainingDivergedError
+            When the loss becomes NaN or infinite (the weights of the last good
+            epoch are restored first).
+        RuntimeError
+            When the GPU runs out of memory under several processes, or even at batch size 16.
+        """
         start = time.perf_counter()
         pending_message = None
         for index in range(self.state.stage, len(self.stages)):
@@ -305,7 +360,7 @@ class Trainer:
                     if self.dist.active:  # every process would have to agree on the new batch size
                         raise RuntimeError(
                             f"GPU out of memory at batch size {self.state.batch_size} per process. "
-                            "Restart with a smaller --batch-size."
+                            "Restart with a smaller batch size."
                         ) from None
                     pending_message = self._halve_batch()  # the epoch restarts at the smaller batch
                     continue
@@ -322,8 +377,8 @@ class Trainer:
                 self.state.epoch += 1
                 last_of_stage = self.state.epoch == stage.epochs
                 is_final = last_of_stage and stage.index == len(self.stages) - 1
-                want_preview = self.preview_every > 0 and (
-                    global_epoch % self.preview_every == 0 or last_of_stage
+                want_preview = self.config.preview_every > 0 and (
+                    global_epoch % self.config.preview_every == 0 or last_of_stage
                 )
                 embedding = (
                     self.preview()
@@ -364,6 +419,16 @@ class Trainer:
         Finished epochs stay finished: the current stage keeps at least the epochs it has done.
         Right after the last epoch of a stage (before the next one starts), that stage can
         still be lengthened.
+
+        Parameters
+        ----------
+        stages : list of Stage
+            The new plan, with the same three stages.
+
+        Raises
+        ------
+        ValueError
+            When ``stages`` are not the same three stages.
         """
         if [s.index for s in stages] != [s.index for s in self.stages]:
             raise ValueError("replan() needs the same three stages.")
@@ -406,7 +471,24 @@ def embed_store(
 ):
     """Map every tile of ``store`` through ``net`` (eval mode, no augmentation).
 
-    ``progress(done, total)`` is called after each batch with the number of tiles mapped so far.
+    Parameters
+    ----------
+    net : TSimCNENet
+        The network; its training mode is restored afterwards.
+    store : TileStore
+        The tiles, normalised.
+    batch_size : int
+        Tiles per forward pass.
+    return_features : bool, default False
+        Also return the backbone features.
+    progress : callable, optional
+        ``progress(done, total)`` after each batch, with the number of tiles mapped so far.
+
+    Returns
+    -------
+    numpy.ndarray
+        The output (N, out_dim) as float32; with ``return_features=True`` a tuple of it
+        and the features (N, 8 x width).
     """
     was_training = net.training
     net.eval()
@@ -429,7 +511,22 @@ def embed_store(
 
 
 def pca_2d(y: np.ndarray, basis: tuple[np.ndarray, np.ndarray] | None = None):
-    """Project ``y`` onto its first two principal components; returns (projection, (mean, components))."""
+    """Project ``y`` onto its first two principal components.
+
+    Parameters
+    ----------
+    y : numpy.ndarray of shape (N, D)
+        Points to project.
+    basis : tuple of (mean, components), optional
+        A projection found before (to map new points alike); default: found from ``y``.
+
+    Returns
+    -------
+    projection : numpy.ndarray of shape (N, 2)
+        The projected points, float32.
+    basis : tuple of (mean, components)
+        The mean (D,) and the two principal axes (2, D).
+    """
     if basis is None:
         mean = y.mean(0)
         _, _, vt = np.linalg.svd(y - mean, full_matrices=False)

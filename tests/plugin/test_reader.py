@@ -230,3 +230,53 @@ def test_tiles_cut_from_an_image_come_with_it(make_napari_viewer, tiled_output, 
     layer.selected_data = {0, 12}
     outline = viewer.layers[OUTLINE_NAME]
     np.testing.assert_allclose(outline.data[1][0], tiles.metadata["origins"][12])
+
+
+@pytest.mark.gui
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_the_reader_and_the_train_widget_make_the_same_map(
+    make_napari_viewer, stack_output, tmp_path, autosave_dir, ndim
+):
+    import pandas as pd
+
+    from napari_tsimcne.core.io import read_embedding_csv, write_embedding_csv
+    from napari_tsimcne.plugin.crosslink import link_map, link_opened_outputs
+    from napari_tsimcne.plugin.map_guard import GUARDED_KEY
+    from napari_tsimcne.plugin.map_layer import add_map_layer
+
+    folder = shutil.copytree(stack_output, tmp_path / "out")
+    if ndim == 3:  # a 3D map with known labels (coloured by category, not by outlier score)
+        flat = read_embedding_csv(folder / "embedding.csv").embedding
+        emb = np.column_stack([flat, flat[:, 0] * flat[:, 1]])
+        write_embedding_csv(folder / "embedding.csv", emb, labels=np.arange(N_TILES) % 3)
+    emb = read_embedding_csv(folder / "embedding.csv").embedding
+
+    opened = make_napari_viewer()
+    opened.open(str(folder), plugin="napari-tsimcne")
+    link_opened_outputs(opened)  # what the dock widgets do when they see the layers
+    read = opened.layers["cells map"]
+
+    trained = make_napari_viewer()
+    source = opened.layers["cells"]
+    tiles = trained.add_image(source.data, name="cells", rgb=True, metadata=dict(source.metadata))
+    made = add_map_layer(trained, tiles, emb)  # what the Train widget shows after training
+    link_map(trained, made, tiles)
+
+    assert made.name == read.name == "cells map"
+    assert made.ndim == read.ndim == ndim
+    assert trained.dims.ndisplay == opened.dims.ndisplay == ndim
+    pd.testing.assert_frame_equal(made.features, read.features)
+    assert ("label" in made.features) == (ndim == 3)
+    np.testing.assert_allclose(made.size, read.size)
+    np.testing.assert_allclose(made.face_color, read.face_color)
+    assert len(np.unique(made.face_color, axis=0)) > 1
+    np.testing.assert_allclose(made.data, read.data)  # the same square (placed beside other layers)
+    for key in ("tsimcne_tiles_layer", "tsimcne_side", "tsimcne_color_by", GUARDED_KEY):
+        assert made.metadata[key] == read.metadata[key], key
+    assert made.metadata["tsimcne_color_by"] == ("label" if ndim == 3 else "outlier")
+    for layer in (made, read):  # both guarded: a dragged point goes back
+        before = layer.data.copy()
+        moved = before.copy()
+        moved[5] += 3.0
+        layer.data = moved
+        np.testing.assert_allclose(layer.data, before)

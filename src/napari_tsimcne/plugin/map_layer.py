@@ -123,8 +123,34 @@ def initial_features(
     labels, names = metadata.get("labels"), metadata.get("class_names")
     if labels is not None and len(labels) == n:
         labels = np.asarray(labels)
-        feats["label"] = [names[i] for i in labels] if names else labels.astype(str)
+        if names_fit(labels, names):
+            feats["label"] = [str(names[i]) for i in labels]
+        else:
+            feats["label"] = labels.astype(str)
     return feats
+
+
+def names_fit(labels: np.ndarray, class_names) -> bool:
+    """Whether ``labels`` are class numbers that index ``class_names`` (so each tile can show its class name).
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        One label per tile.
+    class_names : sequence of str or None
+        The names of the classes 0, 1, ...
+
+    Returns
+    -------
+    bool
+        True for integer labels in 0..len(class_names)-1.
+    """
+    labels = np.asarray(labels)
+    return bool(
+        class_names
+        and np.issubdtype(labels.dtype, np.integer)
+        and (labels.size == 0 or (labels.min() >= 0 and labels.max() < len(class_names)))
+    )
 
 
 def point_size(side: float, n: int) -> float:
@@ -132,49 +158,162 @@ def point_size(side: float, n: int) -> float:
     return float(np.clip(side / np.sqrt(max(n, 1)) * 0.6, side / 250, side / 25))
 
 
-def create_map_layer(
+def default_color_by(features: pd.DataFrame) -> str:
+    """The column a new map is coloured by: annotations if any, else known labels, else the outlier score.
+
+    Parameters
+    ----------
+    features : pandas.DataFrame
+        The map's features (see :func:`initial_features`).
+
+    Returns
+    -------
+    str
+        ``"annotation"``, ``"label"`` or ``"outlier"``.
+    """
+    if "annotation" in features and (features["annotation"].astype(str) != "").any():
+        return "annotation"
+    return "label" if "label" in features else "outlier"
+
+
+def map_layer_data(
+    embedding: np.ndarray,
+    tile_hw: tuple[int, int],
+    tiles_name: str,
+    *,
+    metadata: dict | None = None,
+    features: pd.DataFrame | None = None,
+    outlier: np.ndarray | None = None,
+    color_by: str | None = None,
+    offset: tuple[float, float] | None = None,
+    extra_metadata: dict | None = None,
+) -> tuple[np.ndarray, dict, str]:
+    """The map of a tile stack as napari layer data ``(points, kwargs, "points")``: placed, sized, featured, coloured.
+
+    The reader returns this tuple as it is; :func:`add_map_layer` adds a layer from it. Every map is made here.
+
+    Parameters
+    ----------
+    embedding : numpy.ndarray
+        The map, shape (N, 2), or (N, 3) for a 3D map (then the points are (plane, row, col)).
+    tile_hw : tuple of int
+        (height, width) of one tile: the map is a square :data:`MAP_SIDE_IN_TILES` tiles wide.
+    tiles_name : str
+        The name of the tile layer; the map is called ``"<tiles_name> map"``.
+    metadata : dict, optional
+        The tile layer's metadata: ``labels`` and ``class_names`` give a ``label`` column.
+    features : pandas.DataFrame, optional
+        The features table (e.g. with annotations read from a file); :func:`initial_features` when None.
+    outlier : numpy.ndarray, optional
+        The embedding's :func:`outlier_scores`, if already computed (ignored with ``features``).
+    color_by : str, optional
+        The features column that colours the points; :func:`default_color_by` when None or not a column.
+    offset : tuple of float, optional
+        (row, col) of the map's top-left corner; right of one tile (:func:`map_geometry`) when None.
+    extra_metadata : dict, optional
+        More layer metadata (e.g. the reader's token and output folder).
+
+    Returns
+    -------
+    tuple
+        ``(coordinates (N, 2 or 3), keyword arguments of a Points layer, "points")``.
+
+    Raises
+    ------
+    ValueError
+        If the embedding is not (N, 2) or (N, 3), or ``features`` has another number of rows.
+    """
+    side, default_offset = map_geometry(tile_hw)
+    coords = map_coordinates(embedding, side)
+    feats = initial_features(embedding, metadata, outlier=outlier) if features is None else features
+    if len(feats) != len(coords):
+        raise ValueError(f"The map has {len(coords)} points but {len(feats)} rows of features.")
+    if color_by is None or color_by not in feats:
+        color_by = default_color_by(feats)
+    layer_metadata = {
+        "tsimcne_tiles_layer": tiles_name,
+        "tsimcne_side": side,
+        "tsimcne_color_by": color_by,
+        **(extra_metadata or {}),
+    }
+    offset = default_offset if offset is None else offset
+    kwargs = {
+        "name": map_layer_name(tiles_name),
+        "features": feats,
+        "size": point_size(side, len(coords)),
+        "face_color": face_colors(feats[color_by], color_by, layer_metadata),
+        "border_width": 0,
+        "translate": (0.0,) * (coords.shape[1] - 2) + tuple(offset),  # 3D maps: (plane, row, col)
+        "metadata": layer_metadata,
+    }
+    return coords, kwargs, "points"
+
+
+def add_map_layer(
     viewer,
     tiles_layer,
     embedding: np.ndarray,
-    color_by: str = "outlier",
+    color_by: str | None = None,
     outlier: np.ndarray | None = None,
 ):
     """Add (or replace the data of) the map layer of ``tiles_layer`` and return it.
 
-    A 3D ``embedding`` (N, 3) gives a 3D points layer, and the viewer switches to 3D display.
+    The layer is made by :func:`map_layer_data` (as the reader makes it), placed right of everything on the
+    canvas (never over the images), and protected against moving, deleting or adding points
+    (:func:`.map_guard.protect_map`). A 3D ``embedding`` (N, 3) gives a 3D points layer, and the viewer
+    switches to 3D display; a 2D map fills the canvas.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer.
+    tiles_layer : napari.layers.Image
+        The tile stack (N, H, W[, C]); its metadata may hold ``labels`` and ``class_names``.
+    embedding : numpy.ndarray
+        The map, shape (N, 2) or (N, 3).
+    color_by : str, optional
+        The features column that colours the points; :func:`default_color_by` when None.
+    outlier : numpy.ndarray, optional
+        The embedding's :func:`outlier_scores`, if already computed (e.g. off the main thread).
+
+    Returns
+    -------
+    napari.layers.Points
+        The map layer. An existing map of the same tiles and dimensions keeps its annotations and gets
+        the new points (:func:`update_map_layer`); another one is replaced.
     """
     from .layout import fit_camera, free_column_origin
+    from .map_guard import protect_map
 
     name = map_layer_name(tiles_layer.name)
-    side, _ = map_geometry(tile_size(tiles_layer))
-    coords = map_coordinates(embedding, side)
     if name in viewer.layers:
         layer = viewer.layers[name]
         if matches(layer, embedding):
             update_map_layer(layer, embedding, outlier=outlier)
             return layer
         viewer.layers.remove(layer)
-    # in its own region, right of everything on the canvas (never over the images)
-    offset = (0.0,) * (coords.shape[1] - 2) + free_column_origin(viewer.layers, side)
-    feats = initial_features(embedding, tiles_layer.metadata, outlier=outlier)
-    if color_by not in feats:
-        color_by = "outlier"
-    layer = viewer.add_points(
-        coords,
-        name=name,
-        features=feats,
-        size=point_size(side, len(coords)),
-        face_color=color_by,
-        face_colormap="viridis",
-        border_width=0,
-        translate=offset,
-        metadata={"tsimcne_tiles_layer": tiles_layer.name, "tsimcne_side": side},
+    tile_hw = tile_size(tiles_layer)
+    side, _ = map_geometry(tile_hw)
+    data, kwargs, _kind = map_layer_data(
+        embedding,
+        tile_hw,
+        tiles_layer.name,
+        metadata=tiles_layer.metadata,
+        outlier=outlier,
+        color_by=color_by,
+        offset=free_column_origin(viewer.layers, side),
     )
+    layer = viewer.add_points(data, **kwargs)
+    protect_map(layer)
     if is_3d(layer):
         show_in_3d(viewer, layer)
     else:
         fit_camera(viewer, [layer])  # a new map is where the user looks
     return layer
+
+
+create_map_layer = add_map_layer
+"""The former name of :func:`add_map_layer`."""
 
 
 def update_map_layer(layer, embedding: np.ndarray, outlier: np.ndarray | None = None) -> None:
@@ -218,15 +357,31 @@ def recolor(layer, column: str | None = None) -> None:
     if column not in layer.features:
         return
     layer.metadata["tsimcne_color_by"] = column
-    values = layer.features[column]
+    layer.face_color = face_colors(layer.features[column], column, layer.metadata)
+
+
+def face_colors(values: pd.Series, column: str, metadata: dict) -> np.ndarray:
+    """(N, 4) RGBA colours of the points coloured by ``column`` (see :func:`recolor`).
+
+    Parameters
+    ----------
+    values : pandas.Series
+        The features column.
+    column : str
+        Its name (``cluster`` and ``tile_index`` are categories even though they are numbers).
+    metadata : dict
+        The layer's metadata: names keep the colours stored in it, and new names are stored there.
+
+    Returns
+    -------
+    numpy.ndarray
+        One RGBA row per point.
+    """
     if is_continuous(values, column):
-        layer.face_color = continuous_colors(
+        return continuous_colors(
             values.to_numpy(dtype=float), upper_percentile=upper_percentile(column)
         )
-        return
-    layer.face_color = categorical_colors(
-        values.to_numpy(), category_colors(layer.metadata, column)
-    )
+    return categorical_colors(values.to_numpy(), category_colors(metadata, column))
 
 
 def is_continuous(values, column: str) -> bool:

@@ -240,52 +240,19 @@ def _map_layer(
     token: str,
     fingerprint: str | None = None,
 ) -> LayerData:
-    """The points layer of the map, placed and featured as the Train widget makes it."""
-    from .map_layer import (
-        initial_features,
-        map_coordinates,
-        map_geometry,
-        map_layer_name,
-        point_size,
-    )
+    """The points layer of the map, made by :func:`.map_layer.map_layer_data` as the Train widget makes it,
+    with the annotations of ``annotations.csv`` when the folder has them."""
+    from .map_layer import initial_features, map_layer_data
 
-    side, offset = map_geometry(tile_hw)
-    coords = map_coordinates(embedding, side)
-    meta: dict[str, Any] = {}
-    if labels is not None:
-        labels = np.asarray(labels)
-        names_fit = (
-            class_names
-            and np.issubdtype(labels.dtype, np.integer)
-            and labels.min() >= 0
-            and labels.max() < len(class_names)
-        )
-        meta = {"labels": labels, "class_names": tuple(class_names) if names_fit else None}
-    feats = initial_features(embedding, meta)
-    feats = _merge_annotations(feats, folder, fingerprint)
-    color_by = (
-        "annotation"
-        if (feats["annotation"] != "").any()
-        else "label"
-        if "label" in feats
-        else "outlier"
+    meta = {} if labels is None else {"labels": labels, "class_names": tuple(class_names)}
+    feats = _merge_annotations(initial_features(embedding, meta), folder, fingerprint)
+    return map_layer_data(
+        embedding,
+        tile_hw,
+        tiles_name,
+        features=feats,
+        extra_metadata={"tsimcne_output": str(folder), TOKEN_KEY: token},
     )
-    kwargs = {
-        "name": map_layer_name(tiles_name),
-        "features": feats,
-        "size": point_size(side, len(coords)),
-        "border_width": 0,
-        "translate": (0.0,) * (coords.shape[1] - 2) + tuple(offset),  # 3D maps: (plane, row, col)
-        "metadata": {
-            "tsimcne_tiles_layer": tiles_name,
-            "tsimcne_side": side,
-            "tsimcne_color_by": color_by,
-            "tsimcne_output": str(folder),
-            TOKEN_KEY: token,
-        },
-    }
-    kwargs.update(_face_colors(feats[color_by], color_by, kwargs["metadata"]))
-    return coords, kwargs, "points"
 
 
 def _merge_annotations(
@@ -309,18 +276,3 @@ def _merge_annotations(
     feats["annotation"] = table.loc[rows, "annotation"].astype(str).to_numpy()
     feats["cluster"] = table.loc[rows, "cluster"].to_numpy().astype(int)
     return feats
-
-
-def _face_colors(values: pd.Series, column: str, metadata: dict) -> dict:
-    """Points keyword arguments colouring by ``column`` the way :func:`map_layer.recolor` does."""
-    from .map_layer import categorical_colors, category_colors
-
-    if pd.api.types.is_numeric_dtype(values) and column not in ("cluster", "tile_index"):
-        lo = float(values.min())
-        hi = float(np.percentile(values, 99)) if column == "outlier" else float(values.max())
-        return {
-            "face_color": column,
-            "face_colormap": "viridis",
-            "face_contrast_limits": (lo, max(hi, lo + 1e-9)),
-        }
-    return {"face_color": categorical_colors(values.to_numpy(), category_colors(metadata, column))}

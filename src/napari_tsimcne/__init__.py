@@ -33,6 +33,9 @@ if TYPE_CHECKING:  # static tools and IDEs see the names as ordinary imports
         NotFittedError as NotFittedError,
     )
     from .core import (
+        ParameterError as ParameterError,
+    )
+    from .core import (
         TiledImage as TiledImage,
     )
     from .core import (

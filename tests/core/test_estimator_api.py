@@ -14,13 +14,13 @@ import torch
 from sklearn.base import clone
 from sklearn.utils.validation import check_is_fitted
 
-from napari_tsimcne import NotFittedError, TSimCNE
+from napari_tsimcne import NotFittedError, ParameterError, TSimCNE
 from napari_tsimcne.cli import main, with_flags
 from napari_tsimcne.core.augment import AugmentationSettings
 from napari_tsimcne.core.config import TrainingConfig, default_batch_size
 from napari_tsimcne.core.model import TSimCNENet
 from napari_tsimcne.core.normalization import ChannelNormalization
-from napari_tsimcne.core.parameters import RULES, ParameterError
+from napari_tsimcne.core.parameters import RULES
 from napari_tsimcne.core.schedule import make_stages
 from napari_tsimcne.core.store import TileStore
 from napari_tsimcne.core.training import Trainer

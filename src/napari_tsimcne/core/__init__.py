@@ -14,6 +14,7 @@ _LAZY: dict[str, str] = {
     "ChannelNormalization": ".normalization",
     "ModelFileError": ".persistence",
     "NotFittedError": ".estimator",
+    "ParameterError": ".parameters",
     "TSimCNE": ".estimator",
     "TiledImage": ".tiles",
     "TileStackError": ".tiles",
@@ -30,6 +31,7 @@ __all__ = [
     "ChannelNormalization",
     "ModelFileError",
     "NotFittedError",
+    "ParameterError",
     "TSimCNE",
     "TileStackError",
     "TiledImage",
@@ -45,6 +47,7 @@ if TYPE_CHECKING:  # static tools and IDEs see the names as ordinary imports
     from .estimator import NotFittedError, TSimCNE
     from .evaluation import knn_accuracy
     from .normalization import ChannelNormalization
+    from .parameters import ParameterError
     from .persistence import ModelFileError
     from .tiles import TiledImage, TileStackError, as_tile_stack, tile_image
     from .training import TrainingDivergedError, TrainingEvent

@@ -79,10 +79,11 @@ def test_clone_gives_an_equal_unfitted_copy(fitted):
     assert clone(unfitted).get_params() == unfitted.get_params()
 
 
-def test_check_is_fitted_tells_fitted_from_unfitted_models(fitted):
+def test_check_is_fitted_tells_fitted_from_unfitted_models(fitted, tiles):
     check_is_fitted(fitted)
+    checked = TSimCNE(**SMALL).validate(tiles)  # checking the settings trains nothing
     with pytest.raises(sklearn.exceptions.NotFittedError):
-        check_is_fitted(TSimCNE(**SMALL))
+        check_is_fitted(checked)
 
 
 def test_not_fitted_error_is_scikit_learns_and_still_a_runtime_error():

@@ -30,8 +30,8 @@ def test_demo_viewer_docks_the_widgets_and_sizes_itself_for_the_device(qtbot, mo
                 and train.minutes_spin.isVisibleTo(train)
             )
             assert not train.epoch_spins[0].isVisibleTo(train)
-            assert train.backbone_combo.currentText() == CPU_DEFAULTS.backbone
-            assert train.width_spin.value() == CPU_DEFAULTS.width
-            assert train.batch_spin.value() == min(CPU_DEFAULTS.batch_size, len(tiles.data))
+            assert train.backbone_combo.value == CPU_DEFAULTS.backbone
+            assert train.width_spin.value == CPU_DEFAULTS.width
+            assert train.batch_spin.value == min(CPU_DEFAULTS.batch_size, len(tiles.data))
     finally:
         viewer.close()

@@ -38,7 +38,7 @@ def trained(qtbot, viewer_with_widgets):
 def test_widget_defaults(viewer_with_widgets):
     viewer, train_widget, annotate = viewer_with_widgets
     assert train_widget.layer_combo.currentText() == "tiles"
-    assert train_widget.batch_spin.value() == 256  # largest power of two <= 256 tiles
+    assert train_widget.batch_spin.value == 256  # largest power of two <= 256 tiles
     assert train_widget.preset_combo.currentText() == "auto"
     # the tiles are RGB uint8 pictures: auto picks microscopy and says why, under the choice
     assert train_widget.chosen_preset() == "microscopy"
@@ -137,7 +137,7 @@ def test_bad_settings_show_error_and_widget_stays_usable(qtbot, viewer_with_widg
     errors = []
     monkeypatch.setattr("napari_tsimcne.plugin.train_widget.show_error", errors.append)
     set_tiny(train_widget)
-    train_widget.batch_spin.setValue(512)  # more than the 256 tiles
+    train_widget.batch_spin.value = 512  # more than the 256 tiles
     qtbot.mouseClick(train_widget.train_button, Qt.MouseButton.LeftButton)
     assert errors and "batch_size=512" in errors[0]
     assert train_widget.worker is None and train_widget.train_button.isEnabled()
@@ -150,18 +150,18 @@ def test_batch_size_is_suggested_per_stack_and_kept_when_other_layers_change(
 ):
     viewer, train_widget, _ = viewer_with_widgets
     stack = train_widget.layer_combo.currentText()
-    assert train_widget.batch_spin.value() == default_batch_size(viewer.layers[stack].data.shape[0])
-    train_widget.batch_spin.setValue(100)
+    assert train_widget.batch_spin.value == default_batch_size(viewer.layers[stack].data.shape[0])
+    train_widget.batch_spin.value = 100
     viewer.add_points(
         np.zeros((3, 2)), name="other points"
     )  # e.g. the map, the gallery, a user's layer
     viewer.layers.remove("other points")
-    assert train_widget.batch_spin.value() == 100
+    assert train_widget.batch_spin.value == 100
     viewer.add_image(np.zeros((40, 16, 16), np.float32), name="small stack")
     train_widget.layer_combo.setCurrentText("small stack")
-    assert train_widget.batch_spin.value() == 32  # suggested for 40 tiles
+    assert train_widget.batch_spin.value == 32  # suggested for 40 tiles
     train_widget.layer_combo.setCurrentText(stack)
-    assert train_widget.batch_spin.value() == default_batch_size(viewer.layers[stack].data.shape[0])
+    assert train_widget.batch_spin.value == default_batch_size(viewer.layers[stack].data.shape[0])
 
 
 def test_stop_keeps_the_model_and_resume_finishes_the_run(qtbot, viewer_with_widgets):
@@ -321,7 +321,7 @@ def test_a_3d_map_from_the_widget(qtbot, viewer_with_widgets):
     viewer, train_widget, _ = viewer_with_widgets
     set_tiny(train_widget)
     train_widget.apply_settings(epochs=(1, 1, 1), dimensions=3)
-    assert train_widget.dims_combo.currentText() == "3D"
+    assert train_widget.dims_combo.value == "3D"
     qtbot.mouseClick(train_widget.train_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: train_widget.worker is None, timeout=60_000)
     layer = viewer.layers["tiles map"]

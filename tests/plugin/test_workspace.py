@@ -256,7 +256,7 @@ def test_calm_dock_tooltips_folded_advanced_nothing_clipped(
     assert not missing
     # the tile source comes first; advanced settings and cutting are folded away
     assert not train.advanced_section.is_expanded() and not train.cut_section.is_expanded()
-    assert not train.batch_spin.isVisibleTo(train) and train.length_combo.isVisibleTo(train)
+    assert not train.batch_spin.native.isVisibleTo(train) and train.length_combo.isVisibleTo(train)
     assert (
         train.layer_combo.mapTo(train, train.layer_combo.rect().topLeft()).y()
         < train.preset_combo.mapTo(train, train.preset_combo.rect().topLeft()).y()

@@ -111,6 +111,12 @@ class AnnotateWidget(DockWidget):
         self._autosave_timer.setSingleShot(True)
         self._autosave_timer.setInterval(AUTOSAVE_DELAY_MS)
         self._autosave_timer.timeout.connect(self.autosave_now)
+        # looks again whether a background write is done (a timer of this widget: it dies with it)
+        self._autosave_check = lambda: None
+        self._autosave_check_timer = QTimer(self)
+        self._autosave_check_timer.setSingleShot(True)
+        self._autosave_check_timer.setInterval(100)
+        self._autosave_check_timer.timeout.connect(lambda: self._autosave_check())
 
         form = QFormLayout()
         form.addRow("Map", self.map_combo)
@@ -692,7 +698,8 @@ class AnnotateWidget(DockWidget):
     def _show_autosave(self, saver, pending: bool = False) -> None:
         """Say under the buttons where the annotations were saved (or why not), once the write is done."""
         if pending and saver.pending:  # written in the background: look again shortly
-            QTimer.singleShot(100, lambda: self._show_autosave(saver, True))
+            self._autosave_check = lambda: self._show_autosave(saver, True)
+            self._autosave_check_timer.start()
             return
         if saver.error is not None:
             self.autosave_label.setText(f"Autosave failed: {saver.error}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from magicgui.widgets import ComboBox, Container, FloatSpinBox, PushButton, SpinBox
 from napari.layers import Image, Points
 from napari.qt.threading import FunctionWorker, GeneratorWorker
 from napari.utils import progress
@@ -109,7 +110,6 @@ class TrainWidget(DockWidget):
             QListWidget()
         )  # other single-channel layers of the same stack: more channels
         self.channels_list.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
-        self.channels_list.setMaximumHeight(84)
         self.preset_combo = QComboBox()
         self.preset_combo.addItems(["auto", *PRESETS])
         self.preset_help = WrappedLabel(PRESET_HELP["auto"])
@@ -127,20 +127,23 @@ class TrainWidget(DockWidget):
             spin.setRange(0, 5000)
             spin.setValue(default)
             self.epoch_spins.append(spin)
-        self.batch_spin = QSpinBox()
-        self.batch_spin.setRange(2, 65536)
-        self.batch_spin.setValue(1024)
-        self.device_combo = QComboBox()
-        self.device_combo.addItems(list(DEVICES))
-        self.backbone_combo = QComboBox()
-        self.backbone_combo.addItems(list(BACKBONES))
-        self.width_spin = QSpinBox()
-        self.width_spin.setRange(4, 256)
-        self.width_spin.setValue(64)
-        self.seed_spin = QSpinBox()
-        self.seed_spin.setRange(0, 2**31 - 1)
-        self.dims_combo = QComboBox()
-        self.dims_combo.addItems(list(DIMENSIONS))
+        # the advanced settings: a magicgui form (its widgets' .value is the setting)
+        self.dims_combo = ComboBox(label="Map", choices=list(DIMENSIONS), value="2D")
+        self.batch_spin = SpinBox(label="Batch size", min=2, max=65536, value=1024)
+        self.device_combo = ComboBox(label="Device", choices=list(DEVICES))
+        self.backbone_combo = ComboBox(label="Network", choices=list(BACKBONES))
+        self.width_spin = SpinBox(label="Network width", min=4, max=256, value=64)
+        self.seed_spin = SpinBox(label="Random seed", min=0, max=2**31 - 1, value=0)
+        self.advanced_form = Container(
+            widgets=[
+                self.dims_combo,
+                self.batch_spin,
+                self.device_combo,
+                self.backbone_combo,
+                self.width_spin,
+                self.seed_spin,
+            ]
+        )
         self.train_button = QPushButton("Train")
         self.stop_button = QPushButton("Stop")
         self.stop_button.setEnabled(False)
@@ -154,18 +157,23 @@ class TrainWidget(DockWidget):
         self.load_button = QPushButton("Load model…")
         self.embed_button = QPushButton("Embed with loaded model")
         self.preview_button = QPushButton("Preview augmentations")
-        self.source_combo = QComboBox()
-        self.tile_size_spin = QSpinBox()
-        self.tile_size_spin.setRange(4, 4096)
-        self.tile_size_spin.setValue(32)
-        self.stride_spin = QSpinBox()
-        self.stride_spin.setRange(1, 4096)
-        self.stride_spin.setValue(32)
-        self.min_fg_spin = QDoubleSpinBox()
-        self.min_fg_spin.setRange(0.0, 1.0)
-        self.min_fg_spin.setSingleStep(0.05)
-        self.min_fg_spin.setValue(0.0)
-        self.cut_button = QPushButton("Cut")
+        # cutting a large image into tiles: a magicgui form
+        self.source_combo = ComboBox(label="Image", choices=[])
+        self.tile_size_spin = SpinBox(label="Tile size", min=4, max=4096, value=32)
+        self.stride_spin = SpinBox(label="Step", min=1, max=4096, value=32)
+        self.min_fg_spin = FloatSpinBox(
+            label="Skip background", min=0.0, max=1.0, step=0.05, value=0.0
+        )
+        self.cut_button = PushButton(text="Cut")
+        self.cut_form = Container(
+            widgets=[
+                self.source_combo,
+                self.tile_size_spin,
+                self.stride_spin,
+                self.min_fg_spin,
+                self.cut_button,
+            ]
+        )
 
         self._set_tooltips()
         # 1. where the tiles come from: a stack, or a large image cut here (folded away)
@@ -174,14 +182,8 @@ class TrainWidget(DockWidget):
         self.channels_label = QLabel("With channels")
         source.addRow(self.channels_label, self.channels_list)
         self._source_form = source
-        cut_content = QWidget()
-        cut_form = QFormLayout(cut_content)
-        cut_form.setContentsMargins(12, 0, 0, 0)
-        cut_form.addRow("Image", self.source_combo)
-        cut_form.addRow("Tile size", self.tile_size_spin)
-        cut_form.addRow("Step", self.stride_spin)
-        cut_form.addRow("Skip background", self.min_fg_spin)
-        cut_form.addRow(self.cut_button)
+        cut_content = self.cut_form.native
+        cut_content.layout().setContentsMargins(12, 0, 0, 0)
         self.cut_section = Collapsible(
             "Cut a large image into tiles",
             cut_content,
@@ -211,15 +213,8 @@ class TrainWidget(DockWidget):
         buttons.addWidget(self.stop_button)
         buttons.addWidget(self.resume_button)
         # 3. advanced settings, folded away
-        advanced_content = QWidget()
-        advanced = QFormLayout(advanced_content)
-        advanced.setContentsMargins(12, 0, 0, 0)
-        advanced.addRow("Map", self.dims_combo)
-        advanced.addRow("Batch size", self.batch_spin)
-        advanced.addRow("Device", self.device_combo)
-        advanced.addRow("Network", self.backbone_combo)
-        advanced.addRow("Network width", self.width_spin)
-        advanced.addRow("Random seed", self.seed_spin)
+        advanced_content = self.advanced_form.native
+        advanced_content.layout().setContentsMargins(12, 0, 0, 0)
         self.advanced_section = Collapsible(
             "Advanced settings",
             advanced_content,
@@ -253,8 +248,8 @@ class TrainWidget(DockWidget):
 
         self.preset_combo.currentTextChanged.connect(self._show_preset)
         self.length_combo.currentTextChanged.connect(self._show_length)
-        self.device_combo.currentTextChanged.connect(self.apply_device_defaults)
-        self.apply_device_defaults(self.device_combo.currentText())
+        self.device_combo.changed.connect(self.apply_device_defaults)
+        self.apply_device_defaults(self.device_combo.value)
         self.layer_combo.currentTextChanged.connect(self._on_layer_changed)
         self.channels_list.itemChanged.connect(lambda _item: self._show_preset())
         self.train_button.clicked.connect(self.start_training)
@@ -264,8 +259,8 @@ class TrainWidget(DockWidget):
         self.load_button.clicked.connect(self._ask_load)
         self.embed_button.clicked.connect(self.embed_with_model)
         self.preview_button.clicked.connect(lambda: self.preview_augmentations())
-        self.cut_button.clicked.connect(lambda: self.cut_into_tiles())
-        self.tile_size_spin.valueChanged.connect(self._on_tile_size_changed)
+        self.cut_button.changed.connect(lambda *_: self.cut_into_tiles())
+        self.tile_size_spin.changed.connect(self._on_tile_size_changed)
         for ev in (
             self.viewer.layers.events.inserted,
             self.viewer.layers.events.removed,
@@ -318,7 +313,10 @@ class TrainWidget(DockWidget):
             self.cut_button: "Cut the image into a new tile layer; its tiles stay linked to their place in the image.",
         }
         for widget, tip in tips.items():
-            widget.setToolTip(tip)
+            if hasattr(widget, "native"):  # a magicgui widget
+                widget.tooltip = tip
+            else:
+                widget.setToolTip(tip)
         stage_tips = (
             "Stage 1: learn what makes tiles different (most of the time goes here).",
             "Stage 2: turn what was learned into a 2D map (short).",
@@ -333,8 +331,8 @@ class TrainWidget(DockWidget):
             self.viewer
         )  # maps opened from an output folder: link them to their tiles
         refill(self.layer_combo, [l.name for l in _tile_layers(self.viewer)])
-        refill(self.source_combo, [l.name for l in _image_layers_2d(self.viewer)])
-        if self.layer_combo.count() == 0 and self.source_combo.count() > 0:
+        self.source_combo.choices = [l.name for l in _image_layers_2d(self.viewer)]
+        if self.layer_combo.count() == 0 and self.source_combo.choices:
             self.cut_section.set_expanded(True)  # only a large image so far: cutting it comes first
         self._on_layer_changed(self.layer_combo.currentText())
 
@@ -378,6 +376,8 @@ class TrainWidget(DockWidget):
             item.setCheckState(before.get(other.name, default))
             self.channels_list.addItem(item)
         self.channels_list.blockSignals(False)
+        rows = max(1, min(len(candidates), 4))  # as tall as its rows, up to four
+        self.channels_list.setFixedHeight(rows * self.channels_list.sizeHintForRow(0) + 6)
         self._source_form.setRowVisible(self.channels_list, bool(candidates))
 
     def recommendation(self) -> Recommendation | None:
@@ -430,13 +430,11 @@ class TrainWidget(DockWidget):
             return
         self._sized_for = name
         largest = defaults_for(self._device_or_cpu()).batch_size
-        self.batch_spin.setValue(
-            default_batch_size(self.viewer.layers[name].data.shape[0], largest)
-        )
+        self.batch_spin.value = default_batch_size(self.viewer.layers[name].data.shape[0], largest)
 
     def _device_or_cpu(self):
         try:
-            return resolve_device(self.device_combo.currentText())
+            return resolve_device(self.device_combo.value)
         except ValueError:
             return resolve_device("cpu")
 
@@ -447,8 +445,8 @@ class TrainWidget(DockWidget):
     # -- cutting and preview ----------------------------------------------------
     def _on_tile_size_changed(self, value: int) -> None:
         # keep the stride equal to the tile size unless the user chose another stride
-        if self.stride_spin.value() == getattr(self, "_last_tile_size", 32):
-            self.stride_spin.setValue(value)
+        if self.stride_spin.value == getattr(self, "_last_tile_size", 32):
+            self.stride_spin.value = value
         self._last_tile_size = value
 
     def cut_into_tiles(
@@ -459,14 +457,14 @@ class TrainWidget(DockWidget):
         min_foreground: float | None = None,
     ) -> Image | None:
         """Cut a 2D image layer into a new tile layer "<name> tiles" with metadata origins and source_layer."""
-        name = self.source_combo.currentText() if layer_name is None else layer_name
+        name = self.source_combo.value if layer_name is None else layer_name
         if name not in self.viewer.layers:
             show_error("Add a 2D image layer (H x W or RGB) to cut first.")
             return None
         source = self.viewer.layers[name]
-        tile_size = self.tile_size_spin.value() if tile_size is None else tile_size
-        stride = self.stride_spin.value() if stride is None else stride
-        min_foreground = self.min_fg_spin.value() if min_foreground is None else min_foreground
+        tile_size = self.tile_size_spin.value if tile_size is None else tile_size
+        stride = self.stride_spin.value if stride is None else stride
+        min_foreground = self.min_fg_spin.value if min_foreground is None else min_foreground
         rgb = bool(getattr(source, "rgb", False))
         try:
             tiles, origins = cut_layer_into_tiles(
@@ -501,7 +499,7 @@ class TrainWidget(DockWidget):
                 tiles,
                 self.chosen_preset(),
                 n_views=n_views,
-                seed=self.seed_spin.value(),
+                seed=self.seed_spin.value,
                 pool=data[
                     preview_indices(len(data), 2000)
                 ],  # where neighbours in intensity are sought
@@ -563,12 +561,12 @@ class TrainWidget(DockWidget):
             preset=self.preset_combo.currentText(),
             minutes=self.minutes_spin.value() if by_time else None,
             epochs=tuple(s.value() for s in self.epoch_spins),
-            batch_size=self.batch_spin.value(),
-            device=self.device_combo.currentText(),
-            backbone=self.backbone_combo.currentText(),
-            width=self.width_spin.value(),
-            seed=self.seed_spin.value(),
-            dimensions=DIMENSIONS[self.dims_combo.currentText()],
+            batch_size=self.batch_spin.value,
+            device=self.device_combo.value,
+            backbone=self.backbone_combo.value,
+            width=self.width_spin.value,
+            seed=self.seed_spin.value,
+            dimensions=DIMENSIONS[self.dims_combo.value],
         )
 
     def make_model(self):
@@ -591,9 +589,9 @@ class TrainWidget(DockWidget):
             d = TrainingSettings.for_device(device, layer.data.shape[0] if layer else None)
         except ValueError:  # e.g. 'cuda' chosen on a machine without one: training will say so
             return
-        self.backbone_combo.setCurrentText(d.backbone)
-        self.width_spin.setValue(d.width)
-        self.batch_spin.setValue(d.batch_size)
+        self.backbone_combo.value = d.backbone
+        self.width_spin.value = d.width
+        self.batch_spin.value = d.batch_size
         if d.minutes is None:
             self.length_combo.setCurrentText(EPOCHS)
         else:
@@ -619,10 +617,10 @@ class TrainWidget(DockWidget):
         ``epochs`` switches the length to epochs, ``minutes`` to a time budget. A ``device`` first sets
         the defaults for that device; the other arguments then override them.
         """
-        if device is not None and device != self.device_combo.currentText():
-            if self.device_combo.findText(device) < 0:
+        if device is not None and device != self.device_combo.value:
+            if device not in self.device_combo.choices:
                 raise ValueError(f"{device!r} is not one of {list(DEVICES)}.")
-            self.device_combo.setCurrentText(device)  # sets that device's defaults
+            self.device_combo.value = device  # sets that device's defaults
         if epochs is not None:
             if len(epochs) != 3:
                 raise ValueError(f"epochs needs three numbers (one per stage), got {epochs!r}.")
@@ -633,22 +631,24 @@ class TrainWidget(DockWidget):
             self.minutes_spin.setValue(float(minutes))
             self.length_combo.setCurrentText(MINUTES)
         if batch_size is not None:
-            self.batch_spin.setValue(int(batch_size))
-        for combo, value in ((self.backbone_combo, backbone), (self.preset_combo, preset)):
-            if value is not None:
-                if combo.findText(value) < 0:
-                    raise ValueError(
-                        f"{value!r} is not one of {[combo.itemText(i) for i in range(combo.count())]}."
-                    )
-                combo.setCurrentText(value)
+            self.batch_spin.value = int(batch_size)
+        if backbone is not None:
+            if backbone not in self.backbone_combo.choices:
+                raise ValueError(f"{backbone!r} is not one of {list(self.backbone_combo.choices)}.")
+            self.backbone_combo.value = backbone
+        if preset is not None:
+            names = [self.preset_combo.itemText(i) for i in range(self.preset_combo.count())]
+            if preset not in names:
+                raise ValueError(f"{preset!r} is not one of {names}.")
+            self.preset_combo.setCurrentText(preset)
         if width is not None:
-            self.width_spin.setValue(int(width))
+            self.width_spin.value = int(width)
         if seed is not None:
-            self.seed_spin.setValue(int(seed))
+            self.seed_spin.value = int(seed)
         if dimensions is not None:
             if int(dimensions) not in DIMENSIONS.values():
                 raise ValueError(f"dimensions must be 2 or 3, not {dimensions!r}.")
-            self.dims_combo.setCurrentText(f"{int(dimensions)}D")
+            self.dims_combo.value = f"{int(dimensions)}D"
 
     def start_training(self) -> None:
         """Check the settings, then train in a background thread."""
@@ -684,7 +684,7 @@ class TrainWidget(DockWidget):
             return
         preload_torch()
         try:
-            self.session.start_resume(self.training_tiles(), device=self.device_combo.currentText())
+            self.session.start_resume(self.training_tiles(), device=self.device_combo.value)
         except (FileNotFoundError, ModelFileError, TileStackError, ValueError) as exc:
             show_error(f"Cannot resume: {exc}")
             self.status.setText(f"Cannot resume: {exc}")
@@ -868,7 +868,7 @@ class TrainWidget(DockWidget):
         """Read a model written by Save model."""
         from napari_tsimcne.core import TSimCNE
 
-        self.model = TSimCNE.load(path, device=self.device_combo.currentText())
+        self.model = TSimCNE.load(path, device=self.device_combo.value)
         self.status.setText(
             f"Loaded {path}: tiles of {self.model.tile_shape_}, {self.model.n_channels_} channel(s)."
         )

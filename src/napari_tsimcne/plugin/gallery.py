@@ -216,24 +216,23 @@ class GalleryWidget(DockWidget):
         self.title.setText("Select points in the map to see their tiles here.")
 
     def describe(self, tile: int) -> str:
-        """The tooltip of a thumbnail: tile number, then its name and cluster in the map."""
-        from .selection import tile_to_point
+        """The tooltip of a thumbnail: tile number, then its name and cluster in the map.
 
-        lines = [f"Tile {tile}"]
+        Parameters
+        ----------
+        tile : int
+            The tile's number in its stack.
+
+        Returns
+        -------
+        str
+            See :func:`.selection.tile_description`.
+        """
+        from .selection import tile_description
+
         map_layer = None if self.link is None else self.link.map_layer
-        if map_layer is None or map_layer not in self.viewer.layers:
-            return lines[0]
-        feats = map_layer.features
-        row = tile_to_point(feats["tile_index"].to_numpy(), tile)
-        if row is None:
-            return lines[0]
-        annotation = str(feats["annotation"].iloc[row]) if "annotation" in feats else ""
-        lines.append(f"annotation: {annotation or '(none)'}")
-        if "cluster" in feats and int(feats["cluster"].iloc[row]) != -1:
-            lines.append(f"cluster: {int(feats['cluster'].iloc[row])}")
-        if "label" in feats:
-            lines.append(f"label: {feats['label'].iloc[row]}")
-        return "\n".join(lines)
+        linked = map_layer is not None and map_layer in self.viewer.layers
+        return tile_description(map_layer.features if linked else None, tile)
 
     def shown_tiles(self) -> np.ndarray:
         """The tile numbers listed, in order."""

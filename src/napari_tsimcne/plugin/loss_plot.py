@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
 from qtpy.QtCore import QPointF, QRectF, Qt
 from qtpy.QtGui import QColor, QPainter, QPen, QPolygonF
 from qtpy.QtWidgets import QSizePolicy, QWidget
 
+from .loss_curve import loss_curves, stage_starts
 from .training_session import LossPoint
 
 STAGE_NAMES = {1: "learn", 2: "to 2D", 3: "fine-tune"}
@@ -46,26 +45,25 @@ class LossPlot(QWidget):
         self.set_history([], 0)
 
     def polylines(self, rect: QRectF) -> dict[int, list[QPointF]]:
-        """The curve of each stage in widget coordinates inside ``rect`` (one scale per stage)."""
-        lines: dict[int, list[QPointF]] = {}
-        n = max(1, self.total_epochs)
-        for stage in sorted({p.stage for p in self.points}):
-            pts = [p for p in self.points if p.stage == stage and math.isfinite(p.loss)]
-            if not pts:
-                continue
-            # one scale for pre-training (128-D) and one for the map (stages 2 and 3, the same loss in 2D);
-            # changes below 2 % of the loss are not blown up to the plot's height
-            scale = [p.loss for p in self.points if _scale_of(p.stage) == _scale_of(stage)]
-            lo, hi = min(scale), max(scale)
-            span = max(hi - lo, 0.02 * max(abs(hi), 1e-6))
-            lines[stage] = [
-                QPointF(
-                    rect.left() + rect.width() * (p.epoch - 0.5) / n,
-                    rect.bottom() - rect.height() * (0.1 + 0.8 * (p.loss - lo) / span),
-                )
-                for p in pts
+        """The curve of each stage in widget coordinates inside ``rect`` (see :func:`.loss_curve.loss_curves`).
+
+        Parameters
+        ----------
+        rect : QRectF
+            The plot's area in the widget.
+
+        Returns
+        -------
+        dict
+            {stage: [QPointF, ...]}.
+        """
+        return {
+            stage: [
+                QPointF(rect.left() + rect.width() * x, rect.bottom() - rect.height() * y)
+                for x, y in curve
             ]
-        return lines
+            for stage, curve in loss_curves(self.points, self.total_epochs).items()
+        }
 
     def paintEvent(self, event) -> None:  # noqa: N802 - Qt's name
         painter = QPainter(self)
@@ -84,9 +82,7 @@ class LossPlot(QWidget):
             return
         n = max(1, self.total_epochs)
         # stage boundaries: where the next stage begins
-        starts = {}
-        for p in self.points:
-            starts.setdefault(p.stage, p.epoch)
+        starts = stage_starts(self.points)
         painter.setPen(QPen(faint, 1, Qt.PenStyle.DashLine))
         for first in starts.values():
             if first > 1:
@@ -108,8 +104,3 @@ class LossPlot(QWidget):
             f"epoch {last.epoch} of {n}",
         )
         painter.end()
-
-
-def _scale_of(stage: int) -> int:
-    """Stages that share a loss scale: pre-training alone, the two map stages together."""
-    return 1 if stage == 1 else 2

@@ -11,6 +11,37 @@ def tile_to_point(tile_indices: np.ndarray, tile: int) -> int | None:
     return int(hits[0]) if hits.size else None
 
 
+def tile_description(features, tile: int) -> str:
+    """What the map says about tile ``tile``, in lines: its number, its name, cluster and label if any.
+
+    Parameters
+    ----------
+    features : pandas.DataFrame or None
+        The map's features (tile_index, annotation, cluster, label); None when the tile has no map.
+    tile : int
+        The tile's number in its stack.
+
+    Returns
+    -------
+    str
+        E.g. ``"Tile 3\nannotation: stroma\ncluster: 2"``; just ``"Tile 3"`` when the map has no point for it.
+    """
+    first = f"Tile {int(tile)}"
+    if features is None:
+        return first
+    row = tile_to_point(features["tile_index"].to_numpy(), tile)
+    if row is None:
+        return first
+    lines = [first]
+    annotation = str(features["annotation"].iloc[row]) if "annotation" in features else ""
+    lines.append(f"annotation: {annotation or '(none)'}")
+    if "cluster" in features and int(features["cluster"].iloc[row]) != -1:
+        lines.append(f"cluster: {int(features['cluster'].iloc[row])}")
+    if "label" in features:
+        lines.append(f"label: {features['label'].iloc[row]}")
+    return "\n".join(lines)
+
+
 def tile_rectangles(origins: np.ndarray, indices, tile_shape: tuple[int, int]) -> list[np.ndarray]:
     """Corner arrays (4, 2) of the rectangles of tiles ``indices`` in the source image (row, column)."""
     h, w = int(tile_shape[0]), int(tile_shape[1])

@@ -1,0 +1,89 @@
+"""Helpers of the dock widgets that need no Qt: they import none, and their maths is tested without a window."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from napari_tsimcne.plugin.loss_curve import HIGH, LOW, loss_curves, scale_of, stage_starts
+from napari_tsimcne.plugin.selection import tile_description
+from napari_tsimcne.plugin.training_session import LossPoint
+
+QT_FREE = [
+    "annotations",
+    "autosave",
+    "channels",
+    "crosslink",
+    "export",
+    "lasso",
+    "layout",
+    "loss_curve",
+    "map_guard",
+    "map_layer",
+    "preview",
+    "reader",
+    "selection",
+    "thumbnails",
+    "tiling",
+    "training_session",
+]
+
+
+def test_the_helper_modules_import_no_qt():
+    code = (
+        "import sys\n"
+        + "".join(f"import napari_tsimcne.plugin.{m}\n" for m in QT_FREE)
+        + "qt = [m for m in sys.modules if m.split('.')[0] in "
+        "('qtpy', 'PyQt5', 'PyQt6', 'PySide2', 'PySide6', 'magicgui', 'superqt')]\n"
+        "assert not qt, qt\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def _points(losses_by_stage):
+    points, epoch = [], 0
+    for stage, losses in losses_by_stage:
+        for loss in losses:
+            epoch += 1
+            points.append(LossPoint(epoch=epoch, stage=stage, loss=loss))
+    return points
+
+
+def test_pre_training_and_the_map_are_scaled_on_their_own():
+    points = _points([(1, [9.0, 7.0, 5.0]), (2, [3.0, 2.5]), (3, [2.0])])
+    curves = loss_curves(points, total_epochs=10)
+    assert sorted(curves) == [1, 2, 3]
+    assert [y for _, y in curves[1]] == pytest.approx([HIGH, (LOW + HIGH) / 2, LOW])
+    # stages 2 and 3 share one scale: 3.0 at the top, 2.0 at the bottom
+    assert curves[2][0][1] == pytest.approx(HIGH) and curves[3][0][1] == pytest.approx(LOW)
+    assert [x for x, _ in curves[1]] == pytest.approx([0.05, 0.15, 0.25])  # epoch middles of 10
+    assert stage_starts(points) == {1: 1, 2: 4, 3: 6}
+    assert scale_of(1) != scale_of(2) == scale_of(3)
+
+
+def test_small_changes_stay_flat_and_non_finite_losses_are_left_out():
+    curves = loss_curves(_points([(1, [5.0, 5.001, float("nan"), 5.0005])]), total_epochs=4)
+    ys = [y for _, y in curves[1]]
+    assert len(ys) == 3 and max(ys) - min(ys) < 0.02
+    assert loss_curves(_points([(1, [float("inf")])]), total_epochs=1) == {}
+
+
+def test_tile_description():
+    feats = pd.DataFrame(
+        {
+            "tile_index": [0, 1, 2],
+            "annotation": ["stroma", "", ""],
+            "cluster": [2, -1, 0],
+            "label": ["A", "B", "C"],
+        }
+    )
+    assert tile_description(feats, 0) == "Tile 0\nannotation: stroma\ncluster: 2\nlabel: A"
+    assert tile_description(feats, 1) == "Tile 1\nannotation: (none)\nlabel: B"
+    assert tile_description(feats, 7) == "Tile 7"
+    assert tile_description(None, 3) == "Tile 3"

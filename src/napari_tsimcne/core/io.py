@@ -134,6 +134,28 @@ def read_tiles(
     kept. Without it the file must hold a stack (N, H, W) or (N, H, W, C).
     ``channel_axis`` names the channel axis of the data when it is not the last.
 
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A TIFF stack, .npy, .npz (key ``images`` or the first array; ``labels`` and ``classes`` if present),
+        a folder of image files (sorted by name, all of one shape), or one large image.
+    tile_size : int, optional
+        Cut one large image into square tiles of this side.
+    stride : int, optional
+        Step between tiles when cutting (``tile_size`` when None: tiles side by side).
+    min_foreground : float, default 0.0
+        Cutting keeps only tiles with at least this fraction of foreground.
+    channel_axis : int, optional
+        The axis of the channels when it is not the last.
+    mmap_mode : str or None, default "r"
+        How a .npy file is memory-mapped (None: read it whole).
+
+    Returns
+    -------
+    TileData
+        The tiles (N, H, W) or (N, H, W, C), a name (the file's stem), and the labels, class names and
+        origins where known.
+
     Raises
     ------
     TileStackError
@@ -198,7 +220,25 @@ def _looks_channels_first(array: np.ndarray) -> bool:
 
 
 def read_labels(path: str | os.PathLike, column: str = "label") -> np.ndarray:
-    """Labels from a .npy, an .npz (key ``labels`` or the first array) or a CSV (``column``)."""
+    """Labels from a .npy, an .npz (key ``labels`` or the first array) or a CSV (``column``).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The labels file.
+    column : str, default "label"
+        The column of a CSV file that holds the labels.
+
+    Returns
+    -------
+    numpy.ndarray
+        One label per tile; labels from a CSV file are text, exactly as written.
+
+    Raises
+    ------
+    InputFileError
+        With a one-line reason: missing, unreadable, not one of these types, or no such column.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputFileError(f"No such labels file: {path}")
@@ -302,7 +342,31 @@ def plot_map(
     class_names: tuple[str, ...] | list[str] | None = None,
     title: str = "t-SimCNE map",
 ) -> Path:
-    """Save a scatter plot of the first two map axes (coloured by label when given) as an image file."""
+    """Save a scatter plot of the first two map axes (coloured by label when given) as an image file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The image file; its suffix names the format (PNG when it has none). Written atomically.
+    embedding : numpy.ndarray
+        The map, shape (N, 2) or (N, 3) (the third axis is not drawn).
+    labels : numpy.ndarray, optional
+        One class per tile: one colour per class, with a legend for up to 20 classes.
+    class_names : sequence of str, optional
+        Names of the integer classes 0, 1, ... for the legend.
+    title : str, default "t-SimCNE map"
+        The plot's title.
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Raises
+    ------
+    napari_tsimcne.core.persistence.OutputFileError
+        When the file cannot be written.
+    """
     from matplotlib.figure import Figure  # Agg canvas; no GUI backend is touched
 
     embedding = np.asarray(embedding)

@@ -35,7 +35,27 @@ CSV_COLUMNS = tuple(c for c in COLUMNS if c != FINGERPRINT_COLUMN)
 
 
 def assign_annotation(features: pd.DataFrame, indices, name: str) -> pd.DataFrame:
-    """Return a copy of ``features`` with ``annotation`` set to ``name`` on the rows ``indices``."""
+    """Return a copy of ``features`` with ``annotation`` set to ``name`` on the rows ``indices``.
+
+    Parameters
+    ----------
+    features : pandas.DataFrame
+        A map's features, with an ``annotation`` column.
+    indices : iterable of int
+        Rows (points) to name.
+    name : str
+        The name; surrounding spaces are removed ("" removes the name).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The new features (``features`` is unchanged).
+
+    Raises
+    ------
+    IndexError
+        If a row lies outside the table.
+    """
     out = features.copy()
     idx = np.asarray(sorted(indices), dtype=int)
     if idx.size and (idx.min() < 0 or idx.max() >= len(out)):
@@ -47,7 +67,27 @@ def assign_annotation(features: pd.DataFrame, indices, name: str) -> pd.DataFram
 
 
 def propose_clusters(coords: np.ndarray, k: int, random_state: int = 0) -> np.ndarray:
-    """k-means on the 2D map; returns one cluster number (0..k-1) per point."""
+    """k-means on the map (2D or 3D); one cluster number (0..k-1) per point.
+
+    Parameters
+    ----------
+    coords : numpy.ndarray
+        The map, shape (n_points, 2) or (n_points, 3).
+    k : int
+        The number of clusters, between 1 and ``n_points``.
+    random_state : int, default 0
+        Seed of k-means' starting points (the same map gives the same clusters).
+
+    Returns
+    -------
+    numpy.ndarray
+        Integer cluster numbers, shape (n_points,).
+
+    Raises
+    ------
+    ValueError
+        If ``k`` is out of range.
+    """
     coords = np.asarray(coords, dtype=float)
     if k < 1 or k > len(coords):
         raise ValueError(f"k must lie between 1 and the number of points ({len(coords)}), got {k}.")
@@ -57,7 +97,20 @@ def propose_clusters(coords: np.ndarray, k: int, random_state: int = 0) -> np.nd
 
 
 def check_min_cluster_size(min_cluster_size: int, n_points: int) -> None:
-    """HDBSCAN's smallest cluster must lie between 2 and the number of points; else a ValueError says so."""
+    """HDBSCAN's smallest cluster must lie between 2 and the number of points; else a ValueError says so.
+
+    Parameters
+    ----------
+    min_cluster_size : int
+        The smallest group of points that counts as a cluster.
+    n_points : int
+        The number of points of the map.
+
+    Raises
+    ------
+    ValueError
+        If ``min_cluster_size`` is out of range.
+    """
     if min_cluster_size < 2 or min_cluster_size > n_points:
         raise ValueError(
             f"The minimum cluster size must lie between 2 and the number of points ({n_points}), "

@@ -25,7 +25,13 @@ SUFFIX = ".autosave.csv"
 
 
 def autosave_dir() -> Path:
-    """The autosave folder: ``$NAPARI_TSIMCNE_AUTOSAVE_DIR`` if set, else the user data folder."""
+    """The autosave folder: ``$NAPARI_TSIMCNE_AUTOSAVE_DIR`` if set, else the user data folder.
+
+    Returns
+    -------
+    Path
+        The folder (it may not exist yet).
+    """
     env = os.environ.get(ENV_DIR)
     if env:
         return Path(env).expanduser()
@@ -41,6 +47,16 @@ def stack_fingerprint(tiles) -> str:
     """A short hex digest of the stack's shape, dtype and up to 16 evenly spaced tiles (lazy arrays are fine).
 
     The same digest as the models' and checkpoints' fingerprints (:func:`napari_tsimcne.core.fingerprint.stack_digest`).
+
+    Parameters
+    ----------
+    tiles : array-like
+        The tile stack (N, H, W[, C]); NumPy, memory-mapped or lazy.
+
+    Returns
+    -------
+    str
+        16 hex digits.
     """
     from napari_tsimcne.core.fingerprint import stack_digest
 
@@ -52,18 +68,57 @@ def _safe(name: str) -> str:
 
 
 def autosave_path(layer_name: str, fingerprint: str, folder: Path | None = None) -> Path:
-    """Where the annotations of the stack ``fingerprint`` (shown as ``layer_name``) are autosaved."""
+    """Where the annotations of the stack ``fingerprint`` (shown as ``layer_name``) are autosaved.
+
+    Parameters
+    ----------
+    layer_name : str
+        The map's or tile layer's name (characters unsafe in file names are replaced).
+    fingerprint : str
+        The stack's digest (:func:`stack_fingerprint`).
+    folder : Path, optional
+        The autosave folder; :func:`autosave_dir` when None.
+
+    Returns
+    -------
+    Path
+        ``<folder>/<layer name>-<fingerprint>.autosave.csv``.
+    """
     return (folder or autosave_dir()) / f"{_safe(layer_name)}-{fingerprint}{SUFFIX}"
 
 
 def fingerprint_of(path: str | os.PathLike) -> str | None:
-    """The stack fingerprint in an autosave file's name (None for other names)."""
+    """The stack fingerprint in an autosave file's name (None for other names).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A file name or path.
+
+    Returns
+    -------
+    str or None
+        The 16 hex digits before ``.autosave.csv``.
+    """
     m = re.search(r"-([0-9a-f]{16})" + re.escape(SUFFIX) + "$", Path(path).name)
     return m.group(1) if m else None
 
 
 def find_autosave(fingerprint: str, folder: Path | None = None) -> Path | None:
-    """The newest autosave of the stack ``fingerprint``, whatever the layer was called."""
+    """The newest autosave of the stack ``fingerprint``, whatever the layer was called.
+
+    Parameters
+    ----------
+    fingerprint : str
+        The stack's digest.
+    folder : Path, optional
+        The autosave folder; :func:`autosave_dir` when None.
+
+    Returns
+    -------
+    Path or None
+        The most recently written file of that stack, or None.
+    """
     folder = folder or autosave_dir()
     if not folder.is_dir():
         return None
@@ -74,7 +129,22 @@ def find_autosave(fingerprint: str, folder: Path | None = None) -> Path | None:
 def autosaves_of_other_stacks(
     layer_name: str, fingerprint: str, folder: Path | None = None
 ) -> list[Path]:
-    """Autosaves of layers with this name but another stack (to explain why nothing was restored)."""
+    """Autosaves of layers with this name but another stack (to explain why nothing was restored).
+
+    Parameters
+    ----------
+    layer_name : str
+        The layer's name.
+    fingerprint : str
+        The digest of the stack shown now.
+    folder : Path, optional
+        The autosave folder; :func:`autosave_dir` when None.
+
+    Returns
+    -------
+    list of Path
+        Files named after the layer whose fingerprint differs.
+    """
     folder = folder or autosave_dir()
     if not folder.is_dir():
         return []
@@ -83,7 +153,27 @@ def autosaves_of_other_stacks(
 
 
 def load_autosave(path: str | os.PathLike, fingerprint: str, n_tiles: int) -> pd.DataFrame:
-    """Read an autosave; refuses a file of another stack with :class:`AnnotationFileError`."""
+    """Read an autosave; refuses a file of another stack with :class:`AnnotationFileError`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The autosave file.
+    fingerprint : str
+        The digest of the stack shown now; checked against the file's name and its ``stack_fingerprint``.
+    n_tiles : int
+        The number of tiles of the map.
+
+    Returns
+    -------
+    pandas.DataFrame
+        As :func:`napari_tsimcne.plugin.annotations.import_csv`: ``annotation`` and ``cluster`` per tile.
+
+    Raises
+    ------
+    AnnotationFileError
+        If the file belongs to another stack or does not list every tile exactly once.
+    """
     saved = fingerprint_of(path)
     if saved is not None and saved != fingerprint:
         raise ann.AnnotationFileError(
@@ -94,7 +184,18 @@ def load_autosave(path: str | os.PathLike, fingerprint: str, n_tiles: int) -> pd
 
 
 def has_annotations(features: pd.DataFrame) -> bool:
-    """Whether a map has any class names or clusters (a fresh map has none)."""
+    """Whether a map has any class names or clusters (a fresh map has none).
+
+    Parameters
+    ----------
+    features : pandas.DataFrame
+        The map's features, with ``annotation`` and ``cluster`` columns.
+
+    Returns
+    -------
+    bool
+        True if any tile has a name or a cluster.
+    """
     return bool(
         (features["annotation"].astype(str) != "").any() or (features["cluster"] != -1).any()
     )
@@ -141,7 +242,22 @@ class AnnotationAutosaver:
         ).hexdigest()
 
     def save(self, features: pd.DataFrame, origins=None, force: bool = False) -> bool:
-        """Queue a write of ``features``; returns False when nothing changed since the last write."""
+        """Queue a write of ``features``; returns False when nothing changed since the last write.
+
+        Parameters
+        ----------
+        features : pandas.DataFrame
+            The map's features; tile_index, x, y, annotation and cluster are written (a copy is taken now).
+        origins : numpy.ndarray, optional
+            (row, col) of tiles cut from one large image.
+        force : bool, default False
+            Write even when the annotations are unchanged.
+
+        Returns
+        -------
+        bool
+            Whether a write was queued.
+        """
         key = self._key(features)
         if not force and key == self._last:
             return False
@@ -157,7 +273,13 @@ class AnnotationAutosaver:
         return self._pending is not None and not self._pending.done()
 
     def mark_saved(self, features: pd.DataFrame) -> None:
-        """Treat ``features`` as already on disk (e.g. just restored from this file)."""
+        """Treat ``features`` as already on disk (e.g. just restored from this file).
+
+        Parameters
+        ----------
+        features : pandas.DataFrame
+            The map's features.
+        """
         self._last = self._key(features)
 
     def _write(self, snapshot: pd.DataFrame, origins) -> None:
@@ -172,7 +294,18 @@ class AnnotationAutosaver:
             self._last = None  # try again at the next change
 
     def flush(self, timeout: float | None = 10.0) -> None:
-        """Wait until the queued writes are on disk."""
+        """Wait until the queued writes are on disk.
+
+        Parameters
+        ----------
+        timeout : float or None, default 10.0
+            Seconds to wait at most (None: as long as it takes).
+
+        Raises
+        ------
+        concurrent.futures.TimeoutError
+            If the write takes longer.
+        """
         pending = self._pending
         if pending is not None:
             pending.result(timeout=timeout)

@@ -39,7 +39,20 @@ DISPLAY_EVENTS = ("contrast_limits", "colormap", "gamma", "opacity")
 
 
 def pixmap_of(rgb: np.ndarray, size: int) -> QPixmap:
-    """A ``size`` x ``size`` (at most) pixmap of a uint8 (h, w, 3) image; small tiles keep sharp pixels."""
+    """A ``size`` x ``size`` (at most) pixmap of a uint8 (h, w, 3) image; small tiles keep sharp pixels.
+
+    Parameters
+    ----------
+    rgb : numpy.ndarray
+        The picture, uint8, shape (h, w, 3).
+    size : int
+        The longest side of the pixmap, in pixels (the aspect ratio is kept).
+
+    Returns
+    -------
+    QPixmap
+        The thumbnail.
+    """
     rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
     h, w = rgb.shape[:2]
     image = QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
@@ -65,7 +78,17 @@ class GalleryModel(QAbstractListModel):
         self._cache: OrderedDict[int, QPixmap] = OrderedDict()
 
     def set_tiles(self, tiles, source: TileSource | None, describe=None) -> None:
-        """Show ``tiles`` (tile numbers) of ``source``; ``describe(tile)`` gives an item's tooltip."""
+        """Show ``tiles`` (tile numbers) of ``source``; ``describe(tile)`` gives an item's tooltip.
+
+        Parameters
+        ----------
+        tiles : array-like of int
+            The tile numbers, sorted.
+        source : TileSource or None
+            Draws the thumbnails (None when nothing is shown).
+        describe : callable, optional
+            ``describe(tile) -> str``, the tooltip; "Tile <n>" when None.
+        """
         self.beginResetModel()
         self.tiles = np.asarray(tiles, dtype=int)
         self.source = source
@@ -75,9 +98,35 @@ class GalleryModel(QAbstractListModel):
         self.endResetModel()
 
     def rowCount(self, parent=None) -> int:  # noqa: N802 - Qt's name
+        """Qt's item count: the number of tiles shown.
+
+        Parameters
+        ----------
+        parent : QModelIndex, optional
+            Qt's parent item (a list has none).
+
+        Returns
+        -------
+        int
+            The number of tiles (0 under a valid parent).
+        """
         return 0 if parent is not None and parent.isValid() else len(self.tiles)
 
     def data(self, index, role=Qt.ItemDataRole.DisplayRole):
+        """What Qt asks of an item: its thumbnail, its tooltip, or its tile number (``TILE_ROLE``).
+
+        Parameters
+        ----------
+        index : QModelIndex
+            The item.
+        role : Qt.ItemDataRole or int
+            What is asked.
+
+        Returns
+        -------
+        QPixmap, str, int or None
+            The answer, or None for other roles and invalid items.
+        """
         if not index.isValid() or not 0 <= index.row() < len(self.tiles):
             return None
         tile = int(self.tiles[index.row()])
@@ -90,7 +139,18 @@ class GalleryModel(QAbstractListModel):
         return None
 
     def pixmap(self, tile: int) -> QPixmap:
-        """The thumbnail of ``tile`` (drawn now, or kept from before)."""
+        """The thumbnail of ``tile`` (drawn now, or kept from before).
+
+        Parameters
+        ----------
+        tile : int
+            The tile's number in its stack.
+
+        Returns
+        -------
+        QPixmap
+            At most ``icon_size`` pixels wide and high.
+        """
         pixmap = self._cache.get(tile)
         if pixmap is not None:
             self._cache.move_to_end(tile)
@@ -115,13 +175,37 @@ class GalleryModel(QAbstractListModel):
             )
 
     def row_of(self, tile: int) -> int | None:
-        """The item of ``tile``, if listed (the tiles are sorted)."""
+        """The item of ``tile``, if listed (the tiles are sorted).
+
+        Parameters
+        ----------
+        tile : int
+            The tile's number in its stack.
+
+        Returns
+        -------
+        int or None
+            Its row in the list.
+        """
         row = int(np.searchsorted(self.tiles, int(tile)))
         return row if row < len(self.tiles) and self.tiles[row] == int(tile) else None
 
 
 def shown_text(n_shown: int, n_selected: int) -> str:
-    """The gallery's count line: "1,000 of 1,000 shown"."""
+    """The gallery's count line: "1,000 of 1,000 shown".
+
+    Parameters
+    ----------
+    n_shown : int
+        Thumbnails listed.
+    n_selected : int
+        Tiles selected.
+
+    Returns
+    -------
+    str
+        The line.
+    """
     return f"{n_shown:,} of {n_selected:,} shown"
 
 
@@ -183,11 +267,26 @@ class GalleryWidget(DockWidget):
         )  # opened from the Plugins menu: the current selection
 
     def sizeHint(self):  # noqa: N802 - Qt's name
+        """The dock's preferred size.
+
+        Returns
+        -------
+        QSize
+            320 x 420 pixels.
+        """
         return QSize(320, 420)
 
     # -- what is shown ----------------------------------------------------------
     def show_tiles(self, link, tile_indices) -> None:
-        """Show the tiles ``tile_indices`` of ``link``'s stack (its map's selection)."""
+        """Show the tiles ``tile_indices`` of ``link``'s stack (its map's selection).
+
+        Parameters
+        ----------
+        link : MapTileLink
+            The map and its tiles.
+        tile_indices : iterable of int
+            The selected tiles; the first ``MAX_SHOWN`` are listed.
+        """
         tiles = np.unique(np.asarray(list(tile_indices), dtype=int))
         self.n_selected = len(tiles)
         if link is not self.link:
@@ -235,10 +334,23 @@ class GalleryWidget(DockWidget):
         return tile_description(map_layer.features if linked else None, tile)
 
     def shown_tiles(self) -> np.ndarray:
-        """The tile numbers listed, in order."""
+        """The tile numbers listed, in order.
+
+        Returns
+        -------
+        numpy.ndarray
+            A copy.
+        """
         return self.model.tiles.copy()
 
     def set_thumbnail_size(self, size: int) -> None:
+        """Draw the thumbnails ``size`` pixels wide (the Size slider).
+
+        Parameters
+        ----------
+        size : int
+            Pixels.
+        """
         self._apply_size(int(size))
         self.model.icon_size = int(size)
         self.model.redraw()
@@ -254,12 +366,24 @@ class GalleryWidget(DockWidget):
             self.go_to(int(tile))
 
     def go_to(self, tile: int) -> None:
-        """Move the stack to ``tile`` and ring its point on the map (the map's selection stays)."""
+        """Move the stack to ``tile`` and ring its point on the map (the map's selection stays).
+
+        Parameters
+        ----------
+        tile : int
+            The tile's number in its stack.
+        """
         if self.link is not None:
             self.link.go_to_tile(int(tile))
 
     def set_current_tile(self, tile: int) -> None:
-        """Mark ``tile``'s thumbnail as the current one (the stack's slider moved to it)."""
+        """Mark ``tile``'s thumbnail as the current one (the stack's slider moved to it).
+
+        Parameters
+        ----------
+        tile : int
+            The tile's number in its stack; a tile not listed clears the mark.
+        """
         row = self.model.row_of(tile)
         if row is None:
             self.view.clearSelection()
@@ -313,6 +437,18 @@ def open_gallery(viewer, create: bool = True) -> GalleryWidget | None:
 
     A new gallery is docked on the right, as a tab over the Train map dock when that is open (training is
     done when tiles are looked at; the Annotate map dock stays beside the gallery), else below the others.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer.
+    create : bool, default True
+        Dock a new gallery when there is none.
+
+    Returns
+    -------
+    GalleryWidget or None
+        The gallery.
     """
     window = getattr(viewer, "window", None)
     if window is None:

@@ -35,7 +35,15 @@ class LossPlot(QWidget):
         )
 
     def set_history(self, points: list[LossPoint], total_epochs: int) -> None:
-        """Show ``points`` on an axis of ``total_epochs`` epochs and repaint."""
+        """Show ``points`` on an axis of ``total_epochs`` epochs and repaint.
+
+        Parameters
+        ----------
+        points : list of LossPoint
+            The loss of every epoch so far.
+        total_epochs : int
+            The planned number of epochs (at least the last epoch shown).
+        """
         self.points = list(points)
         self.total_epochs = max(int(total_epochs), self.points[-1].epoch if self.points else 0)
         self.update()
@@ -66,6 +74,13 @@ class LossPlot(QWidget):
         }
 
     def paintEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        """Draw the stage boundaries, the curves and the latest loss.
+
+        Parameters
+        ----------
+        event : QPaintEvent
+            Qt's paint event.
+        """
         painter = QPainter(self)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         rect = QRectF(self.rect()).adjusted(4, 14, -4, -4)

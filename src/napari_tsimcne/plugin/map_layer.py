@@ -11,18 +11,51 @@ OUTLIER_FRACTION, OUTLIER_K_MIN, OUTLIER_K_MAX = 0.02, 10, 50
 
 
 def map_layer_name(tiles_name: str) -> str:
+    """The name of the map of a tile layer.
+
+    Parameters
+    ----------
+    tiles_name : str
+        The tile layer's name.
+
+    Returns
+    -------
+    str
+        ``"<tiles_name> map"``.
+    """
     return f"{tiles_name} map"
 
 
 def tile_size(tiles_layer) -> tuple[int, int]:
-    """(height, width) of one tile of an (N, H, W[, C]) image layer."""
+    """(height, width) of one tile of an (N, H, W[, C]) image layer.
+
+    Parameters
+    ----------
+    tiles_layer : napari.layers.Image
+        The tile stack.
+
+    Returns
+    -------
+    tuple of int
+        (H, W).
+    """
     return int(tiles_layer.data.shape[1]), int(tiles_layer.data.shape[2])
 
 
 def map_geometry(tile_hw: tuple[int, int]) -> tuple[float, tuple[float, float]]:
     """Side length and (row, col) offset of the map square, to the right of the tile.
 
-    (In a viewer, :func:`create_map_layer` places the map right of everything already on the canvas.)
+    (In a viewer, :func:`add_map_layer` places the map right of everything already on the canvas.)
+
+    Parameters
+    ----------
+    tile_hw : tuple of int
+        (height, width) of one tile.
+
+    Returns
+    -------
+    tuple
+        (side, (row, col)): the square's side and its top-left corner.
     """
     h, w = tile_hw
     side = MAP_SIDE_IN_TILES * max(h, w)
@@ -34,15 +67,41 @@ AXES = ("x", "y", "z")
 
 
 def embedding_columns(features) -> list[str]:
-    """The features columns that hold the map's coordinates: x, y (and z in 3D)."""
+    """The features columns that hold the map's coordinates: x, y (and z in 3D).
+
+    Parameters
+    ----------
+    features : pandas.DataFrame
+        A map's features.
+
+    Returns
+    -------
+    list of str
+        ``["x", "y"]`` or ``["x", "y", "z"]``.
+    """
     return [a for a in AXES if a in features]
 
 
 def map_coordinates(embedding: np.ndarray, side: float) -> np.ndarray:
     """Scale an (N, 2) or (N, 3) embedding into a [0, side] square or cube, centred, keeping its aspect ratio.
 
-    Returns (row, col) = (-y, x) positions in 2D, so that y points up as in a plot, and (plane, row, col) =
-    (z, -y, x) in 3D.
+    Parameters
+    ----------
+    embedding : numpy.ndarray
+        Shape (N, 2) or (N, 3) (further columns are ignored).
+    side : float
+        The side of the square (cube).
+
+    Returns
+    -------
+    numpy.ndarray
+        (row, col) = (-y, x) positions in 2D, so that y points up as in a plot, and (plane, row, col) =
+        (z, -y, x) in 3D.
+
+    Raises
+    ------
+    ValueError
+        If the embedding has fewer than 2 columns.
     """
     emb = np.asarray(embedding, dtype=float)
     if emb.ndim != 2 or emb.shape[1] < 2:
@@ -60,26 +119,69 @@ def map_coordinates(embedding: np.ndarray, side: float) -> np.ndarray:
 
 
 def is_3d(layer_or_embedding) -> bool:
-    """Whether a map layer (or an embedding) has three dimensions."""
+    """Whether a map layer (or an embedding) has three dimensions.
+
+    Parameters
+    ----------
+    layer_or_embedding : napari.layers.Points or numpy.ndarray
+        A map layer or its (N, D) data.
+
+    Returns
+    -------
+    bool
+        True for (N, 3).
+    """
     data = getattr(layer_or_embedding, "data", layer_or_embedding)
     return int(np.shape(data)[1]) == 3 if np.ndim(data) == 2 else False
 
 
 def matches(layer, embedding: np.ndarray) -> bool:
-    """Whether ``embedding`` can replace the points of map ``layer`` (same tiles, same dimensions)."""
+    """Whether ``embedding`` can replace the points of map ``layer`` (same tiles, same dimensions).
+
+    Parameters
+    ----------
+    layer : napari.layers.Points
+        The map layer.
+    embedding : numpy.ndarray
+        A new embedding, shape (N, 2) or (N, 3).
+
+    Returns
+    -------
+    bool
+        True when it has as many points as the layer, in as many dimensions.
+    """
     emb = np.asarray(embedding)
     return len(layer.data) == len(emb) and np.shape(layer.data)[1] == min(emb.shape[1], 3)
 
 
 def show_in_3d(viewer, layer) -> None:
-    """A 3D map: switch the viewer to 3D display and bring everything into view."""
+    """A 3D map: switch the viewer to 3D display and bring everything into view.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer.
+    layer : napari.layers.Points
+        The map layer; a 2D map changes nothing.
+    """
     if is_3d(layer) and viewer.dims.ndisplay != 3:
         viewer.dims.ndisplay = 3
         viewer.reset_view()
 
 
 def outlier_neighbours(n_tiles: int) -> int:
-    """The k of :func:`outlier_scores`: 2 % of the tiles, at least 10 and at most 50."""
+    """The k of :func:`outlier_scores`: 2 % of the tiles, at least 10 and at most 50.
+
+    Parameters
+    ----------
+    n_tiles : int
+        The number of tiles of the map.
+
+    Returns
+    -------
+    int
+        k.
+    """
     return int(np.clip(round(OUTLIER_FRACTION * n_tiles), OUTLIER_K_MIN, OUTLIER_K_MAX))
 
 
@@ -89,6 +191,18 @@ def outlier_scores(embedding: np.ndarray, k: int | None = None) -> np.ndarray:
     k grows with the map (:func:`outlier_neighbours`), so that a small island scores high too: artefacts
     (blank or noisy tiles) often gather in a tight island of their own, where a small k finds close
     neighbours and calls them typical. See benchmarks/bench_outliers.py.
+
+    Parameters
+    ----------
+    embedding : numpy.ndarray
+        The map, shape (N, 2) or (N, 3).
+    k : int, optional
+        The neighbour whose distance counts; :func:`outlier_neighbours` when None.
+
+    Returns
+    -------
+    numpy.ndarray
+        One score per tile (zeros for fewer than 2 tiles).
     """
     emb = np.asarray(embedding, dtype=float)[:, :3]
     if len(emb) < 2:
@@ -104,7 +218,23 @@ def outlier_scores(embedding: np.ndarray, k: int | None = None) -> np.ndarray:
 def initial_features(
     embedding: np.ndarray, metadata: dict | None = None, outlier: np.ndarray | None = None
 ) -> pd.DataFrame:
-    """The features table of a fresh map: tile_index, x, y, (z,) annotation, cluster, outlier (label if known)."""
+    """The features table of a fresh map: tile_index, x, y, (z,) annotation, cluster, outlier (label if known).
+
+    Parameters
+    ----------
+    embedding : numpy.ndarray
+        The map, shape (N, 2) or (N, 3).
+    metadata : dict, optional
+        The tile layer's metadata: ``labels`` (one per tile) give a ``label`` column, shown by their
+        ``class_names`` when the labels index them (:func:`names_fit`).
+    outlier : numpy.ndarray, optional
+        The embedding's :func:`outlier_scores`, if already computed.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per tile; no names ("") and no clusters (-1) yet.
+    """
     n = len(embedding)
     embedding = np.asarray(embedding, dtype=float)
     coords = {a: embedding[:, i] for i, a in enumerate(AXES[: min(embedding.shape[1], 3)])}
@@ -154,7 +284,20 @@ def names_fit(labels: np.ndarray, class_names) -> bool:
 
 
 def point_size(side: float, n: int) -> float:
-    """A point size that keeps a map of ``n`` points readable."""
+    """A point size that keeps a map of ``n`` points readable.
+
+    Parameters
+    ----------
+    side : float
+        The map's side.
+    n : int
+        The number of points.
+
+    Returns
+    -------
+    float
+        Between ``side / 250`` and ``side / 25``.
+    """
     return float(np.clip(side / np.sqrt(max(n, 1)) * 0.6, side / 250, side / 25))
 
 
@@ -319,8 +462,19 @@ create_map_layer = add_map_layer
 def update_map_layer(layer, embedding: np.ndarray, outlier: np.ndarray | None = None) -> None:
     """Move the points to a new embedding of the same tiles, keeping annotations and clusters.
 
-    ``outlier``: the embedding's :func:`outlier_scores` if already computed (e.g. off the main thread).
-    Raises ValueError for an embedding of other tiles or other dimensions (make a new map instead).
+    Parameters
+    ----------
+    layer : napari.layers.Points
+        The map layer.
+    embedding : numpy.ndarray
+        The new embedding of the same tiles, in the same dimensions.
+    outlier : numpy.ndarray, optional
+        The embedding's :func:`outlier_scores` if already computed (e.g. off the main thread).
+
+    Raises
+    ------
+    ValueError
+        For an embedding of other tiles or other dimensions (make a new map instead).
     """
     if not matches(layer, embedding):
         raise ValueError(
@@ -352,6 +506,14 @@ def recolor(layer, column: str | None = None) -> None:
     percentile); names and cluster numbers get one colour each, with grey for "" and -1 (not assigned).
     A name keeps its colour when other names are added (see :func:`categorical_colors`).
     The colours are set in one go (one redraw of the points, which matters for 100,000 of them).
+
+    Parameters
+    ----------
+    layer : napari.layers.Points
+        The map layer.
+    column : str, optional
+        The features column; the layer's current one (else ``outlier``) when None. Unknown columns
+        change nothing.
     """
     column = column or layer.metadata.get("tsimcne_color_by") or "outlier"
     if column not in layer.features:
@@ -385,22 +547,72 @@ def face_colors(values: pd.Series, column: str, metadata: dict) -> np.ndarray:
 
 
 def is_continuous(values, column: str) -> bool:
-    """Numbers on a scale (outlier score) rather than names or cluster numbers."""
+    """Numbers on a scale (outlier score) rather than names or cluster numbers.
+
+    Parameters
+    ----------
+    values : pandas.Series
+        A features column.
+    column : str
+        Its name.
+
+    Returns
+    -------
+    bool
+        True for numbers other than ``cluster`` and ``tile_index``.
+    """
     return bool(pd.api.types.is_numeric_dtype(values) and column not in ("cluster", "tile_index"))
 
 
 def upper_percentile(column: str) -> float:
-    """The outlier score's colour scale ends at its 99th percentile (a few extreme tiles would flatten it)."""
+    """The outlier score's colour scale ends at its 99th percentile (a few extreme tiles would flatten it).
+
+    Parameters
+    ----------
+    column : str
+        A features column.
+
+    Returns
+    -------
+    float
+        99 for ``outlier``, else 100.
+    """
     return 99 if column == "outlier" else 100
 
 
 def category_colors(metadata: dict, column: str) -> dict:
-    """The layer's stored {name: colour} of ``column`` (created empty, kept in its metadata)."""
+    """The layer's stored {name: colour} of ``column`` (created empty, kept in its metadata).
+
+    Parameters
+    ----------
+    metadata : dict
+        The layer's metadata (changed in place).
+    column : str
+        A features column.
+
+    Returns
+    -------
+    dict
+        {name: "#rrggbb"}, the dict in the metadata itself.
+    """
     return metadata.setdefault(COLORS_KEY, {}).setdefault(column, {})
 
 
 def continuous_range(values: np.ndarray, upper_percentile: float = 100) -> tuple[float, float]:
-    """(low, high) ends of the colour scale of ``values``: their minimum and their ``upper_percentile``."""
+    """(low, high) ends of the colour scale of ``values``: their minimum and their ``upper_percentile``.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        Numbers; values that are not finite are ignored.
+    upper_percentile : float, default 100
+        The percentile at the top of the scale.
+
+    Returns
+    -------
+    tuple of float
+        (low, high); (0, 1) when no value is finite.
+    """
     values = np.asarray(values, dtype=float)
     finite = np.isfinite(values)
     if not finite.any():
@@ -411,7 +623,22 @@ def continuous_range(values: np.ndarray, upper_percentile: float = 100) -> tuple
 def continuous_colors(
     values: np.ndarray, upper_percentile: float = 100, colormap: str = "viridis"
 ) -> np.ndarray:
-    """(N, 4) RGBA colours of numbers, from their minimum to their ``upper_percentile``."""
+    """(N, 4) RGBA colours of numbers, from their minimum to their ``upper_percentile``.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        Numbers (NaN takes the lowest colour).
+    upper_percentile : float, default 100
+        The percentile at the top of the scale (higher values take the top colour).
+    colormap : str, default "viridis"
+        A napari colormap name.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (N, 4).
+    """
     from napari.utils.colormaps import ensure_colormap
 
     values = np.asarray(values, dtype=float)
@@ -447,6 +674,18 @@ PALETTE = [
 
 
 def is_unassigned(value) -> bool:
+    """Whether a category means "not assigned": the empty name or cluster -1.
+
+    Parameters
+    ----------
+    value : object
+        A name or cluster number.
+
+    Returns
+    -------
+    bool
+        True for "" and -1.
+    """
     return value == "" or (isinstance(value, (int, np.integer)) and value == -1)
 
 
@@ -456,6 +695,18 @@ def name_color(value, taken: dict | None = None) -> str:
     Cluster numbers take palette entry ``n``; names start at a fixed hash of the name and, when ``taken``
     (the colours already given to other names of this column) holds that colour, the next free one. A name
     therefore keeps its colour when other names are added, and reopening a map gives the same colours.
+
+    Parameters
+    ----------
+    value : object
+        A name or cluster number.
+    taken : dict, optional
+        {name: colour} already given in this column; the new colour is added to it.
+
+    Returns
+    -------
+    str
+        "#rrggbb" (grey for "not assigned").
     """
     import zlib
 
@@ -482,7 +733,17 @@ def name_color(value, taken: dict | None = None) -> str:
 def categorical_colors(values: np.ndarray, taken: dict | None = None) -> np.ndarray:
     """(N, 4) RGBA colours: one per distinct value (:func:`name_color`), grey for "" and -1.
 
-    ``taken``: the {name: colour} already given in this column; new names are added to it.
+    Parameters
+    ----------
+    values : numpy.ndarray
+        Names or cluster numbers, one per point.
+    taken : dict, optional
+        The {name: colour} already given in this column; new names are added to it.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (N, 4).
     """
     from matplotlib.colors import to_rgba
 
@@ -501,6 +762,16 @@ def legend(layer) -> dict:
 
     ``{"column", "kind": "categories", "entries": [(name, "#rrggbb", count), ...]}`` (unassigned last) or
     ``{"column", "kind": "scale", "low", "high", "colormap": "viridis"}``.
+
+    Parameters
+    ----------
+    layer : napari.layers.Points
+        The map layer.
+
+    Returns
+    -------
+    dict
+        As above; ``{"column": None, "kind": "none"}`` when the layer is not coloured by a column.
     """
     column = layer.metadata.get("tsimcne_color_by")
     if column is None or column not in layer.features:

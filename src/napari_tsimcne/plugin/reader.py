@@ -36,6 +36,16 @@ def output_folder(path: str | os.PathLike) -> Path | None:
 
     A folder counts when it has both ``embedding.csv`` and ``summary.json``; ``path`` may also be a
     ``.tsimcne`` model file, ``embedding.csv`` or ``summary.json`` inside such a folder.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        What napari was asked to open.
+
+    Returns
+    -------
+    Path or None
+        The output folder, or None for any other path.
     """
     try:
         p = Path(os.fspath(path))
@@ -49,7 +59,18 @@ def output_folder(path: str | os.PathLike) -> Path | None:
 
 
 def get_reader(path: str | os.PathLike | list) -> Callable[[Any], list[LayerData]] | None:
-    """The napari reader hook: :func:`read_output` for a t-SimCNE output folder, else None."""
+    """The napari reader hook: :func:`read_output` for a t-SimCNE output folder, else None.
+
+    Parameters
+    ----------
+    path : str, os.PathLike or list
+        What napari was asked to open (a list of one path is accepted).
+
+    Returns
+    -------
+    callable or None
+        :func:`read_output`, or None so that napari asks another reader.
+    """
     if isinstance(path, (list, tuple)):
         if len(path) != 1:
             return None
@@ -58,7 +79,30 @@ def get_reader(path: str | os.PathLike | list) -> Callable[[Any], list[LayerData
 
 
 def read_output(path: str | os.PathLike | list) -> list[LayerData]:
-    """Layer data tuples of an output folder: [source image,] tiles, map (tiles omitted, with a warning, if unreadable)."""
+    """Layer data tuples of an output folder: [source image,] tiles, map (tiles omitted, with a warning, if unreadable).
+
+    The map is made by :func:`.map_layer.map_layer_data`, as the Train widget makes it, with the annotations of
+    ``annotations.csv`` when the folder has them (a file of other tiles is skipped with a warning).
+
+    Parameters
+    ----------
+    path : str, os.PathLike or list
+        The output folder, or a file in it (a list of one path is accepted).
+
+    Returns
+    -------
+    list of tuple
+        ``(data, kwargs, layer_type)`` for napari: the source image (tiles cut from one image), the tiles,
+        and the map (``"points"``). They share a token in their metadata, by which the dock widgets link
+        the map to its tiles.
+
+    Raises
+    ------
+    ValueError
+        If ``path`` is not an output folder.
+    napari_tsimcne.core.io.InputFileError
+        If ``embedding.csv`` cannot be read (the reason in one line).
+    """
     if isinstance(path, (list, tuple)):
         path = path[0]
     folder = output_folder(path)

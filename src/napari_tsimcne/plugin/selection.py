@@ -6,7 +6,20 @@ import numpy as np
 
 
 def tile_to_point(tile_indices: np.ndarray, tile: int) -> int | None:
-    """Row of the point that shows tile ``tile`` (None when there is none)."""
+    """Row of the point that shows tile ``tile`` (None when there is none).
+
+    Parameters
+    ----------
+    tile_indices : numpy.ndarray
+        The map's ``tile_index`` column.
+    tile : int
+        The tile's number in its stack.
+
+    Returns
+    -------
+    int or None
+        The first row showing the tile.
+    """
     hits = np.flatnonzero(np.asarray(tile_indices) == int(tile))
     return int(hits[0]) if hits.size else None
 
@@ -43,7 +56,22 @@ def tile_description(features, tile: int) -> str:
 
 
 def tile_rectangles(origins: np.ndarray, indices, tile_shape: tuple[int, int]) -> list[np.ndarray]:
-    """Corner arrays (4, 2) of the rectangles of tiles ``indices`` in the source image (row, column)."""
+    """Corner arrays (4, 2) of the rectangles of tiles ``indices`` in the source image (row, column).
+
+    Parameters
+    ----------
+    origins : numpy.ndarray
+        (row, col) of every tile's top-left pixel, shape (N, 2).
+    indices : iterable of int
+        The tiles to outline.
+    tile_shape : tuple of int
+        (height, width) of a tile.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        One (4, 2) array of corners per tile, clockwise from the top left.
+    """
     h, w = int(tile_shape[0]), int(tile_shape[1])
     origins = np.asarray(origins)
     rects = []
@@ -54,7 +82,20 @@ def tile_rectangles(origins: np.ndarray, indices, tile_shape: tuple[int, int]) -
 
 
 def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
-    """Indices of the (N, 2) ``points`` inside the closed ``polygon`` (M, 2) (same coordinate order)."""
+    """Indices of the (N, 2) ``points`` inside the closed ``polygon`` (M, 2) (same coordinate order).
+
+    Parameters
+    ----------
+    points : numpy.ndarray
+        Shape (N, 2).
+    polygon : numpy.ndarray
+        Its corners, shape (M, 2); fewer than 3 enclose nothing.
+
+    Returns
+    -------
+    numpy.ndarray
+        Sorted integer indices of the points inside.
+    """
     polygon = np.asarray(polygon, dtype=float)
     points = np.asarray(points, dtype=float)
     if len(polygon) < 3 or len(points) == 0:
@@ -70,7 +111,27 @@ def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
 
 
 def rows_where(features, column: str, value) -> set[int]:
-    """Rows of the map whose ``column`` equals ``value`` (e.g. cluster 3, annotation "stroma")."""
+    """Rows of the map whose ``column`` equals ``value`` (e.g. cluster 3, annotation "stroma").
+
+    Parameters
+    ----------
+    features : pandas.DataFrame
+        The map's features.
+    column : str
+        ``cluster`` (compared as a number) or another column (compared as text).
+    value : object
+        The value to find.
+
+    Returns
+    -------
+    set of int
+        The rows.
+
+    Raises
+    ------
+    ValueError
+        If the map has no such column.
+    """
     if column not in features:
         raise ValueError(f"The map has no {column!r} column.")
     values = features[column].to_numpy()
@@ -82,7 +143,18 @@ def rows_where(features, column: str, value) -> set[int]:
 
 
 def group_choices(features) -> list[tuple[str, str, object, int]]:
-    """(text, column, value, count) of every cluster and every annotation of the map, for "Select"."""
+    """(text, column, value, count) of every cluster and every annotation of the map, for "Select".
+
+    Parameters
+    ----------
+    features : pandas.DataFrame
+        The map's features.
+
+    Returns
+    -------
+    list of tuple
+        Names first (sorted), then clusters; unnamed tiles and cluster -1 are left out.
+    """
     out = []
     if "annotation" in features:
         names, counts = np.unique(features["annotation"].astype(str).to_numpy(), return_counts=True)
@@ -108,11 +180,29 @@ class AnnotationHistory:
         return len(self._stack)
 
     def record(self, features) -> None:
+        """Keep the annotation column of ``features`` (call before a naming changes it).
+
+        Parameters
+        ----------
+        features : pandas.DataFrame
+            The map's features.
+        """
         self._stack.append(features["annotation"].to_numpy(dtype=object).copy())
         del self._stack[: -self.depth]
 
     def undo(self, features):
-        """A copy of ``features`` with the annotations as they were before the last naming (None: nothing to undo)."""
+        """A copy of ``features`` with the annotations as they were before the last naming (None: nothing to undo).
+
+        Parameters
+        ----------
+        features : pandas.DataFrame
+            The map's features now; records of another number of tiles are skipped.
+
+        Returns
+        -------
+        pandas.DataFrame or None
+            The features as before the last naming.
+        """
         while self._stack:
             previous = self._stack.pop()
             if len(previous) == len(features):

@@ -231,3 +231,17 @@ def test_load_autosave_refuses_another_stack(tmp_path, features):
     with pytest.raises(ann.AnnotationFileError, match="another tile stack"):
         load_autosave(path, "00000000000000bb", 20)
     assert len(load_autosave(path, "00000000000000aa", 20)) == 20
+
+
+def test_a_3d_maps_autosave_keeps_its_third_axis(tmp_path):
+    from napari_tsimcne.core.table import read_embedding
+    from napari_tsimcne.plugin.autosave import AnnotationAutosaver
+
+    emb = np.random.default_rng(0).normal(size=(20, 3))
+    feats = ann.assign_annotation(initial_features(emb, outlier=np.ones(20)), [4], "blast")
+    saver = AnnotationAutosaver(tmp_path / "t-0123456789abcdef.autosave.csv")
+    assert saver.save(feats)
+    saver.flush()
+    saver.close()
+    np.testing.assert_array_equal(read_embedding(saver.path).embedding, emb)
+    assert ann.import_csv(saver.path, 20, "0123456789abcdef")["annotation"][4] == "blast"

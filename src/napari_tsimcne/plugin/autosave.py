@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from napari_tsimcne.core.table import AXES
+
 from . import annotations as ann
 
 ENV_DIR = "NAPARI_TSIMCNE_AUTOSAVE_DIR"
@@ -247,7 +249,8 @@ class AnnotationAutosaver:
         Parameters
         ----------
         features : pandas.DataFrame
-            The map's features; tile_index, x, y, annotation and cluster are written (a copy is taken now).
+            The map's features; tile_index, x, y (z), annotation and cluster are written (a copy is
+            taken now).
         origins : numpy.ndarray, optional
             (row, col) of tiles cut from one large image.
         force : bool, default False
@@ -262,7 +265,8 @@ class AnnotationAutosaver:
         if not force and key == self._last:
             return False
         self._last = key
-        snapshot = features[["tile_index", "x", "y", "annotation", "cluster"]].copy()
+        axes = [a for a in AXES if a in features]  # z too in a 3D map
+        snapshot = features[["tile_index", *axes, "annotation", "cluster"]].copy()
         origins = None if origins is None else np.array(origins, copy=True)
         self._pending = self._executor.submit(self._write, snapshot, origins)
         return True

@@ -23,15 +23,15 @@ from qtpy.QtWidgets import (
 )
 
 from . import annotations as ann
-from . import autosave as autosave_mod
 from . import export as export_mod
+from .annotation_session import MapAnnotations
 from .crosslink import link_of, link_opened_outputs
 from .lasso import LassoTool
 from .layout import free_column_origin
 from .legend_widget import LegendView
-from .map_layer import AXES, category_colors, embedding_columns, is_3d, legend, recolor
+from .map_layer import AXES, category_colors, is_3d, legend, recolor
 from .qt_helpers import CSV_FILTER, DockWidget, ask_path_then, refill, scroll_layout
-from .selection import AnnotationHistory, group_choices, rows_where
+from .selection import group_choices
 from .thumbnails import channel_layers
 
 AUTOSAVE_DELAY_MS = 1000
@@ -50,9 +50,8 @@ class AnnotateWidget(DockWidget):
     def __init__(self, napari_viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
-        self._watched: dict = {}  # map layer -> itself (napari's proxies hash and compare as the layer)
-        self._savers: dict = {}
-        self._fingerprints: dict = {}
+        # map layer -> its annotations (a Qt-free model; napari's proxies hash and compare as the layer)
+        self._sessions: dict = {}
         self._lasso: LassoTool | None = None
         self._cluster_worker = None
         self.map_combo = QComboBox()
@@ -93,7 +92,6 @@ class AnnotateWidget(DockWidget):
             "Give the tiles back the names they had before the last 'Assign'."
         )
         self.undo_button.setEnabled(False)
-        self._histories: dict = {}  # map layer -> AnnotationHistory
         self.export_button = QPushButton("Export CSV…")
         self.import_button = QPushButton("Import CSV…")
         self.selection_layer_button = QPushButton("Selection as layer")
@@ -221,8 +219,10 @@ class AnnotateWidget(DockWidget):
         ]
         for layer in maps:
             key = layer
-            if key not in self._watched:
-                self._watched[key] = key
+            if key not in self._sessions:
+                session = MapAnnotations(key, lambda key=key: self._tiles_layer_of(key))
+                session.changed.connect(self._on_session_changed)
+                self._sessions[key] = session
                 # keep "Colour by" in step when the map's colouring or columns change elsewhere
                 layer.events.face_color.connect(self._refresh_columns)
                 layer.events.features.connect(self._refresh_columns)
@@ -230,22 +230,36 @@ class AnnotateWidget(DockWidget):
                 # after the code that made the map has finished with it (e.g. coloured it)
                 QTimer.singleShot(0, lambda key=key: self._restore_fresh_map(key))
         alive = set(maps)
-        for gone in [k for k in self._watched if k not in alive]:
+        for gone in [k for k in self._sessions if k not in alive]:
             self._forget(gone)
         refill(self.map_combo, [l.name for l in maps])
         self._refresh_columns()
 
-    def _forget(self, key: int) -> None:
-        layer = self._watched.pop(key)
+    def _forget(self, key) -> None:
+        session = self._sessions.pop(key)
+        layer = session.layer
         layer.events.face_color.disconnect(self._refresh_columns)
         layer.events.features.disconnect(self._refresh_columns)
         layer.events.features.disconnect(self._on_features_changed)
-        self._fingerprints.pop(key, None)
-        self._histories.pop(key, None)
-        saver = self._savers.pop(key, None)
-        if saver is not None:
-            # the removed map's last changes still reach its file
-            saver.close()
+        session.changed.disconnect(self._on_session_changed)
+        session.close()  # the removed map's last changes still reach its file
+
+    def session(self, layer=None) -> MapAnnotations | None:
+        """The annotations model of ``layer`` (the current map by default)."""
+        layer = layer if layer is not None else self.map_layer()
+        return None if layer is None else self._sessions.get(layer)
+
+    def _require_session(self) -> MapAnnotations:
+        layer = self._require_map()
+        session = self._sessions.get(layer)
+        if session is None:  # a map added since the last refresh
+            self.refresh_layers()
+            session = self._sessions[layer]
+        return session
+
+    def _on_session_changed(self, column: str) -> None:
+        self._refresh_columns()
+        self.color_combo.setCurrentText(column)
 
     def _refresh_columns(self, *_) -> None:
         layer = self.map_layer()
@@ -266,8 +280,8 @@ class AnnotateWidget(DockWidget):
         choices = [] if layer is None else group_choices(layer.features)
         self._group_choices = {text: (column, value) for text, column, value, _ in choices}
         refill(self.group_combo, list(self._group_choices))
-        history = None if layer is None else self._histories.get(layer)
-        self.undo_button.setEnabled(bool(history))
+        session = None if layer is None else self._sessions.get(layer)
+        self.undo_button.setEnabled(session is not None and session.can_undo)
 
     def _on_select_group_clicked(self) -> None:
         choice = self._group_choices.get(self.group_combo.currentText())
@@ -277,7 +291,7 @@ class AnnotateWidget(DockWidget):
     def select_group(self, column: str, value) -> set[int]:
         """Select the map's points whose ``column`` is ``value``; the map becomes the active layer."""
         layer = self._require_map()
-        rows = rows_where(layer.features, column, value)
+        rows = self._require_session().rows_of(column, value)
         self.viewer.layers.selection.active = layer
         layer.selected_data = rows
         self.status.setText(f"{len(rows)} tiles selected.")
@@ -293,16 +307,11 @@ class AnnotateWidget(DockWidget):
 
     def undo_annotation(self) -> bool:
         """Undo the last naming of the current map; returns whether there was one."""
-        layer = self.map_layer()
-        history = None if layer is None else self._histories.get(layer)
-        feats = None if history is None else history.undo(layer.features)
-        if feats is None:
+        session = self.session()
+        if session is None or not session.undo():
             self.status.setText("Nothing to undo.")
             self.undo_button.setEnabled(False)
             return False
-        layer.features = feats
-        recolor(layer, "annotation")
-        self._refresh_columns()
         self.status.setText("Last naming undone.")
         return True
 
@@ -328,12 +337,8 @@ class AnnotateWidget(DockWidget):
             show_error("Select points in the map and type a class name first.")
             return 0
         selected = set(layer.selected_data)
-        self._histories.setdefault(layer, AnnotationHistory()).record(layer.features)
-        layer.features = ann.assign_annotation(layer.features, selected, name)
+        self._require_session().assign(name, selected)
         layer.selected_data = selected
-        self._refresh_columns()
-        self.color_combo.setCurrentText("annotation")
-        recolor(layer, "annotation")
         self.status.setText(f"{len(selected)} tiles named {name.strip()!r}.")
         return len(selected)
 
@@ -389,21 +394,13 @@ class AnnotateWidget(DockWidget):
             self.status.setText(str(exc))
 
     def _set_clusters(self, layer, labels: np.ndarray, message: str) -> None:
-        feats = layer.features.copy()
-        feats["cluster"] = labels
-        layer.features = feats
-        self._refresh_columns()
-        self.color_combo.setCurrentText("cluster")
-        recolor(layer, "cluster")
+        self._sessions[layer].set_clusters(labels)
         self.status.setText(message)
 
     def propose_clusters(self, k: int) -> None:
         """k-means on the map; writes the cluster column and colours by it."""
-        layer = self._require_map()
-        labels = ann.propose_clusters(
-            layer.features[embedding_columns(layer.features)].to_numpy(), k
-        )
-        self._set_clusters(layer, labels, f"{k} clusters proposed.")
+        self._require_session().propose_kmeans(k)
+        self.status.setText(f"{k} clusters proposed.")
 
     def propose_hdbscan(self, min_cluster_size: int):
         """HDBSCAN on the map in a background thread (seconds on 100,000 points with fast-hdbscan); noise gets -1.
@@ -413,12 +410,12 @@ class AnnotateWidget(DockWidget):
         layer = self._require_map()
         if self._cluster_worker is not None:
             raise ValueError("Clustering is already running.")
-        coords = layer.features[embedding_columns(layer.features)].to_numpy()
+        coords = self._require_session().coordinates()
         ann.check_min_cluster_size(min_cluster_size, len(coords))  # here, before the worker starts
         key = layer
 
         def done(labels):
-            if key in self.viewer.layers and len(key.data) == len(labels):
+            if key in self._sessions and len(key.data) == len(labels):
                 n = len(set(labels.tolist()) - {-1})
                 noise = int((labels == -1).sum())
                 self._set_clusters(
@@ -447,35 +444,16 @@ class AnnotateWidget(DockWidget):
         tiles_name = layer.metadata.get("tsimcne_tiles_layer")
         return self.viewer.layers[tiles_name] if tiles_name in self.viewer.layers else None
 
-    def _origins(self, layer):
-        tiles = self._tiles_layer_of(layer)
-        return None if tiles is None else tiles.metadata.get("origins")
-
     def export_csv(self, path, overwrite: bool = False) -> None:
         """Write the map's table to ``path`` (atomically): tile_index, x, y, (z, origins,) label if known,
         annotation, cluster, outlier. An existing file is refused unless ``overwrite``."""
         layer = self._require_map()
-        path = export_mod.refuse_existing(path, overwrite)
-        ann.export_csv(
-            layer.features, path, origins=self._origins(layer), fingerprint=self._fingerprint(layer)
-        )
+        path = self._require_session().export_csv(path, overwrite)
         self.status.setText(f"Exported {len(layer.features)} tiles to {path}.")
-
-    def _apply_table(self, layer, table) -> None:
-        feats = layer.features.copy()
-        rows = feats["tile_index"].to_numpy()
-        feats["annotation"] = table.loc[rows, "annotation"].to_numpy()
-        feats["cluster"] = table.loc[rows, "cluster"].to_numpy().astype(int)
-        layer.features = feats
-        self._refresh_columns()
-        recolor(layer, "annotation" if (feats["annotation"] != "").any() else None)
 
     def import_csv(self, path) -> None:
         """Read annotations and clusters from ``path``; refuses files of another tile stack."""
-        layer = self._require_map()
-        self._apply_table(
-            layer, ann.import_csv(path, len(layer.features), self._fingerprint(layer))
-        )
+        self._require_session().import_csv(path)
         self.status.setText(f"Imported annotations from {path}.")
 
     def _ask_export(self) -> None:
@@ -641,31 +619,10 @@ class AnnotateWidget(DockWidget):
         )
 
     # -- autosave -----------------------------------------------------------------------
-    def _fingerprint(self, layer) -> str | None:
-        key = layer
-        if key not in self._fingerprints:
-            tiles = self._tiles_layer_of(layer)
-            if tiles is None or len(tiles.data) != len(layer.data):
-                return None
-            self._fingerprints[key] = autosave_mod.stack_fingerprint(tiles.data)
-        return self._fingerprints[key]
-
-    def _saver(self, layer) -> autosave_mod.AnnotationAutosaver | None:
-        key = layer
-        if key not in self._savers:
-            fingerprint = self._fingerprint(layer)
-            if fingerprint is None:
-                return None
-            tiles_name = layer.metadata.get("tsimcne_tiles_layer", layer.name)
-            self._savers[key] = autosave_mod.AnnotationAutosaver(
-                autosave_mod.autosave_path(tiles_name, fingerprint)
-            )
-        return self._savers[key]
-
     def autosave_path(self, layer=None) -> Path | None:
         """The autosave file of ``layer`` (the current map by default)."""
-        layer = layer if layer is not None else self.map_layer()
-        saver = None if layer is None else self._saver(layer)
+        session = self.session(layer)
+        saver = None if session is None else session.saver
         return None if saver is None else saver.path
 
     def _on_features_changed(self, event=None) -> None:
@@ -676,24 +633,12 @@ class AnnotateWidget(DockWidget):
     def autosave_now(self, wait: bool = False) -> None:
         """Queue a write of every map's annotations that changed (``wait``: until they are on disk)."""
         self._autosave_timer.stop()
-        for layer in list(self._watched.values()):
+        for layer, session in list(self._sessions.items()):
             if layer not in self.viewer.layers:
                 continue
-            saver = self._saver(layer)
-            if saver is None:
-                continue
-            feats = layer.features
-            if (
-                saver.writes == 0
-                and not saver.path.exists()
-                and not autosave_mod.has_annotations(feats)
-            ):
-                saver.mark_saved(feats)  # nothing to keep yet: no file for every stack ever opened
-                continue
-            queued = saver.save(feats, origins=self._origins(layer))
-            if wait:
-                saver.flush()
-            self._show_autosave(saver, queued and not wait)
+            queued = session.autosave(wait=wait)
+            if session.saver is not None:
+                self._show_autosave(session.saver, queued and not wait)
 
     def _show_autosave(self, saver, pending: bool = False) -> None:
         """Say under the buttons where the annotations were saved (or why not), once the write is done."""
@@ -711,24 +656,19 @@ class AnnotateWidget(DockWidget):
     def flush_autosave(self) -> None:
         """Write pending changes now and wait for them (on close)."""
         self.autosave_now(wait=True)
-        for saver in self._savers.values():
-            saver.flush()
+        for session in self._sessions.values():
+            session.flush()
 
     def _restore_fresh_map(self, key) -> None:
         """A new map without annotations gets those of its stack's autosave; a notification says so."""
-        if key not in self.viewer.layers or autosave_mod.has_annotations(key.features):
+        session = self._sessions.get(key)
+        if session is None or key not in self.viewer.layers:
             return
-        fingerprint = self._fingerprint(key)
-        if fingerprint is None:
-            return
-        path = autosave_mod.find_autosave(fingerprint)
+        path, other = session.autosave_to_restore()
         if path is None:
-            others = autosave_mod.autosaves_of_other_stacks(
-                key.metadata.get("tsimcne_tiles_layer", ""), fingerprint
-            )
-            if others:
+            if other is not None:
                 show_info(
-                    f"Not restored: the autosave {others[0].name} belongs to another tile stack of the "
+                    f"Not restored: the autosave {other.name} belongs to another tile stack of the "
                     f"same name (different shape or pixels)."
                 )
             return
@@ -743,20 +683,8 @@ class AnnotateWidget(DockWidget):
         Raises AnnotationFileError (a ValueError) for a file of another tile stack, leaving the map unchanged.
         """
         layer = layer if layer is not None else self._require_map()
-        fingerprint = self._fingerprint(layer)
-        if fingerprint is None:
-            raise ValueError(
-                "The map's tile layer is gone; cannot check which stack an autosave belongs to."
-            )
-        path = Path(path) if path is not None else autosave_mod.find_autosave(fingerprint)
-        if path is None:
-            raise ValueError("No autosave for this tile stack.")
-        table = autosave_mod.load_autosave(path, fingerprint, len(layer.features))
-        self._apply_table(layer, table)
-        saver = self._saver(layer)
-        if saver is not None:
-            saver.mark_saved(layer.features)
-        n = int((layer.features["annotation"] != "").sum())
+        session = self._sessions.get(layer) or self._require_session()
+        path, n = session.restore(path)
         message = f"Restored {n} annotated tiles of {layer.name!r} from the autosave {path}."
         show_info(message)
         self.status.setText(message)

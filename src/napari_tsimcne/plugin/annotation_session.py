@@ -1,0 +1,246 @@
+"""The annotations of one map, without Qt: naming, undo, clusters, files, autosave and restore.
+
+The *Annotate map* dock (:mod:`.annotate_widget`) keeps one :class:`MapAnnotations` per map layer and is
+its view: it forwards the user's clicks here and redraws its lists and legend when :attr:`changed` fires.
+Everything here works on a napari Points layer and its ``features`` table, so it is tested without a
+window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from psygnal import Signal
+
+from . import annotations as ann
+from . import autosave as autosave_mod
+from . import export as export_mod
+from .map_layer import recolor
+from .selection import AnnotationHistory, rows_where
+
+
+class MapAnnotations:
+    """One map's annotations: the names and clusters in its features table, their history and files.
+
+    Parameters
+    ----------
+    layer : napari.layers.Points
+        The map (features ``tile_index``, ``annotation``, ``cluster``, ...).
+    tiles_layer : callable
+        Returns the map's tile layer, or None when it is gone (its data identify the stack of an
+        autosave or an exported file; its metadata may hold ``origins``).
+    folder : path, optional
+        The autosave folder (default: :func:`~napari_tsimcne.plugin.autosave.autosave_dir`).
+    """
+
+    changed = Signal(str)
+    """Emitted with the column that changed ("annotation" or "cluster"), after the map was recoloured."""
+
+    def __init__(
+        self, layer, tiles_layer: Callable[[], object], folder: Path | None = None
+    ) -> None:
+        self.layer = layer
+        self._tiles_layer = tiles_layer
+        self._folder = folder
+        self.history = AnnotationHistory()
+        self._fingerprint: str | None = None
+        self._saver: autosave_mod.AnnotationAutosaver | None = None
+
+    # -- naming ------------------------------------------------------------------
+    def assign(self, name: str, rows) -> int:
+        """Give the points ``rows`` the class ``name``; returns how many were named.
+
+        Raises
+        ------
+        ValueError
+            No name or no points.
+        """
+        rows = set(int(r) for r in rows)
+        if not str(name).strip() or not rows:
+            raise ValueError("Select points in the map and type a class name first.")
+        self.history.record(self.layer.features)
+        self.layer.features = ann.assign_annotation(self.layer.features, rows, name)
+        self._changed("annotation")
+        return len(rows)
+
+    @property
+    def can_undo(self) -> bool:
+        """Whether a naming can be undone."""
+        return bool(self.history)
+
+    def undo(self) -> bool:
+        """Give the tiles back the names they had before the last naming; returns whether there was one."""
+        feats = self.history.undo(self.layer.features)
+        if feats is None:
+            return False
+        self.layer.features = feats
+        self._changed("annotation")
+        return True
+
+    def rows_of(self, column: str, value) -> set[int]:
+        """The points whose ``column`` is ``value`` (a class name or a cluster number)."""
+        return rows_where(self.layer.features, column, value)
+
+    # -- clusters -------------------------------------------------------------------
+    def coordinates(self) -> np.ndarray:
+        """The map coordinates (N, 2 or 3) that clusters are proposed on."""
+        from .map_layer import embedding_columns
+
+        feats = self.layer.features
+        return feats[embedding_columns(feats)].to_numpy()
+
+    def set_clusters(self, labels: np.ndarray) -> None:
+        """Write proposed clusters (one number per point, -1 for none) and colour the map by them."""
+        labels = np.asarray(labels)
+        if len(labels) != len(self.layer.features):
+            raise ValueError(
+                f"{len(labels)} cluster numbers for a map of {len(self.layer.features)} points."
+            )
+        feats = self.layer.features.copy()
+        feats["cluster"] = labels
+        self.layer.features = feats
+        self._changed("cluster")
+
+    def propose_kmeans(self, k: int) -> np.ndarray:
+        """k-means on the map; writes the cluster column and returns it."""
+        labels = ann.propose_clusters(self.coordinates(), k)
+        self.set_clusters(labels)
+        return labels
+
+    # -- files ------------------------------------------------------------------------
+    def tiles_layer(self):
+        """The map's tile layer, or None when it is gone."""
+        return self._tiles_layer()
+
+    def origins(self):
+        """Where each tile was cut from its image (row, column), when it was."""
+        tiles = self.tiles_layer()
+        return None if tiles is None else tiles.metadata.get("origins")
+
+    def fingerprint(self) -> str | None:
+        """The tile stack's fingerprint (None when its layer is gone or does not match the map)."""
+        if self._fingerprint is None:
+            tiles = self.tiles_layer()
+            if tiles is None or len(tiles.data) != len(self.layer.data):
+                return None
+            self._fingerprint = autosave_mod.stack_fingerprint(tiles.data)
+        return self._fingerprint
+
+    def export_csv(self, path, overwrite: bool = False) -> Path:
+        """Write the map's table to ``path`` atomically; an existing file is refused unless ``overwrite``."""
+        path = export_mod.refuse_existing(path, overwrite)
+        ann.export_csv(
+            self.layer.features, path, origins=self.origins(), fingerprint=self.fingerprint()
+        )
+        return Path(path)
+
+    def apply_table(self, table) -> None:
+        """Take the annotations and clusters of ``table`` (indexed by tile) for every point."""
+        feats = self.layer.features.copy()
+        rows = feats["tile_index"].to_numpy()
+        feats["annotation"] = table.loc[rows, "annotation"].to_numpy()
+        feats["cluster"] = table.loc[rows, "cluster"].to_numpy().astype(int)
+        self.layer.features = feats
+        self._changed("annotation" if (feats["annotation"] != "").any() else "cluster")
+
+    def import_csv(self, path) -> None:
+        """Read annotations and clusters from ``path``; a file of another tile stack is refused."""
+        self.apply_table(ann.import_csv(path, len(self.layer.features), self.fingerprint()))
+
+    # -- autosave ---------------------------------------------------------------------
+    @property
+    def saver(self) -> autosave_mod.AnnotationAutosaver | None:
+        """The writer of this map's autosave file (None when the stack cannot be identified)."""
+        if self._saver is None:
+            fingerprint = self.fingerprint()
+            if fingerprint is None:
+                return None
+            name = self.layer.metadata.get("tsimcne_tiles_layer", self.layer.name)
+            self._saver = autosave_mod.AnnotationAutosaver(
+                autosave_mod.autosave_path(name, fingerprint, self._folder)
+            )
+        return self._saver
+
+    def autosave(self, wait: bool = False) -> bool:
+        """Queue a write of the annotations if they changed (``wait``: until on disk); returns whether queued.
+
+        A stack nobody has annotated yet gets no file.
+        """
+        saver = self.saver
+        if saver is None:
+            return False
+        feats = self.layer.features
+        if (
+            saver.writes == 0
+            and not saver.path.exists()
+            and not autosave_mod.has_annotations(feats)
+        ):
+            saver.mark_saved(feats)  # nothing to keep yet: no file for every stack ever opened
+            return False
+        queued = saver.save(feats, origins=self.origins())
+        if wait:
+            saver.flush()
+        return queued
+
+    def restore(self, path=None) -> tuple[Path, int]:
+        """Replace the annotations and clusters by the stack's autosave (or ``path``).
+
+        Returns
+        -------
+        tuple of (Path, int)
+            The file and the number of named tiles.
+
+        Raises
+        ------
+        ValueError
+            No autosave, the tile layer is gone, or the file belongs to another stack (the map is
+            then unchanged).
+        """
+        fingerprint = self.fingerprint()
+        if fingerprint is None:
+            raise ValueError(
+                "The map's tile layer is gone; cannot check which stack an autosave belongs to."
+            )
+        path = (
+            Path(path)
+            if path is not None
+            else autosave_mod.find_autosave(fingerprint, self._folder)
+        )
+        if path is None:
+            raise ValueError("No autosave for this tile stack.")
+        table = autosave_mod.load_autosave(path, fingerprint, len(self.layer.features))
+        self.apply_table(table)
+        if self.saver is not None:
+            self.saver.mark_saved(self.layer.features)
+        return path, int((self.layer.features["annotation"] != "").sum())
+
+    def autosave_to_restore(self) -> tuple[Path | None, Path | None]:
+        """For a fresh map: (this stack's autosave, or None; else an autosave of another stack of that name)."""
+        if autosave_mod.has_annotations(self.layer.features):
+            return None, None
+        fingerprint = self.fingerprint()
+        if fingerprint is None:
+            return None, None
+        path = autosave_mod.find_autosave(fingerprint, self._folder)
+        if path is not None:
+            return path, None
+        others = autosave_mod.autosaves_of_other_stacks(
+            self.layer.metadata.get("tsimcne_tiles_layer", ""), fingerprint, self._folder
+        )
+        return None, (others[0] if others else None)
+
+    def flush(self) -> None:
+        """Wait for queued autosave writes."""
+        if self._saver is not None:
+            self._saver.flush()
+
+    def close(self) -> None:
+        """Finish the autosave writes (the map was removed)."""
+        if self._saver is not None:
+            self._saver.close()
+
+    def _changed(self, column: str) -> None:
+        recolor(self.layer, column)
+        self.changed.emit(column)

@@ -23,28 +23,11 @@ from pathlib import Path
 import numpy as np
 from psygnal import Signal
 
+from napari_tsimcne.core.config import default_batch_size
 from napari_tsimcne.core.device import DEVICES, defaults_for, resolve_device
 from napari_tsimcne.core.schedule import QUICK_GPU_EPOCHS
 
 CHECKPOINT_SUFFIX = ".checkpoint.tsimcne"
-
-
-def default_batch_size(n_tiles: int, largest: int = 1024) -> int:
-    """The batch size suggested for a stack: ``min(largest, the largest power of two <= n_tiles)``.
-
-    Parameters
-    ----------
-    n_tiles : int
-        Number of tiles in the stack.
-    largest : int
-        The largest batch the device handles well (256 on a CPU, 1024 on a GPU).
-
-    Returns
-    -------
-    int
-        A power of two, at least 2.
-    """
-    return int(min(largest, 1 << (max(2, n_tiles).bit_length() - 1)))
 
 
 @dataclass(frozen=True)

@@ -128,3 +128,20 @@ def test_settings_for_the_device():
     assert model.time_budget == 600.0 and model.total_epochs == "auto"
     assert TINY.make_model().total_epochs == (3, 1, 1)
     assert default_batch_size(1000) == 512 and default_batch_size(5000) == 1024
+
+
+def test_only_the_newest_stopped_runs_are_kept(session, tiles):
+    import os
+
+    from napari_tsimcne.plugin.training_session import CHECKPOINT_SUFFIX, KEEP_CHECKPOINTS
+
+    folder = session.checkpoint_dir
+    folder.mkdir(parents=True)
+    for i in range(KEEP_CHECKPOINTS + 3):  # stopped runs of other stacks, oldest first
+        path = folder / f"{i:016x}{CHECKPOINT_SUFFIX}"
+        path.write_bytes(b"x")
+        os.utime(path, (1000 + i, 1000 + i))
+    session.start(tiles, TINY)
+    left = sorted(p.name for p in folder.iterdir())
+    # the newest others, and room for this run's own checkpoint
+    assert left == [f"{i:016x}{CHECKPOINT_SUFFIX}" for i in range(4, KEEP_CHECKPOINTS + 3)]

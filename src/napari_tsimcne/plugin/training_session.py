@@ -28,6 +28,8 @@ from napari_tsimcne.core.device import DEVICES, defaults_for, resolve_device
 from napari_tsimcne.core.schedule import QUICK_GPU_EPOCHS
 
 CHECKPOINT_SUFFIX = ".checkpoint.tsimcne"
+KEEP_CHECKPOINTS = 5
+"""Stopped runs kept for Resume (the newest); older checkpoints are deleted when a run starts."""
 
 
 @dataclass(frozen=True)
@@ -326,6 +328,20 @@ class TrainingSession:
         self.last_update = None
         self.history = _loss_history(getattr(model, "history_", None) or []) if resume else []
         self._run = _Run(model, tiles, resume, self.checkpoint_path(tiles))
+        self._prune_checkpoints(keep=self._run.checkpoint)
+
+    def _prune_checkpoints(self, keep: Path | None) -> None:
+        """Delete all but the newest :data:`KEEP_CHECKPOINTS` stopped runs (a checkpoint can be large)."""
+        if self.checkpoint_dir is None or not self.checkpoint_dir.is_dir():
+            return
+        found = sorted(
+            (p for p in self.checkpoint_dir.glob(f"*{CHECKPOINT_SUFFIX}") if p != keep),
+            key=lambda p: p.stat().st_mtime,
+            reverse=True,
+        )
+        for old in found[KEEP_CHECKPOINTS - 1 :]:
+            with contextlib.suppress(OSError):
+                old.unlink()
 
     # -- the run (worker thread) -------------------------------------------------
     def steps(self) -> Generator[Planned | TrainingUpdate, None, TrainingResult]:

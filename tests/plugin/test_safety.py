@@ -118,11 +118,11 @@ def test_closing_the_widget_writes_the_last_change(qtbot, small_map):
 
 def test_hdbscan_in_the_widget(qtbot, small_map):
     _, _, annotate, points = small_map
-    annotate.method_combo.setCurrentText("HDBSCAN")
-    assert annotate.min_size_spin.isVisibleTo(annotate) and not annotate.k_spin.isVisibleTo(
+    annotate.method_combo.value = "HDBSCAN"
+    assert annotate.min_size_spin.native.isVisibleTo(
         annotate
-    )
-    annotate.min_size_spin.setValue(10)
+    ) and not annotate.k_spin.native.isVisibleTo(annotate)
+    annotate.min_size_spin.value = 10
     qtbot.mouseClick(annotate.cluster_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: annotate._cluster_worker is None, timeout=10_000)
     clusters = points.features["cluster"].to_numpy()

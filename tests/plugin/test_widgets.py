@@ -108,7 +108,7 @@ def test_annotate_export_import(qtbot, trained, tmp_path):
         layer.face_color[1], layer.face_color[0]
     )  # named points get their own colour
 
-    annotate.k_spin.setValue(3)
+    annotate.k_spin.value = 3
     qtbot.mouseClick(annotate.cluster_button, Qt.MouseButton.LeftButton)
     assert set(layer.features["cluster"]) == {0, 1, 2}
 

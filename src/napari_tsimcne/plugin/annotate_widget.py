@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from magicgui.widgets import ComboBox, Container, SpinBox
 from napari.layers import Points
 from napari.qt.threading import FunctionWorker
 from napari.utils.notifications import show_error, show_info
@@ -18,7 +19,6 @@ from qtpy.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
-    QSpinBox,
     QVBoxLayout,
 )
 
@@ -65,20 +65,18 @@ class AnnotateWidget(DockWidget):
             "Drag on the map to draw a free-hand outline; the points inside are selected. "
             "Shift or Ctrl adds to the selection."
         )
-        self.method_combo = QComboBox()
-        self.method_combo.addItems(list(CLUSTER_METHODS))
-        self.k_spin = QSpinBox()
-        self.k_spin.setRange(2, 100)
-        self.k_spin.setValue(8)
-        self.min_size_spin = QSpinBox()
-        self.min_size_spin.setRange(2, 100_000)
-        self.min_size_spin.setValue(20)
-        self.min_size_spin.setToolTip(
+        # how clusters are proposed: a magicgui form in one row
+        self.method_combo = ComboBox(label="", choices=list(CLUSTER_METHODS))
+        self.k_spin = SpinBox(label="k", min=2, max=100, value=8)
+        self.min_size_spin = SpinBox(label="min size", min=2, max=100_000, value=20)
+        self.min_size_spin.tooltip = (
             "HDBSCAN: the smallest group of points that counts as a cluster. "
             "Points in no cluster get -1 (grey)."
         )
-        self.k_label = QLabel("k")
-        self.min_size_label = QLabel("min size")
+        self.cluster_form = Container(
+            widgets=[self.method_combo, self.k_spin, self.min_size_spin], layout="horizontal"
+        )
+        self.cluster_form.native.layout().setContentsMargins(0, 0, 0, 0)
         self.cluster_button = QPushButton("Propose clusters")
         self.group_combo = QComboBox()
         self.group_combo.setPlaceholderText("named class or cluster")
@@ -131,13 +129,7 @@ class AnnotateWidget(DockWidget):
         select_row.addWidget(self.group_combo, 1)
         select_row.addWidget(self.select_group_button)
         box_form.addRow(select_row)
-        clusters = QHBoxLayout()
-        clusters.addWidget(self.method_combo)
-        clusters.addWidget(self.k_label)
-        clusters.addWidget(self.k_spin)
-        clusters.addWidget(self.min_size_label)
-        clusters.addWidget(self.min_size_spin)
-        box_form.addRow(clusters)
+        box_form.addRow(self.cluster_form.native)
         box_form.addRow(self.cluster_button)
         files_box = QGroupBox("Export")
         files_form = QVBoxLayout(files_box)
@@ -162,7 +154,7 @@ class AnnotateWidget(DockWidget):
         layout.addWidget(self.status)
         layout.addWidget(self.autosave_label)
         layout.addStretch()
-        self._on_method_changed(self.method_combo.currentText())
+        self._on_method_changed(self.method_combo.value)
         tips = {
             self.map_combo: "The map to work on (one per tile stack).",
             self.color_combo: "What the colours of the points show: your names (annotation), proposed clusters, "
@@ -187,7 +179,10 @@ class AnnotateWidget(DockWidget):
             self.import_button: "Read names and clusters from a CSV file exported for these tiles.",
         }
         for widget, tip in tips.items():
-            widget.setToolTip(tip)
+            if hasattr(widget, "native"):  # a magicgui widget
+                widget.tooltip = tip
+            else:
+                widget.setToolTip(tip)
 
         self.map_combo.currentTextChanged.connect(self._refresh_columns)
         self.color_combo.textActivated.connect(self.color_by)
@@ -196,7 +191,7 @@ class AnnotateWidget(DockWidget):
         self.lasso_button.toggled.connect(self.set_lasso)
         self.undo_button.clicked.connect(lambda: self.undo_annotation())
         self.select_group_button.clicked.connect(self._on_select_group_clicked)
-        self.method_combo.currentTextChanged.connect(self._on_method_changed)
+        self.method_combo.changed.connect(self._on_method_changed)
         self.cluster_button.clicked.connect(self._on_cluster_clicked)
         self.export_button.clicked.connect(self._ask_export)
         self.selection_layer_button.clicked.connect(self._on_selection_layer_clicked)
@@ -378,17 +373,15 @@ class AnnotateWidget(DockWidget):
     # -- clusters -------------------------------------------------------------------
     def _on_method_changed(self, method: str) -> None:
         kmeans = method == "k-means"
-        for w in (self.k_label, self.k_spin):
-            w.setVisible(kmeans)
-        for w in (self.min_size_label, self.min_size_spin):
-            w.setVisible(not kmeans)
+        self.k_spin.visible = kmeans
+        self.min_size_spin.visible = not kmeans
 
     def _on_cluster_clicked(self) -> None:
         try:
-            if self.method_combo.currentText() == "HDBSCAN":
-                self.propose_hdbscan(self.min_size_spin.value())
+            if self.method_combo.value == "HDBSCAN":
+                self.propose_hdbscan(self.min_size_spin.value)
             else:
-                self.propose_clusters(self.k_spin.value())
+                self.propose_clusters(self.k_spin.value)
         except ValueError as exc:
             show_error(str(exc))
             self.status.setText(str(exc))
@@ -685,7 +678,9 @@ class AnnotateWidget(DockWidget):
         layer = layer if layer is not None else self._require_map()
         session = self._sessions.get(layer) or self._require_session()
         path, n = session.restore(path)
-        message = f"Restored {n} annotated tiles of {layer.name!r} from the autosave {path}."
+        clusters = len(set(layer.features["cluster"].tolist()) - {-1})
+        what = f"{n} annotated tiles" + (f" and {clusters} clusters" if clusters else "")
+        message = f"Restored {what} of {layer.name!r} from the autosave {path}."
         show_info(message)
         self.status.setText(message)
         return path

@@ -166,6 +166,21 @@ def test_open_output_folder_in_napari(make_napari_viewer, stack_output, autosave
 
 
 @pytest.mark.gui
+def test_a_folder_opened_before_the_docks_keeps_its_map_in_view(
+    qtbot, make_napari_viewer, stack_output, autosave_dir
+):
+    viewer = make_napari_viewer(show=True)
+    viewer.window.resize(1000, 700)
+    viewer.open(str(stack_output), plugin="napari-tsimcne")
+    # the docks open afterwards and take width from the canvas
+    viewer.window.add_plugin_dock_widget("napari-tsimcne", "Train map")
+    qtbot.wait(50)
+    viewer.window.add_plugin_dock_widget("napari-tsimcne", "Annotate map")
+    layer = viewer.layers["cells map"]
+    qtbot.waitUntil(lambda: is_in_view(viewer, layer), timeout=2000)
+
+
+@pytest.mark.gui
 def test_annotations_are_restored(make_napari_viewer, stack_output, tmp_path, autosave_dir):
     folder = shutil.copytree(stack_output, tmp_path / "annotated")
     feats = read_output(str(folder))[-1][1]["features"]

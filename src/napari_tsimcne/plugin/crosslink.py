@@ -6,6 +6,8 @@ it, so layers are compared with ``==`` (never ``is``) and used as dictionary key
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from .selection import tile_rectangles, tile_to_point
@@ -246,4 +248,27 @@ def link_opened_outputs(viewer) -> list:
         viewer.layers.selection.active = linked[-1]
         show_in_3d(viewer, linked[-1])  # a 3D map is seen in 3D
         fit_camera(viewer, [linked[-1]])  # the map, not the first tile, fills the canvas
+        # docks opening right after (the one calling this, or the next) narrow the canvas: fit again then
+        linked[-1].metadata[FIT_UNTIL_KEY] = time.monotonic() + REFIT_SECONDS
     return linked
+
+
+FIT_UNTIL_KEY = "tsimcne_fit_until"
+REFIT_SECONDS = 3.0
+"""How long after a map is opened a change of the canvas size (docks opening) fits the camera to it again."""
+
+
+def refit_new_maps(viewer) -> None:
+    """Fit the camera again to a map opened moments ago (the canvas changed size as docks opened)."""
+    from napari.layers import Points
+
+    from .layout import fit_camera
+
+    now = time.monotonic()
+    fresh = [
+        l
+        for l in viewer.layers
+        if isinstance(l, Points) and l.metadata.get(FIT_UNTIL_KEY, 0.0) > now and l.visible
+    ]
+    if fresh:
+        fit_camera(viewer, fresh[-1:])

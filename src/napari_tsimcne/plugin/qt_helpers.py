@@ -90,6 +90,21 @@ class DockWidget(QWidget):
             self._on_window_closing()
         return False
 
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        # the dock column changed width, so did the canvas: a map opened moments ago is fitted again,
+        # once the layout has settled
+        super().resizeEvent(event)
+        viewer = getattr(self, "viewer", None)
+        if viewer is not None:
+            from .crosslink import refit_new_maps
+
+            if getattr(self, "_refit_timer", None) is None:  # the widget's own timer dies with it
+                self._refit_timer = QTimer(self)
+                self._refit_timer.setSingleShot(True)
+                self._refit_timer.setInterval(0)
+                self._refit_timer.timeout.connect(lambda: refit_new_maps(viewer))
+            self._refit_timer.start()
+
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
         self.shutdown()
         super().closeEvent(event)

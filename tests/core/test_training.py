@@ -170,3 +170,22 @@ def test_out_of_memory_halves_the_batch_and_tells_the_user(rgb_tiles, out_of_mem
     events = list(TSimCNE(**TINY).fit_iter(rgb_tiles))
     assert "batch size halved to 32" in events[0].message
     assert events[0].batch_size == 32 and len(events) == 4
+
+
+@pytest.mark.parametrize("backbone", ["resnet18", "resnet10", "resnet18-s2"])
+def test_every_backbone_trains_and_maps(backbone):
+    from napari_tsimcne.core.backbones import BACKBONES
+
+    assert backbone in BACKBONES  # a new backbone: add it to this list
+    tiles = np.random.default_rng(0).random((64, 16, 16, 2), dtype=np.float32)
+    model = TSimCNE(backbone=backbone, width=4, total_epochs=(1, 1, 1), batch_size=32, device="cpu")
+    emb = model.fit_transform(tiles)
+    assert emb.shape == (64, 2) and np.isfinite(emb).all()
+    assert model.backbone_ == backbone
+
+
+def test_the_backbone_list_is_tested():
+    from napari_tsimcne.core.backbones import BACKBONES
+
+    tested = test_every_backbone_trains_and_maps.pytestmark[0].args[1]
+    assert sorted(tested) == sorted(BACKBONES)

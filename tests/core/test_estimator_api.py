@@ -217,3 +217,17 @@ def test_the_trainer_trains_with_its_config(tiles):
 )
 def test_default_batch_size_is_the_largest_power_of_two_the_stack_holds(n_tiles, largest, expected):
     assert default_batch_size(n_tiles, largest) == expected
+
+
+def test_a_model_stopped_before_its_first_epoch_says_it_has_no_map():
+    import numpy as np
+
+    from napari_tsimcne import NotFittedError, TSimCNE
+
+    tiles = np.random.default_rng(0).integers(0, 256, (8, 8, 8, 3), dtype=np.uint8)
+    model = TSimCNE(backbone="resnet10", width=4, batch_size=4, total_epochs=(1, 0, 0))
+    model.fit_iter(tiles).close()  # closed before training began
+    with pytest.raises(NotFittedError, match="before it made a map"):
+        model.transform(tiles[:1])
+    model.fit(tiles)
+    assert model.transform(tiles[:1]).shape == (1, 2)

@@ -753,6 +753,13 @@ class TSimCNE(TransformerMixin, BaseEstimator):
             When ``embed_batch_size`` or ``device`` has a value it cannot take.
         """
         self._check_fitted()
+        if self.model_.out_dim > 3 and getattr(self, "pca_", None) is None:
+            # stopped before its first epoch ended (or a checkpoint of that moment): no map to place tiles on
+            raise NotFittedError(
+                "This model stopped during pre-training before it made a map (its output has "
+                f"{self.model_.out_dim} dimensions). Train it with fit(), or continue a checkpoint "
+                "with resume_iter()."
+            )
         check_parameter("embed_batch_size", self.embed_batch_size)
         stack = as_tile_stack(X, channel_axis=channel_axis, min_tiles=1)
         info = stack_info(stack)

@@ -7,6 +7,7 @@ Every write is atomic (see :func:`napari_tsimcne.core.persistence.atomic_write`)
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,7 +50,10 @@ def _read_image(path: Path) -> np.ndarray:
             return np.asarray(tifffile.imread(path))
         import imageio.v3 as iio
 
-        return np.asarray(iio.imread(path))
+        with warnings.catch_warnings():
+            # while it looks for a plugin that reads the file, imageio may load deprecated ones that warn
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return np.asarray(iio.imread(path))
     except InputFileError:
         raise
     except Exception as exc:  # unreadable or not an image; imageio's messages run over many lines

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 import importlib
 import inspect
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -75,16 +78,6 @@ NOT_YET_DOCUMENTED: set[str] = {
     # the modules above, being documented
     "napari_tsimcne.core.distributed.BatchNorm2d",
     "napari_tsimcne.plugin.layout.extent_2d",
-    "napari_tsimcne.core.augment.AugmentationSettings",
-    "napari_tsimcne.core.augment.AugmentationSettings.coerce",
-    "napari_tsimcne.core.augment.AugmentationSettings.for_stack",
-    "napari_tsimcne.core.augment.AugmentationSettings.preset",
-    "napari_tsimcne.core.augment.AugmentationSettings.to_dict",
-    "napari_tsimcne.core.augment.AugmentationSettings.validate",
-    "napari_tsimcne.core.augment.affine_matrices",
-    "napari_tsimcne.core.augment.augment",
-    "napari_tsimcne.core.augment.make_generator",
-    "napari_tsimcne.core.augment.warp",
     "napari_tsimcne.core.budget.StepCosts",
     "napari_tsimcne.core.budget.StepCosts.epoch_seconds",
     "napari_tsimcne.core.budget.planned_seconds",
@@ -104,14 +97,6 @@ NOT_YET_DOCUMENTED: set[str] = {
     "napari_tsimcne.core.fingerprint.TileFingerprint",
     "napari_tsimcne.core.fingerprint.TileFingerprint.from_dict",
     "napari_tsimcne.core.fingerprint.fingerprint",
-    "napari_tsimcne.core.model.BasicBlock",
-    "napari_tsimcne.core.model.ProjectionHead",
-    "napari_tsimcne.core.model.ResNetBackbone",
-    "napari_tsimcne.core.model.TSimCNENet",
-    "napari_tsimcne.core.model.TSimCNENet.features",
-    "napari_tsimcne.core.model.TSimCNENet.out_dim",
-    "napari_tsimcne.core.model.TSimCNENet.project_last_layer",
-    "napari_tsimcne.core.model.TSimCNENet.replace_last_layer",
     "napari_tsimcne.core.neighbors.NeighborViews.pick",
     "napari_tsimcne.core.neighbors.batch_profiles",
     "napari_tsimcne.core.neighbors.intensity_embedding",
@@ -119,13 +104,6 @@ NOT_YET_DOCUMENTED: set[str] = {
     "napari_tsimcne.core.neighbors.nearest_neighbors",
     "napari_tsimcne.core.neighbors.profile_embedding",
     "napari_tsimcne.core.neighbors.profile_ranks",
-    "napari_tsimcne.core.normalization.ChannelNormalization",
-    "napari_tsimcne.core.normalization.ChannelNormalization.apply",
-    "napari_tsimcne.core.normalization.ChannelNormalization.fit",
-    "napari_tsimcne.core.normalization.ChannelNormalization.from_dict",
-    "napari_tsimcne.core.normalization.ChannelNormalization.n_channels",
-    "napari_tsimcne.core.normalization.ChannelNormalization.scale_shift",
-    "napari_tsimcne.core.normalization.ChannelNormalization.to_dict",
     "napari_tsimcne.core.persistence.StagedOutputs.commit",
     "napari_tsimcne.core.persistence.StagedOutputs.path",
     "napari_tsimcne.core.persistence.load_payload",
@@ -135,21 +113,10 @@ NOT_YET_DOCUMENTED: set[str] = {
     "napari_tsimcne.core.sample.find_data_file",
     "napari_tsimcne.core.sample.load_pbc",
     "napari_tsimcne.core.sample.load_sample",
-    "napari_tsimcne.core.schedule.Stage",
-    "napari_tsimcne.core.schedule.Stage.name",
-    "napari_tsimcne.core.schedule.auto_warmup",
-    "napari_tsimcne.core.schedule.default_lr",
-    "napari_tsimcne.core.schedule.lr_at",
-    "napari_tsimcne.core.schedule.make_stages",
     "napari_tsimcne.core.store.TileStore",
     "napari_tsimcne.core.store.TileStore.evenly_spaced",
     "napari_tsimcne.core.store.TileStore.gather",
     "napari_tsimcne.core.store.TileStore.iter_batches",
-    "napari_tsimcne.core.tiles.StackInfo",
-    "napari_tsimcne.core.tiles.StackInfo.tile_shape",
-    "napari_tsimcne.core.tiles.TiledImage",
-    "napari_tsimcne.core.tiles.stack_info",
-    "napari_tsimcne.core.tiles.tiles_per_chunk",
     "napari_tsimcne.plugin.crosslink.MapTileLink",
     "napari_tsimcne.plugin.crosslink.MapTileLink.disconnect",
     "napari_tsimcne.plugin.crosslink.MapTileLink.go_to_tile",
@@ -282,6 +249,24 @@ def all_public_objects() -> dict[str, object]:
     return found
 
 
+def attribute_docstrings(cls: type) -> set[str]:
+    """The fields of a class that have a docstring of their own (a string right below them)."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    except (OSError, TypeError, SyntaxError):
+        return set()
+    body = tree.body[0].body
+    return {
+        statement.target.id
+        for statement, following in zip(body, body[1:])
+        if isinstance(statement, ast.AnnAssign)
+        and isinstance(statement.target, ast.Name)
+        and isinstance(following, ast.Expr)
+        and isinstance(following.value, ast.Constant)
+        and isinstance(following.value.value, str)
+    }
+
+
 def docstring_problem(obj) -> str | None:
     """What is missing from an object's docstring, or None."""
     doc = obj.__doc__
@@ -294,8 +279,12 @@ def docstring_problem(obj) -> str | None:
         return "no docstring"
     if not doc.strip().split("\n", 1)[0].strip():
         return "no summary line"
-    if parameters(obj) and "Parameters" not in sections(doc):
-        return "no Parameters section for " + ", ".join(parameters(obj))
+    undocumented = parameters(obj)
+    if inspect.isclass(obj) and dataclasses.is_dataclass(obj):
+        # a dataclass's fields may each have a docstring of their own (mkdocstrings shows them)
+        undocumented = [p for p in undocumented if p not in attribute_docstrings(obj)]
+    if undocumented and not {"Parameters", "Attributes"} & sections(doc):
+        return "no Parameters section for " + ", ".join(undocumented)
     return None
 
 
@@ -335,8 +324,6 @@ def test_section_parser():
 def test_public_names_have_numpydoc_docstrings():
     found = all_public_objects()
     # the walk reaches the exported names and the methods of the modules' classes
-    assert "napari_tsimcne.core.tiles.as_tile_stack" in found
-    assert "napari_tsimcne.core.augment.AugmentationSettings.preset" in found
     assert len(found) > 150
     problems = [
         f"{name}: {problem}"

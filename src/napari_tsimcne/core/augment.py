@@ -46,7 +46,12 @@ from .presets import PRESET_ALIASES, PRESETS
 class AugmentationSettings:
     """Every parameter of the augmentations; see :meth:`preset` for the named sets.
 
-    Probabilities are per view. Ranges are sampled uniformly.
+    Two random views of each tile form a positive pair: what the augmentations vary, the
+    map learns to ignore. The set follows SimCLR (Chen et al., ICML 2020) as used by
+    t-SimCNE (Böhm, Berens & Kobak, ICLR 2023): random resized crop, flips, colour jitter,
+    greyscale; the microscopy default adds rotations and vertical flips (Nwabufo, Böhm,
+    Berens & Kobak, 2024). Probabilities are per view. Ranges are sampled uniformly.
+    Each field is described below; every field can be given by keyword.
     """
 
     crop_scale: tuple[float, float] = (0.2, 1.0)
@@ -60,7 +65,9 @@ class AugmentationSettings:
     fill: str = "border"
     """What fills the corners a rotation uncovers: 'border' (mean colour of the tile's edge), 'reflection' or 'zeros'."""
     hflip: float = 0.5
+    """Probability of a left-right flip."""
     vflip: float = 0.5
+    """Probability of an upside-down flip (off in the ``"natural"`` preset)."""
     jitter_p: float = 0.8
     """Probability of applying brightness / contrast / saturation / hue jitter to a view."""
     brightness: float = 0.4
@@ -76,6 +83,7 @@ class AugmentationSettings:
     channel_gain: float = 0.0
     """Independent gain per channel in [1 - g, 1 + g], for multichannel fluorescence."""
     blur_p: float = 0.0
+    """Probability of blurring a view with a Gaussian (0: never)."""
     blur_sigma: tuple[float, float] = (0.1, 2.0)
     """Gaussian blur sigma range in pixels, applied with probability ``blur_p``."""
     noise_std: float = 0.0
@@ -100,7 +108,28 @@ class AugmentationSettings:
 
     @classmethod
     def preset(cls, name: str, **overrides) -> AugmentationSettings:
-        """One of ``"microscopy"``, ``"natural"``, ``"quantitative"``, with optional overrides."""
+        """The settings of a named preset, with optional overrides.
+
+        Parameters
+        ----------
+        name : str
+            ``"microscopy"`` (rotations and both flips: orientation carries no meaning),
+            ``"natural"`` (photographs: no rotation, no upside-down flip) or
+            ``"quantitative"`` (intensities carry meaning: no colour jitter, little cropping,
+            second views drawn from neighbours in intensity).
+        **overrides
+            Fields to change from the preset, e.g. ``noise_std=0.05``.
+
+        Returns
+        -------
+        AugmentationSettings
+            The preset's settings with the overrides applied.
+
+        Raises
+        ------
+        ValueError
+            If ``name`` is not a preset.
+        """
         if name == "microscopy":
             base = cls()
         elif name == "natural":
@@ -124,7 +153,26 @@ class AugmentationSettings:
 
     @classmethod
     def coerce(cls, value: str | AugmentationSettings | dict) -> AugmentationSettings:
-        """Accept a preset name, a settings object or a dict of fields."""
+        """Settings from a preset name, a settings object or a dict of fields.
+
+        Parameters
+        ----------
+        value : str, AugmentationSettings or dict
+            A preset name (see :meth:`preset`), settings (returned as they are) or a dict of
+            field names to values (lists become tuples, as read from JSON).
+
+        Returns
+        -------
+        AugmentationSettings
+            The settings.
+
+        Raises
+        ------
+        ValueError
+            If the preset name or a field name is unknown.
+        TypeError
+            If ``value`` is of another type.
+        """
         if isinstance(value, cls):
             return value
         if isinstance(value, str):
@@ -144,15 +192,41 @@ class AugmentationSettings:
 
         An explicit ``rgb`` is kept; ``None`` becomes True for 3-channel
         uint8 stacks (colour images) and False for everything else.
+
+        Parameters
+        ----------
+        dtype : numpy dtype or str
+            The data type of the tile stack.
+        n_channels : int
+            Its number of channels.
+
+        Returns
+        -------
+        AugmentationSettings
+            These settings, with ``rgb`` True or False.
         """
         if self.rgb is not None:
             return self
         return replace(self, rgb=bool(n_channels == 3 and np.dtype(dtype) == np.uint8))
 
     def to_dict(self) -> dict:
+        """The fields as a plain dict (what a model file stores).
+
+        Returns
+        -------
+        dict
+            Field names to values; :meth:`coerce` turns it back into settings.
+        """
         return asdict(self)
 
     def validate(self) -> None:
+        """Check that every field is in its range.
+
+        Raises
+        ------
+        ValueError
+            Naming the first field out of range and what it accepts.
+        """
         lo, hi = self.crop_scale
         if not 0 < lo <= hi <= 1:
             raise ValueError(
@@ -208,6 +282,24 @@ def affine_matrices(
     input = centre + D^-1 R D diag(w, h) F output, with D the pixel scaling
     (so rotations stay rotations on non-square tiles), R a rotation, F flips
     and (w, h) the crop's size as fractions of the tile.
+
+    Parameters
+    ----------
+    n : int
+        Number of views.
+    height, width : int
+        Tile size in pixels.
+    s : AugmentationSettings
+        Crop, flip and rotation settings.
+    gen : torch.Generator
+        Random generator on ``device``.
+    device : torch.device
+        Where the matrices are made.
+
+    Returns
+    -------
+    torch.Tensor
+        Shape ``(n, 2, 3)``, for :func:`warp`.
     """
     area = _uniform(n, *s.crop_scale, gen, device)
     log_ratio = _uniform(n, math.log(s.crop_ratio[0]), math.log(s.crop_ratio[1]), gen, device)
@@ -249,7 +341,22 @@ def _border_mean(x: torch.Tensor) -> torch.Tensor:
 
 
 def warp(x: torch.Tensor, matrices: torch.Tensor, fill: str = "border") -> torch.Tensor:
-    """Apply per-view affine matrices with bilinear sampling; uncovered pixels get ``fill``."""
+    """Apply per-view affine matrices with bilinear sampling; uncovered pixels get ``fill``.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Tiles, shape ``(B, C, H, W)``.
+    matrices : torch.Tensor
+        One matrix per tile, shape ``(B, 2, 3)``, from :func:`affine_matrices`.
+    fill : str
+        ``"border"`` (mean colour of the tile's edge), ``"reflection"`` or ``"zeros"``.
+
+    Returns
+    -------
+    torch.Tensor
+        The warped tiles, same shape as ``x``.
+    """
     grid = F.affine_grid(matrices.to(x.dtype), list(x.shape), align_corners=False)
     if fill == "reflection":
         return F.grid_sample(
@@ -318,6 +425,20 @@ def augment(
     and ``settings.rgb`` true, see :meth:`AugmentationSettings.for_stack`);
     other tiles get brightness, contrast and the per-channel gain, each
     channel on its own.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Normalised tiles, shape ``(B, C, H, W)``, values in [0, 1].
+    settings : AugmentationSettings
+        What to vary (with ``rgb`` decided, see :meth:`AugmentationSettings.for_stack`).
+    generator : torch.Generator
+        Random generator on the device of ``x``; the same seed gives the same views.
+
+    Returns
+    -------
+    torch.Tensor
+        One augmented view per tile, same shape, values in [0, 1].
     """
     s = settings
     b, c, h, w = x.shape
@@ -363,7 +484,20 @@ def augment(
 
 
 def make_generator(device: torch.device, seed: int) -> torch.Generator:
-    """A random generator on ``device`` seeded with ``seed``."""
+    """A random generator on ``device`` seeded with ``seed``.
+
+    Parameters
+    ----------
+    device : torch.device
+        Where the random numbers are drawn (augmentations run on the model's device).
+    seed : int
+        The seed.
+
+    Returns
+    -------
+    torch.Generator
+        The generator.
+    """
     gen = torch.Generator(device=device)
     gen.manual_seed(int(seed))
     return gen

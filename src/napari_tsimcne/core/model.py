@@ -30,7 +30,17 @@ from .distributed import BatchNorm2d
 
 
 class BasicBlock(nn.Module):
-    """Two 3x3 convolutions with batch norm and a residual connection."""
+    """Two 3x3 convolutions with batch norm and a residual connection (a ResNet block).
+
+    Parameters
+    ----------
+    in_planes : int
+        Channels coming in.
+    planes : int
+        Channels going out.
+    stride : int
+        2 halves the resolution (first block of a stage), 1 keeps it.
+    """
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
         super().__init__()
@@ -52,7 +62,19 @@ class BasicBlock(nn.Module):
 
 
 class ResNetBackbone(nn.Module):
-    """ResNet with a CIFAR-style stem; outputs ``8 * width`` features per tile."""
+    """ResNet with a CIFAR-style stem; outputs ``8 * width`` features per tile.
+
+    Parameters
+    ----------
+    in_channels : int
+        Channels of the tiles.
+    blocks : tuple of int
+        Residual blocks in each of the four stages: ``(2, 2, 2, 2)`` is ResNet-18.
+    width : int
+        Channels of the first stage (64 in the paper); each later stage doubles it.
+    stem_stride : int
+        1 keeps the tile's resolution in the stem (as in SimCLR's CIFAR variant), 2 halves it.
+    """
 
     def __init__(
         self,
@@ -85,7 +107,17 @@ class ResNetBackbone(nn.Module):
 
 
 class ProjectionHead(nn.Module):
-    """Linear -> ReLU -> Linear; the last layer is what stage 2 replaces."""
+    """Linear -> ReLU -> Linear; the last layer is what stage 2 replaces.
+
+    Parameters
+    ----------
+    in_dim : int
+        Backbone features per tile.
+    hidden_dim : int
+        Hidden units (1024 in t-SimCNE).
+    out_dim : int
+        Output dimensions: 128 to pre-train, 2 or 3 for the map.
+    """
 
     def __init__(self, in_dim: int, hidden_dim: int = 1024, out_dim: int = 128) -> None:
         super().__init__()
@@ -102,6 +134,25 @@ class TSimCNENet(nn.Module):
     Inputs are tiles in [0, 1] (after :class:`ChannelNormalization`); the
     per-channel mean and standard deviation of the training tiles are stored
     as buffers so the model carries everything it needs to embed new tiles.
+
+    Parameters
+    ----------
+    in_channels : int
+        Channels of the tiles.
+    backbone : str
+        A name in :data:`napari_tsimcne.core.backbones.BACKBONES`: ``"resnet18"``,
+        ``"resnet10"`` or ``"resnet18-s2"``.
+    width : int
+        Channels of the backbone's first stage.
+    hidden_dim : int
+        Hidden units of the projection head.
+    out_dim : int
+        Output dimensions (128 while pre-training).
+
+    Raises
+    ------
+    ValueError
+        If ``backbone`` is not known.
     """
 
     def __init__(
@@ -123,10 +174,22 @@ class TSimCNENet(nn.Module):
 
     @property
     def out_dim(self) -> int:
+        """Output dimensions of the network now (128 while pre-training, then 2 or 3)."""
         return self.head.last.out_features
 
     def replace_last_layer(self, out_dim: int, generator: torch.Generator | None = None) -> None:
-        """Swap the head's last layer for a fresh one with ``out_dim`` outputs (weights ~ N(0, 1), as in t-SimCNE)."""
+        """Swap the head's last layer for a fresh one with ``out_dim`` outputs.
+
+        The new weights are drawn from N(0, 1), as in t-SimCNE (Böhm, Berens & Kobak,
+        ICLR 2023): stage 2 of training starts here.
+
+        Parameters
+        ----------
+        out_dim : int
+            Outputs of the new layer (2 for a map).
+        generator : torch.Generator, optional
+            Random generator for the weights (for reproducible runs).
+        """
         old = self.head.last
         new = nn.Linear(old.in_features, out_dim, device=old.weight.device)
         with torch.no_grad():
@@ -141,6 +204,13 @@ class TSimCNENet(nn.Module):
         The new layer outputs ``components @ (old_output - mean)``: with the
         top principal axes of the 128-D output, stage 2 starts from the PCA
         of what pre-training learned instead of from a random projection.
+
+        Parameters
+        ----------
+        components : torch.Tensor
+            Projection, shape ``(new_out_dim, old_out_dim)``, e.g. the top principal axes.
+        mean : torch.Tensor
+            Mean of the old output, shape ``(old_out_dim,)``, subtracted first.
         """
         old = self.head.last
         new = nn.Linear(old.in_features, components.shape[0], device=old.weight.device)
@@ -149,6 +219,18 @@ class TSimCNENet(nn.Module):
         self.head.last = new
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Backbone features of tiles, before the projection head.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Normalised tiles, shape ``(B, C, H, W)``, values in [0, 1].
+
+        Returns
+        -------
+        torch.Tensor
+            Shape ``(B, 8 * width)``.
+        """
         return self.backbone((x - self.input_mean) / self.input_std)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -19,13 +19,25 @@ from .tiles import TileStackError
 
 @dataclass(frozen=True)
 class ChannelNormalization:
-    """Linear map of each channel's [low, high] onto [0, 1]."""
+    """Linear map of each channel's [low, high] onto [0, 1], values outside clipped.
+
+    Computed once by :meth:`fit` on the training tiles and stored with the model, so new
+    tiles are mapped on the same intensity scale.
+
+    Parameters
+    ----------
+    low : tuple of float
+        Per channel, the intensity that becomes 0 (by default the 0.1 percentile).
+    high : tuple of float
+        Per channel, the intensity that becomes 1 (by default the 99.9 percentile).
+    """
 
     low: tuple[float, ...]
     high: tuple[float, ...]
 
     @property
     def n_channels(self) -> int:
+        """Number of channels."""
         return len(self.low)
 
     @classmethod
@@ -44,6 +56,22 @@ class ChannelNormalization:
         bright pixels), the high end is the 95th percentile of the pixels
         above the background, so a few hot pixels among them do not set the
         scale.
+
+        Parameters
+        ----------
+        stack : numpy.ndarray
+            The tile stack, ``(N, H, W)`` or ``(N, H, W, C)``.
+        percentiles : tuple of float
+            The percentiles that become 0 and 1.
+        max_samples : int
+            At most this many pixels are sampled (at random) to compute them.
+        seed : int
+            Seed of the sample.
+
+        Returns
+        -------
+        ChannelNormalization
+            The normalisation of each channel.
 
         Raises
         ------
@@ -83,14 +111,44 @@ class ChannelNormalization:
         return cls(low=tuple(lows), high=tuple(highs))
 
     def to_dict(self) -> dict:
+        """The normalisation as a plain dict (what a model file stores).
+
+        Returns
+        -------
+        dict
+            ``{"low": [...], "high": [...]}``.
+        """
         return {"low": list(self.low), "high": list(self.high)}
 
     @classmethod
     def from_dict(cls, d: dict) -> ChannelNormalization:
+        """The normalisation stored by :meth:`to_dict`.
+
+        Parameters
+        ----------
+        d : dict
+            With ``"low"`` and ``"high"`` lists.
+
+        Returns
+        -------
+        ChannelNormalization
+            The normalisation.
+        """
         return cls(low=tuple(float(v) for v in d["low"]), high=tuple(float(v) for v in d["high"]))
 
     def scale_shift(self, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-        """(scale, shift) of shape (1, C, 1, 1) with ``normalised = raw * scale + shift``."""
+        """(scale, shift) of shape (1, C, 1, 1) with ``normalised = raw * scale + shift``.
+
+        Parameters
+        ----------
+        device : torch.device or str
+            Where the tensors are made.
+
+        Returns
+        -------
+        tuple of torch.Tensor
+            ``scale`` and ``shift``, float32.
+        """
         lo = torch.tensor(self.low, dtype=torch.float32, device=device)
         hi = torch.tensor(self.high, dtype=torch.float32, device=device)
         scale = 1.0 / (hi - lo)
@@ -101,6 +159,16 @@ class ChannelNormalization:
 
         float64 input is scaled in float64, so values beyond float32's range
         (1e39 and up) are clipped instead of turning into NaN.
+
+        Parameters
+        ----------
+        batch : torch.Tensor
+            Raw tiles, shape ``(B, C, H, W)``, any numeric dtype.
+
+        Returns
+        -------
+        torch.Tensor
+            float32 tiles, values in [0, 1].
         """
         if batch.dtype == torch.float64:
             lo = torch.tensor(self.low, dtype=torch.float64, device=batch.device).view(1, -1, 1, 1)

@@ -26,33 +26,79 @@ QUICK_GPU_EPOCHS = (40, 4, 16)
 
 @dataclass(frozen=True)
 class Stage:
-    """One training stage."""
+    """One training stage of t-SimCNE (Böhm, Berens & Kobak, ICLR 2023)."""
 
-    index: int  # 0, 1, 2
+    index: int
+    """0: pre-training in 128-D, 1: training the new 2-D last layer, 2: fine-tuning in 2-D."""
     epochs: int
+    """Epochs of the stage."""
     lr: float
+    """Peak learning rate, reached after the warm-up."""
     warmup_epochs: int
+    """Epochs of linear warm-up before the cosine decay."""
     train_only_last_layer: bool
+    """Whether only the last layer learns (stage 2); the rest of the network is frozen."""
 
     @property
     def name(self) -> str:
+        """The stage's name as shown to the user."""
         return STAGE_NAMES[self.index]
 
 
 def default_lr(batch_size: int) -> float:
-    """SimCLR's linear scaling rule, used by t-SimCNE: 0.03 x batch / 256."""
+    """The learning rate for a batch size: SimCLR's linear scaling rule, 0.03 x batch / 256.
+
+    t-SimCNE (Böhm, Berens & Kobak, ICLR 2023) uses this rule from SimCLR (Chen et al. 2020).
+
+    Parameters
+    ----------
+    batch_size : int
+        Tiles per training step.
+
+    Returns
+    -------
+    float
+        The learning rate of stages 1 and 2.
+    """
     return 0.03 * batch_size / 256
 
 
 def auto_warmup(epochs: int) -> int:
-    """10 warm-up epochs as in the paper, but at most a tenth of a short stage."""
+    """Warm-up epochs for a stage: 10 as in the paper, but at most a tenth of a short stage.
+
+    Parameters
+    ----------
+    epochs : int
+        Epochs of the stage.
+
+    Returns
+    -------
+    int
+        Warm-up epochs.
+    """
     return min(10, epochs // 10)
 
 
 def make_stages(
     total_epochs: tuple[int, int, int], lr: float, warmup: int | str = "auto"
 ) -> list[Stage]:
-    """The three stages with learning rates lr, lr and lr / 1000, warm-up in stages 1 and 3."""
+    """The three stages with learning rates lr, lr and lr / 1000, warm-up in stages 1 and 3.
+
+    Parameters
+    ----------
+    total_epochs : tuple of 3 int
+        Epochs of each stage; the paper's are (1000, 50, 450).
+    lr : float
+        Learning rate of stages 1 and 2 (see :func:`default_lr`).
+    warmup : int or "auto"
+        Warm-up epochs of stages 1 and 3 (at most the stage's epochs); ``"auto"`` uses
+        :func:`auto_warmup`.
+
+    Returns
+    -------
+    list of Stage
+        The three stages in order.
+    """
     e1, e2, e3 = total_epochs
     w = (lambda e: auto_warmup(e)) if warmup == "auto" else (lambda e: min(int(warmup), e))
     return [
@@ -63,7 +109,22 @@ def make_stages(
 
 
 def lr_at(stage: Stage, step: int, steps_per_epoch: int) -> float:
-    """Learning rate at ``step`` (0-based) of ``stage``: linear warm-up, then cosine decay to 0."""
+    """Learning rate at ``step`` (0-based) of ``stage``: linear warm-up, then cosine decay to 0.
+
+    Parameters
+    ----------
+    stage : Stage
+        The stage.
+    step : int
+        Steps done in the stage so far.
+    steps_per_epoch : int
+        Steps in one epoch.
+
+    Returns
+    -------
+    float
+        The learning rate for this step.
+    """
     total = stage.epochs * steps_per_epoch
     warm = stage.warmup_epochs * steps_per_epoch
     if step < warm:

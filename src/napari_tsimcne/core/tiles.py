@@ -25,7 +25,17 @@ class TileStackError(ValueError):
 
 @dataclass(frozen=True)
 class StackInfo:
-    """Shape facts of a validated tile stack."""
+    """Shape facts of a validated tile stack.
+
+    Parameters
+    ----------
+    n_tiles : int
+        Number of tiles.
+    height, width : int
+        Tile size in pixels.
+    n_channels : int
+        Channels per tile (1 for a ``(N, H, W)`` stack).
+    """
 
     n_tiles: int
     height: int
@@ -34,6 +44,7 @@ class StackInfo:
 
     @property
     def tile_shape(self) -> tuple[int, int]:
+        """``(height, width)`` of a tile in pixels."""
         return (self.height, self.width)
 
 
@@ -179,7 +190,20 @@ def _too_small_message(shape: tuple[int, ...]) -> str:
 
 
 def tiles_per_chunk(stack: np.ndarray, chunk_bytes: int = 64 << 20) -> int:
-    """How many tiles of ``stack`` fit into ``chunk_bytes`` (at least one), for work done chunk by chunk."""
+    """How many tiles of ``stack`` fit into ``chunk_bytes`` (at least one), for work done chunk by chunk.
+
+    Parameters
+    ----------
+    stack : numpy.ndarray
+        The tile stack (or a memory map of it).
+    chunk_bytes : int
+        Memory one chunk may take, in bytes (64 MiB by default).
+
+    Returns
+    -------
+    int
+        Tiles per chunk, at least 1.
+    """
     return max(1, chunk_bytes // max(1, stack[:1].nbytes))
 
 
@@ -195,7 +219,18 @@ def _non_finite_tiles(arr: np.ndarray) -> np.ndarray:
 
 
 def stack_info(stack: np.ndarray) -> StackInfo:
-    """Shape facts of a stack already checked by :func:`as_tile_stack`."""
+    """Shape facts of a stack already checked by :func:`as_tile_stack`.
+
+    Parameters
+    ----------
+    stack : numpy.ndarray
+        An ``(N, H, W)`` or ``(N, H, W, C)`` tile stack.
+
+    Returns
+    -------
+    StackInfo
+        Its number of tiles, tile size and channels.
+    """
     c = stack.shape[3] if stack.ndim == 4 else 1
     return StackInfo(int(stack.shape[0]), int(stack.shape[1]), int(stack.shape[2]), int(c))
 
@@ -206,6 +241,17 @@ class TiledImage:
 
     ``origins[i]`` is the (row, column) of tile ``i``'s top-left pixel in the
     source image, so a point in the map can be traced back to the image.
+
+    Parameters
+    ----------
+    tiles : numpy.ndarray
+        The tile stack, ``(N, H, W)`` or ``(N, H, W, C)``.
+    origins : numpy.ndarray
+        ``(N, 2)`` row and column of each tile's top-left pixel in the source image.
+    tile_size : tuple of int
+        ``(height, width)`` of the tiles.
+    source_shape : tuple of int
+        Shape of the image the tiles were cut from.
     """
 
     tiles: np.ndarray

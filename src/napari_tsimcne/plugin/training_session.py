@@ -280,7 +280,9 @@ class TrainingSession:
         """
         self._check_idle()
         model = settings.make_model()
-        model.validate(tiles)  # shape and settings at once; the tiles are prepared in the worker
+        # shape and settings at once, on a stand-in of the stack's shape and dtype (no pixels are read:
+        # a stack built from several layers is only put together in the worker thread)
+        model.validate(_stand_in(tiles))
         self._begin(model, tiles, resume=False)
         return model
 
@@ -470,6 +472,13 @@ class TrainingSession:
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the run's thread has finished; returns whether it has."""
         return True if self._run is None else self._run.done.wait(timeout)
+
+
+def _stand_in(tiles):
+    """``tiles`` as they are when they are a NumPy array, else an array of their shape and dtype (no memory)."""
+    if isinstance(tiles, np.ndarray):
+        return tiles
+    return np.broadcast_to(np.zeros((), dtype=np.dtype(tiles.dtype)), tuple(tiles.shape))
 
 
 def _loss_history(records: list[dict]) -> list[LossPoint]:

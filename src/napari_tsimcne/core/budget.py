@@ -54,7 +54,18 @@ class StepCosts:
     """Mapping one tile (forward pass, no augmentation)."""
 
     def epoch_seconds(self, steps_per_epoch: int) -> tuple[float, float]:
-        """Seconds per epoch of (stages 1 and 3, stage 2)."""
+        """Seconds per epoch of (stages 1 and 3, stage 2).
+
+        Parameters
+        ----------
+        steps_per_epoch : int
+            Training steps in one epoch.
+
+        Returns
+        -------
+        tuple of float
+            Seconds of an epoch of stages 1 and 3, and of stage 2.
+        """
         return self.full_step * steps_per_epoch, self.last_layer_step * steps_per_epoch
 
 
@@ -226,7 +237,26 @@ def planned_seconds(
     batch_size: int,
     preview_every: int = 0,
 ) -> float:
-    """Expected seconds of training ``epochs`` plus previews and the final mapping."""
+    """Expected seconds of training ``epochs`` plus previews and the final mapping.
+
+    Parameters
+    ----------
+    epochs : tuple of 3 int
+        Epochs of the three stages.
+    costs : StepCosts
+        Measured seconds per step and per mapped tile (see :func:`measure_step_costs`).
+    n_tiles : int
+        Tiles trained on.
+    batch_size : int
+        Tiles per step.
+    preview_every : int
+        A map of all tiles every this many epochs (0: none).
+
+    Returns
+    -------
+    float
+        Seconds.
+    """
     steps = max(1, n_tiles // batch_size)
     full_epoch, last_epoch = costs.epoch_seconds(steps)
     mapping = costs.embed_tile * n_tiles

@@ -76,8 +76,11 @@ class DeviceDefaults:
     """What ``"auto"`` means for the network, the batch and the training length on one kind of device."""
 
     backbone: str
+    """The network (see :data:`napari_tsimcne.core.backbones.BACKBONES`)."""
     width: int
+    """Channels of the network's first layer."""
     batch_size: int
+    """Tiles per training step."""
     total_epochs: tuple[int, int, int] | None
     """Epochs of the three stages, or None: set by ``time_budget`` instead."""
     time_budget: float | None

@@ -69,6 +69,29 @@ def knn_accuracy(
 ) -> float:
     """Percentage of held-out tiles whose k nearest neighbours vote for their true label.
 
+    The score t-SimCNE (Böhm, Berens & Kobak, ICLR 2023) reports for its maps: a
+    stratified split holds out ``test_size`` of the tiles, and each held-out tile is
+    classified by a majority vote of its ``k`` nearest training tiles in the map.
+    The labels are used for this score only, never for training.
+
+    Parameters
+    ----------
+    embedding : numpy.ndarray
+        The map, shape ``(N, D)`` (or any features of the tiles).
+    labels : numpy.ndarray
+        One label per tile, shape ``(N,)``.
+    k : int
+        Neighbours that vote (15 in the paper).
+    test_size : float
+        Fraction of the tiles held out.
+    random_state : int
+        Seed of the split.
+
+    Returns
+    -------
+    float
+        The accuracy in percent, 0 to 100.
+
     Raises
     ------
     EvaluationError

@@ -27,9 +27,11 @@ class TileFingerprint:
     """Shape, dtype and a sample hash of a tile stack."""
 
     n_tiles: int
+    """Number of tiles."""
     shape: tuple[int, ...]
     """The shape of one tile: (H, W) or (H, W, C)."""
     dtype: str
+    """The stack's dtype, e.g. ``"uint8"``."""
     digest: str
     """16 hex digits over the stack's shape, dtype and the sampled tiles."""
 
@@ -44,7 +46,23 @@ class TileFingerprint:
 
     @classmethod
     def from_dict(cls, d: dict) -> TileFingerprint:
-        """The inverse of :meth:`to_dict`; raises ``KeyError``/``TypeError``/``ValueError`` on damaged input."""
+        """The fingerprint stored by :meth:`to_dict`.
+
+        Parameters
+        ----------
+        d : dict
+            Plain values, as from :meth:`to_dict`.
+
+        Returns
+        -------
+        TileFingerprint
+            The fingerprint.
+
+        Raises
+        ------
+        KeyError, TypeError, ValueError
+            When ``d`` is damaged.
+        """
         return cls(
             int(d["n_tiles"]), tuple(int(s) for s in d["shape"]), str(d["dtype"]), str(d["digest"])
         )
@@ -77,7 +95,18 @@ def stack_digest(tiles) -> str:
 
 
 def fingerprint(tiles) -> TileFingerprint:
-    """The :class:`TileFingerprint` of a tile stack (N, H, W) or (N, H, W, C)."""
+    """The :class:`TileFingerprint` of a tile stack (N, H, W) or (N, H, W, C).
+
+    Parameters
+    ----------
+    tiles : numpy.ndarray
+        The tile stack.
+
+    Returns
+    -------
+    TileFingerprint
+        Its shape, dtype and a hash of up to 16 evenly spaced tiles.
+    """
     shape = tuple(int(s) for s in tiles.shape)
     return TileFingerprint(shape[0], shape[1:], str(np.dtype(tiles.dtype)), stack_digest(tiles))
 

@@ -32,7 +32,20 @@ PROFILE_DIMENSIONS = 16
 
 
 def profile_ranks(n_pixels: int, points: int = PROFILE_POINTS) -> np.ndarray:
-    """Ranks from the brightest pixel (0) to the median, spaced geometrically; at most ``points``."""
+    """Ranks from the brightest pixel (0) to the median, spaced geometrically; at most ``points``.
+
+    Parameters
+    ----------
+    n_pixels : int
+        Pixels per tile and channel.
+    points : int
+        At most this many ranks.
+
+    Returns
+    -------
+    numpy.ndarray
+        Sorted, distinct 0-based ranks, int64.
+    """
     half = max(1, n_pixels // 2)
     return np.unique(np.round(np.geomspace(1, half, points)).astype(np.int64)) - 1
 
@@ -68,7 +81,20 @@ def intensity_profiles(
 
 @torch.no_grad()
 def batch_profiles(x: torch.Tensor, points: int = PROFILE_POINTS) -> np.ndarray:
-    """The intensity profiles of a normalised batch (B, C, H, W), as rows of :func:`intensity_profiles`."""
+    """The intensity profiles of a normalised batch (B, C, H, W), as rows of :func:`intensity_profiles`.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Normalised tiles, shape ``(B, C, H, W)``.
+    points : int
+        At most how many ranks of each channel's sorted pixel values to keep.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32, one row per tile.
+    """
     flat = x.float().flatten(2)  # (B, C, HW)
     ranks = torch.as_tensor(profile_ranks(flat.shape[2], points), device=flat.device)
     top = flat.sort(dim=2, descending=True).values[:, :, ranks]
@@ -77,7 +103,20 @@ def batch_profiles(x: torch.Tensor, points: int = PROFILE_POINTS) -> np.ndarray:
 
 
 def profile_embedding(profiles: np.ndarray, dims: int = PROFILE_DIMENSIONS) -> np.ndarray:
-    """The profiles standardised value by value and projected on their first ``dims`` principal components."""
+    """The profiles standardised value by value and projected on their first ``dims`` principal components.
+
+    Parameters
+    ----------
+    profiles : numpy.ndarray
+        One row per tile, from :func:`intensity_profiles`.
+    dims : int
+        Principal components to keep.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32, shape ``(N, dims)`` (fewer columns when there are fewer values or tiles).
+    """
     x = profiles.astype(np.float64)
     x = (x - x.mean(0)) / np.maximum(x.std(0), 1e-6)
     dims = min(dims, x.shape[1], len(x))
@@ -87,7 +126,18 @@ def profile_embedding(profiles: np.ndarray, dims: int = PROFILE_DIMENSIONS) -> n
 
 
 def intensity_embedding(store: TileStore) -> np.ndarray:
-    """Every tile's intensity profile, standardised and reduced to :data:`PROFILE_DIMENSIONS` components."""
+    """Every tile's intensity profile, standardised and reduced to :data:`PROFILE_DIMENSIONS` components.
+
+    Parameters
+    ----------
+    store : TileStore
+        The normalised tiles.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32, one row per tile.
+    """
     return profile_embedding(intensity_profiles(store))
 
 
@@ -96,6 +146,18 @@ def nearest_neighbors(points: np.ndarray, k: int) -> np.ndarray:
 
     A point is never its own neighbour. With fewer than ``k + 1`` points,
     ``k`` shrinks to what there is.
+
+    Parameters
+    ----------
+    points : numpy.ndarray
+        Shape ``(N, D)``.
+    k : int
+        Neighbours per point.
+
+    Returns
+    -------
+    numpy.ndarray
+        Indices of each point's neighbours, nearest first.
     """
     from sklearn.neighbors import NearestNeighbors
 
@@ -109,7 +171,20 @@ def nearest_neighbors(points: np.ndarray, k: int) -> np.ndarray:
 
 
 def intensity_neighbors(store: TileStore, k: int = 10) -> np.ndarray:
-    """The ``k`` nearest tiles of every tile in intensity-profile space, shape (N, k), int64."""
+    """The ``k`` nearest tiles of every tile in intensity-profile space, shape (N, k), int64.
+
+    Parameters
+    ----------
+    store : TileStore
+        The normalised tiles.
+    k : int
+        Neighbours per tile (:attr:`AugmentationSettings.neighbor_k`).
+
+    Returns
+    -------
+    numpy.ndarray
+        Indices of each tile's neighbours, nearest first.
+    """
     return nearest_neighbors(intensity_embedding(store), k)
 
 
@@ -129,7 +204,20 @@ class NeighborViews:
         self.fraction = float(fraction)
 
     def pick(self, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """For tile indices ``index`` (on the CPU), the tiles their second views show."""
+        """For tile indices ``index`` (on the CPU), the tiles their second views show.
+
+        Parameters
+        ----------
+        index : torch.Tensor
+            Indices of the batch's tiles, on the CPU.
+        generator : torch.Generator
+            CPU random generator.
+
+        Returns
+        -------
+        torch.Tensor
+            For each tile, itself or (with probability ``fraction``) one of its neighbours.
+        """
         n, k = len(index), self.neighbors.shape[1]
         which = torch.randint(0, k, (n,), generator=generator)
         use = torch.rand(n, generator=generator) < self.fraction

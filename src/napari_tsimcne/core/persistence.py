@@ -238,7 +238,18 @@ class StagedOutputs:
             raise output_error(self.folder, exc) from None
 
     def path(self, name: str) -> Path:
-        """Where to write the output ``name`` for now."""
+        """Where to write the output ``name`` for now.
+
+        Parameters
+        ----------
+        name : str
+            File name in the output folder.
+
+        Returns
+        -------
+        pathlib.Path
+            Its path in the staging folder, until :meth:`commit`.
+        """
         return self.staging / name
 
     def commit(self, names: list[str]) -> list[Path]:
@@ -247,6 +258,21 @@ class StagedOutputs:
         The last name marks a complete set: its old version is removed first, so a process killed
         between two moves leaves a folder without it (recognisably incomplete), never old and new
         files under a marker of the old set.
+
+        Parameters
+        ----------
+        names : list of str
+            Staged file names; the last one marks a complete set.
+
+        Returns
+        -------
+        list of pathlib.Path
+            Their paths in the output folder.
+
+        Raises
+        ------
+        OutputFileError
+            When a file cannot be moved.
         """
         done, name = [], names[-1]
         try:
@@ -313,6 +339,19 @@ def check_writable(folder: str | os.PathLike) -> Path:
 def save_payload(path: str | os.PathLike, payload: dict) -> Path:
     """Write a model payload (with the format tag) to ``path`` atomically.
 
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The model file to write; an older file there is replaced only once the new one is
+        complete.
+    payload : dict
+        Tensors and plain values (what :func:`load_payload` returns).
+
+    Returns
+    -------
+    pathlib.Path
+        The path written.
+
     Raises
     ------
     OutputFileError
@@ -333,6 +372,18 @@ def save_payload(path: str | os.PathLike, payload: dict) -> Path:
 
 def load_payload(path: str | os.PathLike) -> dict:
     """Read and check the payload of a model file.
+
+    The file is read with PyTorch's ``weights_only=True``, so it cannot run code.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A ``.tsimcne`` model file or checkpoint.
+
+    Returns
+    -------
+    dict
+        The payload: weights, normalisation, settings, history and map.
 
     Raises
     ------

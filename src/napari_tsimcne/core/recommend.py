@@ -33,7 +33,9 @@ class Recommendation:
     """A preset and the one sentence that says why."""
 
     preset: str
+    """The preset's name (see :meth:`AugmentationSettings.preset`)."""
     reason: str
+    """Why, in one sentence for the user."""
 
 
 def recommend_preset(stack: np.ndarray, max_tiles: int = 2000) -> Recommendation:

@@ -28,12 +28,19 @@ class SampleTiles:
     """A tile stack with optional labels, and what it is."""
 
     name: str
+    """Short name, e.g. ``"blood cells (PBC)"``."""
     tiles: np.ndarray
+    """The tile stack, ``(N, H, W)`` or ``(N, H, W, C)``."""
     labels: np.ndarray | None = None
+    """Class index of each tile (for scoring the map only), or None."""
     class_names: tuple[str, ...] = ()
+    """Name of each class index in ``labels``."""
     origins: np.ndarray | None = None
+    """``(N, 2)`` row and column of each tile in ``source_image``, or None."""
     source_image: np.ndarray | None = None
+    """The image the tiles were cut from, or None."""
     description: str = ""
+    """One sentence on where the tiles come from."""
 
 
 def data_dirs() -> list[Path]:
@@ -53,7 +60,18 @@ def data_dirs() -> list[Path]:
 
 
 def find_data_file(name: str) -> Path | None:
-    """The first existing ``name`` in :func:`data_dirs`, or None."""
+    """The first existing ``name`` in :func:`data_dirs`, or None.
+
+    Parameters
+    ----------
+    name : str
+        A file name, e.g. ``"pbc.npz"``.
+
+    Returns
+    -------
+    pathlib.Path or None
+        Its path, or None when no folder holds it.
+    """
     for d in data_dirs():
         if (d / name).is_file():
             return d / name
@@ -61,7 +79,25 @@ def find_data_file(name: str) -> Path | None:
 
 
 def load_pbc(n_tiles: int | None = None, seed: int = 0) -> SampleTiles:
-    """The PBC blood-cell tiles (all, or a stratified-by-chance random subset of ``n_tiles``)."""
+    """The PBC blood-cell tiles (all, or a stratified-by-chance random subset of ``n_tiles``).
+
+    Parameters
+    ----------
+    n_tiles : int, optional
+        Tiles to draw at random (None: all 17,092).
+    seed : int
+        Seed of the draw.
+
+    Returns
+    -------
+    SampleTiles
+        The tiles with their cell-type labels.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the data file is in none of :func:`data_dirs` (set ``NAPARI_TSIMCNE_DATA``).
+    """
     path = find_data_file(PBC_FILE)
     if path is None:
         raise FileNotFoundError(
@@ -98,7 +134,20 @@ def load_histology() -> SampleTiles:
 
 
 def load_sample(n_tiles: int | None = 4000, seed: int = 0) -> SampleTiles:
-    """Blood cells when the data file is present, else the bundled histology tiles."""
+    """Blood cells when the data file is present, else the bundled histology tiles.
+
+    Parameters
+    ----------
+    n_tiles : int, optional
+        Blood-cell tiles to draw at random (None: all).
+    seed : int
+        Seed of the draw.
+
+    Returns
+    -------
+    SampleTiles
+        The tiles.
+    """
     try:
         return load_pbc(n_tiles, seed)
     except FileNotFoundError:

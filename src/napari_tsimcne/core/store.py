@@ -25,7 +25,23 @@ _CHUNK_BYTES = 64 << 20
 
 
 class TileStore:
-    """Tiles of one stack, normalised to [0, 1] on access."""
+    """Tiles of one stack, normalised to [0, 1] on access.
+
+    uint8 stacks are kept as they are (normalised per batch); other dtypes are normalised
+    once into float16. The tiles live on the device when they fit, else in (pinned) CPU
+    memory and are copied per batch.
+
+    Parameters
+    ----------
+    stack : numpy.ndarray
+        The tile stack, ``(N, H, W)`` or ``(N, H, W, C)`` (a memory map is fine).
+    normalization : ChannelNormalization
+        The intensity scale of each channel.
+    device : torch.device
+        Where batches are returned.
+    on_device : bool, optional
+        Keep all tiles on the device (None: when they fit).
+    """
 
     def __init__(
         self,
@@ -65,7 +81,18 @@ class TileStore:
         return self.n_tiles
 
     def gather(self, index: torch.Tensor) -> torch.Tensor:
-        """Tiles ``index`` as float32 (B, C, H, W) in [0, 1] on the device (channels-last layout)."""
+        """Tiles ``index`` as float32 (B, C, H, W) in [0, 1] on the device (channels-last layout).
+
+        Parameters
+        ----------
+        index : torch.Tensor
+            Tile indices (int64).
+
+        Returns
+        -------
+        torch.Tensor
+            The normalised tiles.
+        """
         batch = self.data.index_select(0, index.to(self.data.device))
         if batch.device != self.device:
             batch = batch.pin_memory() if self.device.type == "cuda" else batch
@@ -76,11 +103,33 @@ class TileStore:
         return batch.float()
 
     def evenly_spaced(self, max_tiles: int) -> torch.Tensor:
-        """Up to ``max_tiles`` tiles spread evenly over the stack, as :meth:`gather` returns them."""
+        """Up to ``max_tiles`` tiles spread evenly over the stack, as :meth:`gather` returns them.
+
+        Parameters
+        ----------
+        max_tiles : int
+            At most this many tiles.
+
+        Returns
+        -------
+        torch.Tensor
+            The normalised tiles.
+        """
         return self.gather(torch.linspace(0, self.n_tiles - 1, min(self.n_tiles, max_tiles)).long())
 
     def iter_batches(self, batch_size: int):
-        """Consecutive batches over all tiles, in order (for embedding)."""
+        """Consecutive batches over all tiles, in order (for embedding).
+
+        Parameters
+        ----------
+        batch_size : int
+            Tiles per batch (the last batch may be smaller).
+
+        Yields
+        ------
+        tuple of torch.Tensor
+            The indices of a batch and its normalised tiles.
+        """
         for start in range(0, self.n_tiles, batch_size):
             idx = torch.arange(start, min(start + batch_size, self.n_tiles))
             yield idx, self.gather(idx)

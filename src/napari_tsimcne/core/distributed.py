@@ -27,15 +27,20 @@ class DistContext:
     """This process's place among the training processes."""
 
     rank: int = 0
+    """This process's number, 0 to ``world_size - 1``; 0 writes files and reports."""
     world_size: int = 1
+    """Number of training processes (1: no distributed training)."""
     local_rank: int = 0
+    """This process's number on its own machine (which GPU it uses)."""
 
     @property
     def active(self) -> bool:
+        """Whether several processes train together."""
         return self.world_size > 1
 
     @property
     def is_main(self) -> bool:
+        """Whether this is the process that writes files and reports progress."""
         return self.rank == 0
 
 
@@ -47,6 +52,21 @@ def from_environment(device_type: str = "cpu") -> DistContext:
 
     Without ``WORLD_SIZE`` > 1 this is a single process and nothing is started.
     The backend is NCCL for CUDA and gloo otherwise.
+
+    Parameters
+    ----------
+    device_type : str
+        ``"cuda"``, ``"mps"`` or ``"cpu"``: chooses the backend.
+
+    Returns
+    -------
+    DistContext
+        This process's rank and the number of processes.
+
+    Raises
+    ------
+    RuntimeError
+        When ``WORLD_SIZE`` > 1 but PyTorch has no distributed support.
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
@@ -87,6 +107,19 @@ def gather_views(z: torch.Tensor, ctx: DistContext) -> tuple[torch.Tensor, torch
     result is ``[first views of all tiles; second views of all tiles]``
     (2PB, d), in the order of the global batch, plus the rows of this
     process's own views within it (None in a single process: all of them).
+
+    Parameters
+    ----------
+    z : torch.Tensor
+        This process's outputs, shape ``(2B, d)``.
+    ctx : DistContext
+        This process's place among the training processes.
+
+    Returns
+    -------
+    tuple
+        All views ``(2PB, d)``, with gradients flowing back to each process's own, and the
+        indices of this process's rows (or None).
     """
     b = z.shape[0] // 2
     if not ctx.active:
@@ -123,6 +156,18 @@ class PooledBatchNorm:
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        """Normalise ``x`` with the batch statistics of all processes (in training).
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Activations, shape ``(B, C, ...)``.
+
+        Returns
+        -------
+        torch.Tensor
+            Normalised activations, same shape.
+        """
         if not (
             self.training
             and dist.is_available()
@@ -161,11 +206,34 @@ class PooledBatchNorm:
 
 
 class BatchNorm2d(PooledBatchNorm, nn.BatchNorm2d):
-    """``nn.BatchNorm2d`` with statistics pooled over training processes."""
+    """``nn.BatchNorm2d`` with statistics pooled over training processes.
+
+    Parameters
+    ----------
+    num_features : int
+        Channels.
+    eps, momentum, affine, track_running_stats, device, dtype, bias
+        As for ``torch.nn.BatchNorm2d``.
+    """
 
 
 def wrap(module: nn.Module, ctx: DistContext, device: torch.device) -> nn.Module:
-    """``module`` wrapped in DistributedDataParallel when several processes train; else itself."""
+    """``module`` wrapped in DistributedDataParallel when several processes train; else itself.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The network.
+    ctx : DistContext
+        This process's place among the training processes.
+    device : torch.device
+        The device this process trains on.
+
+    Returns
+    -------
+    torch.nn.Module
+        The wrapped network, or ``module`` itself in a single process.
+    """
     if not ctx.active:
         return module
     ids = (
@@ -177,7 +245,20 @@ def wrap(module: nn.Module, ctx: DistContext, device: torch.device) -> nn.Module
 
 
 def broadcast_ints(values: tuple[int, ...], ctx: DistContext) -> tuple[int, ...]:
-    """Rank 0's whole numbers on every process (seeds, epochs chosen for a time budget)."""
+    """Rank 0's whole numbers on every process (seeds, epochs chosen for a time budget).
+
+    Parameters
+    ----------
+    values : tuple of int
+        This process's numbers; only rank 0's count.
+    ctx : DistContext
+        This process's place among the training processes.
+
+    Returns
+    -------
+    tuple of int
+        Rank 0's numbers.
+    """
     if not ctx.active:
         return tuple(values)
     t = torch.tensor(list(values), dtype=torch.int64)
@@ -188,12 +269,38 @@ def broadcast_ints(values: tuple[int, ...], ctx: DistContext) -> tuple[int, ...]
 
 
 def broadcast_seed(seed: int, ctx: DistContext) -> int:
-    """Rank 0's seed on every process (so shuffling and weights agree)."""
+    """Rank 0's seed on every process (so shuffling and weights agree).
+
+    Parameters
+    ----------
+    seed : int
+        This process's seed; only rank 0's counts.
+    ctx : DistContext
+        This process's place among the training processes.
+
+    Returns
+    -------
+    int
+        Rank 0's seed.
+    """
     return broadcast_ints((seed,), ctx)[0]
 
 
 def mean_over_processes(value: torch.Tensor, ctx: DistContext) -> torch.Tensor:
-    """The mean of a scalar over processes (for reporting the loss)."""
+    """The mean of a scalar over processes (for reporting the loss).
+
+    Parameters
+    ----------
+    value : torch.Tensor
+        A scalar of this process.
+    ctx : DistContext
+        This process's place among the training processes.
+
+    Returns
+    -------
+    torch.Tensor
+        The mean over all processes.
+    """
     if not ctx.active:
         return value
     value = value.detach().clone()

@@ -19,6 +19,7 @@ from .config import TrainingConfig, default_batch_size
 from .device import GPU_DEFAULTS, defaults_for, resolve_device
 from .distributed import DistContext, broadcast_ints, broadcast_seed, from_environment
 from .fingerprint import TileFingerprint, check_same_tiles, fingerprint
+from .memory import check_batch_fits
 from .model import TSimCNENet
 from .normalization import ChannelNormalization
 from .parameters import (
@@ -412,6 +413,10 @@ class TSimCNE(TransformerMixin, BaseEstimator):
             memory_format=torch.channels_last if device.type == "cuda" else torch.contiguous_format,
         )
         batch_size = int(plan.batch_size)
+        if (
+            device.type == "cpu"
+        ):  # running out of memory kills the process: refuse too large a batch
+            check_batch_fits(net, info.n_channels, (info.height, info.width), batch_size)
         self.step_costs_ = None
         self._budget = None
         if epochs is None:  # a time budget: time the first steps, then choose the epochs that fit

@@ -14,7 +14,20 @@ DISPLAY_SETTINGS = ("colormap", "contrast_limits", "gamma", "blending", "opacity
 
 
 def stack_subset(data, tile_indices) -> np.ndarray:
-    """The tiles ``tile_indices`` (sorted, each once) of a stack (N, H, W[, C]), channels kept."""
+    """The tiles ``tile_indices`` (sorted, each once) of a stack (N, H, W[, C]), channels kept.
+
+    Parameters
+    ----------
+    data : array-like
+        The tile stack (a layer's data).
+    tile_indices : sequence of int
+        The tiles wanted.
+
+    Returns
+    -------
+    numpy.ndarray
+        The chosen tiles, in index order.
+    """
     idx = np.unique(np.asarray(list(tile_indices), dtype=int))
     if idx.size == 0:
         raise ValueError("No tiles to export: select points in the map first.")
@@ -24,7 +37,18 @@ def stack_subset(data, tile_indices) -> np.ndarray:
 
 
 def display_kwargs(layer) -> dict:
-    """Keyword arguments of ``viewer.add_image`` that draw a copy of ``layer``'s data as ``layer`` is drawn."""
+    """Keyword arguments of ``viewer.add_image`` that draw a copy of ``layer``'s data as ``layer`` is drawn.
+
+    Parameters
+    ----------
+    layer : napari.layers.Image
+        The layer whose look is copied.
+
+    Returns
+    -------
+    dict
+        Colormap, contrast limits, gamma, blending, scale and the like.
+    """
     kwargs = {"rgb": bool(getattr(layer, "rgb", False))}
     for name in DISPLAY_SETTINGS:
         if name == "colormap" and kwargs["rgb"]:
@@ -39,7 +63,17 @@ def label_codes(values, column: str) -> tuple[np.ndarray, list[str]]:
     """Label numbers of a map's column: 0 for "not assigned" ("" or cluster -1), then 1, 2, ... per value.
 
     Names are numbered in sorted order; clusters keep their number plus one (cluster 0 is label 1).
-    Returns (codes per tile, names per label number; names[0] is "").
+    Parameters
+    ----------
+    values : sequence
+        One value per tile: class names, or cluster numbers.
+    column : str
+        The map's column: ``"cluster"`` (numbers, -1 for none) or an annotation column.
+
+    Returns
+    -------
+    tuple
+        Codes per tile (int array) and names per label number (``names[0]`` is ``""``).
     """
     values = np.asarray(values)
     if column == "cluster":
@@ -59,7 +93,23 @@ def labels_image(image_hw: tuple[int, int], origins, tile_hw: tuple[int, int], c
     """A label image of the source image: each tile's rectangle filled with its code (0 elsewhere).
 
     ``origins`` are the tiles' top-left corners (row, column) in the image; where tiles overlap (a stride
-    smaller than the tile), the later tile's code wins. Returns int32 (H, W).
+    smaller than the tile), the later tile's code wins.
+
+    Parameters
+    ----------
+    image_hw : tuple of int
+        ``(height, width)`` of the source image.
+    origins : array-like
+        ``(N, 2)`` top-left corners of the tiles.
+    tile_hw : tuple of int
+        ``(height, width)`` of a tile.
+    codes : array-like
+        Label number of each tile.
+
+    Returns
+    -------
+    numpy.ndarray
+        int32 ``(H, W)`` label image.
     """
     out = np.zeros(tuple(int(v) for v in image_hw), dtype=np.int32)
     h, w = int(tile_hw[0]), int(tile_hw[1])
@@ -73,7 +123,22 @@ def labels_image(image_hw: tuple[int, int], origins, tile_hw: tuple[int, int], c
 
 
 def label_colors(names: list[str], column: str, taken: dict) -> dict:
-    """{label number: "#rrggbb"} with the colours the map gives these names (0: transparent)."""
+    """{label number: "#rrggbb"} with the colours the map gives these names (0: transparent).
+
+    Parameters
+    ----------
+    names : list of str
+        Name of each label number, as from :func:`label_codes`.
+    column : str
+        The map's column the names come from.
+    taken : dict
+        Colours the map already gives to values, kept so both layers agree.
+
+    Returns
+    -------
+    dict
+        Label number to colour.
+    """
     from .map_layer import name_color
 
     colors: dict = {0: "transparent", None: "transparent"}
@@ -84,7 +149,22 @@ def label_colors(names: list[str], column: str, taken: dict) -> dict:
 
 
 def labels_features(names: list[str], column: str, counts) -> pd.DataFrame:
-    """The features table of the labels layer: one row per label number (hovering shows the name)."""
+    """The features table of the labels layer: one row per label number (hovering shows the name).
+
+    Parameters
+    ----------
+    names : list of str
+        Name of each label number.
+    column : str
+        Column name for the names.
+    counts : sequence of int
+        Tiles with each label number.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``index``, ``column`` and ``tiles``.
+    """
     return pd.DataFrame(
         {
             "index": np.arange(len(names)),
@@ -99,7 +179,25 @@ class ExistingFileError(FileExistsError):
 
 
 def refuse_existing(path: str | os.PathLike, overwrite: bool = False) -> Path:
-    """``path`` as a Path; raises :class:`ExistingFileError` if it exists and ``overwrite`` is False."""
+    """``path`` as a Path, unless it would overwrite a file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Where an export goes.
+    overwrite : bool
+        Whether an existing file may be replaced.
+
+    Returns
+    -------
+    pathlib.Path
+        The path.
+
+    Raises
+    ------
+    ExistingFileError
+        If the file exists and ``overwrite`` is False.
+    """
     path = Path(path)
     if path.exists() and not overwrite:
         raise ExistingFileError(

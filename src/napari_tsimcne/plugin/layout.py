@@ -18,7 +18,18 @@ OVERLAY_NAMES = ("current tile", "selected tiles outline", "lasso")
 
 
 def extent_2d(layer) -> np.ndarray | None:
-    """The layer's world extent in the two displayed (last) axes: [[top, left], [bottom, right]], or None if empty."""
+    """The layer's world extent in the two displayed (last) axes: [[top, left], [bottom, right]], or None if empty.
+
+    Parameters
+    ----------
+    layer : napari.layers.Layer
+        A layer of the viewer.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        ``(2, 2)`` extent in world coordinates.
+    """
     try:
         ext = np.asarray(layer.extent.world, dtype=float)[:, -2:]
     except (AttributeError, ValueError):
@@ -36,7 +47,20 @@ def extent_2d(layer) -> np.ndarray | None:
 
 
 def occupied_extent(layers, exclude=()) -> np.ndarray | None:
-    """The union of the 2D extents of ``layers`` (minus overlays and ``exclude``), or None when nothing is there."""
+    """The union of the 2D extents of ``layers`` (minus overlays and ``exclude``), or None when nothing is there.
+
+    Parameters
+    ----------
+    layers : sequence of napari.layers.Layer
+        The viewer's layers.
+    exclude : sequence of napari.layers.Layer
+        Layers not taken into account.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        ``(2, 2)`` extent [[top, left], [bottom, right]].
+    """
     boxes = []
     for layer in layers:
         if layer.name in OVERLAY_NAMES or any(layer == other for other in exclude):
@@ -51,7 +75,22 @@ def occupied_extent(layers, exclude=()) -> np.ndarray | None:
 
 
 def free_column_origin(layers, size: float, exclude=()) -> tuple[float, float]:
-    """(row, column) of the top-left corner of a free region right of everything in ``layers``."""
+    """(row, column) of the top-left corner of a free region right of everything in ``layers``.
+
+    Parameters
+    ----------
+    layers : sequence of napari.layers.Layer
+        The viewer's layers.
+    size : float
+        Side of the region wanted, in world units.
+    exclude : sequence of napari.layers.Layer
+        Layers not taken into account (e.g. the one being placed).
+
+    Returns
+    -------
+    tuple of float
+        Top-left corner of the free region.
+    """
     occupied = occupied_extent(layers, exclude)
     if occupied is None:
         return 0.0, 0.0
@@ -60,12 +99,38 @@ def free_column_origin(layers, size: float, exclude=()) -> tuple[float, float]:
 
 
 def overlaps(a: np.ndarray, b: np.ndarray) -> bool:
-    """Whether two 2D extents [[top, left], [bottom, right]] overlap (touching edges do not count)."""
+    """Whether two 2D extents [[top, left], [bottom, right]] overlap (touching edges do not count).
+
+    Parameters
+    ----------
+    a, b : numpy.ndarray
+        ``(2, 2)`` extents.
+
+    Returns
+    -------
+    bool
+        True when they share an area.
+    """
     return bool(np.all(a[0] < b[1]) and np.all(b[0] < a[1]))
 
 
 def visible_extent(camera_center, zoom: float, canvas_size) -> np.ndarray:
-    """The world region [[top, left], [bottom, right]] the 2D camera shows on a canvas of (height, width) pixels."""
+    """The world region [[top, left], [bottom, right]] the 2D camera shows on a canvas of (height, width) pixels.
+
+    Parameters
+    ----------
+    camera_center : sequence of float
+        The camera's centre; the last two values are (row, column).
+    zoom : float
+        Screen pixels per world unit.
+    canvas_size : tuple of int
+        ``(height, width)`` of the canvas in screen pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(2, 2)`` extent.
+    """
     center = np.asarray(camera_center, dtype=float)[-2:]
     half = np.asarray(canvas_size, dtype=float)[:2] / (2.0 * float(zoom))
     return np.array([center - half, center + half])
@@ -75,6 +140,15 @@ def fit_camera(viewer, layers, margin: float = 0.05) -> None:
     """Centre the 2D camera on ``layers`` and zoom so that they fill the canvas but for ``margin``.
 
     (napari's ``fit_to_view(layers=...)`` fails for a 2D layer beside a 3D stack, so the camera is set here.)
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer.
+    layers : sequence of napari.layers.Layer
+        The layers to show.
+    margin : float
+        Fraction of the canvas left free around them.
     """
     boxes = [e for e in (extent_2d(layer) for layer in layers) if e is not None]
     if not boxes or viewer.dims.ndisplay != 2:
@@ -91,7 +165,20 @@ def fit_camera(viewer, layers, margin: float = 0.05) -> None:
 
 
 def is_in_view(viewer, layer) -> bool:
-    """Whether the layer's whole 2D extent is inside what the camera shows."""
+    """Whether the layer's whole 2D extent is inside what the camera shows.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer.
+    layer : napari.layers.Layer
+        A layer of the viewer.
+
+    Returns
+    -------
+    bool
+        True when all of the layer is visible.
+    """
     ext = extent_2d(layer)
     if ext is None:
         return True

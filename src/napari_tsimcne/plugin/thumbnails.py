@@ -31,9 +31,13 @@ class ChannelDisplay:
     """
 
     colors: np.ndarray
+    """``(LUT_SIZE, 3)`` RGB colour table in [0, 1], from black to the colormap's end."""
     contrast_limits: tuple[float, float]
+    """Values drawn black and at full colour."""
     gamma: float = 1.0
+    """Gamma of the layer (1: linear)."""
     opacity: float = 1.0
+    """Opacity of the layer, 0 to 1."""
 
     @classmethod
     def from_colormap(
@@ -43,7 +47,24 @@ class ChannelDisplay:
         gamma: float = 1.0,
         opacity: float = 1.0,
     ) -> ChannelDisplay:
-        """A channel drawn with a napari colormap (a name such as ``"green"`` or a Colormap object)."""
+        """A channel drawn with a napari colormap (a name such as ``"green"`` or a Colormap object).
+
+        Parameters
+        ----------
+        colormap : str or napari.utils.Colormap
+            The colormap.
+        contrast_limits : tuple of float
+            Values drawn black and at full colour.
+        gamma : float
+            Gamma (1: linear).
+        opacity : float
+            Opacity, 0 to 1.
+
+        Returns
+        -------
+        ChannelDisplay
+            How the channel is drawn.
+        """
         from napari.utils.colormaps import ensure_colormap
 
         colors = np.asarray(ensure_colormap(colormap).map(np.linspace(0.0, 1.0, LUT_SIZE)))
@@ -52,14 +73,36 @@ class ChannelDisplay:
 
     @classmethod
     def of_layer(cls, layer) -> ChannelDisplay:
-        """How a napari image layer draws its data now: colormap, contrast limits, gamma and opacity."""
+        """How a napari image layer draws its data now: colormap, contrast limits, gamma and opacity.
+
+        Parameters
+        ----------
+        layer : napari.layers.Image
+            A single-channel image layer.
+
+        Returns
+        -------
+        ChannelDisplay
+            How the layer draws its data.
+        """
         return cls.from_colormap(
             layer.colormap, tuple(layer.contrast_limits), layer.gamma, layer.opacity
         )
 
 
 def default_colormaps(n_channels: int) -> tuple[str, ...]:
-    """Colormaps for the channels of one multichannel layer: grey for one, magenta and green for two."""
+    """Colormaps for the channels of one multichannel layer: grey for one, magenta and green for two.
+
+    Parameters
+    ----------
+    n_channels : int
+        Number of channels.
+
+    Returns
+    -------
+    tuple of str
+        napari colormap names, one per channel.
+    """
     if n_channels == 1:
         return ("gray",)
     cycle = TWO_CHANNEL_COLORMAPS if n_channels == 2 else MANY_CHANNEL_COLORMAPS
@@ -67,7 +110,20 @@ def default_colormaps(n_channels: int) -> tuple[str, ...]:
 
 
 def shrink(tile: np.ndarray, max_side: int | None) -> np.ndarray:
-    """Every k-th pixel of ``tile`` (H, W[, C]) so that neither side exceeds ``max_side`` (None: unchanged)."""
+    """Every k-th pixel of ``tile`` (H, W[, C]) so that neither side exceeds ``max_side`` (None: unchanged).
+
+    Parameters
+    ----------
+    tile : numpy.ndarray
+        One tile.
+    max_side : int or None
+        Longest side wanted, in pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        The tile or a strided view of it.
+    """
     if max_side is None:
         return tile
     step = int(math.ceil(max(tile.shape[0], tile.shape[1]) / max(int(max_side), 1)))
@@ -86,7 +142,17 @@ def _unit(values: np.ndarray, contrast_limits: tuple[float, float], gamma: float
 def render_channels(planes: np.ndarray, channels) -> np.ndarray:
     """Blend channels additively: ``planes`` (H, W) or (H, W, C), one :class:`ChannelDisplay` per channel.
 
-    Returns a uint8 (H, W, 3) RGB image.
+    Parameters
+    ----------
+    planes : numpy.ndarray
+        One tile's channels, ``(H, W)`` or ``(H, W, C)``.
+    channels : sequence of ChannelDisplay
+        How each channel is drawn.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 ``(H, W, 3)`` RGB image.
     """
     planes = np.asarray(planes)
     if planes.ndim == 2:
@@ -107,7 +173,22 @@ def render_channels(planes: np.ndarray, channels) -> np.ndarray:
 def render_rgb(
     tile: np.ndarray, contrast_limits: tuple[float, float], gamma: float = 1.0
 ) -> np.ndarray:
-    """An RGB(A) tile (H, W, 3|4) as napari draws an RGB layer; alpha darkens towards black. uint8 (H, W, 3)."""
+    """An RGB(A) tile (H, W, 3|4) as napari draws an RGB layer; alpha darkens towards black.
+
+    Parameters
+    ----------
+    tile : numpy.ndarray
+        ``(H, W, 3)`` or ``(H, W, 4)``.
+    contrast_limits : tuple of float
+        Values drawn black and at full colour.
+    gamma : float
+        Gamma (1: linear).
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 ``(H, W, 3)``.
+    """
     tile = np.asarray(tile)
     if tile.ndim != 3 or tile.shape[-1] not in (3, 4):
         raise ValueError(f"Expected an RGB(A) tile (H, W, 3|4), got shape {tile.shape}.")
@@ -161,6 +242,18 @@ def channel_layers(layers, tiles_layer) -> list:
     stack, ``tiles_layer`` with every visible single-channel image layer of the same shape that napari adds
     onto it (additive blending: how a file opened with one layer per channel is shown); else
     ``tiles_layer`` alone.
+
+    Parameters
+    ----------
+    layers : sequence of napari.layers.Layer
+        The viewer's layers.
+    tiles_layer : napari.layers.Image
+        The layer of the tile stack.
+
+    Returns
+    -------
+    list of napari.layers.Image
+        The layers, bottom first.
     """
     named = tiles_layer.metadata.get(CHANNEL_LAYERS_KEY)
     if named:
@@ -191,6 +284,16 @@ class TileSource:
     ``layers``: one multichannel or RGB layer, or several single-channel layers (one per channel). The
     display settings are read from the layers on every :meth:`thumbnail`, so thumbnails follow changes of
     contrast limits and colormaps.
+
+    Parameters
+    ----------
+    layers : sequence of napari.layers.Image
+        One multichannel or RGB layer, or one single-channel layer per channel.
+
+    Raises
+    ------
+    ValueError
+        If ``layers`` is empty.
     """
 
     def __init__(self, layers) -> None:
@@ -205,7 +308,18 @@ class TileSource:
         return int(self.layers[0].data.shape[0])
 
     def planes(self, tile: int) -> np.ndarray:
-        """The channels of ``tile``: (H, W), (H, W, C) or RGB (H, W, 3|4)."""
+        """The channels of ``tile``: (H, W), (H, W, C) or RGB (H, W, 3|4).
+
+        Parameters
+        ----------
+        tile : int
+            Index of the tile in the stack.
+
+        Returns
+        -------
+        numpy.ndarray
+            Its pixels, channels last.
+        """
         if len(self.layers) == 1:
             planes = np.asarray(self.layers[0].data[int(tile)])
             return planes if self.channel_axis is None else np.moveaxis(planes, 0, -1)
@@ -227,7 +341,23 @@ class TileSource:
         ]
 
     def thumbnail(self, tile: int, max_side: int | None = None, channels=None) -> np.ndarray:
-        """``tile`` drawn as uint8 (h, w, 3) (``channels``: :meth:`channels`, when already known)."""
+        """``tile`` drawn as uint8 (h, w, 3), as napari draws it on the canvas.
+
+        Parameters
+        ----------
+        tile : int
+            Index of the tile in the stack.
+        max_side : int, optional
+            Longest side of the thumbnail in pixels (None: full size).
+        channels : sequence of ChannelDisplay, optional
+            How each channel is drawn, when already known (:meth:`channels`); read from the
+            layers otherwise.
+
+        Returns
+        -------
+        numpy.ndarray
+            uint8 ``(h, w, 3)`` RGB image.
+        """
         return render_thumbnail(
             self.planes(tile),
             self.channels() if channels is None else channels,

@@ -34,7 +34,17 @@ def _selection_signal(layer):
 
 
 class MapTileLink:
-    """Selected points -> gallery dock of their tiles and the stack slider on the first; slider -> ringed point."""
+    """Selected points -> gallery dock of their tiles and the stack slider on the first; slider -> ringed point.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer.
+    map_layer : napari.layers.Points
+        The map: one point per tile.
+    tiles_layer : napari.layers.Image
+        The tile stack the map was made from.
+    """
 
     def __init__(self, viewer, map_layer, tiles_layer) -> None:
         self.viewer = viewer
@@ -46,6 +56,7 @@ class MapTileLink:
         self.viewer.layers.events.removed.connect(self._on_layer_removed)
 
     def disconnect(self) -> None:
+        """Stop following the map's selection and the stack's slider."""
         _selection_signal(self.map_layer).disconnect(self._on_selection)
         self.viewer.dims.events.current_step.disconnect(self._on_step)
         self.viewer.layers.events.removed.disconnect(self._on_layer_removed)
@@ -102,13 +113,25 @@ class MapTileLink:
         return open_gallery(self.viewer, create=create)
 
     def update_gallery(self, tile_indices) -> None:
-        """Show ``tile_indices`` in the gallery dock (docked beside the canvas on first use)."""
+        """Show ``tile_indices`` in the gallery dock (docked beside the canvas on first use).
+
+        Parameters
+        ----------
+        tile_indices : sequence of int
+            The tiles to show.
+        """
         gallery = self._gallery()
         if gallery is not None:
             gallery.show_tiles(self, tile_indices)
 
     def go_to_tile(self, tile: int) -> None:
-        """Move the stack's slider to ``tile`` and ring its point on the map; the selection is kept."""
+        """Move the stack's slider to ``tile`` and ring its point on the map; the selection is kept.
+
+        Parameters
+        ----------
+        tile : int
+            Index of the tile in the stack.
+        """
         step = list(self.viewer.dims.current_step)
         if len(step) >= 3 and step[0] != int(tile):
             step[0] = int(tile)
@@ -117,7 +140,13 @@ class MapTileLink:
             self.highlight(int(tile))
 
     def outline_on_source(self, tile_indices) -> None:
-        """Outline the tiles on the image they were cut from (tile layers made by "Cut image into tiles")."""
+        """Outline the tiles on the image they were cut from (tile layers made by "Cut image into tiles").
+
+        Parameters
+        ----------
+        tile_indices : sequence of int
+            The tiles to outline; earlier outlines are replaced.
+        """
         meta = self.tiles_layer.metadata
         source_name, origins = meta.get("source_layer"), meta.get("origins")
         if origins is None or source_name not in self.viewer.layers:
@@ -150,7 +179,13 @@ class MapTileLink:
                 gallery.set_current_tile(int(step[0]))
 
     def highlight(self, tile: int) -> None:
-        """Mark the point of ``tile`` with a ring in a small extra points layer."""
+        """Mark the point of ``tile`` with a ring in a small extra points layer.
+
+        Parameters
+        ----------
+        tile : int
+            Index of the tile in the stack.
+        """
         if self.map_layer not in self.viewer.layers:
             return
         row = tile_to_point(self.map_layer.features["tile_index"].to_numpy(), tile)
@@ -188,7 +223,25 @@ _LINKS: dict = {}
 
 
 def link_map(viewer, map_layer, tiles_layer) -> MapTileLink:
-    """Connect the map and the tile stack (once per map layer)."""
+    """Connect the map and the tile stack (once per map layer).
+
+    Selecting points shows their tiles in the "Selected tiles" dock; moving the stack's
+    slider rings the tile's point on the map.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer.
+    map_layer : napari.layers.Points
+        The map: one point per tile.
+    tiles_layer : napari.layers.Image
+        The tile stack the map was made from.
+
+    Returns
+    -------
+    MapTileLink
+        The link (the existing one when the map was linked before).
+    """
     from .map_guard import protect_map
 
     link = _LINKS.get(map_layer)
@@ -200,11 +253,34 @@ def link_map(viewer, map_layer, tiles_layer) -> MapTileLink:
 
 
 def is_linked(map_layer) -> bool:
+    """Whether a map layer is linked to its tiles.
+
+    Parameters
+    ----------
+    map_layer : napari.layers.Points
+        The map: one point per tile.
+
+    Returns
+    -------
+    bool
+        True after :func:`link_map` and until the map or the tiles are removed.
+    """
     return map_layer in _LINKS
 
 
 def link_of(layer) -> MapTileLink | None:
-    """The link of a map layer (None for other layers and unlinked maps)."""
+    """The link of a map layer (None for other layers and unlinked maps).
+
+    Parameters
+    ----------
+    layer : napari.layers.Layer
+        Any layer.
+
+    Returns
+    -------
+    MapTileLink or None
+        The link.
+    """
     try:
         return _LINKS.get(layer)
     except TypeError:  # e.g. None or an unhashable stand-in
@@ -220,6 +296,16 @@ def link_opened_outputs(viewer) -> list:
 
     The reader only returns layer data; the dock widgets call this when layers are added (and when they open),
     so that maps opened before or after a widget is shown are linked.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer.
+
+    Returns
+    -------
+    list of napari.layers.Points
+        The maps linked by this call.
     """
     from napari.layers import Image, Points
 
@@ -259,7 +345,13 @@ REFIT_SECONDS = 3.0
 
 
 def refit_new_maps(viewer) -> None:
-    """Fit the camera again to a map opened moments ago (the canvas changed size as docks opened)."""
+    """Fit the camera again to a map opened moments ago (the canvas changed size as docks opened).
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer.
+    """
     from napari.layers import Points
 
     from .layout import fit_camera

@@ -65,7 +65,13 @@ def pixmap_of(rgb: np.ndarray, size: int) -> QPixmap:
 
 
 class GalleryModel(QAbstractListModel):
-    """Tile numbers as list items; each item's picture is drawn when the view first asks for it."""
+    """Tile numbers as list items; each item's picture is drawn when the view first asks for it.
+
+    Parameters
+    ----------
+    parent : QObject, optional
+        The parent object.
+    """
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -210,7 +216,13 @@ def shown_text(n_shown: int, n_selected: int) -> str:
 
 
 class GalleryWidget(DockWidget):
-    """The "Selected tiles" dock: thumbnails of the tiles selected in a map (see the module's docstring)."""
+    """The "Selected tiles" dock: thumbnails of the tiles selected in a map (see the module's docstring).
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+        The viewer (napari passes it when it opens the dock).
+    """
 
     def __init__(self, napari_viewer) -> None:
         super().__init__()

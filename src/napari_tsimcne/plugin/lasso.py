@@ -20,7 +20,18 @@ _DRAW_EVERY_S = 0.03  # redraw the outline at most this often while dragging
 
 
 class LassoTool:
-    """Turn free-hand lasso selection on or off for one map (Points) layer."""
+    """Turn free-hand lasso selection on or off for one map (Points) layer.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer.
+    map_layer : napari.layers.Points
+        The map: one point per tile.
+    on_disabled : callable, optional
+        Called when the lasso turns itself off (e.g. another layer became active), so a
+        button can follow.
+    """
 
     def __init__(self, viewer, map_layer, on_disabled=None) -> None:
         self.viewer = viewer
@@ -113,7 +124,20 @@ class LassoTool:
         self.select(np.asarray(path), add=add)
 
     def select(self, polygon: np.ndarray, add: bool = False) -> np.ndarray:
-        """Select the points inside ``polygon`` (data coordinates of the map, row/column)."""
+        """Select the points inside ``polygon`` (data coordinates of the map, row/column).
+
+        Parameters
+        ----------
+        polygon : numpy.ndarray
+            ``(K, 2)`` corners of the lasso.
+        add : bool
+            Add to the current selection instead of replacing it.
+
+        Returns
+        -------
+        numpy.ndarray
+            Indices of the points inside.
+        """
         inside = points_in_polygon(np.asarray(self.layer.data)[:, -2:], polygon)
         chosen = set(inside.tolist())
         if add:

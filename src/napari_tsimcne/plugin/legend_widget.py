@@ -17,7 +17,20 @@ def _hex(rgba) -> str:
 
 
 def gradient_css(colormap: str = "viridis", stops: int = 9) -> str:
-    """A Qt style sheet gradient running through ``colormap`` from left to right."""
+    """A Qt style sheet gradient running through ``colormap`` from left to right.
+
+    Parameters
+    ----------
+    colormap : str
+        A napari colormap name.
+    stops : int
+        Colours sampled along the colormap.
+
+    Returns
+    -------
+    str
+        A ``qlineargradient(...)`` for a style sheet.
+    """
     from napari.utils.colormaps import ensure_colormap
 
     colors = ensure_colormap(colormap).map(np.linspace(0, 1, stops))
@@ -26,7 +39,13 @@ def gradient_css(colormap: str = "viridis", stops: int = 9) -> str:
 
 
 class LegendView(QWidget):
-    """Shows one legend (see :func:`.map_layer.legend`); ``set_legend`` replaces it."""
+    """Shows one legend (see :func:`.map_layer.legend`); ``set_legend`` replaces it.
+
+    Parameters
+    ----------
+    parent : QWidget, optional
+        The parent widget.
+    """
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -62,6 +81,14 @@ class LegendView(QWidget):
                 item.widget().deleteLater()
 
     def set_legend(self, legend: dict) -> None:
+        """Show ``legend``, replacing what was shown.
+
+        Parameters
+        ----------
+        legend : dict
+            As from :func:`napari_tsimcne.plugin.map_layer.legend`: ``kind`` is
+            ``"categories"`` (with ``entries``), ``"scale"`` or ``"none"``.
+        """
         self._clear_rows()
         kind = legend.get("kind")
         scale = kind == "scale"

@@ -23,7 +23,20 @@ PROTECTED_MESSAGE = (
 
 
 def expected_positions(layer, features=None) -> np.ndarray:
-    """Where the map's points belong: the layer's ``x, y`` (``z``) features scaled into its square (cube)."""
+    """Where the map's points belong: the layer's ``x, y`` (``z``) features scaled into its square (cube).
+
+    Parameters
+    ----------
+    layer : napari.layers.Points
+        The map layer.
+    features : pandas.DataFrame, optional
+        The features to read (None: the layer's own).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(N, 2)`` or ``(N, 3)`` point positions.
+    """
     from .map_layer import embedding_columns, map_coordinates
 
     feats = layer.features if features is None else features
@@ -32,7 +45,20 @@ def expected_positions(layer, features=None) -> np.ndarray:
 
 
 def is_intact(layer, n_points: int) -> bool:
-    """Whether the layer still has ``n_points`` points, one per tile, each where its features put it."""
+    """Whether the layer still has ``n_points`` points, one per tile, each where its features put it.
+
+    Parameters
+    ----------
+    layer : napari.layers.Points
+        The map layer.
+    n_points : int
+        Number of tiles.
+
+    Returns
+    -------
+    bool
+        True when nothing was moved, added or deleted.
+    """
     data = np.asarray(layer.data)
     feats = layer.features
     if len(data) != n_points or len(feats) != n_points:
@@ -55,6 +81,13 @@ class MapGuard:
 
     Connected to ``layer.events.data``; ``restored`` counts the repairs; ``notify(message)`` is called
     after each (napari's ``show_info`` by default).
+
+    Parameters
+    ----------
+    layer : napari.layers.Points
+        The map layer.
+    notify : callable, optional
+        Called with a message for the user after each repair.
     """
 
     def __init__(self, layer, notify=None) -> None:
@@ -65,6 +98,13 @@ class MapGuard:
         self._restoring = False
 
     def on_data(self, event) -> None:
+        """React to an edit of the layer's points: undo moves, additions and deletions.
+
+        Parameters
+        ----------
+        event : napari.utils.events.Event
+            The layer's ``data`` event.
+        """
         from napari.layers.base import ActionType
 
         if self._restoring:
@@ -89,7 +129,13 @@ class MapGuard:
         self.restore(layer)
 
     def restore(self, layer) -> None:
-        """Put every point back where its tile belongs, with its features, colour and size."""
+        """Put every point back where its tile belongs, with its features, colour and size.
+
+        Parameters
+        ----------
+        layer : napari.layers.Points
+            The map layer.
+        """
         snapshot, self._snapshot = self._snapshot, None
         self._restoring = True
         try:
@@ -121,6 +167,18 @@ def protect_map(layer, notify=None) -> MapGuard | None:
     """Protect a map layer (once; returns its guard, or None when it was protected before).
 
     The guard lives as long as the layer: napari's events hold plain functions (not methods) strongly.
+
+    Parameters
+    ----------
+    layer : napari.layers.Points
+        The map layer.
+    notify : callable, optional
+        Called with a message for the user after each repair (napari's ``show_info`` by default).
+
+    Returns
+    -------
+    MapGuard or None
+        The new guard.
     """
     if layer.metadata.get(GUARDED_KEY):
         return None

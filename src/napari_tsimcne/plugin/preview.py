@@ -13,7 +13,20 @@ GAP = 2
 
 
 def preview_indices(n_tiles: int, n: int = 8) -> np.ndarray:
-    """Up to ``n`` evenly spaced tile indices."""
+    """Up to ``n`` evenly spaced tile indices.
+
+    Parameters
+    ----------
+    n_tiles : int
+        Tiles in the stack.
+    n : int
+        Tiles wanted.
+
+    Returns
+    -------
+    numpy.ndarray
+        Sorted, distinct indices.
+    """
     return np.unique(np.linspace(0, n_tiles - 1, min(n, n_tiles)).round().astype(int))
 
 
@@ -33,6 +46,29 @@ def augmentation_mosaic(
     Colour tiles (uint8 (n, h, w, 3), or ``settings.rgb``) give a uint8 (H, W, 3) mosaic; single-channel
     tiles a float (H, W) mosaic in [0, 1]; other multichannel tiles a float (H, W, C) mosaic in [0, 1],
     every channel normalised as the network sees it (to be drawn in the channels' colours).
+
+    Parameters
+    ----------
+    tiles : numpy.ndarray
+        A few tiles, ``(n, h, w)`` or ``(n, h, w, c)``.
+    settings : AugmentationSettings or str
+        The augmentations, or a preset name.
+    n_views : int
+        Augmented views per tile.
+    seed : int
+        Seed of the views: the same seed shows the same views.
+    pool : numpy.ndarray, optional
+        More tiles of the same stack, to find each tile's neighbour in intensity.
+
+    Returns
+    -------
+    numpy.ndarray
+        The mosaic image.
+
+    Raises
+    ------
+    ValueError
+        If ``tiles`` is not a non-empty stack.
     """
     tiles = np.asarray(tiles)
     if tiles.ndim not in (3, 4) or len(tiles) == 0:

@@ -30,7 +30,27 @@ def ask_path_then(
     save: bool = False,
     on_error=None,
 ) -> None:
-    """Ask for a file path; call ``action(path)``; show the listed errors in napari's notifications."""
+    """Ask for a file path; call ``action(path)``; show the listed errors in napari's notifications.
+
+    Parameters
+    ----------
+    parent : QWidget
+        The dialog's parent.
+    title : str
+        The dialog's title.
+    default : str
+        Path proposed first.
+    name_filter : str
+        File types offered, e.g. ``"CSV (*.csv)"``.
+    action : callable
+        Called with the chosen path (nothing happens when the user cancels).
+    errors : tuple of type
+        Exceptions of ``action`` shown to the user instead of raised.
+    save : bool
+        A save dialog instead of an open dialog.
+    on_error : callable, optional
+        Also called with the message of such an error (e.g. to show it in the widget).
+    """
     ask = QFileDialog.getSaveFileName if save else QFileDialog.getOpenFileName
     path, _ = ask(parent, title, default, name_filter)
     if not path:
@@ -44,6 +64,17 @@ def ask_path_then(
 
 
 def refill(combo: QComboBox, names: list[str]) -> None:
+    """Replace the items of a combo box, keeping the current one when it is still there.
+
+    No change signal is sent.
+
+    Parameters
+    ----------
+    combo : QComboBox
+        The combo box.
+    names : list of str
+        The new items.
+    """
     current = combo.currentText()
     combo.blockSignals(True)
     combo.clear()
@@ -67,6 +98,15 @@ class DockWidget(QWidget):
         QTimer.singleShot(0, self._watch_window)  # once docked in napari's window
 
     def shutdown(self) -> None:
+        """Stop what the widget runs (training, timers) and disconnect it from the viewer.
+
+        Subclasses must define it; it is called when the widget is closed or undocked.
+
+        Raises
+        ------
+        NotImplementedError
+            In this base class.
+        """
         raise NotImplementedError
 
     def _on_window_closing(self) -> None:
@@ -121,6 +161,11 @@ class WrappedLabel(QLabel):
 
     Form layouts in a scroll area do not grow a wrapped label when its text gets longer; this one
     asks for its height itself, on every new text and width.
+
+    Parameters
+    ----------
+    text : str
+        The first text.
     """
 
     def __init__(self, text: str = "") -> None:
@@ -142,7 +187,19 @@ class WrappedLabel(QLabel):
 
 
 class Collapsible(QWidget):
-    """A titled section that folds away (closed by default): a toggle with an arrow, then its content."""
+    """A titled section that folds away (closed by default): a toggle with an arrow, then its content.
+
+    Parameters
+    ----------
+    title : str
+        Text of the toggle.
+    content : QWidget
+        What folds away.
+    expanded : bool
+        Whether it starts open.
+    tooltip : str
+        Tooltip of the toggle (default: "Show or hide: <title>").
+    """
 
     def __init__(
         self, title: str, content: QWidget, expanded: bool = False, tooltip: str = ""
@@ -165,6 +222,13 @@ class Collapsible(QWidget):
         self.set_expanded(expanded)
 
     def set_expanded(self, expanded: bool) -> None:
+        """Open or fold the section.
+
+        Parameters
+        ----------
+        expanded : bool
+            True shows the content.
+        """
         self.toggle.blockSignals(True)
         self.toggle.setChecked(expanded)
         self.toggle.blockSignals(False)
@@ -172,6 +236,13 @@ class Collapsible(QWidget):
         self.content.setVisible(expanded)
 
     def is_expanded(self) -> bool:
+        """Whether the section is open.
+
+        Returns
+        -------
+        bool
+            True when the content is shown.
+        """
         return self.toggle.isChecked()
 
 
@@ -212,8 +283,20 @@ class _VerticalScrollArea(QScrollArea):
 
 
 def scroll_layout(owner: QWidget) -> QVBoxLayout:
-    """The layout to fill ``owner`` with, inside a scroll area: a dock that gets little room scrolls
-    instead of squeezing (and clipping) its labels."""
+    """The layout to fill ``owner`` with, inside a scroll area.
+
+    A dock that gets little room scrolls instead of squeezing (and clipping) its labels.
+
+    Parameters
+    ----------
+    owner : QWidget
+        The dock widget.
+
+    Returns
+    -------
+    QVBoxLayout
+        The layout to add the widget's rows to.
+    """
     content = QWidget()
     layout = QVBoxLayout(content)
     scroll = _VerticalScrollArea()

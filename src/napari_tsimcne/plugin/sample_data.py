@@ -6,7 +6,18 @@ from napari_tsimcne.core.sample import SampleTiles, load_sample
 
 
 def tiles_layer_data(sample: SampleTiles) -> tuple:
-    """A napari layer data tuple (data, kwargs, "image") for a sample tile stack."""
+    """A napari layer data tuple (data, kwargs, "image") for a sample tile stack.
+
+    Parameters
+    ----------
+    sample : SampleTiles
+        The sample tiles.
+
+    Returns
+    -------
+    tuple
+        ``(data, kwargs, "image")`` for napari's sample-data menu.
+    """
     metadata = {"description": sample.description}
     if sample.labels is not None:
         metadata["labels"] = sample.labels

@@ -170,7 +170,13 @@ def group_choices(features) -> list[tuple[str, str, object, int]]:
 
 
 class AnnotationHistory:
-    """The annotation column before each naming, so that the last ones can be undone (at most ``depth``)."""
+    """The annotation column before each naming, so that the last ones can be undone (at most ``depth``).
+
+    Parameters
+    ----------
+    depth : int
+        How many namings can be undone.
+    """
 
     def __init__(self, depth: int = 20) -> None:
         self.depth = depth

@@ -12,8 +12,30 @@ def cut_layer_into_tiles(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Tiles (N, h, w[, C]) and their top-left origins (N, 2) of a 2D image (H, W) or RGB (H, W, C).
 
-    Raises TileStackError when the image is not 2D, the tile is larger than the image or no tile passes
-    the foreground filter.
+    Parameters
+    ----------
+    data : array-like
+        The image layer's data.
+    rgb : bool
+        Whether the layer is an RGB(A) image (channels on the last axis).
+    tile_size : int
+        Side of a square tile in pixels.
+    stride : int, optional
+        Step between tiles (None: ``tile_size``, tiles side by side).
+    min_foreground : float
+        Keep only tiles with at least this fraction of foreground pixels (brighter than
+        Otsu's threshold); 0 keeps every tile.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        The tiles and their top-left ``(row, column)`` origins.
+
+    Raises
+    ------
+    TileStackError
+        When the image is not 2D, the tile is larger than the image or no tile passes
+        the foreground filter.
     """
     img = np.asarray(data)
     expected = 3 if rgb else 2

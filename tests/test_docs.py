@@ -123,9 +123,7 @@ def public_members(qualname: str, cls: type):
             continue
         if isinstance(value, (staticmethod, classmethod)):
             value = value.__func__
-        elif isinstance(value, property):
-            value = value.fget
-        if inspect.isfunction(value):
+        if inspect.isfunction(value) or isinstance(value, property):
             yield f"{qualname}.{attr}", value
 
 
@@ -164,8 +162,15 @@ def attribute_docstrings(cls: type) -> set[str]:
 
 
 def docstring_problem(obj) -> str | None:
-    """What is missing from an object's docstring, or None."""
+    """What is missing from an object's docstring, or None.
+
+    A summary line always; a Parameters section when the object takes parameters; a Returns
+    (or Yields) section when a function is annotated to return something.
+    """
+    is_property = isinstance(obj, property)
     doc = obj.__doc__
+    if is_property:  # documented like an attribute: a summary, no sections needed
+        obj = obj.fget
     if inspect.isclass(obj) and doc is not None and "(" in doc.split("\n", 1)[0]:
         # a class without a docstring of its own gets an automatic signature line (dataclasses)
         first = doc.split("\n", 1)[0]
@@ -181,6 +186,12 @@ def docstring_problem(obj) -> str | None:
         undocumented = [p for p in undocumented if p not in attribute_docstrings(obj)]
     if undocumented and not {"Parameters", "Attributes"} & sections(doc):
         return "no Parameters section for " + ", ".join(undocumented)
+    if inspect.isfunction(obj) and not is_property:
+        returns = inspect.signature(obj).return_annotation
+        if returns not in (inspect.Signature.empty, None, "None") and not (
+            {"Returns", "Yields"} & sections(doc)
+        ):
+            return f"no Returns section for its {returns}"
     return None
 
 
@@ -215,6 +226,19 @@ def test_section_parser():
         """Summary only."""
 
     assert docstring_problem(undocumented_parameters) == "no Parameters section for x"
+
+    def undocumented_result(x: int) -> int:
+        """Summary.
+
+        Parameters
+        ----------
+        x : int
+            A number.
+        """
+        return x
+
+    assert docstring_problem(undocumented_result) == "no Returns section for its int"
+    assert docstring_problem(property(lambda self: 1, doc="A value.")) is None
 
 
 def test_public_names_have_numpydoc_docstrings():

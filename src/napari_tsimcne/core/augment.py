@@ -34,12 +34,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .presets import PRESET_ALIASES, PRESETS
+
+if TYPE_CHECKING:
+    from numpy.typing import DTypeLike
 
 
 @dataclass(frozen=True)
@@ -187,7 +191,7 @@ class AugmentationSettings:
             f"augmentations must be a preset name or AugmentationSettings, got {type(value).__name__}"
         )
 
-    def for_stack(self, dtype, n_channels: int) -> AugmentationSettings:
+    def for_stack(self, dtype: DTypeLike, n_channels: int) -> AugmentationSettings:
         """These settings with :attr:`rgb` decided for a stack of ``dtype`` with ``n_channels``.
 
         An explicit ``rgb`` is kept; ``None`` becomes True for 3-channel
@@ -275,7 +279,12 @@ def _coin(n: int, p: float, gen: torch.Generator, device) -> torch.Tensor:
 
 
 def affine_matrices(
-    n: int, height: int, width: int, s: AugmentationSettings, gen: torch.Generator, device
+    n: int,
+    height: int,
+    width: int,
+    s: AugmentationSettings,
+    gen: torch.Generator,
+    device: torch.device,
 ) -> torch.Tensor:
     """Random (n, 2, 3) matrices mapping output to input coordinates, in ``affine_grid``'s normalised units.
 

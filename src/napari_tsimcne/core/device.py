@@ -127,7 +127,7 @@ def defaults_for(device: torch.device) -> DeviceDefaults:
     return CPU_DEFAULTS
 
 
-def autocast(device: torch.device):
+def autocast(device: torch.device) -> contextlib.AbstractContextManager:
     """bf16 autocast on CUDA (tensor cores); full float32 elsewhere.
 
     Parameters

@@ -36,7 +36,13 @@ class TileFingerprint:
     """16 hex digits over the stack's shape, dtype and the sampled tiles."""
 
     def to_dict(self) -> dict:
-        """Plain values for a model file or JSON."""
+        """Plain values for a model file or JSON.
+
+        Returns
+        -------
+        dict
+            ``n_tiles``, ``shape``, ``dtype`` and ``digest``.
+        """
         return {
             "n_tiles": self.n_tiles,
             "shape": list(self.shape),
@@ -68,11 +74,17 @@ class TileFingerprint:
         )
 
     def describe(self) -> str:
-        """E.g. ``'1,000 tiles of 28 x 28 x 3 (uint8)'``."""
+        """The stack in words, for messages.
+
+        Returns
+        -------
+        str
+            E.g. ``'1,000 tiles of 28 x 28 x 3 (uint8)'``.
+        """
         return f"{self.n_tiles:,} tiles of {' x '.join(map(str, self.shape))} ({self.dtype})"
 
 
-def stack_digest(tiles) -> str:
+def stack_digest(tiles: np.ndarray) -> str:
     """A 16-hex-digit digest of the stack's shape, dtype and up to 16 evenly spaced tiles.
 
     Parameters
@@ -94,7 +106,7 @@ def stack_digest(tiles) -> str:
     return digest.hexdigest()
 
 
-def fingerprint(tiles) -> TileFingerprint:
+def fingerprint(tiles: np.ndarray) -> TileFingerprint:
     """The :class:`TileFingerprint` of a tile stack (N, H, W) or (N, H, W, C).
 
     Parameters
@@ -111,7 +123,7 @@ def fingerprint(tiles) -> TileFingerprint:
     return TileFingerprint(shape[0], shape[1:], str(np.dtype(tiles.dtype)), stack_digest(tiles))
 
 
-def check_same_tiles(expected: TileFingerprint | None, tiles, what: str) -> None:
+def check_same_tiles(expected: TileFingerprint | None, tiles: np.ndarray, what: str) -> None:
     """Refuse ``tiles`` unless they match ``expected`` (None: an old file without a fingerprint, not checked).
 
     Parameters

@@ -109,7 +109,13 @@ def _umask() -> int:
 
 
 def new_file_mode() -> int:
-    """The permissions ``open()`` gives a new file under the current umask (mkstemp's files are 0600)."""
+    """The permissions ``open()`` gives a new file under the current umask (mkstemp's files are 0600).
+
+    Returns
+    -------
+    int
+        File mode bits, e.g. ``0o644``.
+    """
     return 0o666 & ~_umask()
 
 

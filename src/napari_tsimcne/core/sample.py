@@ -44,7 +44,16 @@ class SampleTiles:
 
 
 def data_dirs() -> list[Path]:
-    """Folders searched for the shared data files."""
+    """Folders searched for the shared data files.
+
+    ``NAPARI_TSIMCNE_DATA`` first, then ``shared/data`` and ``.data`` beside the working
+    folder and the package's parent folders.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The folders, each once, in the order searched.
+    """
     dirs = []
     if os.environ.get("NAPARI_TSIMCNE_DATA"):
         dirs.append(Path(os.environ["NAPARI_TSIMCNE_DATA"]))
@@ -119,7 +128,13 @@ def load_pbc(n_tiles: int | None = None, seed: int = 0) -> SampleTiles:
 
 
 def load_histology() -> SampleTiles:
-    """32 x 32 tiles (stride 16) of scikit-image's bundled immunohistochemistry image."""
+    """32 x 32 tiles (stride 16) of scikit-image's bundled immunohistochemistry image.
+
+    Returns
+    -------
+    SampleTiles
+        RGB tiles without labels, with their origins and the source image.
+    """
     from skimage import data
 
     image = data.immunohistochemistry()

@@ -13,6 +13,7 @@ stays in pinned host memory and each batch is copied over asynchronously.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -117,7 +118,7 @@ class TileStore:
         """
         return self.gather(torch.linspace(0, self.n_tiles - 1, min(self.n_tiles, max_tiles)).long())
 
-    def iter_batches(self, batch_size: int):
+    def iter_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Consecutive batches over all tiles, in order (for embedding).
 
         Parameters

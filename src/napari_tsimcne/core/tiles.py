@@ -9,8 +9,12 @@ returns it without copying.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 MIN_TILE_SIZE = 8
 """Smallest tile side the network accepts: the ResNet halves 8 px three times to 1 px."""
@@ -49,7 +53,11 @@ class StackInfo:
 
 
 def as_tile_stack(
-    tiles, *, channel_axis: int | None = None, check_values: bool = True, min_tiles: int = 2
+    tiles: ArrayLike,
+    *,
+    channel_axis: int | None = None,
+    check_values: bool = True,
+    min_tiles: int = 2,
 ) -> np.ndarray:
     """Return ``tiles`` as an ``(N, H, W)`` or ``(N, H, W, C)`` NumPy array, or raise.
 
@@ -66,6 +74,11 @@ def as_tile_stack(
     min_tiles
         Fewest tiles accepted: 2 for training (contrastive learning compares
         tiles), 1 for mapping tiles with a trained model.
+
+    Returns
+    -------
+    numpy.ndarray
+        The stack, channels last, without a copy where possible.
 
     Raises
     ------
@@ -141,7 +154,7 @@ def as_tile_stack(
     return arr
 
 
-def check_axis(axis, ndim: int, name: str = "channel_axis") -> int:
+def check_axis(axis: int, ndim: int, name: str = "channel_axis") -> int:
     """``axis`` as a valid axis of an ``ndim``-dimensional array, or a :class:`TileStackError` naming ``name``.
 
     Parameters
@@ -261,7 +274,7 @@ class TiledImage:
 
 
 def tile_image(
-    image,
+    image: ArrayLike,
     tile_size: int | tuple[int, int],
     stride: int | tuple[int, int] | None = None,
     *,
@@ -285,6 +298,17 @@ def tile_image(
         (0 keeps every tile). Foreground is brighter than ``background_threshold``
         (Otsu's threshold of the image's mean over channels when None); useful
         to skip empty slide background.
+
+    Returns
+    -------
+    TiledImage
+        The tiles and each tile's origin in the image.
+
+    Raises
+    ------
+    TileStackError
+        When the image is not 2D, the tile is larger than the image or no tile passes
+        the foreground filter.
     """
     img = np.asarray(image)
     if channel_axis is not None:

@@ -7,10 +7,16 @@ it, so layers are compared with ``==`` (never ``is``) and used as dictionary key
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .selection import tile_rectangles, tile_to_point
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import napari
 
 GALLERY_NAME = "selected tiles"
 """Name of the image layer older versions drew the gallery into (the gallery is now a dock, see .gallery)."""
@@ -112,7 +118,7 @@ class MapTileLink:
 
         return open_gallery(self.viewer, create=create)
 
-    def update_gallery(self, tile_indices) -> None:
+    def update_gallery(self, tile_indices: Sequence[int]) -> None:
         """Show ``tile_indices`` in the gallery dock (docked beside the canvas on first use).
 
         Parameters
@@ -139,7 +145,7 @@ class MapTileLink:
         else:
             self.highlight(int(tile))
 
-    def outline_on_source(self, tile_indices) -> None:
+    def outline_on_source(self, tile_indices: Sequence[int]) -> None:
         """Outline the tiles on the image they were cut from (tile layers made by "Cut image into tiles").
 
         Parameters
@@ -222,7 +228,9 @@ _LINKS: dict = {}
 """The link of each map layer (keyed by the layer; dropped when the map or its tiles leave the viewer)."""
 
 
-def link_map(viewer, map_layer, tiles_layer) -> MapTileLink:
+def link_map(
+    viewer: napari.Viewer, map_layer: napari.layers.Points, tiles_layer: napari.layers.Image
+) -> MapTileLink:
     """Connect the map and the tile stack (once per map layer).
 
     Selecting points shows their tiles in the "Selected tiles" dock; moving the stack's
@@ -252,7 +260,7 @@ def link_map(viewer, map_layer, tiles_layer) -> MapTileLink:
     return link
 
 
-def is_linked(map_layer) -> bool:
+def is_linked(map_layer: napari.layers.Layer) -> bool:
     """Whether a map layer is linked to its tiles.
 
     Parameters
@@ -268,7 +276,7 @@ def is_linked(map_layer) -> bool:
     return map_layer in _LINKS
 
 
-def link_of(layer) -> MapTileLink | None:
+def link_of(layer: napari.layers.Layer) -> MapTileLink | None:
     """The link of a map layer (None for other layers and unlinked maps).
 
     Parameters
@@ -291,7 +299,7 @@ TOKEN_KEY = "tsimcne_reader_token"
 """Metadata key shared by the layers of one read of an output folder (see :mod:`.reader`)."""
 
 
-def link_opened_outputs(viewer) -> list:
+def link_opened_outputs(viewer: napari.Viewer) -> list:
     """Link every map opened from an output folder (by the reader) to its tiles, once; returns the maps linked.
 
     The reader only returns layer data; the dock widgets call this when layers are added (and when they open),
@@ -344,7 +352,7 @@ REFIT_SECONDS = 3.0
 """How long after a map is opened a change of the canvas size (docks opening) fits the camera to it again."""
 
 
-def refit_new_maps(viewer) -> None:
+def refit_new_maps(viewer: napari.Viewer) -> None:
     """Fit the camera again to a map opened moments ago (the canvas changed size as docks opened).
 
     Parameters

@@ -5,15 +5,22 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import napari
+    from numpy.typing import ArrayLike
 
 DISPLAY_SETTINGS = ("colormap", "contrast_limits", "gamma", "blending", "opacity")
 """Image-layer settings an exported stack takes over from its layer, so it looks the same."""
 
 
-def stack_subset(data, tile_indices) -> np.ndarray:
+def stack_subset(data: ArrayLike, tile_indices: Sequence[int]) -> np.ndarray:
     """The tiles ``tile_indices`` (sorted, each once) of a stack (N, H, W[, C]), channels kept.
 
     Parameters
@@ -36,7 +43,7 @@ def stack_subset(data, tile_indices) -> np.ndarray:
     return np.asarray(data[idx])
 
 
-def display_kwargs(layer) -> dict:
+def display_kwargs(layer: napari.layers.Image) -> dict:
     """Keyword arguments of ``viewer.add_image`` that draw a copy of ``layer``'s data as ``layer`` is drawn.
 
     Parameters
@@ -59,7 +66,7 @@ def display_kwargs(layer) -> dict:
     return kwargs
 
 
-def label_codes(values, column: str) -> tuple[np.ndarray, list[str]]:
+def label_codes(values: ArrayLike, column: str) -> tuple[np.ndarray, list[str]]:
     """Label numbers of a map's column: 0 for "not assigned" ("" or cluster -1), then 1, 2, ... per value.
 
     Names are numbered in sorted order; clusters keep their number plus one (cluster 0 is label 1).
@@ -89,7 +96,9 @@ def label_codes(values, column: str) -> tuple[np.ndarray, list[str]]:
     return codes, [""] + distinct
 
 
-def labels_image(image_hw: tuple[int, int], origins, tile_hw: tuple[int, int], codes) -> np.ndarray:
+def labels_image(
+    image_hw: tuple[int, int], origins: ArrayLike, tile_hw: tuple[int, int], codes: ArrayLike
+) -> np.ndarray:
     """A label image of the source image: each tile's rectangle filled with its code (0 elsewhere).
 
     ``origins`` are the tiles' top-left corners (row, column) in the image; where tiles overlap (a stride
@@ -148,7 +157,7 @@ def label_colors(names: list[str], column: str, taken: dict) -> dict:
     return colors
 
 
-def labels_features(names: list[str], column: str, counts) -> pd.DataFrame:
+def labels_features(names: list[str], column: str, counts: Sequence[int]) -> pd.DataFrame:
     """The features table of the labels layer: one row per label number (hovering shows the name).
 
     Parameters

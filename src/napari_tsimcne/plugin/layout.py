@@ -8,7 +8,14 @@ to a map when it first appears. Only napari's public API (``layer.extent``, the 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    import napari
 
 GAP_FRACTION = 0.1
 """Space left between regions, as a fraction of the size of the thing placed (at least 2 world units)."""
@@ -17,7 +24,7 @@ OVERLAY_NAMES = ("current tile", "selected tiles outline", "lasso")
 """Plugin layers drawn on top of others on purpose (a ring on the map, outlines on the image, the lasso)."""
 
 
-def extent_2d(layer) -> np.ndarray | None:
+def extent_2d(layer: napari.layers.Layer) -> np.ndarray | None:
     """The layer's world extent in the two displayed (last) axes: [[top, left], [bottom, right]], or None if empty.
 
     Parameters
@@ -46,7 +53,9 @@ def extent_2d(layer) -> np.ndarray | None:
     return ext
 
 
-def occupied_extent(layers, exclude=()) -> np.ndarray | None:
+def occupied_extent(
+    layers: Iterable[napari.layers.Layer], exclude: Iterable[napari.layers.Layer] = ()
+) -> np.ndarray | None:
     """The union of the 2D extents of ``layers`` (minus overlays and ``exclude``), or None when nothing is there.
 
     Parameters
@@ -74,7 +83,11 @@ def occupied_extent(layers, exclude=()) -> np.ndarray | None:
     return np.array([boxes[:, 0].min(0), boxes[:, 1].max(0)])
 
 
-def free_column_origin(layers, size: float, exclude=()) -> tuple[float, float]:
+def free_column_origin(
+    layers: Iterable[napari.layers.Layer],
+    size: float,
+    exclude: Iterable[napari.layers.Layer] = (),
+) -> tuple[float, float]:
     """(row, column) of the top-left corner of a free region right of everything in ``layers``.
 
     Parameters
@@ -114,7 +127,9 @@ def overlaps(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(np.all(a[0] < b[1]) and np.all(b[0] < a[1]))
 
 
-def visible_extent(camera_center, zoom: float, canvas_size) -> np.ndarray:
+def visible_extent(
+    camera_center: Sequence[float], zoom: float, canvas_size: Sequence[int]
+) -> np.ndarray:
     """The world region [[top, left], [bottom, right]] the 2D camera shows on a canvas of (height, width) pixels.
 
     Parameters
@@ -136,7 +151,9 @@ def visible_extent(camera_center, zoom: float, canvas_size) -> np.ndarray:
     return np.array([center - half, center + half])
 
 
-def fit_camera(viewer, layers, margin: float = 0.05) -> None:
+def fit_camera(
+    viewer: napari.Viewer, layers: Iterable[napari.layers.Layer], margin: float = 0.05
+) -> None:
     """Centre the 2D camera on ``layers`` and zoom so that they fill the canvas but for ``margin``.
 
     (napari's ``fit_to_view(layers=...)`` fails for a 2D layer beside a 3D stack, so the camera is set here.)
@@ -164,7 +181,7 @@ def fit_camera(viewer, layers, margin: float = 0.05) -> None:
     camera.zoom = float(np.min(canvas * (1.0 - 2 * margin) / size))
 
 
-def is_in_view(viewer, layer) -> bool:
+def is_in_view(viewer: napari.Viewer, layer: napari.layers.Layer) -> bool:
     """Whether the layer's whole 2D extent is inside what the camera shows.
 
     Parameters

@@ -13,7 +13,16 @@ Only napari's public API is used (``layer.events.data`` and its ``action``, ``bi
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import napari
+    import pandas as pd
+    from napari.utils.events import Event
 
 GUARDED_KEY = "tsimcne_guarded"
 PROTECTED_MESSAGE = (
@@ -22,7 +31,9 @@ PROTECTED_MESSAGE = (
 )
 
 
-def expected_positions(layer, features=None) -> np.ndarray:
+def expected_positions(
+    layer: napari.layers.Points, features: pd.DataFrame | None = None
+) -> np.ndarray:
     """Where the map's points belong: the layer's ``x, y`` (``z``) features scaled into its square (cube).
 
     Parameters
@@ -44,7 +55,7 @@ def expected_positions(layer, features=None) -> np.ndarray:
     return map_coordinates(feats[embedding_columns(feats)].to_numpy(dtype=float), side)
 
 
-def is_intact(layer, n_points: int) -> bool:
+def is_intact(layer: napari.layers.Points, n_points: int) -> bool:
     """Whether the layer still has ``n_points`` points, one per tile, each where its features put it.
 
     Parameters
@@ -97,7 +108,7 @@ class MapGuard:
         self._snapshot = None
         self._restoring = False
 
-    def on_data(self, event) -> None:
+    def on_data(self, event: Event) -> None:
         """React to an edit of the layer's points: undo moves, additions and deletions.
 
         Parameters
@@ -128,7 +139,7 @@ class MapGuard:
             return
         self.restore(layer)
 
-    def restore(self, layer) -> None:
+    def restore(self, layer: napari.layers.Points) -> None:
         """Put every point back where its tile belongs, with its features, colour and size.
 
         Parameters
@@ -163,7 +174,9 @@ def _ignore_key(layer) -> None:
     show_info(PROTECTED_MESSAGE)
 
 
-def protect_map(layer, notify=None) -> MapGuard | None:
+def protect_map(
+    layer: napari.layers.Points, notify: Callable[[str], object] | None = None
+) -> MapGuard | None:
     """Protect a map layer (once; returns its guard, or None when it was protected before).
 
     The guard lives as long as the layer: napari's events hold plain functions (not methods) strongly.

@@ -29,5 +29,13 @@ def tiles_layer_data(sample: SampleTiles) -> tuple:
 
 
 def sample_tiles() -> list[tuple]:
-    """Blood-cell tiles when the data file is present, else histology tiles cut from scikit-image's image."""
+    """Blood-cell tiles when the data file is present, else histology tiles cut from scikit-image's image.
+
+    napari calls this for *File > Open Sample > napari-tsimcne*.
+
+    Returns
+    -------
+    list of tuple
+        One layer data tuple (see :func:`tiles_layer_data`).
+    """
     return [tiles_layer_data(load_sample())]

@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .channels import channel_axis_of
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    import napari
 
 LUT_SIZE = 256
 """Entries of a channel's colour table."""
@@ -72,7 +78,7 @@ class ChannelDisplay:
         return cls(colors[:, :3].astype(np.float32), (lo, hi), float(gamma), float(opacity))
 
     @classmethod
-    def of_layer(cls, layer) -> ChannelDisplay:
+    def of_layer(cls, layer: napari.layers.Image) -> ChannelDisplay:
         """How a napari image layer draws its data now: colormap, contrast limits, gamma and opacity.
 
         Parameters
@@ -139,7 +145,7 @@ def _unit(values: np.ndarray, contrast_limits: tuple[float, float], gamma: float
     return out
 
 
-def render_channels(planes: np.ndarray, channels) -> np.ndarray:
+def render_channels(planes: np.ndarray, channels: Sequence[ChannelDisplay]) -> np.ndarray:
     """Blend channels additively: ``planes`` (H, W) or (H, W, C), one :class:`ChannelDisplay` per channel.
 
     Parameters
@@ -235,7 +241,7 @@ CHANNEL_LAYERS_KEY = "tsimcne_channel_layers"
 """Tile-layer metadata: names of the single-channel layers that together are the tiles' channels."""
 
 
-def channel_layers(layers, tiles_layer) -> list:
+def channel_layers(layers: Iterable[napari.layers.Layer], tiles_layer: napari.layers.Image) -> list:
     """The image layers that together show ``tiles_layer``'s tiles on the canvas, in the viewer's order.
 
     The names in ``tiles_layer.metadata["tsimcne_channel_layers"]`` when set; else, for a single-channel
@@ -326,7 +332,13 @@ class TileSource:
         return np.stack([np.asarray(l.data[int(tile)]) for l in self.layers], axis=-1)
 
     def channels(self) -> list[ChannelDisplay]:
-        """One :class:`ChannelDisplay` per channel, as the layers draw them now."""
+        """One :class:`ChannelDisplay` per channel, as the layers draw them now.
+
+        Returns
+        -------
+        list of ChannelDisplay
+            How each channel is drawn.
+        """
         if len(self.layers) > 1 or self.rgb:
             return [ChannelDisplay.of_layer(l) for l in self.layers]
         layer = self.layers[0]
@@ -340,7 +352,12 @@ class TileSource:
             for c in default_colormaps(n)
         ]
 
-    def thumbnail(self, tile: int, max_side: int | None = None, channels=None) -> np.ndarray:
+    def thumbnail(
+        self,
+        tile: int,
+        max_side: int | None = None,
+        channels: Sequence[ChannelDisplay] | None = None,
+    ) -> np.ndarray:
         """``tile`` drawn as uint8 (h, w, 3), as napari draws it on the canvas.
 
         Parameters

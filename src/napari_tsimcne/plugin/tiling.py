@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from napari_tsimcne.core.tiles import TileStackError, tile_image
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
 
 def cut_layer_into_tiles(
-    data, rgb: bool, tile_size: int, stride: int | None = None, min_foreground: float = 0.0
+    data: ArrayLike,
+    rgb: bool,
+    tile_size: int,
+    stride: int | None = None,
+    min_foreground: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Tiles (N, h, w[, C]) and their top-left origins (N, 2) of a 2D image (H, W) or RGB (H, W, C).
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import weakref
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 import numpy as np
 from qtpy.QtCore import QAbstractListModel, QSize, Qt, QTimer
@@ -18,6 +19,13 @@ from qtpy.QtWidgets import QHBoxLayout, QLabel, QListView, QSlider, QVBoxLayout
 
 from .qt_helpers import DockWidget
 from .thumbnails import TileSource, channel_layers
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    import napari
+
+    from .crosslink import MapTileLink
 
 GALLERY_DOCK_NAME = "Selected tiles (napari-tsimcne)"
 """The gallery's dock, as napari names the plugin widget "Selected tiles" (one per window)."""
@@ -83,7 +91,12 @@ class GalleryModel(QAbstractListModel):
         self._channels = None
         self._cache: OrderedDict[int, QPixmap] = OrderedDict()
 
-    def set_tiles(self, tiles, source: TileSource | None, describe=None) -> None:
+    def set_tiles(
+        self,
+        tiles: Sequence[int],
+        source: TileSource | None,
+        describe: Callable[[int], str] | None = None,
+    ) -> None:
         """Show ``tiles`` (tile numbers) of ``source``; ``describe(tile)`` gives an item's tooltip.
 
         Parameters
@@ -289,7 +302,7 @@ class GalleryWidget(DockWidget):
         return QSize(320, 420)
 
     # -- what is shown ----------------------------------------------------------
-    def show_tiles(self, link, tile_indices) -> None:
+    def show_tiles(self, link: MapTileLink, tile_indices: Sequence[int]) -> None:
         """Show the tiles ``tile_indices`` of ``link``'s stack (its map's selection).
 
         Parameters
@@ -444,7 +457,7 @@ _GALLERIES: weakref.WeakSet = weakref.WeakSet()
 """Every gallery widget made (napari's ``dock_widgets`` hands out wrapped widgets; this finds ours)."""
 
 
-def open_gallery(viewer, create: bool = True) -> GalleryWidget | None:
+def open_gallery(viewer: napari.Viewer, create: bool = True) -> GalleryWidget | None:
     """The viewer's gallery dock (None without a window, or when ``create`` is False and there is none).
 
     A new gallery is docked on the right, as a tab over the Train map dock when that is open (training is

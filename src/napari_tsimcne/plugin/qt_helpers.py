@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from napari.utils.notifications import show_error
 from qtpy.QtCore import QEvent, Qt, QTimer
 from qtpy.QtWidgets import (
@@ -15,20 +17,23 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 MODEL_FILTER = "napari-tsimcne model (*.tsimcne *.pt);;All files (*)"
 CSV_FILTER = "CSV (*.csv);;All files (*)"
 
 
 def ask_path_then(
-    parent,
+    parent: QWidget,
     title: str,
     default: str,
     name_filter: str,
-    action,
-    errors: tuple,
+    action: Callable[[str], object],
+    errors: tuple[type[BaseException], ...],
     *,
     save: bool = False,
-    on_error=None,
+    on_error: Callable[[str], object] | None = None,
 ) -> None:
     """Ask for a file path; call ``action(path)``; show the listed errors in napari's notifications.
 

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import pandas as pd
 
 
 def tile_to_point(tile_indices: np.ndarray, tile: int) -> int | None:
@@ -24,7 +31,7 @@ def tile_to_point(tile_indices: np.ndarray, tile: int) -> int | None:
     return int(hits[0]) if hits.size else None
 
 
-def tile_description(features, tile: int) -> str:
+def tile_description(features: pd.DataFrame, tile: int) -> str:
     """What the map says about tile ``tile``, in lines: its number, its name, cluster and label if any.
 
     Parameters
@@ -55,7 +62,9 @@ def tile_description(features, tile: int) -> str:
     return "\n".join(lines)
 
 
-def tile_rectangles(origins: np.ndarray, indices, tile_shape: tuple[int, int]) -> list[np.ndarray]:
+def tile_rectangles(
+    origins: np.ndarray, indices: Sequence[int], tile_shape: tuple[int, int]
+) -> list[np.ndarray]:
     """Corner arrays (4, 2) of the rectangles of tiles ``indices`` in the source image (row, column).
 
     Parameters
@@ -110,7 +119,7 @@ def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
     return candidates[inside]
 
 
-def rows_where(features, column: str, value) -> set[int]:
+def rows_where(features: pd.DataFrame, column: str, value: object) -> set[int]:
     """Rows of the map whose ``column`` equals ``value`` (e.g. cluster 3, annotation "stroma").
 
     Parameters
@@ -142,7 +151,7 @@ def rows_where(features, column: str, value) -> set[int]:
     return set(np.flatnonzero(values == value).tolist())
 
 
-def group_choices(features) -> list[tuple[str, str, object, int]]:
+def group_choices(features: pd.DataFrame) -> list[tuple[str, str, object, int]]:
     """(text, column, value, count) of every cluster and every annotation of the map, for "Select".
 
     Parameters
@@ -185,7 +194,7 @@ class AnnotationHistory:
     def __len__(self) -> int:
         return len(self._stack)
 
-    def record(self, features) -> None:
+    def record(self, features: pd.DataFrame) -> None:
         """Keep the annotation column of ``features`` (call before a naming changes it).
 
         Parameters
@@ -196,7 +205,7 @@ class AnnotationHistory:
         self._stack.append(features["annotation"].to_numpy(dtype=object).copy())
         del self._stack[: -self.depth]
 
-    def undo(self, features):
+    def undo(self, features: pd.DataFrame) -> pd.DataFrame | None:
         """A copy of ``features`` with the annotations as they were before the last naming (None: nothing to undo).
 
         Parameters

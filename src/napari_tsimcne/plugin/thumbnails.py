@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
     import napari
+    from napari.utils import Colormap
 
 LUT_SIZE = 256
 """Entries of a channel's colour table."""
@@ -48,7 +49,7 @@ class ChannelDisplay:
     @classmethod
     def from_colormap(
         cls,
-        colormap,
+        colormap: str | Colormap,
         contrast_limits: tuple[float, float],
         gamma: float = 1.0,
         opacity: float = 1.0,
@@ -210,7 +211,10 @@ def _to_uint8(unit: np.ndarray) -> np.ndarray:
 
 
 def render_thumbnail(
-    planes: np.ndarray, channels, rgb: bool = False, max_side: int | None = None
+    planes: np.ndarray,
+    channels: Sequence[ChannelDisplay],
+    rgb: bool = False,
+    max_side: int | None = None,
 ) -> np.ndarray:
     """One tile as an RGB uint8 (h, w, 3) thumbnail, at most ``max_side`` pixels a side.
 

@@ -46,7 +46,15 @@ EPILOG = """exit codes:
 
 
 class CliError(Exception):
-    """An error with a one-line message and an exit code."""
+    """An error with a one-line message and an exit code.
+
+    Parameters
+    ----------
+    message : str
+        The message shown to the user (one line, no traceback).
+    code : int
+        The exit status of the command, e.g. ``EXIT_USAGE``.
+    """
 
     def __init__(self, message: str, code: int) -> None:
         super().__init__(message)

@@ -50,7 +50,19 @@ class MapAnnotations:
 
     # -- naming ------------------------------------------------------------------
     def assign(self, name: str, rows) -> int:
-        """Give the points ``rows`` the class ``name``; returns how many were named.
+        """Give the points ``rows`` the class ``name`` (the naming can be undone).
+
+        Parameters
+        ----------
+        name : str
+            The class name, e.g. "mitotic".
+        rows : iterable of int
+            The points (rows of the map) to name.
+
+        Returns
+        -------
+        int
+            How many points were named.
 
         Raises
         ------
@@ -71,7 +83,13 @@ class MapAnnotations:
         return bool(self.history)
 
     def undo(self) -> bool:
-        """Give the tiles back the names they had before the last naming; returns whether there was one."""
+        """Give the tiles back the names they had before the last naming.
+
+        Returns
+        -------
+        bool
+            Whether there was a naming to undo.
+        """
         feats = self.history.undo(self.layer.features)
         if feats is None:
             return False
@@ -80,7 +98,20 @@ class MapAnnotations:
         return True
 
     def rows_of(self, column: str, value) -> set[int]:
-        """The points whose ``column`` is ``value`` (a class name or a cluster number)."""
+        """The points whose ``column`` is ``value``.
+
+        Parameters
+        ----------
+        column : str
+            "annotation" or "cluster".
+        value : str or int
+            A class name or a cluster number.
+
+        Returns
+        -------
+        set of int
+            The rows of the map with that value.
+        """
         return rows_where(self.layer.features, column, value)
 
     # -- clusters -------------------------------------------------------------------
@@ -92,7 +123,18 @@ class MapAnnotations:
         return feats[embedding_columns(feats)].to_numpy()
 
     def set_clusters(self, labels: np.ndarray) -> None:
-        """Write proposed clusters (one number per point, -1 for none) and colour the map by them."""
+        """Write proposed clusters and colour the map by them.
+
+        Parameters
+        ----------
+        labels : numpy.ndarray
+            One cluster number per point, -1 for points in no cluster.
+
+        Raises
+        ------
+        ValueError
+            The number of labels differs from the number of points.
+        """
         labels = np.asarray(labels)
         if len(labels) != len(self.layer.features):
             raise ValueError(
@@ -104,7 +146,23 @@ class MapAnnotations:
         self._changed("cluster")
 
     def propose_kmeans(self, k: int) -> np.ndarray:
-        """k-means on the map; writes the cluster column and returns it."""
+        """Propose clusters by k-means on the map coordinates and colour the map by them.
+
+        Parameters
+        ----------
+        k : int
+            The number of clusters.
+
+        Returns
+        -------
+        numpy.ndarray
+            The cluster number of each point (also written to the ``cluster`` column).
+
+        Raises
+        ------
+        ValueError
+            ``k`` is not between 1 and the number of points.
+        """
         labels = ann.propose_clusters(self.coordinates(), k)
         self.set_clusters(labels)
         return labels
@@ -129,7 +187,25 @@ class MapAnnotations:
         return self._fingerprint
 
     def export_csv(self, path, overwrite: bool = False) -> Path:
-        """Write the map's table to ``path`` atomically; an existing file is refused unless ``overwrite``."""
+        """Write the map's table (names, clusters, tile origins) to a CSV file, atomically.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The CSV file to write.
+        overwrite : bool
+            Replace an existing file; without it an existing file is refused.
+
+        Returns
+        -------
+        Path
+            The file written.
+
+        Raises
+        ------
+        ExistingFileError
+            ``path`` exists and ``overwrite`` is False.
+        """
         path = export_mod.refuse_existing(path, overwrite)
         ann.export_csv(
             self.layer.features, path, origins=self.origins(), fingerprint=self.fingerprint()
@@ -137,7 +213,13 @@ class MapAnnotations:
         return Path(path)
 
     def apply_table(self, table) -> None:
-        """Take the annotations and clusters of ``table`` (indexed by tile) for every point."""
+        """Take the annotations and clusters of ``table`` for every point.
+
+        Parameters
+        ----------
+        table : pandas.DataFrame
+            Indexed by tile number, with columns ``annotation`` and ``cluster``.
+        """
         feats = self.layer.features.copy()
         rows = feats["tile_index"].to_numpy()
         feats["annotation"] = table.loc[rows, "annotation"].to_numpy()
@@ -146,7 +228,19 @@ class MapAnnotations:
         self._changed("annotation" if (feats["annotation"] != "").any() else "cluster")
 
     def import_csv(self, path) -> None:
-        """Read annotations and clusters from ``path``; a file of another tile stack is refused."""
+        """Read annotations and clusters from a CSV file written by :meth:`export_csv`.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The CSV file to read.
+
+        Raises
+        ------
+        AnnotationFileError
+            The file cannot be read, or it belongs to another tile stack (the map is then
+            unchanged).
+        """
         self.apply_table(ann.import_csv(path, len(self.layer.features), self.fingerprint()))
 
     # -- autosave ---------------------------------------------------------------------
@@ -164,9 +258,19 @@ class MapAnnotations:
         return self._saver
 
     def autosave(self, wait: bool = False) -> bool:
-        """Queue a write of the annotations if they changed (``wait``: until on disk); returns whether queued.
+        """Queue a write of the annotations to the autosave file if they changed.
 
         A stack nobody has annotated yet gets no file.
+
+        Parameters
+        ----------
+        wait : bool
+            Return only once the file is on disk.
+
+        Returns
+        -------
+        bool
+            Whether a write was queued.
         """
         saver = self.saver
         if saver is None:
@@ -186,6 +290,11 @@ class MapAnnotations:
 
     def restore(self, path=None) -> tuple[Path, int]:
         """Replace the annotations and clusters by the stack's autosave (or ``path``).
+
+        Parameters
+        ----------
+        path : str or os.PathLike, optional
+            The autosave file to read; default: this tile stack's autosave.
 
         Returns
         -------

@@ -127,15 +127,43 @@ class DockWidget(QWidget):
             self._filtered_windows.add(id(window))
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        """Start listening to napari's main window once the widget is shown in it.
+
+        Parameters
+        ----------
+        event : QShowEvent
+            Qt's show event.
+        """
         self._watch_window()
         super().showEvent(event)
 
     def eventFilter(self, obj, ev) -> bool:  # noqa: N802 - Qt's name
+        """Notice napari's main window closing; the event itself always goes on.
+
+        Parameters
+        ----------
+        obj : QObject
+            The watched window.
+        ev : QEvent
+            An event of that window.
+
+        Returns
+        -------
+        bool
+            Always False: the window handles the event as usual.
+        """
         if ev.type() == QEvent.Type.Close:
             self._on_window_closing()
         return False
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        """Fit maps opened moments ago to the canvas again, whose width changed with the dock.
+
+        Parameters
+        ----------
+        event : QResizeEvent
+            Qt's resize event.
+        """
         # the dock column changed width, so did the canvas: a map opened moments ago is fitted again,
         # once the layout has settled
         super().resizeEvent(event)
@@ -151,10 +179,29 @@ class DockWidget(QWidget):
             self._refit_timer.start()
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        """Call ``shutdown()`` when the widget itself is closed.
+
+        Parameters
+        ----------
+        event : QCloseEvent
+            Qt's close event.
+        """
         self.shutdown()
         super().closeEvent(event)
 
     def event(self, ev) -> bool:
+        """Notice the widget being taken out of its dock (its parent removed).
+
+        Parameters
+        ----------
+        ev : QEvent
+            Any event of the widget.
+
+        Returns
+        -------
+        bool
+            Whether Qt handled the event, as in :meth:`QWidget.event`.
+        """
         # napari's dock "x" (remove_dock_widget) takes the widget out of its dock with setParent(None)
         if ev.type() == QEvent.Type.ParentChange and self.parent() is None:
             self._on_undocked()
@@ -178,10 +225,24 @@ class WrappedLabel(QLabel):
         self.setWordWrap(True)
 
     def setText(self, text: str) -> None:  # noqa: N802 - Qt's name
+        """Show ``text`` and grow or shrink to the height it needs.
+
+        Parameters
+        ----------
+        text : str
+            The new text.
+        """
         super().setText(text)
         self._fit_height()
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        """Take the height the text needs at the new width.
+
+        Parameters
+        ----------
+        event : QResizeEvent
+            Qt's resize event.
+        """
         super().resizeEvent(event)
         self._fit_height()
 

@@ -252,7 +252,18 @@ class TrainingSession:
         return self.checkpoint_dir / f"{stack_fingerprint(tiles)}{CHECKPOINT_SUFFIX}"
 
     def can_resume(self, tiles) -> bool:
-        """Whether a stopped or interrupted run on these very tiles can be continued."""
+        """Whether a stopped or interrupted run on these very tiles can be continued.
+
+        Parameters
+        ----------
+        tiles : array-like
+            The tiles of the run, (N, H, W) or (N, H, W, C); they identify its checkpoint.
+
+        Returns
+        -------
+        bool
+            True when a checkpoint of these tiles exists on disk and no run is going on.
+        """
         path = self.checkpoint_path(tiles)
         return path is not None and path.is_file() and not self.running
 
@@ -394,7 +405,16 @@ class TrainingSession:
 
     # -- back on the main thread ------------------------------------------------
     def handle(self, item: Planned | TrainingUpdate) -> None:
-        """Record an item yielded by :meth:`steps` and emit the matching event (main thread)."""
+        """Record an item yielded by :meth:`steps` and emit the matching event (main thread).
+
+        Items arriving after the run has ended (or the view has closed) are ignored.
+
+        Parameters
+        ----------
+        item : Planned or TrainingUpdate
+            The plan of the run (emitted as :attr:`planned`) or one finished epoch (added to
+            the loss history and emitted as :attr:`progressed`).
+        """
         if self.closing or self.result is not None:
             return  # the run has ended (or the view is gone): a late epoch changes nothing
         if isinstance(item, Planned):
@@ -407,13 +427,26 @@ class TrainingSession:
         self.progressed.emit(item)
 
     def complete(self, result: TrainingResult) -> None:
-        """Record the end of a run (main thread) and emit :attr:`finished`."""
+        """Record the end of a run (main thread) and emit :attr:`finished`.
+
+        Parameters
+        ----------
+        result : TrainingResult
+            What the run produced (model, map, whether it was stopped, time taken).
+        """
         self.result = result
         if not self.closing:
             self.finished.emit(result)
 
     def fail(self, exc: BaseException) -> None:
-        """Record a failed run (main thread) and emit :attr:`failed`."""
+        """Record a failed run (main thread) and emit :attr:`failed`.
+
+        Parameters
+        ----------
+        exc : BaseException
+            The error that ended the run; it is emitted together with whether any epoch had
+            finished before it.
+        """
         self.result = TrainingResult(None, None, True, 0.0)
         self.failed.emit(exc, bool(self.history))
 
@@ -470,7 +503,18 @@ class TrainingSession:
         return self._run.done.is_set()
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait until the run's thread has finished; returns whether it has."""
+        """Wait until the run's thread has finished.
+
+        Parameters
+        ----------
+        timeout : float, optional
+            Longest wait in seconds; None waits as long as it takes.
+
+        Returns
+        -------
+        bool
+            True when the thread has finished (or no run was started), False on timeout.
+        """
         return True if self._run is None else self._run.done.wait(timeout)
 
 

@@ -87,7 +87,13 @@ def _image_layers_2d(viewer) -> list[Image]:
 
 
 class TrainWidget(DockWidget):
-    """Choose a tile layer and augmentations, train, and watch the map form."""
+    """Choose a tile layer and augmentations, train, and watch the map form.
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+        The viewer whose layers the widget trains on and adds the map to (napari passes it).
+    """
 
     def __init__(self, napari_viewer) -> None:
         super().__init__()
@@ -327,6 +333,16 @@ class TrainWidget(DockWidget):
 
     # -- layer choice ---------------------------------------------------------
     def refresh_layers(self, event=None) -> None:
+        """Update the lists of tile layers and images to cut after the viewer's layers changed.
+
+        Maps opened from an output folder are linked to their tiles first; with no tile layer but
+        an image to cut, the "cut into tiles" section is opened.
+
+        Parameters
+        ----------
+        event : napari event, optional
+            The layer event that triggered the refresh (not used).
+        """
         link_opened_outputs(
             self.viewer
         )  # maps opened from an output folder: link them to their tiles
@@ -439,6 +455,13 @@ class TrainWidget(DockWidget):
             return resolve_device("cpu")
 
     def tiles_layer(self) -> Image | None:
+        """The tile layer chosen in the widget.
+
+        Returns
+        -------
+        napari.layers.Image or None
+            The layer, or None when none is chosen or it was removed.
+        """
         name = self.layer_combo.currentText()
         return self.viewer.layers[name] if name in self.viewer.layers else None
 
@@ -456,7 +479,29 @@ class TrainWidget(DockWidget):
         stride: int | None = None,
         min_foreground: float | None = None,
     ) -> Image | None:
-        """Cut a 2D image layer into a new tile layer "<name> tiles" with metadata origins and source_layer."""
+        """Cut a 2D image layer into a new tile layer "<name> tiles" beside it.
+
+        The new layer's metadata hold ``origins`` (where each tile was cut, row and column) and
+        ``source_layer`` (the image's name); it becomes the chosen tile layer. Problems are shown
+        to the user as napari errors, not raised.
+
+        Parameters
+        ----------
+        layer_name : str, optional
+            The image layer to cut (H x W or RGB); default: the one chosen in the widget.
+        tile_size : int, optional
+            Side of the square tiles in pixels; default: the widget's value.
+        stride : int, optional
+            Step between tiles in pixels (smaller than ``tile_size``: overlapping tiles);
+            default: the widget's value.
+        min_foreground : float, optional
+            Fraction of a tile that must be foreground to keep it; default: the widget's value.
+
+        Returns
+        -------
+        napari.layers.Image or None
+            The new tile layer, or None when there was no image or it could not be cut.
+        """
         name = self.source_combo.value if layer_name is None else layer_name
         if name not in self.viewer.layers:
             show_error("Add a 2D image layer (H x W or RGB) to cut first.")
@@ -487,7 +532,24 @@ class TrainWidget(DockWidget):
         return layer
 
     def preview_augmentations(self, n_tiles: int = 8, n_views: int = 6) -> Image | None:
-        """Show up to ``n_tiles`` tiles and ``n_views`` augmented views each, with the chosen preset and seed."""
+        """Show tiles beside augmented views of them, with the chosen preset and seed.
+
+        The views are what training treats as the same cell; problems are shown to the user as
+        napari errors, not raised.
+
+        Parameters
+        ----------
+        n_tiles : int
+            Most tiles shown (one per row).
+        n_views : int
+            Augmented views per tile.
+
+        Returns
+        -------
+        napari.layers.Image or None
+            The preview layer (it replaces an earlier one), or None when there are no tiles or the
+            preview failed.
+        """
         layers = self.chosen_layers()
         if not layers:
             show_error("Choose a tile layer first.")
@@ -583,6 +645,12 @@ class TrainWidget(DockWidget):
 
         With a CUDA GPU: the paper's network and a quick run of 40/4/16 epochs; without one: the CPU's
         network (a stride-2 stem, width 16), batch 256 and a time budget of about 10 minutes.
+        A device that is not available leaves the controls unchanged.
+
+        Parameters
+        ----------
+        device : str
+            "auto", "cpu", "cuda" or "mps".
         """
         layer = self.tiles_layer()
         try:
@@ -616,6 +684,33 @@ class TrainWidget(DockWidget):
 
         ``epochs`` switches the length to epochs, ``minutes`` to a time budget. A ``device`` first sets
         the defaults for that device; the other arguments then override them.
+
+        Parameters
+        ----------
+        epochs : tuple of int, optional
+            Epochs of the three training stages.
+        batch_size : int, optional
+            Tiles per training step.
+        device : str, optional
+            One of the widget's devices ("auto", "cpu", "cuda", ...).
+        backbone : str, optional
+            One of the widget's networks.
+        width : int, optional
+            Width of the network (channels of its first layer).
+        preset : str, optional
+            An augmentation preset, or "auto".
+        seed : int, optional
+            Random seed of training and of the preview.
+        minutes : float, optional
+            Time budget of training.
+        dimensions : int, optional
+            2 or 3: the dimensions of the map.
+
+        Raises
+        ------
+        ValueError
+            An unknown device, backbone or preset, ``epochs`` without three numbers, or
+            ``dimensions`` other than 2 or 3.
         """
         if device is not None and device != self.device_combo.value:
             if device not in self.device_combo.choices:
@@ -823,7 +918,17 @@ class TrainWidget(DockWidget):
 
         Called without waiting when the widget is closed or removed from its dock (napari stays
         responsive; the thread ends on its own), and with ``timeout`` = 10 s when napari closes.
-        The widget no longer touches layers afterwards. Returns whether the training thread has finished.
+        The widget no longer touches layers afterwards.
+
+        Parameters
+        ----------
+        timeout : float
+            Seconds to wait for the training thread to end; 0 does not wait.
+
+        Returns
+        -------
+        bool
+            Whether the training thread has finished.
         """
         done = self.session.close(timeout)
         if done and self.worker is not None:
@@ -842,7 +947,25 @@ class TrainWidget(DockWidget):
     def show_map(
         self, tiles_layer, embedding: np.ndarray, outlier: np.ndarray | None = None
     ) -> Points:
-        """Create or update the map layer of ``tiles_layer`` and link it to the stack."""
+        """Create or update the map layer of ``tiles_layer`` and link it to the stack.
+
+        A map of the same tiles is updated in place; a new map is coloured by the tiles' labels
+        when they have some, else by how atypical each tile is.
+
+        Parameters
+        ----------
+        tiles_layer : napari.layers.Image
+            The tile stack the map belongs to.
+        embedding : numpy.ndarray
+            The map coordinates, one row per tile (N, 2 or 3).
+        outlier : numpy.ndarray, optional
+            An outlier score per tile (high: unlike its neighbours); computed when None.
+
+        Returns
+        -------
+        napari.layers.Points
+            The map layer.
+        """
         name = map_layer_name(tiles_layer.name)
         if name in self.viewer.layers and matches(self.viewer.layers[name], embedding):
             layer = self.viewer.layers[name]
@@ -858,14 +981,36 @@ class TrainWidget(DockWidget):
 
     # -- files ----------------------------------------------------------------
     def save_model(self, path) -> None:
-        """Write the trained model to ``path``."""
+        """Write the trained model to ``path``.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The model file to write.
+
+        Raises
+        ------
+        NotFittedError
+            No model has been trained or loaded yet.
+        """
         if self.model is None:
             raise NotFittedError("Train or load a model first.")
         self.model.save(path)
         show_info(f"Model saved to {path}")
 
     def load_model(self, path):
-        """Read a model written by Save model."""
+        """Read a model written by Save model; it is trained on no further but can map tiles.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The model file.
+
+        Returns
+        -------
+        TSimCNE
+            The loaded model (also the widget's :attr:`model`), on the widget's device.
+        """
         from napari_tsimcne.core import TSimCNE
 
         self.model = TSimCNE.load(path, device=self.device_combo.value)

@@ -45,6 +45,11 @@ class AnnotateWidget(DockWidget):
 
     Annotations are autosaved (see :mod:`napari_tsimcne.plugin.autosave`) about a second after every change
     and when the widget or napari closes; a fresh map of a stack with an autosave gets its annotations back.
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+        The viewer whose maps the widget annotates (napari passes it).
     """
 
     def __init__(self, napari_viewer) -> None:
@@ -204,6 +209,16 @@ class AnnotateWidget(DockWidget):
         self.refresh_layers()
 
     def refresh_layers(self, event=None) -> None:
+        """Update the list of maps after the viewer's layers changed.
+
+        New maps get an annotations model (and their stack's autosave, if any); removed maps have
+        their last changes written to their autosave file and are forgotten.
+
+        Parameters
+        ----------
+        event : napari event, optional
+            The layer event that triggered the refresh (not used).
+        """
         link_opened_outputs(
             self.viewer
         )  # maps opened from an output folder: link them to their tiles
@@ -240,7 +255,18 @@ class AnnotateWidget(DockWidget):
         session.close()  # the removed map's last changes still reach its file
 
     def session(self, layer=None) -> MapAnnotations | None:
-        """The annotations model of ``layer`` (the current map by default)."""
+        """The annotations model of a map.
+
+        Parameters
+        ----------
+        layer : napari.layers.Points, optional
+            The map; default: the map chosen in the widget.
+
+        Returns
+        -------
+        MapAnnotations or None
+            Its annotations, or None when there is no such map.
+        """
         layer = layer if layer is not None else self.map_layer()
         return None if layer is None else self._sessions.get(layer)
 
@@ -284,7 +310,25 @@ class AnnotateWidget(DockWidget):
             self.select_group(*choice)
 
     def select_group(self, column: str, value) -> set[int]:
-        """Select the map's points whose ``column`` is ``value``; the map becomes the active layer."""
+        """Select the map's points whose ``column`` is ``value``; the map becomes the active layer.
+
+        Parameters
+        ----------
+        column : str
+            "annotation" or "cluster".
+        value : str or int
+            A class name or a cluster number.
+
+        Returns
+        -------
+        set of int
+            The selected points (rows of the map).
+
+        Raises
+        ------
+        ValueError
+            There is no map yet.
+        """
         layer = self._require_map()
         rows = self._require_session().rows_of(column, value)
         self.viewer.layers.selection.active = layer
@@ -293,15 +337,43 @@ class AnnotateWidget(DockWidget):
         return rows
 
     def select_cluster(self, number: int) -> set[int]:
-        """Select the points of proposed cluster ``number``."""
+        """Select the points of proposed cluster ``number`` (see :meth:`select_group`).
+
+        Parameters
+        ----------
+        number : int
+            The cluster number (-1: points in no cluster).
+
+        Returns
+        -------
+        set of int
+            The selected points.
+        """
         return self.select_group("cluster", int(number))
 
     def select_annotation(self, name: str) -> set[int]:
-        """Select the points named ``name``."""
+        """Select the points named ``name`` (see :meth:`select_group`).
+
+        Parameters
+        ----------
+        name : str
+            The class name.
+
+        Returns
+        -------
+        set of int
+            The selected points.
+        """
         return self.select_group("annotation", str(name))
 
     def undo_annotation(self) -> bool:
-        """Undo the last naming of the current map; returns whether there was one."""
+        """Undo the last naming of the current map.
+
+        Returns
+        -------
+        bool
+            Whether there was a naming to undo.
+        """
         session = self.session()
         if session is None or not session.undo():
             self.status.setText("Nothing to undo.")
@@ -311,6 +383,13 @@ class AnnotateWidget(DockWidget):
         return True
 
     def map_layer(self) -> Points | None:
+        """The map chosen in the widget.
+
+        Returns
+        -------
+        napari.layers.Points or None
+            The map, or None when there is none or it was removed.
+        """
         name = self.map_combo.currentText()
         return self.viewer.layers[name] if name in self.viewer.layers else None
 
@@ -321,12 +400,33 @@ class AnnotateWidget(DockWidget):
         return layer
 
     def color_by(self, column: str) -> None:
+        """Colour the current map's points by a column of its table.
+
+        Parameters
+        ----------
+        column : str
+            E.g. "annotation", "cluster", "label" or "outlier"; nothing happens when empty or
+            when there is no map.
+        """
         layer = self.map_layer()
         if layer is not None and column:
             recolor(layer, column)
 
     def assign(self, name: str) -> int:
-        """Give the selected points the class ``name``; returns how many were named."""
+        """Give the points selected in the map the class ``name`` (can be undone).
+
+        Without a map, a selection or a name, an error is shown to the user instead.
+
+        Parameters
+        ----------
+        name : str
+            The class name, e.g. "mitotic".
+
+        Returns
+        -------
+        int
+            How many points were named (0 when nothing was named).
+        """
         layer = self.map_layer()
         if layer is None or not name.strip() or not layer.selected_data:
             show_error("Select points in the map and type a class name first.")
@@ -339,7 +439,15 @@ class AnnotateWidget(DockWidget):
 
     # -- lasso --------------------------------------------------------------------
     def set_lasso(self, on: bool) -> None:
-        """Turn free-hand lasso selection on the current map on or off."""
+        """Turn free-hand lasso selection on the current map on or off.
+
+        The lasso works on 2D maps only; without a map or on a 3D map an error is shown instead.
+
+        Parameters
+        ----------
+        on : bool
+            True to start the lasso, False to stop it.
+        """
         if not on:
             if self._lasso is not None:
                 lasso, self._lasso = self._lasso, None
@@ -391,14 +499,42 @@ class AnnotateWidget(DockWidget):
         self.status.setText(message)
 
     def propose_clusters(self, k: int) -> None:
-        """k-means on the map; writes the cluster column and colours by it."""
+        """Propose clusters by k-means on the map; writes the cluster column and colours by it.
+
+        Parameters
+        ----------
+        k : int
+            The number of clusters.
+
+        Raises
+        ------
+        ValueError
+            There is no map, or ``k`` is not between 1 and the number of points.
+        """
         self._require_session().propose_kmeans(k)
         self.status.setText(f"{k} clusters proposed.")
 
     def propose_hdbscan(self, min_cluster_size: int):
-        """HDBSCAN on the map in a background thread (seconds on 100,000 points with fast-hdbscan); noise gets -1.
+        """HDBSCAN on the map in a background thread (seconds on 100,000 points with fast-hdbscan).
 
-        Returns the worker; the cluster column is written when it finishes.
+        HDBSCAN finds the number of clusters itself; points in no cluster (noise) get -1. The
+        cluster column is written, and the map coloured by it, when the worker finishes.
+
+        Parameters
+        ----------
+        min_cluster_size : int
+            Fewest points a cluster may have.
+
+        Returns
+        -------
+        FunctionWorker
+            The started worker.
+
+        Raises
+        ------
+        ValueError
+            There is no map, clustering is already running, or ``min_cluster_size`` does not fit
+            the number of points.
         """
         layer = self._require_map()
         if self._cluster_worker is not None:
@@ -438,14 +574,42 @@ class AnnotateWidget(DockWidget):
         return self.viewer.layers[tiles_name] if tiles_name in self.viewer.layers else None
 
     def export_csv(self, path, overwrite: bool = False) -> None:
-        """Write the map's table to ``path`` (atomically): tile_index, x, y, (z, origins,) label if known,
-        annotation, cluster, outlier. An existing file is refused unless ``overwrite``."""
+        """Write the map's table to a CSV file (atomically).
+
+        Columns: tile_index, x, y, (z, origins,) label if known, annotation, cluster, outlier.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The CSV file to write.
+        overwrite : bool
+            Replace an existing file; without it an existing file is refused.
+
+        Raises
+        ------
+        ValueError
+            There is no map.
+        ExistingFileError
+            ``path`` exists and ``overwrite`` is False.
+        """
         layer = self._require_map()
         path = self._require_session().export_csv(path, overwrite)
         self.status.setText(f"Exported {len(layer.features)} tiles to {path}.")
 
     def import_csv(self, path) -> None:
-        """Read annotations and clusters from ``path``; refuses files of another tile stack."""
+        """Read annotations and clusters into the current map from a CSV file.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A file written by :meth:`export_csv`.
+
+        Raises
+        ------
+        ValueError
+            There is no map, or the file cannot be read or belongs to another tile stack
+            (``AnnotationFileError``; the map is then unchanged).
+        """
         self._require_session().import_csv(path)
         self.status.setText(f"Imported annotations from {path}.")
 
@@ -467,7 +631,24 @@ class AnnotateWidget(DockWidget):
         """Copy the tiles ``tile_indices`` of the map's stack into new image layers (one per channel layer).
 
         The copies keep their channels, colormaps and contrast limits, lie right of everything on the canvas
-        and carry the original tile numbers in ``metadata["tile_indices"]``. Returns the new layers.
+        and carry the original tile numbers in ``metadata["tile_indices"]``.
+
+        Parameters
+        ----------
+        tile_indices : iterable of int
+            The tile numbers (in the stack) to copy; repeats are dropped.
+        name : str
+            Name of the new layer (with several channel layers: prefixed by each one's name).
+
+        Returns
+        -------
+        list of napari.layers.Image
+            The new layers.
+
+        Raises
+        ------
+        ValueError
+            There is no map, or its tile layer is gone.
         """
         layer = self._require_map()
         tiles_layer = self._tiles_layer_of(layer)
@@ -499,7 +680,18 @@ class AnnotateWidget(DockWidget):
         return added
 
     def export_selection_layer(self) -> list:
-        """The selected tiles as a new image stack (see :meth:`export_tiles_layer`)."""
+        """The selected tiles as a new image stack (see :meth:`export_tiles_layer`).
+
+        Returns
+        -------
+        list of napari.layers.Image
+            The new layers.
+
+        Raises
+        ------
+        ValueError
+            There is no map or no point is selected.
+        """
         layer = self._require_map()
         rows = sorted(layer.selected_data)
         if not rows:
@@ -509,7 +701,25 @@ class AnnotateWidget(DockWidget):
         return self.export_tiles_layer(tiles, f"{base} selection ({len(rows)} tiles)")
 
     def export_group_layer(self, column: str, value) -> list:
-        """The tiles of one class (``column="annotation"``) or cluster as a new image stack."""
+        """The tiles of one class or cluster as a new image stack (see :meth:`export_tiles_layer`).
+
+        Parameters
+        ----------
+        column : str
+            "annotation" for a class, "cluster" for a cluster.
+        value : str or int
+            The class name or cluster number.
+
+        Returns
+        -------
+        list of napari.layers.Image
+            The new layers.
+
+        Raises
+        ------
+        ValueError
+            There is no map, or no tile has that class or cluster.
+        """
         from .selection import rows_where
 
         layer = self._require_map()
@@ -522,7 +732,23 @@ class AnnotateWidget(DockWidget):
         return self.export_tiles_layer(tiles, f"{base} {what}")
 
     def export_cluster_layer(self, number: int) -> list:
-        """The tiles of proposed cluster ``number`` as a new image stack."""
+        """The tiles of proposed cluster ``number`` as a new image stack.
+
+        Parameters
+        ----------
+        number : int
+            The cluster number.
+
+        Returns
+        -------
+        list of napari.layers.Image
+            The new layers.
+
+        Raises
+        ------
+        ValueError
+            There is no map, or the cluster has no tiles.
+        """
         return self.export_group_layer("cluster", int(number))
 
     def export_labels_layer(self, column: str | None = None):
@@ -531,7 +757,23 @@ class AnnotateWidget(DockWidget):
         ``column``: "annotation", "cluster" or "label"; by default the one the map is coloured by, else
         "annotation" when some tiles are named, else "cluster". Each tile's rectangle gets its class's
         number (0, transparent: not assigned) in the colour the map gives that class; hovering shows the
-        name. Where tiles overlap, the later tile wins.
+        name. Where tiles overlap, the later tile wins. An earlier layer of the same name is replaced.
+
+        Parameters
+        ----------
+        column : str, optional
+            "annotation", "cluster" or "label" (see above for the default).
+
+        Returns
+        -------
+        napari.layers.Labels
+            The painted layer, placed over the image.
+
+        Raises
+        ------
+        ValueError
+            There is no map, its tiles were not cut from an image open in napari, or the map has
+            no such column.
         """
         from napari.utils.colormaps import DirectLabelColormap
 
@@ -613,7 +855,19 @@ class AnnotateWidget(DockWidget):
 
     # -- autosave -----------------------------------------------------------------------
     def autosave_path(self, layer=None) -> Path | None:
-        """The autosave file of ``layer`` (the current map by default)."""
+        """The autosave file of a map.
+
+        Parameters
+        ----------
+        layer : napari.layers.Points, optional
+            The map; default: the map chosen in the widget.
+
+        Returns
+        -------
+        Path or None
+            The file (it may not exist yet), or None when there is no map or its tile stack cannot
+            be identified.
+        """
         session = self.session(layer)
         saver = None if session is None else session.saver
         return None if saver is None else saver.path
@@ -624,7 +878,13 @@ class AnnotateWidget(DockWidget):
             self._autosave_timer.start()
 
     def autosave_now(self, wait: bool = False) -> None:
-        """Queue a write of every map's annotations that changed (``wait``: until they are on disk)."""
+        """Queue a write of every map's annotations that changed to its autosave file.
+
+        Parameters
+        ----------
+        wait : bool
+            Return only once the files are on disk.
+        """
         self._autosave_timer.stop()
         for layer, session in list(self._sessions.items()):
             if layer not in self.viewer.layers:
@@ -673,7 +933,23 @@ class AnnotateWidget(DockWidget):
     def restore_autosave(self, layer=None, path=None) -> Path:
         """Replace the map's annotations and clusters by its stack's autosave (or ``path``).
 
-        Raises AnnotationFileError (a ValueError) for a file of another tile stack, leaving the map unchanged.
+        Parameters
+        ----------
+        layer : napari.layers.Points, optional
+            The map; default: the map chosen in the widget.
+        path : str or os.PathLike, optional
+            The autosave file to read; default: the autosave of the map's tile stack.
+
+        Returns
+        -------
+        Path
+            The file the annotations came from.
+
+        Raises
+        ------
+        ValueError
+            There is no map or no autosave, the tile layer is gone, or the file belongs to another
+            tile stack (``AnnotationFileError``; the map is then unchanged).
         """
         layer = layer if layer is not None else self._require_map()
         session = self._sessions.get(layer) or self._require_session()

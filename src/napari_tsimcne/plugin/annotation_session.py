@@ -116,7 +116,13 @@ class MapAnnotations:
 
     # -- clusters -------------------------------------------------------------------
     def coordinates(self) -> np.ndarray:
-        """The map coordinates (N, 2 or 3) that clusters are proposed on."""
+        """The map coordinates that clusters are proposed on.
+
+        Returns
+        -------
+        numpy.ndarray
+            One row per point, (N, 2) or (N, 3).
+        """
         from .map_layer import embedding_columns
 
         feats = self.layer.features
@@ -169,16 +175,35 @@ class MapAnnotations:
 
     # -- files ------------------------------------------------------------------------
     def tiles_layer(self):
-        """The map's tile layer, or None when it is gone."""
+        """The map's tile layer.
+
+        Returns
+        -------
+        napari.layers.Image or None
+            The layer, or None when it is gone.
+        """
         return self._tiles_layer()
 
     def origins(self):
-        """Where each tile was cut from its image (row, column), when it was."""
+        """Where each tile was cut from its image.
+
+        Returns
+        -------
+        numpy.ndarray or None
+            The (row, column) of each tile's corner in its image, or None when the tiles were not
+            cut in napari or their layer is gone.
+        """
         tiles = self.tiles_layer()
         return None if tiles is None else tiles.metadata.get("origins")
 
     def fingerprint(self) -> str | None:
-        """The tile stack's fingerprint (None when its layer is gone or does not match the map)."""
+        """The tile stack's fingerprint, which ties autosaves and exported files to the stack.
+
+        Returns
+        -------
+        str or None
+            The fingerprint, or None when the tile layer is gone or does not match the map.
+        """
         if self._fingerprint is None:
             tiles = self.tiles_layer()
             if tiles is None or len(tiles.data) != len(self.layer.data):
@@ -326,7 +351,14 @@ class MapAnnotations:
         return path, int((self.layer.features["annotation"] != "").sum())
 
     def autosave_to_restore(self) -> tuple[Path | None, Path | None]:
-        """For a fresh map: (this stack's autosave, or None; else an autosave of another stack of that name)."""
+        """The autosave a fresh map (no names yet) should get its annotations from.
+
+        Returns
+        -------
+        tuple of (Path or None, Path or None)
+            This stack's autosave, or None; when there is none, an autosave of another stack of
+            the same name (to tell the user why nothing was restored), or None.
+        """
         if autosave_mod.has_annotations(self.layer.features):
             return None, None
         fingerprint = self.fingerprint()

@@ -42,7 +42,13 @@ class LassoTool:
 
     # -- on and off ---------------------------------------------------------------
     def enable(self) -> None:
-        """Make the map the active layer and let drags on it draw a lasso."""
+        """Make the map the active layer and let drags on it draw a lasso.
+
+        Raises
+        ------
+        ValueError
+            The map layer has been removed from the viewer.
+        """
         if self.active:
             return
         layer = self.layer

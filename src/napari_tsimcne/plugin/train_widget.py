@@ -353,7 +353,13 @@ class TrainWidget(DockWidget):
         self._on_layer_changed(self.layer_combo.currentText())
 
     def chosen_layers(self) -> list[Image]:
-        """The layers whose channels make the tiles: the tile layer and the ticked channel layers."""
+        """The layers whose channels make the tiles: the tile layer and the ticked channel layers.
+
+        Returns
+        -------
+        list of napari.layers.Image
+            The layers in the viewer's order; empty without a tile layer.
+        """
         layer = self.tiles_layer()
         if layer is None:
             return []
@@ -366,7 +372,18 @@ class TrainWidget(DockWidget):
         return [l for l in self.viewer.layers if l.name == layer.name or l.name in ticked]
 
     def training_tiles(self):
-        """The chosen tiles as one stack, channels last (None without a tile layer)."""
+        """The chosen tiles as one stack, channels last: what the network trains on.
+
+        Returns
+        -------
+        array-like or None
+            (N, H, W) or (N, H, W, C), or None without a tile layer.
+
+        Raises
+        ------
+        ValueError
+            The ticked channel layers are not single-channel stacks of the tiles' shape.
+        """
         layers = self.chosen_layers()
         return training_tiles(layers) if layers else None
 
@@ -397,7 +414,15 @@ class TrainWidget(DockWidget):
         self._source_form.setRowVisible(self.channels_list, bool(candidates))
 
     def recommendation(self) -> Recommendation | None:
-        """The preset that suits the chosen tiles, and why (None without a usable tile layer)."""
+        """The augmentation preset that suits the chosen tiles, and why ("auto" picks it).
+
+        Judged on up to 500 tiles; the answer is kept until the chosen layers change.
+
+        Returns
+        -------
+        Recommendation or None
+            The preset and the reason, or None without a usable tile layer.
+        """
         layers = self.chosen_layers()
         if not layers:
             return None
@@ -415,7 +440,13 @@ class TrainWidget(DockWidget):
         return self._advice
 
     def chosen_preset(self) -> str:
-        """The preset training will use: the choice, with "auto" resolved for the chosen tiles."""
+        """The preset training will use: the choice, with "auto" resolved for the chosen tiles.
+
+        Returns
+        -------
+        str
+            A preset name; "microscopy" when "auto" cannot judge the tiles.
+        """
         choice = self.preset_combo.currentText()
         if choice != "auto":
             return choice
@@ -617,7 +648,14 @@ class TrainWidget(DockWidget):
         self.session.model = value
 
     def settings(self) -> TrainingSettings:
-        """The training settings shown in the widget."""
+        """The training settings shown in the widget.
+
+        Returns
+        -------
+        TrainingSettings
+            Preset, length (epochs or minutes), batch size, device, network, seed and map
+            dimensions as set in the controls.
+        """
         by_time = self.length_combo.currentText() == MINUTES
         return TrainingSettings(
             preset=self.preset_combo.currentText(),
@@ -632,7 +670,13 @@ class TrainWidget(DockWidget):
         )
 
     def make_model(self):
-        """A TSimCNE with the settings shown in the widget."""
+        """A new, untrained model with the settings shown in the widget.
+
+        Returns
+        -------
+        TSimCNE
+            The model, not yet trained.
+        """
         return self.settings().make_model()
 
     def _show_length(self, mode: str) -> None:

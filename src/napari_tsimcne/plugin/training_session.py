@@ -84,6 +84,11 @@ class TrainingSettings:
         TrainingSettings
             With a CUDA GPU: the paper's network and 40/4/16 epochs; without one: the CPU's network,
             batch 256 and about 10 minutes.
+
+        Raises
+        ------
+        ValueError
+            ``device`` is not one of "auto", "cuda", "mps" or "cpu", or is not available here.
         """
         if device not in DEVICES:
             raise ValueError(f"device must be one of {list(DEVICES)}, not {device!r}.")
@@ -244,6 +249,11 @@ class TrainingSession:
         ----------
         tiles : array-like
             The tile stack (a fingerprint of its shape, dtype and a few tiles names the file).
+
+        Returns
+        -------
+        Path or None
+            The checkpoint file (it may not exist), or None when checkpoints are off.
         """
         if self.checkpoint_dir is None:
             return None
@@ -361,7 +371,23 @@ class TrainingSession:
         """Train; runs in a worker thread. Yields a :class:`Planned`, then a :class:`TrainingUpdate` per epoch.
 
         Closing the generator, or :meth:`stop`, ends training after the current epoch; the tiles are then
-        mapped with the model as it is. Returns the :class:`TrainingResult`.
+        mapped with the model as it is.
+
+        Yields
+        ------
+        Planned or TrainingUpdate
+            First the plan of the run, then one update per finished epoch.
+
+        Returns
+        -------
+        TrainingResult
+            The generator's return value: the final map, its outlier scores, whether the run was
+            stopped early, and the training time.
+
+        Raises
+        ------
+        RuntimeError
+            No run was started with :meth:`start` or :meth:`start_resume`.
         """
         from .map_layer import outlier_scores
 

@@ -62,7 +62,7 @@ if TYPE_CHECKING:  # static tools and IDEs see the names as ordinary imports
 
 
 def __getattr__(name: str) -> Any:
-    """The public names of :mod:`napari_tsimcne.core`, imported on first access (PEP 562).
+    """The public names of ``napari_tsimcne.core``, imported on first access (PEP 562).
 
     Parameters
     ----------

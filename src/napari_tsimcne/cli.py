@@ -796,7 +796,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     Parameters
     ----------
     args : argparse.Namespace
-        The parsed command line (see :func:`build_parser`).
+        The parsed command line (see ``build_parser``).
 
     Returns
     -------
@@ -806,7 +806,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     Raises
     ------
     CliError, TileStackError, ParameterError, OutputFileError
-        Reported by :func:`main` as one line and an exit code.
+        Reported by ``main`` as one line and an exit code.
     """
     data = _read(args.input, args)
     outdir = Path(args.output)
@@ -820,7 +820,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     Parameters
     ----------
     args : argparse.Namespace
-        The parsed command line (see :func:`build_parser`).
+        The parsed command line (see ``build_parser``).
 
     Returns
     -------
@@ -830,7 +830,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     Raises
     ------
     CliError, ModelFileError, TileStackError, OutputFileError
-        Reported by :func:`main` as one line and an exit code.
+        Reported by ``main`` as one line and an exit code.
     """
     from .core import TSimCNE
     from .core.io import write_embedding_csv
@@ -877,7 +877,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     Parameters
     ----------
     args : argparse.Namespace
-        The parsed command line (see :func:`build_parser`).
+        The parsed command line (see ``build_parser``).
 
     Returns
     -------
@@ -887,7 +887,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     Raises
     ------
     CliError, ValueError
-        Reported by :func:`main` as one line and an exit code.
+        Reported by ``main`` as one line and an exit code.
     """
     from .core import knn_accuracy
     from .core.evaluation import why_not_scorable
@@ -949,7 +949,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     Parameters
     ----------
     args : argparse.Namespace
-        The parsed command line (see :func:`build_parser`).
+        The parsed command line (see ``build_parser``).
 
     Returns
     -------
@@ -959,7 +959,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     Raises
     ------
     CliError, ParameterError, OutputFileError
-        Reported by :func:`main` as one line and an exit code.
+        Reported by ``main`` as one line and an exit code.
     """
     from .core.io import TileData
     from .core.sample import load_sample
@@ -998,7 +998,7 @@ def _demo_banner(sample, n_used: int) -> str:
 
 
 def _fill_demo_defaults(args: argparse.Namespace) -> None:
-    """On a CUDA GPU the demo trains :data:`QUICK_GPU_EPOCHS` unless told otherwise; elsewhere the CPU settings."""
+    """On a CUDA GPU the demo trains ``QUICK_GPU_EPOCHS`` unless told otherwise; elsewhere the CPU settings."""
     from .core.device import resolve_device
 
     if args.epochs is None and args.minutes is None:
@@ -1041,7 +1041,7 @@ def with_flags(exc: ValueError) -> str:
     Parameters
     ----------
     exc : ValueError
-        A :class:`~napari_tsimcne.core.parameters.ParameterError` (its ``parameters`` say which
+        A ``ParameterError`` (its ``parameters`` say which
         names to replace); other errors keep their message.
 
     Returns

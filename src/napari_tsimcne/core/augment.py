@@ -24,7 +24,7 @@ Presets
     about 10 %), no change of brightness, contrast or colour; and three in
     four positive pairs made of views of two different tiles that are
     nearest neighbours in per-channel intensity profile (``neighbor_views``;
-    see :mod:`napari_tsimcne.core.neighbors`), the fourth of two views of one
+    see ``napari_tsimcne.core.neighbors``), the fourth of two views of one
     tile. The map then keeps cells in order of their intensities and sizes,
     and still apart by shape where these agree. ``"fluorescence"`` is
     accepted as an older name for it.
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class AugmentationSettings:
-    """Every parameter of the augmentations; see :meth:`preset` for the named sets.
+    """Every parameter of the augmentations; see ``preset`` for the named sets.
 
     Two random views of each tile form a positive pair: what the augmentations vary, the
     map learns to ignore. The set follows SimCLR (Chen et al., ICML 2020) as used by
@@ -95,7 +95,7 @@ class AugmentationSettings:
     neighbor_views: float = 0.0
     """Fraction of positive pairs whose second view shows one of the tile's nearest neighbours in
     intensity (the tiles with the most similar per-channel intensity profile, see
-    :mod:`napari_tsimcne.core.neighbors`) instead of the tile itself. 0 is the papers' method;
+    ``napari_tsimcne.core.neighbors``) instead of the tile itself. 0 is the papers' method;
     above 0 the map keeps tiles with similar amounts of each stain together, in order."""
     neighbor_k: int = 10
     """How many nearest neighbours in intensity a second view may be drawn from."""
@@ -103,7 +103,7 @@ class AugmentationSettings:
     """Whether the tiles are colour photographs (red, green, blue).
 
     Saturation, hue and greyscale mix the channels and apply to colour
-    images only. ``None`` decides from the stack (:meth:`for_stack`):
+    images only. ``None`` decides from the stack (``for_stack``):
     3-channel uint8 stacks are colour images; any other stack, including
     3-channel uint16 or float fluorescence, is a set of independent channels
     that are never mixed into one another. Left undecided, no channel is
@@ -162,7 +162,7 @@ class AugmentationSettings:
         Parameters
         ----------
         value : str, AugmentationSettings or dict
-            A preset name (see :meth:`preset`), settings (returned as they are) or a dict of
+            A preset name (see ``preset``), settings (returned as they are) or a dict of
             field names to values (lists become tuples, as read from JSON).
 
         Returns
@@ -192,7 +192,7 @@ class AugmentationSettings:
         )
 
     def for_stack(self, dtype: DTypeLike, n_channels: int) -> AugmentationSettings:
-        """These settings with :attr:`rgb` decided for a stack of ``dtype`` with ``n_channels``.
+        """These settings with ``rgb`` decided for a stack of ``dtype`` with ``n_channels``.
 
         An explicit ``rgb`` is kept; ``None`` becomes True for 3-channel
         uint8 stacks (colour images) and False for everything else.
@@ -219,7 +219,7 @@ class AugmentationSettings:
         Returns
         -------
         dict
-            Field names to values; :meth:`coerce` turns it back into settings.
+            Field names to values; ``coerce`` turns it back into settings.
         """
         return asdict(self)
 
@@ -308,7 +308,7 @@ def affine_matrices(
     Returns
     -------
     torch.Tensor
-        Shape ``(n, 2, 3)``, for :func:`warp`.
+        Shape ``(n, 2, 3)``, for ``warp``.
     """
     area = _uniform(n, *s.crop_scale, gen, device)
     log_ratio = _uniform(n, math.log(s.crop_ratio[0]), math.log(s.crop_ratio[1]), gen, device)
@@ -357,7 +357,7 @@ def warp(x: torch.Tensor, matrices: torch.Tensor, fill: str = "border") -> torch
     x : torch.Tensor
         Tiles, shape ``(B, C, H, W)``.
     matrices : torch.Tensor
-        One matrix per tile, shape ``(B, 2, 3)``, from :func:`affine_matrices`.
+        One matrix per tile, shape ``(B, 2, 3)``, from ``affine_matrices``.
     fill : str
         ``"border"`` (mean colour of the tile's edge), ``"reflection"`` or ``"zeros"``.
 
@@ -431,7 +431,7 @@ def augment(
     """One random view of every tile in ``x`` (B, C, H, W) in [0, 1]; returns the same shape in [0, 1].
 
     Saturation, hue and greyscale apply to colour tiles only (3 channels
-    and ``settings.rgb`` true, see :meth:`AugmentationSettings.for_stack`);
+    and ``settings.rgb`` true, see ``AugmentationSettings.for_stack``);
     other tiles get brightness, contrast and the per-channel gain, each
     channel on its own.
 
@@ -440,7 +440,7 @@ def augment(
     x : torch.Tensor
         Normalised tiles, shape ``(B, C, H, W)``, values in [0, 1].
     settings : AugmentationSettings
-        What to vary (with ``rgb`` decided, see :meth:`AugmentationSettings.for_stack`).
+        What to vary (with ``rgb`` decided, see ``AugmentationSettings.for_stack``).
     generator : torch.Generator
         Random generator on the device of ``x``; the same seed gives the same views.
 

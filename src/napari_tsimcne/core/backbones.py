@@ -20,4 +20,4 @@ BACKBONES: dict[str, BackboneSpec] = {
     "resnet10": BackboneSpec((1, 1, 1, 1)),
     "resnet18-s2": BackboneSpec((2, 2, 2, 2), stem_stride=2),
 }
-"""The backbones by name; see :mod:`napari_tsimcne.core.model` for what each is for."""
+"""The backbones by name; see ``napari_tsimcne.core.model`` for what each is for."""

@@ -1,10 +1,10 @@
 """Training for a time budget: epochs chosen from the speed measured on the first steps.
 
 A person asks for "a map in about 10 minutes", not for "16 / 1 / 7 epochs".
-Before training, :func:`measure_step_costs` times a few real training steps
+Before training, ``measure_step_costs`` times a few real training steps
 on a throw-away copy of the network (so the run itself is not changed), a
 step of stage 2 (only the last layer trains) and the mapping of one batch.
-:func:`epochs_for_budget` then picks the largest number of epochs, split over
+``epochs_for_budget`` then picks the largest number of epochs, split over
 the three stages in the paper's ratio 1000 : 50 : 450 (Böhm et al. 2023),
 whose training, live previews and final mapping of all tiles fit the budget.
 After the first epoch the estimator plans the rest again from that epoch's
@@ -184,12 +184,12 @@ def epochs_for_budget(
     seconds : float
         The time left for training and mapping.
     costs : StepCosts
-        From :func:`measure_step_costs`.
+        From ``measure_step_costs``.
     n_tiles, batch_size : int
         The stack size and the tiles per step (an epoch has ``n_tiles // batch_size`` steps).
     previews : bool
         Whether live previews of the map are wanted; they get at most
-        :data:`PREVIEW_SHARE` of the budget and at most :data:`MAX_PREVIEWS`.
+        ``PREVIEW_SHARE`` of the budget and at most ``MAX_PREVIEWS``.
     ratio : tuple of int
         Proportions of the three stages.
 
@@ -244,7 +244,7 @@ def planned_seconds(
     epochs : tuple of 3 int
         Epochs of the three stages.
     costs : StepCosts
-        Measured seconds per step and per mapped tile (see :func:`measure_step_costs`).
+        Measured seconds per step and per mapped tile (see ``measure_step_costs``).
     n_tiles : int
         Tiles trained on.
     batch_size : int

@@ -1,8 +1,8 @@
 """The settings of one training run, in one frozen object, and the batch size a stack suggests.
 
-:class:`TrainingConfig` is the single home of the optimiser's and the training
+``TrainingConfig`` is the single home of the optimiser's and the training
 loop's defaults (SGD momentum, weight decay, gradient clipping, how the 2-D
-layer starts); :class:`~napari_tsimcne.core.estimator.TSimCNE` takes its own
+layer starts); ``TSimCNE`` takes its own
 defaults from here. This module does not import PyTorch.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """How the :class:`~napari_tsimcne.core.training.Trainer` trains, with ``"auto"`` already resolved.
+    """How the ``Trainer`` trains, with ``"auto"`` already resolved.
 
     Parameters
     ----------

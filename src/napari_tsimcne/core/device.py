@@ -76,7 +76,7 @@ class DeviceDefaults:
     """What ``"auto"`` means for the network, the batch and the training length on one kind of device."""
 
     backbone: str
-    """The network (see :data:`napari_tsimcne.core.backbones.BACKBONES`)."""
+    """The network (see ``napari_tsimcne.core.backbones.BACKBONES``)."""
     width: int
     """Channels of the network's first layer."""
     batch_size: int
@@ -113,12 +113,12 @@ def defaults_for(device: torch.device) -> DeviceDefaults:
     Parameters
     ----------
     device : torch.device
-        A resolved device (see :func:`resolve_device`).
+        A resolved device (see ``resolve_device``).
 
     Returns
     -------
     DeviceDefaults
-        :data:`GPU_DEFAULTS` on CUDA, :data:`MPS_DEFAULTS` on Apple's MPS, :data:`CPU_DEFAULTS` elsewhere.
+        ``GPU_DEFAULTS`` on CUDA, ``MPS_DEFAULTS`` on Apple's MPS, ``CPU_DEFAULTS`` elsewhere.
     """
     if device.type == "cuda":
         return GPU_DEFAULTS

@@ -8,7 +8,7 @@ with batch ``B`` each train like one process with batch ``P * B`` (tested with
 the CPU's gloo backend), and the learning rate follows the global batch.
 
 Launch with ``torchrun --nproc-per-node=4 -m napari_tsimcne fit ...`` or a
-script that calls :meth:`TSimCNE.fit`; the environment variables that
+script that calls ``TSimCNE.fit``; the environment variables that
 torchrun sets (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``) switch this on.
 """
 
@@ -153,6 +153,11 @@ class PooledBatchNorm:
 
     Works on any backend, the CPU's gloo included. In a single process, or in
     evaluation, it is exactly the ordinary batch norm.
+
+    Parameters
+    ----------
+    *args, **kwargs
+        Those of the batch-norm class it is mixed into (e.g. ``num_features``).
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]

@@ -40,7 +40,7 @@ from .training import Trainer, TrainerState, TrainingEvent, embed_store, pca_2d
 class NotFittedError(sklearn.exceptions.NotFittedError, RuntimeError):
     """The model has not been trained or loaded yet.
 
-    A :class:`sklearn.exceptions.NotFittedError` (so also a ``ValueError`` and an
+    A ``sklearn.exceptions.NotFittedError`` (so also a ``ValueError`` and an
     ``AttributeError``), and a ``RuntimeError`` as in earlier versions.
     """
 
@@ -48,9 +48,9 @@ class NotFittedError(sklearn.exceptions.NotFittedError, RuntimeError):
 class TSimCNE(TransformerMixin, BaseEstimator):
     """t-SimCNE: contrastive learning straight to a 2D map of image tiles [1]_.
 
-    A scikit-learn estimator: :meth:`fit` trains on a stack of tiles (no labels),
-    :meth:`transform` maps new tiles with the trained network, and
-    :func:`sklearn.base.clone`, :meth:`get_params` and :meth:`set_params` work as
+    A scikit-learn estimator: ``fit`` trains on a stack of tiles (no labels),
+    ``transform`` maps new tiles with the trained network, and
+    ``sklearn.base.clone``, ``get_params`` and ``set_params`` work as
     for any estimator. Each parameter is stored as given; ``"auto"`` is resolved
     when training starts, and the attributes ending in ``_`` hold what was used.
 
@@ -68,14 +68,14 @@ class TSimCNE(TransformerMixin, BaseEstimator):
         the batch of each process; the global batch is processes x batch_size
         (see the multi-GPU page of the docs). ``"auto"``: 1024 on a GPU, 256 on
         a CPU, at most the largest power of two that the stack holds
-        (:func:`~napari_tsimcne.core.config.default_batch_size`).
+        (``default_batch_size``).
     augmentations : str, AugmentationSettings or "auto", default "auto"
         What two views of the same tile may differ in; what the augmentations
         vary, the map ignores [2]_. A preset name (``"microscopy"``,
         ``"natural"``: SimCLR's set as used by [1]_, ``"quantitative"``), an
-        :class:`~napari_tsimcne.core.augment.AugmentationSettings`, or ``"auto"``:
+        ``AugmentationSettings``, or ``"auto"``:
         the preset that suits the stack
-        (:func:`~napari_tsimcne.core.recommend.recommend_preset`:
+        (``recommend_preset``:
         ``"quantitative"`` for camera data of bright objects on a dark
         background whose intensity differs between tiles, ``"microscopy"``
         otherwise); ``preset_`` and ``preset_reason_`` say which and why.
@@ -141,7 +141,7 @@ class TSimCNE(TransformerMixin, BaseEstimator):
     total_epochs_, batch_size_, backbone_, width_
         The settings the model was trained with (``"auto"`` resolved).
     step_costs_
-        With a time budget: the measured :class:`~napari_tsimcne.core.budget.StepCosts`.
+        With a time budget: the measured ``StepCosts``.
     embedding_ : numpy.ndarray of shape (N, out_dim)
         The map of the training tiles.
     model_ : TSimCNENet
@@ -152,7 +152,7 @@ class TSimCNE(TransformerMixin, BaseEstimator):
     Raises
     ------
     ParameterError
-        From :meth:`validate`, :meth:`fit` and :meth:`fit_iter` when a parameter
+        From ``validate``, ``fit`` and ``fit_iter`` when a parameter
         has a value it cannot take; the message names the parameter as in Python.
 
     References
@@ -206,18 +206,18 @@ class TSimCNE(TransformerMixin, BaseEstimator):
         self.time_budget = time_budget
 
     def __sklearn_is_fitted__(self) -> bool:
-        """Whether the model is trained or loaded (for :func:`sklearn.utils.validation.check_is_fitted`).
+        """Whether the model is trained or loaded (for ``sklearn.utils.validation.check_is_fitted``).
 
         Returns
         -------
         bool
-            True once :meth:`fit`, :meth:`fit_iter` or :meth:`load` has set ``model_``.
+            True once ``fit``, ``fit_iter`` or ``load`` has set ``model_``.
         """
         return getattr(self, "model_", None) is not None
 
     # -- validation ---------------------------------------------------------
     def _resolve_auto(self, device: torch.device, n_tiles: int, processes: int = 1) -> _Plan:
-        """What the ``"auto"`` settings stand for on ``device`` (see :func:`defaults_for`).
+        """What the ``"auto"`` settings stand for on ``device`` (see ``defaults_for``).
 
         Checks every parameter on its own first, so the values it resolves are sound.
         """
@@ -318,7 +318,7 @@ class TSimCNE(TransformerMixin, BaseEstimator):
         """Check the shape of ``X`` and every parameter now, without training.
 
         Cheap (the pixel values are checked when training starts), so a user interface can refuse
-        bad settings at once and run :meth:`fit_iter` in the background.
+        bad settings at once and run ``fit_iter`` in the background.
 
         Parameters
         ----------
@@ -382,12 +382,12 @@ class TSimCNE(TransformerMixin, BaseEstimator):
         Returns
         -------
         iterator of TrainingEvent
-            One :class:`~napari_tsimcne.core.training.TrainingEvent` per epoch.
+            One ``TrainingEvent`` per epoch.
 
         Raises
         ------
         TileStackError, ParameterError
-            At once, before the generator is returned (see :meth:`validate`).
+            At once, before the generator is returned (see ``validate``).
         TrainingDivergedError
             While iterating, when the loss becomes NaN or infinite.
         """
@@ -476,7 +476,7 @@ class TSimCNE(TransformerMixin, BaseEstimator):
         progress: Callable[[int, int], None] | None = None,
         allow_other_tiles: bool = False,
     ) -> Iterator[TrainingEvent]:
-        """Continue training from a checkpoint loaded with :meth:`load`, on the same tiles.
+        """Continue training from a checkpoint loaded with ``load``, on the same tiles.
 
         With the same seed on the CPU the result equals an uninterrupted run.
 
@@ -487,7 +487,7 @@ class TSimCNE(TransformerMixin, BaseEstimator):
         channel_axis : int, optional
             The axis of the channels when it is not the last.
         checkpoint, checkpoint_every, progress
-            As for :meth:`fit_iter`.
+            As for ``fit_iter``.
         allow_other_tiles : bool, default False
             Skip the check that ``X`` holds the checkpoint's tiles (for example for the
             same tiles re-read as another dtype). Checkpoints written without a
@@ -657,7 +657,7 @@ class TSimCNE(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (N, H, W) or (N, H, W, C)
-            The tiles, any real dtype; see :func:`~napari_tsimcne.core.tiles.as_tile_stack`.
+            The tiles, any real dtype; see ``as_tile_stack``.
         y : None
             Ignored: training uses no labels (accepted for scikit-learn pipelines).
         channel_axis : int, optional
@@ -701,13 +701,13 @@ class TSimCNE(TransformerMixin, BaseEstimator):
         Raises
         ------
         TileStackError, ParameterError, TrainingDivergedError
-            As :meth:`fit`.
+            As ``fit``.
         """
         return self.fit(X, channel_axis=channel_axis).embedding_
 
     # -- embedding ----------------------------------------------------------
     def _embed_batch(self, device: torch.device) -> int:
-        """Tiles per forward pass when mapping on ``device`` (``"auto"``: see :class:`DeviceDefaults`)."""
+        """Tiles per forward pass when mapping on ``device`` (``"auto"``: see ``DeviceDefaults``)."""
         if is_auto(self.embed_batch_size):
             return defaults_for(device).embed_batch_size
         return int(self.embed_batch_size)
@@ -865,12 +865,12 @@ class TSimCNE(TransformerMixin, BaseEstimator):
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "auto") -> TSimCNE:
-        """Read a model written by :meth:`save`; it runs on ``device`` (a CPU-only machine works).
+        """Read a model written by ``save``; it runs on ``device`` (a CPU-only machine works).
 
         Parameters
         ----------
         path : str or os.PathLike
-            A model file (or a checkpoint, to continue with :meth:`resume_iter`).
+            A model file (or a checkpoint, to continue with ``resume_iter``).
         device : str, default "auto"
             Where the network runs; as the ``device`` parameter.
 

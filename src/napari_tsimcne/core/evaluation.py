@@ -95,7 +95,7 @@ def knn_accuracy(
     Raises
     ------
     EvaluationError
-        When the labels do not allow the score (see :func:`why_not_scorable`).
+        When the labels do not allow the score (see ``why_not_scorable``).
     """
     from sklearn.model_selection import train_test_split
     from sklearn.neighbors import KNeighborsClassifier

@@ -52,12 +52,12 @@ class TileFingerprint:
 
     @classmethod
     def from_dict(cls, d: dict) -> TileFingerprint:
-        """The fingerprint stored by :meth:`to_dict`.
+        """The fingerprint stored by ``to_dict``.
 
         Parameters
         ----------
         d : dict
-            Plain values, as from :meth:`to_dict`.
+            Plain values, as from ``to_dict``.
 
         Returns
         -------
@@ -107,7 +107,7 @@ def stack_digest(tiles: np.ndarray) -> str:
 
 
 def fingerprint(tiles: np.ndarray) -> TileFingerprint:
-    """The :class:`TileFingerprint` of a tile stack (N, H, W) or (N, H, W, C).
+    """The ``TileFingerprint`` of a tile stack (N, H, W) or (N, H, W, C).
 
     Parameters
     ----------

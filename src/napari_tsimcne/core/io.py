@@ -1,7 +1,7 @@
 """Reading tile stacks from files and writing maps (CSV, PNG); no Qt.
 
 Used by the command-line tool and reusable from the napari plugin or a script.
-Every write is atomic (see :func:`napari_tsimcne.core.persistence.atomic_write`).
+Every write is atomic (see ``napari_tsimcne.core.persistence.atomic_write``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,21 @@ class InputFileError(TileStackError):
 
 @dataclass(frozen=True)
 class TileData:
-    """Tiles read from a file, with what is known about them."""
+    """Tiles read from a file, with what is known about them.
+
+    Parameters
+    ----------
+    tiles : numpy.ndarray
+        The stack, (N, H, W) or (N, H, W, C).
+    name : str
+        A name for the stack (the file's stem).
+    labels : numpy.ndarray, optional
+        One known class per tile (from a ``.npz`` file's ``labels``).
+    origins : numpy.ndarray, optional
+        (N, 2) row and column of each tile in the image it was cut from.
+    class_names : tuple of str
+        Names of the label numbers, when the file has them.
+    """
 
     tiles: np.ndarray
     name: str
@@ -134,7 +148,7 @@ def read_tiles(
     without being copied into memory. Pass ``mmap_mode=None`` to read it whole.
 
     With ``tile_size`` the file must hold one 2D image (H, W) or (H, W, C);
-    it is cut with :func:`napari_tsimcne.tile_image` and the tile origins are
+    it is cut with ``napari_tsimcne.tile_image`` and the tile origins are
     kept. Without it the file must hold a stack (N, H, W) or (N, H, W, C).
     ``channel_axis`` names the channel axis of the data when it is not the last.
 
@@ -163,7 +177,7 @@ def read_tiles(
     Raises
     ------
     TileStackError
-        (or its subclass :class:`InputFileError`) with a one-line reason.
+        (or its subclass ``InputFileError``) with a one-line reason.
     """
     path = Path(path)
     array, labels, classes = _read_array(path, mmap_mode)
@@ -280,7 +294,7 @@ def write_embedding_csv(
 ) -> Path:
     """Write the map as CSV, atomically: ``tile_index, x, y`` (``z`` in 3D), ``origin_row, origin_col``, ``label``.
 
-    The columns are those of :data:`napari_tsimcne.core.table.COLUMNS`; origins and labels only when given.
+    The columns are those of ``napari_tsimcne.core.table.COLUMNS``; origins and labels only when given.
 
     Parameters
     ----------
@@ -309,7 +323,7 @@ def write_embedding_csv(
 
 
 def read_embedding_csv(path: str | os.PathLike) -> EmbeddingTable:
-    """Read a CSV written by :func:`write_embedding_csv` (by this or an earlier version).
+    """Read a CSV written by ``write_embedding_csv`` (by this or an earlier version).
 
     Parameters
     ----------
@@ -331,7 +345,7 @@ def read_embedding_csv(path: str | os.PathLike) -> EmbeddingTable:
 
 
 def _read_csv_columns(path: Path) -> dict[str, np.ndarray]:
-    """The columns of a CSV file as text, by name (raises :class:`InputFileError` with the reason)."""
+    """The columns of a CSV file as text, by name (raises ``InputFileError`` with the reason)."""
     table = read_table(path, "CSV", InputFileError, all_text=True)
     return {str(c): np.asarray(table[c].tolist(), dtype=str) for c in table.columns}
 

@@ -20,6 +20,27 @@ def cauchy_infonce(z: torch.Tensor, rows: torch.Tensor | None = None) -> torch.T
     ``rows``, only those views are anchors (the mean is over them), while all
     2B views remain their negatives: how each training process scores its own
     views against the views of every process.
+
+    The Cauchy kernel in place of SimCLR's cosine similarity is what lets the output be
+    two-dimensional (Böhm, Berens & Kobak, "Unsupervised visualization of image datasets using
+    contrastive learning", ICLR 2023).
+
+    Parameters
+    ----------
+    z : torch.Tensor
+        (2B, d) outputs of the network for the two views of B tiles.
+    rows : torch.Tensor, optional
+        Indices of the views that are anchors (default: all 2B).
+
+    Returns
+    -------
+    torch.Tensor
+        The mean loss, a scalar.
+
+    Raises
+    ------
+    ValueError
+        Fewer than 4 views, or an odd number.
     """
     z = z.float()
     n = z.shape[0]

@@ -58,7 +58,7 @@ def bytes_per_view(net: torch.nn.Module, channels: int, tile_hw: tuple[int, int]
     Returns
     -------
     int
-        The outputs of every layer for one view in float32, times :data:`ACTIVATION_COPIES`.
+        The outputs of every layer for one view in float32, times ``ACTIVATION_COPIES``.
     """
     total = 0
 
@@ -87,7 +87,7 @@ def step_bytes(per_view: int, batch_size: int) -> int:
     Parameters
     ----------
     per_view : int
-        :func:`bytes_per_view`.
+        ``bytes_per_view``.
     batch_size : int
         Tiles per step.
 
@@ -118,7 +118,7 @@ def check_batch_fits(
     Raises
     ------
     ParameterError
-        When one step needs more than :data:`SAFETY` of the free memory; the message gives the
+        When one step needs more than ``SAFETY`` of the free memory; the message gives the
         largest power-of-two batch that fits.
     """
     free = available_memory()

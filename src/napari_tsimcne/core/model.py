@@ -17,7 +17,7 @@ Backbones
     are where a CIFAR-style ResNet spends most of its time; halving the
     resolution in the stem makes every later layer four times cheaper. This
     is the network chosen when training runs on a CPU (see
-    :mod:`napari_tsimcne.core.cpu`).
+    ``napari_tsimcne.core.cpu``).
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ class ProjectionHead(nn.Module):
 class TSimCNENet(nn.Module):
     """Standardise -> backbone -> projection head.
 
-    Inputs are tiles in [0, 1] (after :class:`ChannelNormalization`); the
+    Inputs are tiles in [0, 1] (after ``ChannelNormalization``); the
     per-channel mean and standard deviation of the training tiles are stored
     as buffers so the model carries everything it needs to embed new tiles.
 
@@ -140,7 +140,7 @@ class TSimCNENet(nn.Module):
     in_channels : int
         Channels of the tiles.
     backbone : str
-        A name in :data:`napari_tsimcne.core.backbones.BACKBONES`: ``"resnet18"``,
+        A name in ``napari_tsimcne.core.backbones.BACKBONES``: ``"resnet18"``,
         ``"resnet10"`` or ``"resnet18-s2"``.
     width : int
         Channels of the backbone's first stage.

@@ -62,7 +62,7 @@ def intensity_profiles(
         The normalised tiles (each channel in [0, 1] on the stack's own scale).
     points
         At most how many ranks of each channel's sorted pixel values to keep
-        (see :func:`profile_ranks`).
+        (see ``profile_ranks``).
     chunk
         Tiles handled at once (bounds the memory used).
 
@@ -81,7 +81,7 @@ def intensity_profiles(
 
 @torch.no_grad()
 def batch_profiles(x: torch.Tensor, points: int = PROFILE_POINTS) -> np.ndarray:
-    """The intensity profiles of a normalised batch (B, C, H, W), as rows of :func:`intensity_profiles`.
+    """The intensity profiles of a normalised batch (B, C, H, W), as rows of ``intensity_profiles``.
 
     Parameters
     ----------
@@ -108,7 +108,7 @@ def profile_embedding(profiles: np.ndarray, dims: int = PROFILE_DIMENSIONS) -> n
     Parameters
     ----------
     profiles : numpy.ndarray
-        One row per tile, from :func:`intensity_profiles`.
+        One row per tile, from ``intensity_profiles``.
     dims : int
         Principal components to keep.
 
@@ -126,7 +126,7 @@ def profile_embedding(profiles: np.ndarray, dims: int = PROFILE_DIMENSIONS) -> n
 
 
 def intensity_embedding(store: TileStore) -> np.ndarray:
-    """Every tile's intensity profile, standardised and reduced to :data:`PROFILE_DIMENSIONS` components.
+    """Every tile's intensity profile, standardised and reduced to ``PROFILE_DIMENSIONS`` components.
 
     Parameters
     ----------
@@ -178,7 +178,7 @@ def intensity_neighbors(store: TileStore, k: int = 10) -> np.ndarray:
     store : TileStore
         The normalised tiles.
     k : int
-        Neighbours per tile (:attr:`AugmentationSettings.neighbor_k`).
+        Neighbours per tile (``AugmentationSettings.neighbor_k``).
 
     Returns
     -------
@@ -194,7 +194,7 @@ class NeighborViews:
     Parameters
     ----------
     neighbors
-        (N, k) indices of each tile's nearest neighbours, as from :func:`intensity_neighbors`.
+        (N, k) indices of each tile's nearest neighbours, as from ``intensity_neighbors``.
     fraction
         Probability that a pair's second view comes from a neighbour.
     """

@@ -21,7 +21,7 @@ from .tiles import TileStackError
 class ChannelNormalization:
     """Linear map of each channel's [low, high] onto [0, 1], values outside clipped.
 
-    Computed once by :meth:`fit` on the training tiles and stored with the model, so new
+    Computed once by ``fit`` on the training tiles and stored with the model, so new
     tiles are mapped on the same intensity scale.
 
     Parameters
@@ -122,7 +122,7 @@ class ChannelNormalization:
 
     @classmethod
     def from_dict(cls, d: dict) -> ChannelNormalization:
-        """The normalisation stored by :meth:`to_dict`.
+        """The normalisation stored by ``to_dict``.
 
         Parameters
         ----------

@@ -1,7 +1,7 @@
-"""What each parameter of :class:`~napari_tsimcne.core.estimator.TSimCNE` accepts, in one table.
+"""What each parameter of ``TSimCNE`` accepts, in one table.
 
 Every rule names the values it accepts in words, and a bad value raises a
-:class:`ParameterError` that says ``<name> must be <accepted values>, got
+``ParameterError`` that says ``<name> must be <accepted values>, got
 <value>.`` The messages name the Python parameter (``batch_size``); the command
 line shows its own option names (``--batch-size``) instead. This module does
 not import PyTorch.
@@ -182,12 +182,12 @@ RULES: dict[str, Rule] = {
 
 
 def check_parameter(name: str, value: Any) -> None:
-    """Check one parameter against its rule in :data:`RULES`.
+    """Check one parameter against its rule in ``RULES``.
 
     Parameters
     ----------
     name : str
-        A key of :data:`RULES`.
+        A key of ``RULES``.
     value : Any
         The value given.
 
@@ -202,7 +202,7 @@ def check_parameter(name: str, value: Any) -> None:
 
 
 def check_parameters(params: Mapping[str, Any]) -> None:
-    """Check every parameter of ``params`` that :data:`RULES` knows, in the table's order.
+    """Check every parameter of ``params`` that ``RULES`` knows, in the table's order.
 
     Parameters
     ----------

@@ -63,7 +63,7 @@ _REASONS = {
 
 
 def output_error(path: str | os.PathLike, exc: BaseException) -> OutputFileError:
-    """An :class:`OutputFileError` that says in one line why ``path`` could not be written.
+    """An ``OutputFileError`` that says in one line why ``path`` could not be written.
 
     Parameters
     ----------
@@ -88,7 +88,7 @@ def output_error(path: str | os.PathLike, exc: BaseException) -> OutputFileError
 
 
 def _output_file_error(message: str, code: int) -> OutputFileError:
-    """An :class:`OutputFileError` whose text is ``message`` alone (no "[Errno N]" in front)."""
+    """An ``OutputFileError`` whose text is ``message`` alone (no "[Errno N]" in front)."""
     error = OutputFileError(message)
     error.errno = code
     return error
@@ -188,10 +188,10 @@ def _is_stale(entry: Path, pid: int, now: float) -> bool:
 
 
 def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
-    """Delete temporaries in ``folder`` left by killed writers (of :func:`atomic_write` and :class:`StagedOutputs`).
+    """Delete temporaries in ``folder`` left by killed writers (of ``atomic_write`` and ``StagedOutputs``).
 
     A temporary is stale when the process named in it no longer runs, or when it is
-    older than :data:`STALE_SECONDS`. Finished files are never touched.
+    older than ``STALE_SECONDS``. Finished files are never touched.
 
     Parameters
     ----------
@@ -222,7 +222,7 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
 class StagedOutputs:
     """A set of output files written into a hidden folder inside ``folder``, then moved into place together.
 
-    Use :meth:`path` for each file's temporary location, then :meth:`commit` with
+    Use ``path`` for each file's temporary location, then ``commit`` with
     the names in the order they should appear (the last one, e.g. a summary, marks
     a complete set and is removed before the others move). Leaving without commit
     removes the staging folder.
@@ -254,7 +254,7 @@ class StagedOutputs:
         Returns
         -------
         pathlib.Path
-            Its path in the staging folder, until :meth:`commit`.
+            Its path in the staging folder, until ``commit``.
         """
         return self.staging / name
 
@@ -351,7 +351,7 @@ def save_payload(path: str | os.PathLike, payload: dict) -> Path:
         The model file to write; an older file there is replaced only once the new one is
         complete.
     payload : dict
-        Tensors and plain values (what :func:`load_payload` returns).
+        Tensors and plain values (what ``load_payload`` returns).
 
     Returns
     -------

@@ -1,6 +1,6 @@
 """The names of the augmentation presets (without importing torch, for the command line and the menus).
 
-What each preset does is defined in :meth:`napari_tsimcne.core.augment.AugmentationSettings.preset`.
+What each preset does is defined in ``napari_tsimcne.core.augment.AugmentationSettings.preset``.
 """
 
 PRESETS = ("microscopy", "natural", "quantitative")

@@ -33,7 +33,7 @@ class Recommendation:
     """A preset and the one sentence that says why."""
 
     preset: str
-    """The preset's name (see :meth:`AugmentationSettings.preset`)."""
+    """The preset's name (see ``AugmentationSettings.preset``)."""
     reason: str
     """Why, in one sentence for the user."""
 

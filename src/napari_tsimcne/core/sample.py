@@ -69,7 +69,7 @@ def data_dirs() -> list[Path]:
 
 
 def find_data_file(name: str) -> Path | None:
-    """The first existing ``name`` in :func:`data_dirs`, or None.
+    """The first existing ``name`` in ``data_dirs``, or None.
 
     Parameters
     ----------
@@ -105,7 +105,7 @@ def load_pbc(n_tiles: int | None = None, seed: int = 0) -> SampleTiles:
     Raises
     ------
     FileNotFoundError
-        When the data file is in none of :func:`data_dirs` (set ``NAPARI_TSIMCNE_DATA``).
+        When the data file is in none of ``data_dirs`` (set ``NAPARI_TSIMCNE_DATA``).
     """
     path = find_data_file(PBC_FILE)
     if path is None:

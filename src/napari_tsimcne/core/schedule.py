@@ -89,10 +89,10 @@ def make_stages(
     total_epochs : tuple of 3 int
         Epochs of each stage; the paper's are (1000, 50, 450).
     lr : float
-        Learning rate of stages 1 and 2 (see :func:`default_lr`).
+        Learning rate of stages 1 and 2 (see ``default_lr``).
     warmup : int or "auto"
         Warm-up epochs of stages 1 and 3 (at most the stage's epochs); ``"auto"`` uses
-        :func:`auto_warmup`.
+        ``auto_warmup``.
 
     Returns
     -------

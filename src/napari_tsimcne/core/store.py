@@ -4,7 +4,7 @@ Tiles stay in (N, H, W, C) order: a gathered batch permuted to (B, C, H, W)
 is then already in channels-last memory layout, which is what convolutions
 on a GPU want. uint8 stacks are kept as they are (for a contiguous CPU stack,
 including a read-only ``np.load(..., mmap_mode="r")`` memory map, without any
-copy) and normalised batch by batch in :meth:`TileStore.gather`; other dtypes
+copy) and normalised batch by batch in ``TileStore.gather``; other dtypes
 are normalised once, in chunks of at most 64 MiB of input, and kept as
 float16 (one copy of 2 bytes per pixel). A stack too large for GPU memory
 stays in pinned host memory and each batch is copied over asynchronously.
@@ -104,7 +104,7 @@ class TileStore:
         return batch.float()
 
     def evenly_spaced(self, max_tiles: int) -> torch.Tensor:
-        """Up to ``max_tiles`` tiles spread evenly over the stack, as :meth:`gather` returns them.
+        """Up to ``max_tiles`` tiles spread evenly over the stack, as ``gather`` returns them.
 
         Parameters
         ----------

@@ -2,13 +2,13 @@
 
 Three files share it: the map of ``napari-tsimcne fit`` and ``embed`` (``embedding.csv``), the annotations
 exported from the Annotate widget (``annotations.csv``) and their autosave. Each is a CSV file with one row
-per tile and a subset of the columns of :data:`COLUMNS`, always in that order:
+per tile and a subset of the columns of ``COLUMNS``, always in that order:
 
 ``tile_index, x, y[, z][, origin_row, origin_col][, label][, annotation, cluster][, outlier][, stack_fingerprint]``
 
-:func:`write_table` writes any of them (atomically, numbers with full precision) and :func:`read_table`
-reads any of them with one-line reasons for what it refuses; :func:`read_embedding` and
-:func:`read_annotations` check what the map and the annotations need.
+``write_table`` writes any of them (atomically, numbers with full precision) and ``read_table``
+reads any of them with one-line reasons for what it refuses; ``read_embedding`` and
+``read_annotations`` check what the map and the annotations need.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ x, y, z
 origin_row, origin_col
     The top-left pixel of a tile cut from one large image.
 label
-    A known class of the tile (a name, or a number that :func:`read_embedding` returns as an integer).
+    A known class of the tile (a name, or a number that ``read_embedding`` returns as an integer).
 annotation
     The name given to the tile in the Annotate widget ("" for none).
 cluster
@@ -55,7 +55,7 @@ outlier
     How far the tile lies from its neighbours in the map (1 = typical).
 stack_fingerprint
     The digest of the tile stack the annotations belong to
-    (:func:`napari_tsimcne.core.fingerprint.stack_digest`).
+    (``napari_tsimcne.core.fingerprint.stack_digest``).
 """
 
 AXES = ("x", "y", "z")
@@ -111,7 +111,7 @@ def map_table(
     outlier: np.ndarray | None = None,
     fingerprint: str | None = None,
 ) -> pd.DataFrame:
-    """A table of the schema (:data:`COLUMNS`): one row per tile, the columns that are given, in order.
+    """A table of the schema (``COLUMNS``): one row per tile, the columns that are given, in order.
 
     Parameters
     ----------
@@ -133,7 +133,7 @@ def map_table(
     Returns
     -------
     pandas.DataFrame
-        Columns in the order of :data:`COLUMNS`, with its dtypes.
+        Columns in the order of ``COLUMNS``, with its dtypes.
 
     Raises
     ------
@@ -187,7 +187,7 @@ def write_table(path: str | os.PathLike, table: pd.DataFrame) -> Path:
     path : str or os.PathLike
         The file to write; its folder is created when missing. An existing file is replaced.
     table : pandas.DataFrame
-        Columns of :data:`COLUMNS` (e.g. from :func:`map_table`); they are written in the schema's order,
+        Columns of ``COLUMNS`` (e.g. from ``map_table``); they are written in the schema's order,
         any others after them. Floating-point numbers are written with all their digits (they read back
         exactly).
 
@@ -306,9 +306,9 @@ def numbers(
     Parameters
     ----------
     table : pandas.DataFrame
-        As :func:`read_table` returns it.
+        As ``read_table`` returns it.
     columns : iterable of str
-        Number columns of :data:`COLUMNS` present in ``table``.
+        Number columns of ``COLUMNS`` present in ``table``.
     path : str or os.PathLike
         The file, for the message.
     error : type, default TableFileError
@@ -358,7 +358,7 @@ def labels_of(values: pd.Series) -> np.ndarray:
     Parameters
     ----------
     values : pandas.Series
-        The ``label`` column of :func:`read_table` (text).
+        The ``label`` column of ``read_table`` (text).
 
     Returns
     -------
@@ -377,7 +377,7 @@ def labels_of(values: pd.Series) -> np.ndarray:
 def read_embedding(
     path: str | os.PathLike, error: type[Exception] = TableFileError
 ) -> EmbeddingTable:
-    """Read a map written by :func:`write_table` (``embedding.csv``): coordinates, origins and labels.
+    """Read a map written by ``write_table`` (``embedding.csv``): coordinates, origins and labels.
 
     Parameters
     ----------
@@ -394,7 +394,7 @@ def read_embedding(
     Raises
     ------
     TableFileError
-        (or ``error``) as :func:`read_table`, or if x and y are missing or hold a value that is not a number.
+        (or ``error``) as ``read_table``, or if x and y are missing or hold a value that is not a number.
     """
     table = read_table(path, "embedding", error)
     axes = [a for a in AXES if a in table.columns]
@@ -416,7 +416,7 @@ def check_fingerprint(table: pd.DataFrame, path, fingerprint: str | None) -> Non
     Parameters
     ----------
     table : pandas.DataFrame
-        As :func:`read_table` returns it; a table without the column passes.
+        As ``read_table`` returns it; a table without the column passes.
     path : str or os.PathLike
         The file, for the message.
     fingerprint : str or None
@@ -443,7 +443,7 @@ def check_tile_index(table: pd.DataFrame, path, n_tiles: int) -> np.ndarray:
     Parameters
     ----------
     table : pandas.DataFrame
-        As :func:`read_table` returns it, with a ``tile_index`` column.
+        As ``read_table`` returns it, with a ``tile_index`` column.
     path : str or os.PathLike
         The file, for the message.
     n_tiles : int

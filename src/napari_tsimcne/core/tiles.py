@@ -2,7 +2,7 @@
 
 A *tile stack* is an array of shape ``(N, H, W)`` (one channel) or
 ``(N, H, W, C)`` (C channels, last axis). Everything in the library works on
-stacks in this layout; :func:`as_tile_stack` checks a user's array once and
+stacks in this layout; ``as_tile_stack`` checks a user's array once and
 returns it without copying.
 """
 
@@ -155,7 +155,7 @@ def as_tile_stack(
 
 
 def check_axis(axis: int, ndim: int, name: str = "channel_axis") -> int:
-    """``axis`` as a valid axis of an ``ndim``-dimensional array, or a :class:`TileStackError` naming ``name``.
+    """``axis`` as a valid axis of an ``ndim``-dimensional array, or a ``TileStackError`` naming ``name``.
 
     Parameters
     ----------
@@ -232,7 +232,7 @@ def _non_finite_tiles(arr: np.ndarray) -> np.ndarray:
 
 
 def stack_info(stack: np.ndarray) -> StackInfo:
-    """Shape facts of a stack already checked by :func:`as_tile_stack`.
+    """Shape facts of a stack already checked by ``as_tile_stack``.
 
     Parameters
     ----------

@@ -1,7 +1,7 @@
 """The training loop, written as a generator of progress events.
 
 Whoever drives the loop (a script, napari's ``thread_worker``, the
-command-line tool) sees every epoch as a :class:`TrainingEvent` and stops
+command-line tool) sees every epoch as a ``TrainingEvent`` and stops
 training by simply not asking for the next one: the model keeps what it has
 learned so far. Every epoch reseeds the augmentation and shuffling random
 generators from (seed, epoch), so a run resumed from a checkpoint at an epoch
@@ -72,7 +72,19 @@ class TrainingEvent:
 
 @dataclass
 class TrainerState:
-    """Where training stands; everything needed to continue from an epoch boundary."""
+    """Where training stands; everything needed to continue from an epoch boundary.
+
+    Parameters
+    ----------
+    stage : int
+        The stage being trained (0-based).
+    epoch : int
+        Finished epochs within that stage.
+    batch_size : int
+        The batch size now (halved after running out of GPU memory).
+    history : list of dict
+        One record per finished epoch (stage, epoch, loss, learning rate, throughput).
+    """
 
     stage: int = 0
     epoch: int = 0  # finished epochs within the stage
@@ -107,7 +119,7 @@ class _StageModel(nn.Module):
 
 
 class Trainer:
-    """Runs the three t-SimCNE stages on a :class:`TileStore`, one epoch per event.
+    """Runs the three t-SimCNE stages on a ``TileStore``, one epoch per event.
 
     Parameters
     ----------
@@ -117,7 +129,7 @@ class Trainer:
     store : TileStore
         The normalised training tiles.
     stages : list of Stage
-        The three stages (see :func:`~napari_tsimcne.core.schedule.make_stages`).
+        The three stages (see ``make_stages``).
     augmentations : AugmentationSettings
         The augmentations, decided for the stack (``rgb`` set).
     config : TrainingConfig
@@ -157,7 +169,7 @@ class Trainer:
     # -- stages -------------------------------------------------------------
     @property
     def total_epochs(self) -> int:
-        """Epochs of all stages together (the plan may change with :meth:`replan`)."""
+        """Epochs of all stages together (the plan may change with ``replan``)."""
         return sum(s.epochs for s in self.stages)
 
     def _global_epoch(self, stage: int, epoch: int) -> int:

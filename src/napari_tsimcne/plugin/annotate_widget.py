@@ -43,7 +43,7 @@ CLUSTER_METHODS = ("k-means", "HDBSCAN")
 class AnnotateWidget(DockWidget):
     """Name selected points, propose clusters, colour the map, export and import annotations.
 
-    Annotations are autosaved (see :mod:`napari_tsimcne.plugin.autosave`) about a second after every change
+    Annotations are autosaved (see ``napari_tsimcne.plugin.autosave``) about a second after every change
     and when the widget or napari closes; a fresh map of a stack with an autosave gets its annotations back.
 
     Parameters
@@ -337,7 +337,7 @@ class AnnotateWidget(DockWidget):
         return rows
 
     def select_cluster(self, number: int) -> set[int]:
-        """Select the points of proposed cluster ``number`` (see :meth:`select_group`).
+        """Select the points of proposed cluster ``number`` (see ``select_group``).
 
         Parameters
         ----------
@@ -352,7 +352,7 @@ class AnnotateWidget(DockWidget):
         return self.select_group("cluster", int(number))
 
     def select_annotation(self, name: str) -> set[int]:
-        """Select the points named ``name`` (see :meth:`select_group`).
+        """Select the points named ``name`` (see ``select_group``).
 
         Parameters
         ----------
@@ -602,7 +602,7 @@ class AnnotateWidget(DockWidget):
         Parameters
         ----------
         path : str or os.PathLike
-            A file written by :meth:`export_csv`.
+            A file written by ``export_csv``.
 
         Raises
         ------
@@ -680,7 +680,7 @@ class AnnotateWidget(DockWidget):
         return added
 
     def export_selection_layer(self) -> list:
-        """The selected tiles as a new image stack (see :meth:`export_tiles_layer`).
+        """The selected tiles as a new image stack (see ``export_tiles_layer``).
 
         Returns
         -------
@@ -701,7 +701,7 @@ class AnnotateWidget(DockWidget):
         return self.export_tiles_layer(tiles, f"{base} selection ({len(rows)} tiles)")
 
     def export_group_layer(self, column: str, value) -> list:
-        """The tiles of one class or cluster as a new image stack (see :meth:`export_tiles_layer`).
+        """The tiles of one class or cluster as a new image stack (see ``export_tiles_layer``).
 
         Parameters
         ----------

@@ -1,7 +1,7 @@
 """The annotations of one map, without Qt: naming, undo, clusters, files, autosave and restore.
 
-The *Annotate map* dock (:mod:`.annotate_widget`) keeps one :class:`MapAnnotations` per map layer and is
-its view: it forwards the user's clicks here and redraws its lists and legend when :attr:`changed` fires.
+The *Annotate map* dock (``.annotate_widget``) keeps one ``MapAnnotations`` per map layer and is
+its view: it forwards the user's clicks here and redraws its lists and legend when ``changed`` fires.
 Everything here works on a napari Points layer and its ``features`` table, so it is tested without a
 window.
 """
@@ -32,7 +32,7 @@ class MapAnnotations:
         Returns the map's tile layer, or None when it is gone (its data identify the stack of an
         autosave or an exported file; its metadata may hold ``origins``).
     folder : path, optional
-        The autosave folder (default: :func:`~napari_tsimcne.plugin.autosave.autosave_dir`).
+        The autosave folder (default: ``autosave_dir``).
     """
 
     changed = Signal(str)
@@ -253,7 +253,7 @@ class MapAnnotations:
         self._changed("annotation" if (feats["annotation"] != "").any() else "cluster")
 
     def import_csv(self, path) -> None:
-        """Read annotations and clusters from a CSV file written by :meth:`export_csv`.
+        """Read annotations and clusters from a CSV file written by ``export_csv``.
 
         Parameters
         ----------

@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 CSV_COLUMNS = tuple(c for c in COLUMNS if c != FINGERPRINT_COLUMN)
-"""Columns :func:`export_csv` may write, in order (z, origins, label and outlier only when known)."""
+"""Columns ``export_csv`` may write, in order (z, origins, label and outlier only when known)."""
 
 
 def assign_annotation(features: pd.DataFrame, indices, name: str) -> pd.DataFrame:
@@ -149,7 +149,7 @@ def propose_hdbscan(
         Neighbours that make a point a core point; None uses ``min_cluster_size``.
     implementation : {"auto", "fast_hdbscan", "sklearn"}, default "auto"
         ``"fast_hdbscan"``: the multi-core fast-hdbscan package; ``"sklearn"``: scikit-learn's.
-        ``"auto"`` takes fast-hdbscan for maps of at least :data:`FAST_HDBSCAN_MIN_POINTS` points
+        ``"auto"`` takes fast-hdbscan for maps of at least ``FAST_HDBSCAN_MIN_POINTS`` points
         when it can be imported, and scikit-learn's otherwise.
 
     Returns
@@ -196,7 +196,7 @@ def export_csv(
     origins: np.ndarray | None = None,
     fingerprint: str | None = None,
 ) -> None:
-    """Write one row per tile to ``path`` atomically (the schema of :mod:`napari_tsimcne.core.table`).
+    """Write one row per tile to ``path`` atomically (the schema of ``napari_tsimcne.core.table``).
 
     Parameters
     ----------
@@ -209,7 +209,7 @@ def export_csv(
         (row, col) of tiles cut from one large image, shape (N, 2); ignored unless one per row.
     fingerprint : str, optional
         The digest of the map's tile stack: a ``stack_fingerprint`` column ties the file to those tiles, so
-        :func:`import_csv` can refuse it for other tiles of the same count.
+        ``import_csv`` can refuse it for other tiles of the same count.
 
     Raises
     ------
@@ -233,7 +233,7 @@ def export_csv(
 def import_csv(
     path: str | os.PathLike, n_tiles: int, fingerprint: str | None = None
 ) -> pd.DataFrame:
-    """Read a CSV written by :func:`export_csv` (or an autosave); refuse it unless it has tiles 0..n_tiles-1.
+    """Read a CSV written by ``export_csv`` (or an autosave); refuse it unless it has tiles 0..n_tiles-1.
 
     Parameters
     ----------
@@ -253,6 +253,6 @@ def import_csv(
     Raises
     ------
     AnnotationFileError
-        With a one-line reason (see :func:`napari_tsimcne.core.table.read_annotations`).
+        With a one-line reason (see ``napari_tsimcne.core.table.read_annotations``).
     """
     return read_annotations(path, n_tiles, fingerprint)

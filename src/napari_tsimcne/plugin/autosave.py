@@ -48,7 +48,7 @@ def autosave_dir() -> Path:
 def stack_fingerprint(tiles) -> str:
     """A short hex digest of the stack's shape, dtype and up to 16 evenly spaced tiles (lazy arrays are fine).
 
-    The same digest as the models' and checkpoints' fingerprints (:func:`napari_tsimcne.core.fingerprint.stack_digest`).
+    The same digest as the models' and checkpoints' fingerprints (``napari_tsimcne.core.fingerprint.stack_digest``).
 
     Parameters
     ----------
@@ -77,9 +77,9 @@ def autosave_path(layer_name: str, fingerprint: str, folder: Path | None = None)
     layer_name : str
         The map's or tile layer's name (characters unsafe in file names are replaced).
     fingerprint : str
-        The stack's digest (:func:`stack_fingerprint`).
+        The stack's digest (``stack_fingerprint``).
     folder : Path, optional
-        The autosave folder; :func:`autosave_dir` when None.
+        The autosave folder; ``autosave_dir`` when None.
 
     Returns
     -------
@@ -114,7 +114,7 @@ def find_autosave(fingerprint: str, folder: Path | None = None) -> Path | None:
     fingerprint : str
         The stack's digest.
     folder : Path, optional
-        The autosave folder; :func:`autosave_dir` when None.
+        The autosave folder; ``autosave_dir`` when None.
 
     Returns
     -------
@@ -140,7 +140,7 @@ def autosaves_of_other_stacks(
     fingerprint : str
         The digest of the stack shown now.
     folder : Path, optional
-        The autosave folder; :func:`autosave_dir` when None.
+        The autosave folder; ``autosave_dir`` when None.
 
     Returns
     -------
@@ -155,7 +155,7 @@ def autosaves_of_other_stacks(
 
 
 def load_autosave(path: str | os.PathLike, fingerprint: str, n_tiles: int) -> pd.DataFrame:
-    """Read an autosave; refuses a file of another stack with :class:`AnnotationFileError`.
+    """Read an autosave; refuses a file of another stack with ``AnnotationFileError``.
 
     Parameters
     ----------
@@ -169,7 +169,7 @@ def load_autosave(path: str | os.PathLike, fingerprint: str, n_tiles: int) -> pd
     Returns
     -------
     pandas.DataFrame
-        As :func:`napari_tsimcne.plugin.annotations.import_csv`: ``annotation`` and ``cluster`` per tile.
+        As ``napari_tsimcne.plugin.annotations.import_csv``: ``annotation`` and ``cluster`` per tile.
 
     Raises
     ------
@@ -208,6 +208,12 @@ class AnnotationAutosaver:
 
     ``save(features, origins)`` takes a snapshot now and returns at once; ``flush()`` waits for the writes.
     Unchanged annotations are not written again.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The autosave file (see ``autosave_path``); half-written temporaries of it older than a
+        minute, left by a killed process, are removed.
     """
 
     STALE_TMP_SECONDS = 60.0

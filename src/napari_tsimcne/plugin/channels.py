@@ -39,7 +39,17 @@ def channel_axis_of(layer) -> int | None:
 
 
 def is_single_channel_stack(layer) -> bool:
-    """Whether ``layer`` is a stack (N, H, W) of one channel: a candidate channel of another stack."""
+    """Whether ``layer`` is a stack (N, H, W) of one channel: a candidate channel of another stack.
+
+    Parameters
+    ----------
+    layer : napari.layers.Image
+        Any image layer.
+
+    Returns
+    -------
+    bool
+    """
     return len(tuple(getattr(layer.data, "shape", ()))) == 3 and not getattr(layer, "rgb", False)
 
 
@@ -127,7 +137,7 @@ def training_tiles(layers):
     -------
     array-like
         (N, H, W) or (N, H, W, C): the layer's data, a view of it with the channels moved last, or a
-        :class:`StackedChannels`.
+        ``StackedChannels``.
 
     Raises
     ------

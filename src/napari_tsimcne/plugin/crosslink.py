@@ -271,7 +271,7 @@ def is_linked(map_layer: napari.layers.Layer) -> bool:
     Returns
     -------
     bool
-        True after :func:`link_map` and until the map or the tiles are removed.
+        True after ``link_map`` and until the map or the tiles are removed.
     """
     return map_layer in _LINKS
 
@@ -296,7 +296,7 @@ def link_of(layer: napari.layers.Layer) -> MapTileLink | None:
 
 
 TOKEN_KEY = "tsimcne_reader_token"
-"""Metadata key shared by the layers of one read of an output folder (see :mod:`.reader`)."""
+"""Metadata key shared by the layers of one read of an output folder (see ``.reader``)."""
 
 
 def link_opened_outputs(viewer: napari.Viewer) -> list:

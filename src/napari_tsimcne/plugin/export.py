@@ -137,7 +137,7 @@ def label_colors(names: list[str], column: str, taken: dict) -> dict:
     Parameters
     ----------
     names : list of str
-        Name of each label number, as from :func:`label_codes`.
+        Name of each label number, as from ``label_codes``.
     column : str
         The map's column the names come from.
     taken : dict

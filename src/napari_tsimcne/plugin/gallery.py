@@ -1,6 +1,6 @@
 """The gallery dock: the tiles of the points selected in the map, as thumbnails beside the canvas.
 
-A thin Qt view. Thumbnails are drawn by :class:`.thumbnails.TileSource` (no Qt) only when they scroll into
+A thin Qt view. Thumbnails are drawn by ``.thumbnails.TileSource`` (no Qt) only when they scroll into
 view, and the last few thousand are kept, so that a selection of 10,000 tiles or more stays smooth. Clicking a
 thumbnail moves the tile stack to that tile and rings its point on the map (the ring that follows the stack's
 slider); the selection in the map is left as it is.
@@ -350,7 +350,7 @@ class GalleryWidget(DockWidget):
         Returns
         -------
         str
-            See :func:`.selection.tile_description`.
+            See ``.selection.tile_description``.
         """
         from .selection import tile_description
 

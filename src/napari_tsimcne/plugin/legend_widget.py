@@ -1,5 +1,5 @@
 """A small legend of the map's colours: name -> swatch (with counts) for names and clusters, a colour bar for
-scores. A thin view: what to show comes from :func:`.map_layer.legend` (no Qt there)."""
+scores. A thin view: what to show comes from ``.map_layer.legend`` (no Qt there)."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def gradient_css(colormap: str = "viridis", stops: int = 9) -> str:
 
 
 class LegendView(QWidget):
-    """Shows one legend (see :func:`.map_layer.legend`); ``set_legend`` replaces it.
+    """Shows one legend (see ``.map_layer.legend``); ``set_legend`` replaces it.
 
     Parameters
     ----------
@@ -86,7 +86,7 @@ class LegendView(QWidget):
         Parameters
         ----------
         legend : dict
-            As from :func:`napari_tsimcne.plugin.map_layer.legend`: ``kind`` is
+            As from ``napari_tsimcne.plugin.map_layer.legend``: ``kind`` is
             ``"categories"`` (with ``entries``), ``"scale"`` or ``"none"``.
         """
         self._clear_rows()

@@ -56,8 +56,8 @@ def loss_curves(
     """Each stage's curve as (x, y) fractions of the plot: x from the left, y from the bottom, both 0..1.
 
     An epoch is drawn at its middle on an axis of ``total_epochs`` epochs. Pre-training and the map
-    stages are scaled on their own (:func:`scale_of`), between :data:`LOW` and :data:`HIGH`; a loss that
-    changes by less than :data:`MIN_SPAN` of itself stays nearly flat. Losses that are not finite are left out.
+    stages are scaled on their own (``scale_of``), between ``LOW`` and ``HIGH``; a loss that
+    changes by less than ``MIN_SPAN`` of itself stays nearly flat. Losses that are not finite are left out.
 
     Parameters
     ----------

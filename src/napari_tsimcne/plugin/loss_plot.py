@@ -19,6 +19,11 @@ class LossPlot(QWidget):
     The loss of pre-training (in 128 dimensions) and of the map (in 2D) are on different scales, so
     pre-training and the map (stages 2 and 3) are scaled on their own: the curve shows whether
     training still improves, not how the stages compare.
+
+    Parameters
+    ----------
+    parent : QWidget, optional
+        The Qt parent.
     """
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -53,7 +58,7 @@ class LossPlot(QWidget):
         self.set_history([], 0)
 
     def polylines(self, rect: QRectF) -> dict[int, list[QPointF]]:
-        """The curve of each stage in widget coordinates inside ``rect`` (see :func:`.loss_curve.loss_curves`).
+        """The curve of each stage in widget coordinates inside ``rect`` (see ``.loss_curve.loss_curves``).
 
         Parameters
         ----------

@@ -2,7 +2,7 @@
 
 napari's Points layer lets a user drag selected points in select mode, delete them with the Delete key or
 the layer controls' button, and add points in add mode. A map's points are tiles, so all of these would
-break the map (and the exported annotations). :func:`protect_map` keeps the select tool (box selection,
+break the map (and the exported annotations). ``protect_map`` keeps the select tool (box selection,
 click selection) and puts the points back right after any such edit: a point's place is a function of its
 ``x, y`` features, so moved points are recomputed from them, and rows removed or added are restored from a
 copy taken just before napari removes or adds them. The plugin's own updates (new embeddings) change the

@@ -45,7 +45,7 @@ def tile_size(tiles_layer) -> tuple[int, int]:
 def map_geometry(tile_hw: tuple[int, int]) -> tuple[float, tuple[float, float]]:
     """Side length and (row, col) offset of the map square, to the right of the tile.
 
-    (In a viewer, :func:`add_map_layer` places the map right of everything already on the canvas.)
+    (In a viewer, ``add_map_layer`` places the map right of everything already on the canvas.)
 
     Parameters
     ----------
@@ -170,7 +170,7 @@ def show_in_3d(viewer, layer) -> None:
 
 
 def outlier_neighbours(n_tiles: int) -> int:
-    """The k of :func:`outlier_scores`: 2 % of the tiles, at least 10 and at most 50.
+    """The k of ``outlier_scores``: 2 % of the tiles, at least 10 and at most 50.
 
     Parameters
     ----------
@@ -188,7 +188,7 @@ def outlier_neighbours(n_tiles: int) -> int:
 def outlier_scores(embedding: np.ndarray, k: int | None = None) -> np.ndarray:
     """Distance to the k-th nearest neighbour in the map (2D or 3D), divided by its median (1 = typical).
 
-    k grows with the map (:func:`outlier_neighbours`), so that a small island scores high too: artefacts
+    k grows with the map (``outlier_neighbours``), so that a small island scores high too: artefacts
     (blank or noisy tiles) often gather in a tight island of their own, where a small k finds close
     neighbours and calls them typical. See benchmarks/bench_outliers.py.
 
@@ -197,7 +197,7 @@ def outlier_scores(embedding: np.ndarray, k: int | None = None) -> np.ndarray:
     embedding : numpy.ndarray
         The map, shape (N, 2) or (N, 3).
     k : int, optional
-        The neighbour whose distance counts; :func:`outlier_neighbours` when None.
+        The neighbour whose distance counts; ``outlier_neighbours`` when None.
 
     Returns
     -------
@@ -226,9 +226,9 @@ def initial_features(
         The map, shape (N, 2) or (N, 3).
     metadata : dict, optional
         The tile layer's metadata: ``labels`` (one per tile) give a ``label`` column, shown by their
-        ``class_names`` when the labels index them (:func:`names_fit`).
+        ``class_names`` when the labels index them (``names_fit``).
     outlier : numpy.ndarray, optional
-        The embedding's :func:`outlier_scores`, if already computed.
+        The embedding's ``outlier_scores``, if already computed.
 
     Returns
     -------
@@ -307,7 +307,7 @@ def default_color_by(features: pd.DataFrame) -> str:
     Parameters
     ----------
     features : pandas.DataFrame
-        The map's features (see :func:`initial_features`).
+        The map's features (see ``initial_features``).
 
     Returns
     -------
@@ -333,26 +333,26 @@ def map_layer_data(
 ) -> tuple[np.ndarray, dict, str]:
     """The map of a tile stack as napari layer data ``(points, kwargs, "points")``: placed, sized, featured, coloured.
 
-    The reader returns this tuple as it is; :func:`add_map_layer` adds a layer from it. Every map is made here.
+    The reader returns this tuple as it is; ``add_map_layer`` adds a layer from it. Every map is made here.
 
     Parameters
     ----------
     embedding : numpy.ndarray
         The map, shape (N, 2), or (N, 3) for a 3D map (then the points are (plane, row, col)).
     tile_hw : tuple of int
-        (height, width) of one tile: the map is a square :data:`MAP_SIDE_IN_TILES` tiles wide.
+        (height, width) of one tile: the map is a square ``MAP_SIDE_IN_TILES`` tiles wide.
     tiles_name : str
         The name of the tile layer; the map is called ``"<tiles_name> map"``.
     metadata : dict, optional
         The tile layer's metadata: ``labels`` and ``class_names`` give a ``label`` column.
     features : pandas.DataFrame, optional
-        The features table (e.g. with annotations read from a file); :func:`initial_features` when None.
+        The features table (e.g. with annotations read from a file); ``initial_features`` when None.
     outlier : numpy.ndarray, optional
-        The embedding's :func:`outlier_scores`, if already computed (ignored with ``features``).
+        The embedding's ``outlier_scores``, if already computed (ignored with ``features``).
     color_by : str, optional
-        The features column that colours the points; :func:`default_color_by` when None or not a column.
+        The features column that colours the points; ``default_color_by`` when None or not a column.
     offset : tuple of float, optional
-        (row, col) of the map's top-left corner; right of one tile (:func:`map_geometry`) when None.
+        (row, col) of the map's top-left corner; right of one tile (``map_geometry``) when None.
     extra_metadata : dict, optional
         More layer metadata (e.g. the reader's token and output folder).
 
@@ -401,9 +401,9 @@ def add_map_layer(
 ):
     """Add (or replace the data of) the map layer of ``tiles_layer`` and return it.
 
-    The layer is made by :func:`map_layer_data` (as the reader makes it), placed right of everything on the
+    The layer is made by ``map_layer_data`` (as the reader makes it), placed right of everything on the
     canvas (never over the images), and protected against moving, deleting or adding points
-    (:func:`.map_guard.protect_map`). A 3D ``embedding`` (N, 3) gives a 3D points layer, and the viewer
+    (``.map_guard.protect_map``). A 3D ``embedding`` (N, 3) gives a 3D points layer, and the viewer
     switches to 3D display; a 2D map fills the canvas.
 
     Parameters
@@ -415,15 +415,15 @@ def add_map_layer(
     embedding : numpy.ndarray
         The map, shape (N, 2) or (N, 3).
     color_by : str, optional
-        The features column that colours the points; :func:`default_color_by` when None.
+        The features column that colours the points; ``default_color_by`` when None.
     outlier : numpy.ndarray, optional
-        The embedding's :func:`outlier_scores`, if already computed (e.g. off the main thread).
+        The embedding's ``outlier_scores``, if already computed (e.g. off the main thread).
 
     Returns
     -------
     napari.layers.Points
         The map layer. An existing map of the same tiles and dimensions keeps its annotations and gets
-        the new points (:func:`update_map_layer`); another one is replaced.
+        the new points (``update_map_layer``); another one is replaced.
     """
     from .layout import fit_camera, free_column_origin
     from .map_guard import protect_map
@@ -456,7 +456,7 @@ def add_map_layer(
 
 
 create_map_layer = add_map_layer
-"""The former name of :func:`add_map_layer`."""
+"""The former name of ``add_map_layer``."""
 
 
 def update_map_layer(layer, embedding: np.ndarray, outlier: np.ndarray | None = None) -> None:
@@ -469,7 +469,7 @@ def update_map_layer(layer, embedding: np.ndarray, outlier: np.ndarray | None = 
     embedding : numpy.ndarray
         The new embedding of the same tiles, in the same dimensions.
     outlier : numpy.ndarray, optional
-        The embedding's :func:`outlier_scores` if already computed (e.g. off the main thread).
+        The embedding's ``outlier_scores`` if already computed (e.g. off the main thread).
 
     Raises
     ------
@@ -504,7 +504,7 @@ def recolor(layer, column: str | None = None) -> None:
 
     Numeric columns (except ``cluster``) use the viridis colormap (for ``outlier`` up to its 99th
     percentile); names and cluster numbers get one colour each, with grey for "" and -1 (not assigned).
-    A name keeps its colour when other names are added (see :func:`categorical_colors`).
+    A name keeps its colour when other names are added (see ``categorical_colors``).
     The colours are set in one go (one redraw of the points, which matters for 100,000 of them).
 
     Parameters
@@ -523,7 +523,7 @@ def recolor(layer, column: str | None = None) -> None:
 
 
 def face_colors(values: pd.Series, column: str, metadata: dict) -> np.ndarray:
-    """(N, 4) RGBA colours of the points coloured by ``column`` (see :func:`recolor`).
+    """(N, 4) RGBA colours of the points coloured by ``column`` (see ``recolor``).
 
     Parameters
     ----------
@@ -731,7 +731,7 @@ def name_color(value, taken: dict | None = None) -> str:
 
 
 def categorical_colors(values: np.ndarray, taken: dict | None = None) -> np.ndarray:
-    """(N, 4) RGBA colours: one per distinct value (:func:`name_color`), grey for "" and -1.
+    """(N, 4) RGBA colours: one per distinct value (``name_color``), grey for "" and -1.
 
     Parameters
     ----------

@@ -200,7 +200,7 @@ class DockWidget(QWidget):
         Returns
         -------
         bool
-            Whether Qt handled the event, as in :meth:`QWidget.event`.
+            Whether Qt handled the event, as in ``QWidget.event``.
         """
         # napari's dock "x" (remove_dock_widget) takes the widget out of its dock with setParent(None)
         if ev.type() == QEvent.Type.ParentChange and self.parent() is None:

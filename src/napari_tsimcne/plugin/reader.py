@@ -5,7 +5,7 @@ returns the tiles as an image layer (read again from the input recorded in ``sum
 tiling options), the map as a points layer beside them, as the Train widget draws it, with the annotations
 of ``annotations.csv`` when the folder has one, and, for tiles cut from one large image, that image. The
 reader returns layer data only; the plugin's dock widgets link the map to its tiles (selecting points shows
-their tiles) when they see these layers in the viewer (:func:`.crosslink.link_opened_outputs`).
+their tiles) when they see these layers in the viewer (``.crosslink.link_opened_outputs``).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def output_folder(path: str | os.PathLike) -> Path | None:
 
 
 def get_reader(path: str | os.PathLike | list) -> Callable[[Any], list[LayerData]] | None:
-    """The napari reader hook: :func:`read_output` for a t-SimCNE output folder, else None.
+    """The napari reader hook: ``read_output`` for a t-SimCNE output folder, else None.
 
     Parameters
     ----------
@@ -69,7 +69,7 @@ def get_reader(path: str | os.PathLike | list) -> Callable[[Any], list[LayerData
     Returns
     -------
     callable or None
-        :func:`read_output`, or None so that napari asks another reader.
+        ``read_output``, or None so that napari asks another reader.
     """
     if isinstance(path, (list, tuple)):
         if len(path) != 1:
@@ -81,7 +81,7 @@ def get_reader(path: str | os.PathLike | list) -> Callable[[Any], list[LayerData
 def read_output(path: str | os.PathLike | list) -> list[LayerData]:
     """Layer data tuples of an output folder: [source image,] tiles, map (tiles omitted, with a warning, if unreadable).
 
-    The map is made by :func:`.map_layer.map_layer_data`, as the Train widget makes it, with the annotations of
+    The map is made by ``.map_layer.map_layer_data``, as the Train widget makes it, with the annotations of
     ``annotations.csv`` when the folder has them (a file of other tiles is skipped with a warning).
 
     Parameters
@@ -284,7 +284,7 @@ def _map_layer(
     token: str,
     fingerprint: str | None = None,
 ) -> LayerData:
-    """The points layer of the map, made by :func:`.map_layer.map_layer_data` as the Train widget makes it,
+    """The points layer of the map, made by ``.map_layer.map_layer_data`` as the Train widget makes it,
     with the annotations of ``annotations.csv`` when the folder has them."""
     from .map_layer import initial_features, map_layer_data
 

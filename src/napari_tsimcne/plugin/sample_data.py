@@ -36,6 +36,6 @@ def sample_tiles() -> list[tuple]:
     Returns
     -------
     list of tuple
-        One layer data tuple (see :func:`tiles_layer_data`).
+        One layer data tuple (see ``tiles_layer_data``).
     """
     return [tiles_layer_data(load_sample())]

@@ -147,7 +147,7 @@ def _unit(values: np.ndarray, contrast_limits: tuple[float, float], gamma: float
 
 
 def render_channels(planes: np.ndarray, channels: Sequence[ChannelDisplay]) -> np.ndarray:
-    """Blend channels additively: ``planes`` (H, W) or (H, W, C), one :class:`ChannelDisplay` per channel.
+    """Blend channels additively: ``planes`` (H, W) or (H, W, C), one ``ChannelDisplay`` per channel.
 
     Parameters
     ----------
@@ -292,7 +292,7 @@ class TileSource:
     """Where a gallery's pixels come from: image layers of a tile stack (N, H, W[, C]) and how napari draws them.
 
     ``layers``: one multichannel or RGB layer, or several single-channel layers (one per channel). The
-    display settings are read from the layers on every :meth:`thumbnail`, so thumbnails follow changes of
+    display settings are read from the layers on every ``thumbnail``, so thumbnails follow changes of
     contrast limits and colormaps.
 
     Parameters
@@ -336,7 +336,7 @@ class TileSource:
         return np.stack([np.asarray(l.data[int(tile)]) for l in self.layers], axis=-1)
 
     def channels(self) -> list[ChannelDisplay]:
-        """One :class:`ChannelDisplay` per channel, as the layers draw them now.
+        """One ``ChannelDisplay`` per channel, as the layers draw them now.
 
         Returns
         -------
@@ -371,7 +371,7 @@ class TileSource:
         max_side : int, optional
             Longest side of the thumbnail in pixels (None: full size).
         channels : sequence of ChannelDisplay, optional
-            How each channel is drawn, when already known (:meth:`channels`); read from the
+            How each channel is drawn, when already known (``channels``); read from the
             layers otherwise.
 
         Returns

@@ -1053,7 +1053,7 @@ class TrainWidget(DockWidget):
         Returns
         -------
         TSimCNE
-            The loaded model (also the widget's :attr:`model`), on the widget's device.
+            The loaded model (also the widget's ``model``), on the widget's device.
         """
         from napari_tsimcne.core import TSimCNE
 
@@ -1067,8 +1067,13 @@ class TrainWidget(DockWidget):
         """Map the chosen tile layer with the loaded (or trained) model, without training.
 
         The mapping runs in a background thread, so napari stays responsive; the map appears
-        (or is updated) when it is done. Returns the worker (its ``returned`` signal carries the
-        map layer), or None when there is nothing to map.
+        (or is updated) when it is done.
+
+        Returns
+        -------
+        FunctionWorker or None
+            The worker (its ``map_layer`` is set to the map when it is done), or None when there is
+            no model or no tile layer to map.
         """
         layer = self.tiles_layer()
         if self.model is None or layer is None:

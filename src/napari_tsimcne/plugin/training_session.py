@@ -1,14 +1,14 @@
 """Training a map in the plugin, without Qt: the settings, the run, its progress, stopping and resuming.
 
-The *Train map* dock (:mod:`.train_widget`) is a view of a :class:`TrainingSession`. It reads
-:class:`TrainingSettings` from its controls, runs :meth:`TrainingSession.steps` in napari's worker
-thread, hands every item the steps yield back to :meth:`TrainingSession.handle` on the main thread, and
+The *Train map* dock (``.train_widget``) is a view of a ``TrainingSession``. It reads
+``TrainingSettings`` from its controls, runs ``TrainingSession.steps`` in napari's worker
+thread, hands every item the steps yield back to ``TrainingSession.handle`` on the main thread, and
 draws what the session's events carry (the map, its outlier scores, the loss). Scripts and tests call
-:meth:`TrainingSession.run`, which does the same in the calling thread, with no window at all.
+``TrainingSession.run``, which does the same in the calling thread, with no window at all.
 
 While it trains, the session writes a checkpoint of the run after every epoch into the autosave folder
 (named by the tile stack's fingerprint). A run that was stopped, or cut short by napari closing or
-crashing, can then be continued with :meth:`TrainingSession.start_resume`; a run that ends normally
+crashing, can then be continued with ``TrainingSession.start_resume``; a run that ends normally
 removes its checkpoint.
 """
 
@@ -39,7 +39,7 @@ class TrainingSettings:
     Parameters
     ----------
     preset : str
-        Augmentation preset: ``"auto"`` or a name of :data:`napari_tsimcne.core.presets.PRESETS`.
+        Augmentation preset: ``"auto"`` or a name of ``napari_tsimcne.core.presets.PRESETS``.
     minutes : float or None
         Train for about this many minutes (training plus mapping); None trains ``epochs``.
     epochs : tuple of int
@@ -47,9 +47,9 @@ class TrainingSettings:
     batch_size : int
         Tiles compared at once.
     device : str
-        One of :data:`napari_tsimcne.core.device.DEVICES` (``"auto"``, ``"cpu"``, ``"cuda"``, ...).
+        One of ``napari_tsimcne.core.device.DEVICES`` (``"auto"``, ``"cpu"``, ``"cuda"``, ...).
     backbone : str
-        Network name (see :data:`napari_tsimcne.core.backbones.BACKBONES`).
+        Network name (see ``napari_tsimcne.core.backbones.BACKBONES``).
     width : int
         Channels of the network's first layer.
     seed : int
@@ -102,7 +102,7 @@ class TrainingSettings:
         )
 
     def make_model(self):
-        """A new, untrained :class:`~napari_tsimcne.TSimCNE` with these settings.
+        """A new, untrained ``TSimCNE`` with these settings.
 
         Returns
         -------
@@ -126,7 +126,17 @@ class TrainingSettings:
 
 @dataclass(frozen=True)
 class Planned:
-    """Training is about to start: the tiles are prepared and the epochs are known."""
+    """Training is about to start: the tiles are prepared and the epochs are known.
+
+    Parameters
+    ----------
+    epochs : tuple of int
+        Epochs of the three stages.
+    time_budget : float or None
+        Seconds asked for, when the epochs were chosen to fit a time budget.
+    resumed_from : int
+        Epochs done before this run (when a stopped run is continued).
+    """
 
     epochs: tuple[int, int, int]
     time_budget: float | None
@@ -139,7 +149,7 @@ class TrainingUpdate:
     """One finished epoch, with everything the view shows of it."""
 
     event: object
-    """The :class:`~napari_tsimcne.TrainingEvent` of the epoch."""
+    """The ``TrainingEvent`` of the epoch."""
     outliers: np.ndarray | None = None
     """Outlier scores of ``event.embedding`` (computed in the worker thread), when there is a map."""
     seconds_left: float | None = None
@@ -153,7 +163,19 @@ class TrainingUpdate:
 
 @dataclass(frozen=True)
 class TrainingResult:
-    """How a run ended."""
+    """How a run ended.
+
+    Parameters
+    ----------
+    embedding : numpy.ndarray or None
+        The map of the tiles, (N, 2) or (N, 3).
+    outliers : numpy.ndarray or None
+        Its outlier scores.
+    stopped : bool
+        Stopped before all planned epochs.
+    seconds : float
+        Wall time of the run.
+    """
 
     embedding: np.ndarray | None
     outliers: np.ndarray | None
@@ -164,7 +186,17 @@ class TrainingResult:
 
 @dataclass(frozen=True)
 class LossPoint:
-    """The mean loss of one epoch."""
+    """The mean loss of one epoch.
+
+    Parameters
+    ----------
+    epoch : int
+        Epoch over all stages, from 1.
+    stage : int
+        Its stage (1, 2 or 3).
+    loss : float
+        The mean loss of the epoch.
+    """
 
     epoch: int
     """Epoch over all stages, from 1."""
@@ -204,11 +236,11 @@ class TrainingSession:
     """
 
     planned = Signal(object)
-    """Emitted with a :class:`Planned` when the epochs are known."""
+    """Emitted with a ``Planned`` when the epochs are known."""
     progressed = Signal(object)
-    """Emitted with a :class:`TrainingUpdate` after every epoch."""
+    """Emitted with a ``TrainingUpdate`` after every epoch."""
     finished = Signal(object)
-    """Emitted with a :class:`TrainingResult` when a run has ended and its map is made."""
+    """Emitted with a ``TrainingResult`` when a run has ended and its map is made."""
     failed = Signal(object, bool)
     """Emitted with the exception and whether training had started."""
 
@@ -279,7 +311,7 @@ class TrainingSession:
 
     # -- starting ------------------------------------------------------------------
     def start(self, tiles, settings: TrainingSettings):
-        """Check the tiles and settings and get a run ready; :meth:`steps` then trains.
+        """Check the tiles and settings and get a run ready; ``steps`` then trains.
 
         Parameters
         ----------
@@ -354,7 +386,7 @@ class TrainingSession:
         self._prune_checkpoints(keep=self._run.checkpoint)
 
     def _prune_checkpoints(self, keep: Path | None) -> None:
-        """Delete all but the newest :data:`KEEP_CHECKPOINTS` stopped runs (a checkpoint can be large)."""
+        """Delete all but the newest ``KEEP_CHECKPOINTS`` stopped runs (a checkpoint can be large)."""
         if self.checkpoint_dir is None or not self.checkpoint_dir.is_dir():
             return
         found = sorted(
@@ -368,9 +400,9 @@ class TrainingSession:
 
     # -- the run (worker thread) -------------------------------------------------
     def steps(self) -> Generator[Planned | TrainingUpdate, None, TrainingResult]:
-        """Train; runs in a worker thread. Yields a :class:`Planned`, then a :class:`TrainingUpdate` per epoch.
+        """Train; runs in a worker thread. Yields a ``Planned``, then a ``TrainingUpdate`` per epoch.
 
-        Closing the generator, or :meth:`stop`, ends training after the current epoch; the tiles are then
+        Closing the generator, or ``stop``, ends training after the current epoch; the tiles are then
         mapped with the model as it is.
 
         Yields
@@ -387,7 +419,7 @@ class TrainingSession:
         Raises
         ------
         RuntimeError
-            No run was started with :meth:`start` or :meth:`start_resume`.
+            No run was started with ``start`` or ``start_resume``.
         """
         from .map_layer import outlier_scores
 
@@ -431,15 +463,15 @@ class TrainingSession:
 
     # -- back on the main thread ------------------------------------------------
     def handle(self, item: Planned | TrainingUpdate) -> None:
-        """Record an item yielded by :meth:`steps` and emit the matching event (main thread).
+        """Record an item yielded by ``steps`` and emit the matching event (main thread).
 
         Items arriving after the run has ended (or the view has closed) are ignored.
 
         Parameters
         ----------
         item : Planned or TrainingUpdate
-            The plan of the run (emitted as :attr:`planned`) or one finished epoch (added to
-            the loss history and emitted as :attr:`progressed`).
+            The plan of the run (emitted as ``planned``) or one finished epoch (added to
+            the loss history and emitted as ``progressed``).
         """
         if self.closing or self.result is not None:
             return  # the run has ended (or the view is gone): a late epoch changes nothing
@@ -453,7 +485,7 @@ class TrainingSession:
         self.progressed.emit(item)
 
     def complete(self, result: TrainingResult) -> None:
-        """Record the end of a run (main thread) and emit :attr:`finished`.
+        """Record the end of a run (main thread) and emit ``finished``.
 
         Parameters
         ----------
@@ -465,7 +497,7 @@ class TrainingSession:
             self.finished.emit(result)
 
     def fail(self, exc: BaseException) -> None:
-        """Record a failed run (main thread) and emit :attr:`failed`.
+        """Record a failed run (main thread) and emit ``failed``.
 
         Parameters
         ----------
@@ -519,6 +551,11 @@ class TrainingSession:
         ----------
         timeout : float
             Seconds to wait for the current epoch to end (0: don't wait).
+
+        Returns
+        -------
+        bool
+            Whether the run's thread has finished.
         """
         self.closing = True
         if self._run is None:

@@ -16,7 +16,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from .augment import AugmentationSettings
 from .budget import StepCosts, epochs_for_budget, measure_step_costs
 from .config import TrainingConfig, default_batch_size
-from .device import GPU_DEFAULTS, defaults_for, resolve_device
+from .device import GPU_DEFAULTS, defaults_for, memory_format, resolve_device
 from .distributed import DistContext, broadcast_ints, broadcast_seed, from_environment
 from .fingerprint import TileFingerprint, check_same_tiles, fingerprint
 from .memory import check_batch_fits
@@ -410,7 +410,7 @@ class TSimCNE(TransformerMixin, BaseEstimator):
         _set_input_statistics(net, store)
         net.to(
             device=device,
-            memory_format=torch.channels_last if device.type == "cuda" else torch.contiguous_format,
+            memory_format=memory_format(device),
         )
         batch_size = int(plan.batch_size)
         if (
@@ -534,7 +534,7 @@ class TSimCNE(TransformerMixin, BaseEstimator):
         store = TileStore(stack, self.normalization_, device)
         net = self.model_.to(
             device=device,
-            memory_format=torch.channels_last if device.type == "cuda" else torch.contiguous_format,
+            memory_format=memory_format(device),
         )
         self.pca_ = None
         trainer = Trainer(

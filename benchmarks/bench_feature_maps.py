@@ -20,24 +20,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_common import emit  # noqa: E402
-from bench_cpu import machine  # noqa: E402
+from bench_cpu import _timed, machine, run_tsne  # noqa: E402
 
 from napari_tsimcne import TSimCNE, knn_accuracy  # noqa: E402
 from napari_tsimcne.core.sample import load_pbc  # noqa: E402
-from napari_tsimcne.core.store import TileStore  # noqa: E402
 
 
-def features(model: TSimCNE, tiles: np.ndarray, batch: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """Backbone features and projection-head hidden activations of every tile (CPU, eval mode)."""
+def head_hidden(model: TSimCNE, backbone: np.ndarray) -> np.ndarray:
+    """The projection head's hidden activations for backbone features (CPU, eval mode)."""
     net = model.model_.eval()
-    store = TileStore(tiles, model.normalization_, torch.device("cpu"))
-    backbone, hidden = [], []
     with torch.no_grad():
-        for _, x in store.iter_batches(batch):
-            f = net.features(x)
-            backbone.append(f.numpy())
-            hidden.append(net.head.hidden(f).numpy())
-    return np.concatenate(backbone), np.concatenate(hidden)
+        return net.head.hidden(torch.from_numpy(backbone)).numpy()
 
 
 def main() -> int:
@@ -52,7 +45,8 @@ def main() -> int:
             "The model's map is not of all pbc28 tiles; train it with `napari-tsimcne fit`."
         )
     t0 = time.perf_counter()
-    backbone, hidden = features(model, sample.tiles)
+    _, backbone = model.transform(sample.tiles, return_features=True)
+    hidden = head_hidden(model, backbone)
     features_s = time.perf_counter() - t0
     result = {
         "benchmark": "feature_maps",
@@ -74,15 +68,13 @@ def main() -> int:
         "features_seconds": round(features_s, 1),
     }
     try:
-        from openTSNE import TSNE
+        y, seconds = _timed(lambda: run_tsne(backbone))
     except ImportError:
         result["tsne_of_backbone"] = None  # pip install openTSNE
     else:
-        t0 = time.perf_counter()
-        y = np.asarray(TSNE(n_jobs=2, random_state=0).fit(backbone))
         result["tsne_of_backbone"] = {
             "knn15": round(knn_accuracy(y, sample.labels), 2),
-            "seconds": round(time.perf_counter() - t0, 1),
+            "seconds": round(seconds, 1),
         }
     emit(result, args.out)
     return 0

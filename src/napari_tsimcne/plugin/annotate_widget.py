@@ -270,8 +270,8 @@ class AnnotateWidget(DockWidget):
         layer = layer if layer is not None else self.map_layer()
         return None if layer is None else self._sessions.get(layer)
 
-    def _require_session(self) -> MapAnnotations:
-        layer = self._require_map()
+    def _require_session(self, layer=None) -> MapAnnotations:
+        layer = layer if layer is not None else self._require_map()
         session = self._sessions.get(layer)
         if session is None:  # a map added since the last refresh
             self.refresh_layers()
@@ -952,7 +952,7 @@ class AnnotateWidget(DockWidget):
             tile stack (``AnnotationFileError``; the map is then unchanged).
         """
         layer = layer if layer is not None else self._require_map()
-        session = self._sessions.get(layer) or self._require_session()
+        session = self._require_session(layer)
         path, n = session.restore(path)
         clusters = len(set(layer.features["cluster"].tolist()) - {-1})
         what = f"{n} annotated tiles" + (f" and {clusters} clusters" if clusters else "")

@@ -17,7 +17,7 @@ from psygnal import Signal
 from . import annotations as ann
 from . import autosave as autosave_mod
 from . import export as export_mod
-from .map_layer import recolor
+from .map_layer import embedding_columns, recolor
 from .selection import AnnotationHistory, rows_where
 
 
@@ -123,8 +123,6 @@ class MapAnnotations:
         numpy.ndarray
             One row per point, (N, 2) or (N, 3).
         """
-        from .map_layer import embedding_columns
-
         feats = self.layer.features
         return feats[embedding_columns(feats)].to_numpy()
 

@@ -651,17 +651,21 @@ def _fit_and_write(data, outdir: Path, args: argparse.Namespace) -> dict:
     from .core.device import resolve_device
 
     device = resolve_device(args.device)  # a wrong --device is reported before anything is written
+    resume = getattr(args, "resume", False)
+    if (
+        not resume
+    ):  # settings that cannot run (a batch larger than the free memory) before any output
+        model = _make_model(args, len(data.tiles))
+        model.validate(data.tiles)
     if _is_main_process():
         _prepare_output(outdir, args)
-    if getattr(args, "resume", False):
+    if resume:
         model = _resume_model(outdir, args)
         _say(
             args,
             f"Resuming from {outdir / CHECKPOINT} (epochs {' '.join(map(str, model.total_epochs_))}, "
             f"batch {model.batch_size_}).",
         )
-    else:
-        model = _make_model(args, len(data.tiles))
     _say(
         args,
         f"Training on {len(data.tiles)} tiles of {data.name} ({data.tiles.shape[1]} x {data.tiles.shape[2]}), "

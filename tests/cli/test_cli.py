@@ -540,3 +540,19 @@ def test_fit_under_torchrun_writes_the_outputs_once(tiles16, tmp_path):
     assert summary["settings"]["processes"] == 2 and summary["settings"]["batch_size"] == 16
     assert len(_rows(tmp_path / "out" / "embedding.csv")) == 64
     assert done.stdout.count("Trained in") == 1  # only the first process reports
+
+
+def test_fit_refuses_a_batch_too_large_for_memory_before_it_says_or_writes_anything(
+    tmp_path, tiles16, monkeypatch, capsys
+):
+    from napari_tsimcne.core import memory
+
+    monkeypatch.setattr(memory, "available_memory", lambda: 16 * 2**20)
+    np.save(tmp_path / "tiles.npy", np.repeat(tiles16, 22, axis=0))  # 2,112 tiles
+    args = ["fit", str(tmp_path / "tiles.npy"), "-o", str(tmp_path / "out"), *ONE_EPOCH]
+    code = main([*args, "--backbone", "resnet10", "--width", "8", "--batch-size", "2048"])
+    captured = capsys.readouterr()
+    assert code != 0
+    assert "--batch-size 2048 needs about" in captured.err
+    assert "Training on" not in captured.out + captured.err
+    assert not (tmp_path / "out").exists()

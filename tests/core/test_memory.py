@@ -46,3 +46,12 @@ def test_unknown_free_memory_is_not_a_reason_to_refuse(monkeypatch):
 def test_free_memory_is_found_here():
     free = memory.available_memory()
     assert free is None or free > 2**20
+
+
+def test_validate_refuses_a_batch_too_large_before_any_training(monkeypatch):
+    monkeypatch.setattr(memory, "available_memory", lambda: 64 * 2**20)
+    tiles = np.zeros((2048, 16, 16), dtype=np.float32)
+    model = TSimCNE(backbone="resnet10", width=8, batch_size=2048, device="cpu")
+    with pytest.raises(ParameterError, match=r"batch_size=2048 needs about"):
+        model.validate(tiles)
+    TSimCNE(backbone="resnet10", width=8, batch_size=64, device="cpu").validate(tiles)

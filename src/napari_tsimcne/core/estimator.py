@@ -338,14 +338,22 @@ class TSimCNE(TransformerMixin, BaseEstimator):
             When ``X`` is not a stack of tiles.
         ParameterError
             When a parameter has a value it cannot take, alone or together with the
-            others or the stack (a ``batch_size`` larger than the stack); a ``ValueError``.
+            others or the stack (a ``batch_size`` larger than the stack, or on the CPU
+            larger than the free memory holds); a ``ValueError``.
         ValueError
             When the augmentation settings are inconsistent.
         """
         stack = as_tile_stack(X, channel_axis=channel_axis, check_values=False)
         info = stack_info(stack)
         device = resolve_device(self.device)
-        self._check_params(info.n_tiles, 1, self._resolve_auto(device, info.n_tiles))
+        plan = self._resolve_auto(device, info.n_tiles)
+        self._check_params(info.n_tiles, 1, plan)
+        if device.type == "cpu":  # running out of memory would kill the process: refuse it now
+            with torch.random.fork_rng(devices=[]):
+                net = TSimCNENet(
+                    info.n_channels, plan.backbone, int(plan.width), out_dim=self.pretrain_dim
+                )
+            check_batch_fits(net, info.n_channels, (info.height, info.width), int(plan.batch_size))
         return self
 
     def fit_iter(

@@ -177,6 +177,27 @@ def render_channels(planes: np.ndarray, channels: Sequence[ChannelDisplay]) -> n
     return _to_uint8(acc)
 
 
+def render_in_layer_colours(planes: np.ndarray, layers: Sequence) -> np.ndarray:
+    """A normalised multichannel image (values in [0, 1]) as RGB, each channel in its layer's colour.
+
+    Parameters
+    ----------
+    planes : numpy.ndarray
+        ``(H, W, C)``, for example a preview mosaic of normalised tiles.
+    layers : sequence of napari.layers.Image
+        The layers of the C channels; when their number differs from C, napari's default
+        channel colours are used.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 ``(H, W, 3)`` RGB image.
+    """
+    n = planes.shape[-1]
+    colormaps = [layer.colormap for layer in layers] if len(layers) == n else default_colormaps(n)
+    return render_channels(planes, [ChannelDisplay.from_colormap(c, (0.0, 1.0)) for c in colormaps])
+
+
 def render_rgb(
     tile: np.ndarray, contrast_limits: tuple[float, float], gamma: float = 1.0
 ) -> np.ndarray:

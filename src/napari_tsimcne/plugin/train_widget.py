@@ -50,7 +50,7 @@ from .qt_helpers import (
     refill,
     scroll_layout,
 )
-from .thumbnails import CHANNEL_LAYERS_KEY, ChannelDisplay, channel_layers, default_colormaps
+from .thumbnails import CHANNEL_LAYERS_KEY, channel_layers, render_in_layer_colours
 from .tiling import cut_layer_into_tiles
 from .torch_runtime import preload_torch, release_device_memory
 from .training_session import (
@@ -603,7 +603,7 @@ class TrainWidget(DockWidget):
         if (
             mosaic.ndim == 3 and mosaic.dtype != np.uint8
         ):  # several channels: drawn in their layers' colours
-            mosaic = self._channel_colours(layers, mosaic)
+            mosaic = render_in_layer_colours(mosaic, layers)
         rgb = mosaic.ndim == 3
         if PREVIEW_NAME in self.viewer.layers:
             self.viewer.layers.remove(PREVIEW_NAME)
@@ -622,20 +622,6 @@ class TrainWidget(DockWidget):
             columns += "; last: a view of its nearest neighbour in intensity, also pulled close"
         show_info(f"Augmentation preview ({self.chosen_preset()}): {columns}.")
         return preview
-
-    @staticmethod
-    def _channel_colours(layers, mosaic: np.ndarray) -> np.ndarray:
-        """A normalised multichannel mosaic (H, W, C) as RGB, each channel in its layer's colour."""
-        from .thumbnails import render_channels
-
-        n = mosaic.shape[-1]
-        if len(layers) == n:
-            colormaps = [l.colormap for l in layers]
-        else:
-            colormaps = list(default_colormaps(n))
-        return render_channels(
-            mosaic, [ChannelDisplay.from_colormap(c, (0.0, 1.0)) for c in colormaps]
-        )
 
     # -- training -------------------------------------------------------------
     @property

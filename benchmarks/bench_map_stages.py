@@ -11,9 +11,11 @@ and 3 from it and prints the map's 15-NN accuracy, the accuracy of the 128-D out
 and the seconds its two stages took. A variant is a name from ``VARIANTS``:
 
 - ``paper``: stage 2 at the learning rate of stage 1, stage 3 at a thousandth of it (the paper's).
-- ``lr3xK``: stage 3 at K thousandths of the stage-1 rate (``lr3x10``: a hundredth).
+- ``lr3xK``: stage 3 at K thousandths of the stage-1 rate (``lr3x10``: a hundredth); stages 1 and 2
+  train at 0.03 (the paper's rule for batch 256) unless ``--pretrain-lr`` says otherwise.
 - ``s2eN``: N epochs of stage 2 instead of 1.
 - ``e3N``: N epochs of stage 3 instead of 16.
+- ``bsN``: batch size N in the two 2D stages (and the learning rate scaled with it) instead of 256.
 - ``dofA``: a Student-t kernel ``(1 + d^2 / A)^-A`` with A degrees of freedom in the 2D stages in place
   of the Cauchy kernel (A = 1); heavier tails (A < 1) separate clusters more (Kobak et al. 2019).
 
@@ -46,9 +48,10 @@ STAGE2_EPOCHS = 1
 STAGE3_EPOCHS = 16
 
 
-def base_model(epochs: tuple[int, int, int]) -> TSimCNE:
+def base_model(epochs: tuple[int, int, int], lr: float | str = "auto") -> TSimCNE:
     """The estimator as the CLI's 10-minute CPU run sets it, with fixed epochs."""
     return TSimCNE(
+        lr=lr,
         total_epochs=epochs,
         backbone="resnet18-s2",
         width=16,
@@ -59,10 +62,10 @@ def base_model(epochs: tuple[int, int, int]) -> TSimCNE:
     )
 
 
-def pretrain(tiles: np.ndarray, cache: Path) -> float:
+def pretrain(tiles: np.ndarray, cache: Path, lr: float | str) -> float:
     """Train stage 1 and keep its last checkpoint in ``cache``; returns the seconds it took."""
     started = time.perf_counter()
-    model = base_model((PRETRAIN_EPOCHS, STAGE2_EPOCHS, STAGE3_EPOCHS))
+    model = base_model((PRETRAIN_EPOCHS, STAGE2_EPOCHS, STAGE3_EPOCHS), lr)
     partial = cache.with_suffix(".partial")
     events = model.fit_iter(tiles, checkpoint=partial, checkpoint_every=1)
     for event in events:
@@ -76,7 +79,7 @@ def pretrain(tiles: np.ndarray, cache: Path) -> float:
 
 def parse_variant(name: str) -> dict:
     """The settings of a variant name (see the module's docstring)."""
-    settings = dict(lr3_factor=1.0, e2=STAGE2_EPOCHS, e3=STAGE3_EPOCHS, dof=1.0)
+    settings = dict(lr3_factor=1.0, e2=STAGE2_EPOCHS, e3=STAGE3_EPOCHS, dof=1.0, batch_size=256)
     for part in name.split("+"):
         if part == "paper":
             continue
@@ -86,6 +89,8 @@ def parse_variant(name: str) -> dict:
             settings["e2"] = int(m.group(1))
         elif m := re.fullmatch(r"e3N(\d+)", part):
             settings["e3"] = int(m.group(1))
+        elif m := re.fullmatch(r"bs(\d+)", part):
+            settings["batch_size"] = int(m.group(1))
         elif m := re.fullmatch(r"dof(\d+(?:\.\d+)?)", part):
             settings["dof"] = float(m.group(1))
         else:
@@ -99,6 +104,8 @@ def run_variant(name: str, tiles: np.ndarray, labels: np.ndarray, cache: Path) -
     model = TSimCNE.load(cache, device="cpu")
     model.total_epochs = (PRETRAIN_EPOCHS, settings["e2"], settings["e3"])
     model.preview_every = 0
+    model.batch_size = settings["batch_size"]  # the learning rate follows it
+    model._resume_state["batch_size"] = settings["batch_size"]
 
     def stages(total_epochs, lr, warmup="auto"):
         e1, e2, e3 = total_epochs
@@ -148,6 +155,9 @@ def main() -> int:
     parser.add_argument("--variants", default="paper")
     parser.add_argument("--out", default=None)
     parser.add_argument("--pretrain-epochs", type=int, default=PRETRAIN_EPOCHS)
+    parser.add_argument(
+        "--pretrain-lr", type=float, default=None, help="stage 1's learning rate (default: 0.03)"
+    )
     parser.add_argument("--n-tiles", type=int, default=None, help="a subset, for a quick check")
     args = parser.parse_args()
     torch.set_num_threads(2)
@@ -156,7 +166,7 @@ def main() -> int:
     pretrain_seconds = None
     if not args.cache.exists():
         args.cache.parent.mkdir(parents=True, exist_ok=True)
-        pretrain_seconds = round(pretrain(sample.tiles, args.cache), 1)
+        pretrain_seconds = round(pretrain(sample.tiles, args.cache, args.pretrain_lr or "auto"), 1)
     for name in args.variants.split(","):
         result = run_variant(name, sample.tiles, sample.labels, args.cache)
         emit(
@@ -170,6 +180,7 @@ def main() -> int:
                     "backbone": "resnet18-s2",
                     "width": 16,
                     "batch_size": 256,
+                    "lr": args.pretrain_lr or 0.03,
                     "seconds_this_run": pretrain_seconds,
                 },
                 **result,

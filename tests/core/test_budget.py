@@ -82,9 +82,18 @@ def test_explicit_settings_win_over_auto():
     plan = TSimCNE(
         total_epochs=(3, 1, 1), batch_size=64, backbone="resnet10", width=8
     )._resolve_auto(_fake("cpu"), 1000)
-    assert plan == ((3, 1, 1), None, 64, "resnet10", 8)
+    assert plan[:5] == ((3, 1, 1), None, 64, "resnet10", 8)
     budget = TSimCNE(time_budget=60)._resolve_auto(_fake("cuda"), 1000)
     assert budget.total_epochs is None and budget.time_budget == 60.0
+
+
+@pytest.mark.parametrize(("kind", "ratio"), [("cuda", 1e-3), ("mps", 1.0), ("cpu", 1.0)])
+def test_fine_tuning_rate_is_the_papers_on_cuda_and_faster_for_runs_of_minutes(kind, ratio):
+    model = TSimCNE(batch_size=256)
+    *_, lr, finetune_lr, _ = model._check_params(5000, 1, model._resolve_auto(_fake(kind), 5000))
+    assert lr == pytest.approx(0.03) and finetune_lr == pytest.approx(ratio * 0.03)
+    given = TSimCNE(batch_size=256, finetune_lr=0.5)
+    assert given._check_params(5000, 1, given._resolve_auto(_fake(kind), 5000))[2] == 0.5
 
 
 def test_auto_batch_fits_a_small_stack():

@@ -231,3 +231,18 @@ def test_a_model_stopped_before_its_first_epoch_says_it_has_no_map():
         model.transform(tiles[:1])
     model.fit(tiles)
     assert model.transform(tiles[:1]).shape == (1, 2)
+
+
+def test_stage_three_trains_at_the_fine_tuning_rate_and_the_model_file_keeps_it(tiles, tmp_path):
+    model = TSimCNE(
+        **{**SMALL, "total_epochs": (1, 1, 2), "warmup": 0, "lr": 0.01, "finetune_lr": 0.002}
+    ).fit(tiles)
+    stage3 = [h["lr"] for h in model.history_ if h["stage"] == 3]
+    # cosine decay from 0.002: the first epoch of two ends above half of it, the second at 0
+    assert 0.001 < stage3[0] <= 0.002 and stage3[1] < 0.001
+    assert max(h["lr"] for h in model.history_ if h["stage"] < 3) > 0.004
+    model.save(tmp_path / "m.tsimcne")
+    loaded = TSimCNE.load(tmp_path / "m.tsimcne", device="cpu")
+    assert loaded.finetune_lr_ == loaded.get_params()["finetune_lr"] == 0.002
+    auto = TSimCNE(**{**SMALL, "total_epochs": (1, 1, 1), "batch_size": 32}).fit(tiles)
+    assert auto.finetune_lr_ == pytest.approx(0.03 * 32 / 256)  # on this CPU

@@ -101,9 +101,14 @@ class TSimCNE(TransformerMixin, BaseEstimator):
         Channels of the first network layer (64 in [1]_; smaller is faster and
         weaker; at least 4). ``"auto"``: 64 on a GPU, 16 on a CPU.
     lr : float or "auto", default "auto"
-        Learning rate of stages 1 and 2 (stage 3 uses lr / 1000). ``"auto"``:
-        0.03 x (global) batch size / 256, SimCLR's linear scaling rule [2]_ as
-        used by [1]_.
+        Learning rate of stages 1 and 2. ``"auto"``: 0.03 x (global) batch size
+        / 256, SimCLR's linear scaling rule [2]_ as used by [1]_.
+    finetune_lr : float or "auto", default "auto"
+        Learning rate of stage 3, where the whole network is fine-tuned in 2D.
+        ``"auto"``: ``lr / 1000`` on a CUDA GPU, as in [1]_, whose 1000 epochs of
+        pre-training leave little to change; ``lr`` on a CPU or an Apple GPU,
+        where a run of minutes leaves the network unfinished (see the CPU page of
+        the docs for the measurements).
     warmup : int or "auto", default "auto"
         Warm-up epochs in stages 1 and 3; ``"auto"``: 10, at most a tenth of the stage.
     momentum : float, default 0.9
@@ -177,6 +182,7 @@ class TSimCNE(TransformerMixin, BaseEstimator):
         backbone: str = "auto",
         width: int | str = "auto",
         lr: float | str = "auto",
+        finetune_lr: float | str = "auto",
         warmup: int | str = "auto",
         momentum: float = TrainingConfig.momentum,
         weight_decay: float = TrainingConfig.weight_decay,
@@ -196,6 +202,7 @@ class TSimCNE(TransformerMixin, BaseEstimator):
         self.backbone = backbone
         self.width = width
         self.lr = lr
+        self.finetune_lr = finetune_lr
         self.warmup = warmup
         self.momentum = momentum
         self.weight_decay = weight_decay
@@ -237,19 +244,21 @@ class TSimCNE(TransformerMixin, BaseEstimator):
                     "total_epochs",
                     "time_budget",
                 )
-            return _Plan(self.total_epochs, None, batch, backbone, width)
+            return _Plan(self.total_epochs, None, batch, backbone, width, d.finetune_lr_ratio)
         if is_auto(budget):
             budget = d.time_budget
         if budget is None:
-            return _Plan(d.total_epochs or GPU_DEFAULTS.total_epochs, None, batch, backbone, width)
-        return _Plan(None, float(budget), batch, backbone, width)
+            epochs = d.total_epochs or GPU_DEFAULTS.total_epochs
+            return _Plan(epochs, None, batch, backbone, width, d.finetune_lr_ratio)
+        return _Plan(None, float(budget), batch, backbone, width, d.finetune_lr_ratio)
 
     def _check_params(
         self, n_tiles: int, processes: int, plan: _Plan
-    ) -> tuple[tuple[int, int, int] | None, float, AugmentationSettings]:
+    ) -> tuple[tuple[int, int, int] | None, float, float, AugmentationSettings]:
         """Check what the table cannot: the settings together and against the stack.
 
         ``plan`` holds the resolved ``"auto"`` settings; epochs are None with a time budget.
+        Returns the epochs, the learning rates of stages 1-2 and of stage 3, and the augmentations.
         """
         epochs = None
         if plan.total_epochs is not None:
@@ -268,11 +277,12 @@ class TSimCNE(TransformerMixin, BaseEstimator):
                 "batch_size",
             )
         lr = default_lr(batch_size * processes) if is_auto(self.lr) else self.lr  # global batch
+        finetune_lr = lr * plan.finetune_lr_ratio if is_auto(self.finetune_lr) else self.finetune_lr
         aug = AugmentationSettings.coerce(
             "microscopy" if is_auto(self.augmentations) else self.augmentations
         )
         aug.validate()
-        return epochs, float(lr), aug
+        return epochs, float(lr), float(finetune_lr), aug
 
     def _augmentations_for(self, stack: np.ndarray, checked: AugmentationSettings):
         """The augmentations this stack trains with: "auto" resolved, colour decided; sets ``augmentations_``."""
@@ -404,7 +414,7 @@ class TSimCNE(TransformerMixin, BaseEstimator):
         info = stack_info(stack)
         device, ctx = _device_and_processes(self.device)
         plan = self._resolve_auto(device, info.n_tiles, ctx.world_size)
-        epochs, lr, aug = self._check_params(info.n_tiles, ctx.world_size, plan)
+        epochs, lr, finetune_lr, aug = self._check_params(info.n_tiles, ctx.world_size, plan)
         aug = self._augmentations_for(stack, aug)
         self.fingerprint_ = fingerprint(stack)
         seed = broadcast_seed(self._seed(), ctx)
@@ -443,7 +453,12 @@ class TSimCNE(TransformerMixin, BaseEstimator):
                 budget_previews if is_auto(self.preview_every) else int(self.preview_every)
             )
             self._budget = _Budget(
-                started, plan.time_budget, info.n_tiles, batch_size * ctx.world_size, lr
+                started,
+                plan.time_budget,
+                info.n_tiles,
+                batch_size * ctx.world_size,
+                lr,
+                finetune_lr,
             )
         else:
             preview_every = self._preview_every(epochs)
@@ -454,6 +469,7 @@ class TSimCNE(TransformerMixin, BaseEstimator):
             int(plan.width),
         )
         self.time_budget_ = plan.time_budget
+        self.finetune_lr_ = finetune_lr
         self.model_ = net
         self.normalization_ = normalization
         self.n_channels_ = info.n_channels
@@ -466,7 +482,7 @@ class TSimCNE(TransformerMixin, BaseEstimator):
         trainer = Trainer(
             net,
             store,
-            make_stages(epochs, lr, self.warmup),
+            make_stages(epochs, lr, self.warmup, finetune_lr),
             aug,
             self._training_config(batch_size, seed, preview_every, device),
             state=TrainerState(batch_size=batch_size, history=self.history_),
@@ -530,7 +546,7 @@ class TSimCNE(TransformerMixin, BaseEstimator):
         else:
             self.fingerprint_ = fingerprint(stack)
         device, ctx = _device_and_processes(self.device)
-        epochs, lr, aug = self._check_params(
+        epochs, lr, finetune_lr, aug = self._check_params(
             info.n_tiles, ctx.world_size, self._resolve_auto(device, info.n_tiles, ctx.world_size)
         )
         aug = self._augmentations_for(stack, aug)
@@ -539,6 +555,7 @@ class TSimCNE(TransformerMixin, BaseEstimator):
                 "This checkpoint does not say how many epochs to train; it cannot be resumed."
             )
         self.device_ = device
+        self.finetune_lr_ = finetune_lr
         store = TileStore(stack, self.normalization_, device)
         net = self.model_.to(
             device=device,
@@ -548,7 +565,7 @@ class TSimCNE(TransformerMixin, BaseEstimator):
         trainer = Trainer(
             net,
             store,
-            make_stages(epochs, lr, self.warmup),
+            make_stages(epochs, lr, self.warmup, finetune_lr),
             aug,
             self._training_config(
                 int(resume["batch_size"]), int(resume["seed"]), self._preview_every(epochs), device
@@ -638,7 +655,7 @@ class TSimCNE(TransformerMixin, BaseEstimator):
             )
             epochs = (done, rest[1], rest[2])
         *epochs, previews = broadcast_ints((*epochs, previews), trainer.dist)
-        trainer.replan(make_stages(tuple(epochs), budget.lr, self.warmup))
+        trainer.replan(make_stages(tuple(epochs), budget.lr, self.warmup, budget.finetune_lr))
         if is_auto(self.preview_every):
             trainer.config = replace(trainer.config, preview_every=previews)
         self.total_epochs_ = tuple(s.epochs for s in trainer.stages)
@@ -850,6 +867,8 @@ class TSimCNE(TransformerMixin, BaseEstimator):
             width=int(self.width_),
             time_budget=None,
         )
+        if getattr(self, "finetune_lr_", None) is not None:  # as trained: "auto" resolved
+            params["finetune_lr"] = float(self.finetune_lr_)
         aug = getattr(self, "augmentations_", None) or AugmentationSettings.coerce(
             params["augmentations"]
         )
@@ -919,6 +938,8 @@ class TSimCNE(TransformerMixin, BaseEstimator):
         model.total_epochs_, model.batch_size_ = params["total_epochs"], int(params["batch_size"])
         model.backbone_, model.width_ = params["backbone"], int(params["width"])
         model.time_budget_ = None
+        finetune = params.get("finetune_lr", "auto")
+        model.finetune_lr_ = None if is_auto(finetune) else float(finetune)
         n_channels, tile_shape = _checked_shape(payload)
         net = TSimCNENet(
             n_channels, params["backbone"], params["width"], out_dim=int(payload["model_out_dim"])
@@ -1009,6 +1030,7 @@ class _Budget(NamedTuple):
     n_tiles: int
     global_batch: int
     lr: float
+    finetune_lr: float
 
 
 class _Plan(NamedTuple):
@@ -1019,6 +1041,7 @@ class _Plan(NamedTuple):
     batch_size: int
     backbone: str
     width: int
+    finetune_lr_ratio: float
 
 
 def _with_embedding(event: TrainingEvent, embedding: np.ndarray) -> TrainingEvent:

@@ -162,6 +162,7 @@ RULES: dict[str, Rule] = {
     ),
     "width": Rule(_auto_or(_whole_from(4)), "a whole number of at least 4 or 'auto'"),
     "lr": Rule(_auto_or(_positive), "a positive number or 'auto'"),
+    "finetune_lr": Rule(_auto_or(_positive), "a positive number or 'auto'"),
     "warmup": Rule(_auto_or(_whole_from(0)), "'auto' or a non-negative whole number"),
     "momentum": Rule(lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
     "weight_decay": Rule(

@@ -80,9 +80,12 @@ def auto_warmup(epochs: int) -> int:
 
 
 def make_stages(
-    total_epochs: tuple[int, int, int], lr: float, warmup: int | str = "auto"
+    total_epochs: tuple[int, int, int],
+    lr: float,
+    warmup: int | str = "auto",
+    finetune_lr: float | None = None,
 ) -> list[Stage]:
-    """The three stages with learning rates lr, lr and lr / 1000, warm-up in stages 1 and 3.
+    """The three stages with learning rates lr, lr and ``finetune_lr``, warm-up in stages 1 and 3.
 
     Parameters
     ----------
@@ -93,6 +96,8 @@ def make_stages(
     warmup : int or "auto"
         Warm-up epochs of stages 1 and 3 (at most the stage's epochs); ``"auto"`` uses
         ``auto_warmup``.
+    finetune_lr : float, optional
+        Learning rate of stage 3; default ``lr / 1000``, the paper's.
 
     Returns
     -------
@@ -104,7 +109,7 @@ def make_stages(
     return [
         Stage(0, e1, lr, w(e1), False),
         Stage(1, e2, lr, 0, True),
-        Stage(2, e3, lr / 1000, w(e3), False),
+        Stage(2, e3, lr / 1000 if finetune_lr is None else finetune_lr, w(e3), False),
     ]
 
 

@@ -37,11 +37,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_common import emit  # noqa: E402
 from bench_cpu import machine  # noqa: E402
 
-import napari_tsimcne.core.estimator as estimator_module  # noqa: E402
 import napari_tsimcne.core.training as training_module  # noqa: E402
 from napari_tsimcne import TSimCNE, knn_accuracy  # noqa: E402
+from napari_tsimcne.core.parameters import is_auto  # noqa: E402
 from napari_tsimcne.core.sample import load_pbc  # noqa: E402
-from napari_tsimcne.core.schedule import Stage, auto_warmup  # noqa: E402
+from napari_tsimcne.core.schedule import default_lr  # noqa: E402
 
 PRETRAIN_EPOCHS = 32
 STAGE2_EPOCHS = 1
@@ -107,14 +107,6 @@ def run_variant(name: str, tiles: np.ndarray, labels: np.ndarray, cache: Path) -
     model.batch_size = settings["batch_size"]  # the learning rate follows it
     model._resume_state["batch_size"] = settings["batch_size"]
 
-    def stages(total_epochs, lr, warmup="auto"):
-        e1, e2, e3 = total_epochs
-        return [
-            Stage(0, e1, lr, auto_warmup(e1), False),
-            Stage(1, e2, lr, 0, True),
-            Stage(2, e3, lr / 1000 * settings["lr3_factor"], auto_warmup(e3), False),
-        ]
-
     def student_infonce(z: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
         """``cauchy_infonce`` with the Student-t kernel of ``settings["dof"]`` degrees of freedom."""
         z = z.float()
@@ -129,8 +121,9 @@ def run_variant(name: str, tiles: np.ndarray, labels: np.ndarray, cache: Path) -
         positive = sim[local, (rows + b) % n]
         return (sim.sum(1).log() - positive.log()).mean()
 
-    original = estimator_module.make_stages, training_module.cauchy_infonce
-    estimator_module.make_stages = stages
+    lr = default_lr(settings["batch_size"]) if is_auto(model.lr) else float(model.lr)
+    model.finetune_lr = lr / 1000 * settings["lr3_factor"]
+    original = training_module.cauchy_infonce
     if settings["dof"] != 1.0:
         training_module.cauchy_infonce = student_infonce
     try:
@@ -139,7 +132,7 @@ def run_variant(name: str, tiles: np.ndarray, labels: np.ndarray, cache: Path) -
             pass
         seconds = time.perf_counter() - started
     finally:
-        estimator_module.make_stages, training_module.cauchy_infonce = original
+        training_module.cauchy_infonce = original
     return {
         "variant": name,
         "settings": settings,

@@ -99,8 +99,9 @@ SHORT_RUN_FINETUNE = 1.0
 
 From one network pre-trained for 32 epochs on the CPU (all 17,092 blood cells), 16 epochs of
 stage 3 gave maps of 74.3 / 75.9 / 76.7 / 77.3 % 15-NN at 1/1000, 1/10, 1 and 3 times ``lr``
-(``benchmarks/results/map-stages-cpu-2core_pbc17092.jsonl``). 3 times ``lr`` was not chosen: on
-1,000 tiles and 10 / 3 / 3 epochs one of two seeds collapsed to 35 % with it (60 and 52 % at 1 x)."""
+(``benchmarks/results/map-stages-cpu-2core_pbc17092.jsonl``). On 1,000 tiles and 10 / 3 / 3 epochs,
+two seeds gave 54 and 47 % at 1/1000, 60 and 52 % at 1 x ``lr``, 57 and 56 % at 1.5 x
+(``finetune-small-cpu-2core_pbc1000.jsonl``); at 3 x one seed fell to 35 %, so ``lr`` it is."""
 
 GPU_DEFAULTS = DeviceDefaults("resnet18", 64, 1024, PAPER_EPOCHS, None)
 """CUDA: the paper's network, batch and budget (Böhm et al. 2023)."""

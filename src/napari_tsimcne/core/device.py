@@ -118,7 +118,7 @@ CPU_DEFAULTS = DeviceDefaults(
 
 On 28 x 28 tiles the stride-2 stem makes a training step 2.9 times cheaper
 than the paper's stride-1 stem at the same width. In a 10-minute budget on 2
-cores both give maps of the same quality (73.3 and 73.9 % 15-NN on the blood
+cores both gave maps of the same quality (73.3 and 73.9 % 15-NN on the blood
 cells), and the stride-2 network maps new tiles three times faster (5,260
 against about 1,400 tiles/s); docs/cpu.md shows the measurements.
 """

@@ -48,7 +48,7 @@ STAGE2_EPOCHS = 1
 STAGE3_EPOCHS = 16
 
 
-def base_model(epochs: tuple[int, int, int], lr: float | str = "auto") -> TSimCNE:
+def base_model(epochs: tuple[int, int, int], lr: float | str = "auto", seed: int = 0) -> TSimCNE:
     """The estimator as the CLI's 10-minute CPU run sets it, with fixed epochs."""
     return TSimCNE(
         lr=lr,
@@ -57,15 +57,15 @@ def base_model(epochs: tuple[int, int, int], lr: float | str = "auto") -> TSimCN
         width=16,
         batch_size=256,
         device="cpu",
-        random_state=0,
+        random_state=seed,
         preview_every=0,
     )
 
 
-def pretrain(tiles: np.ndarray, cache: Path, lr: float | str) -> float:
+def pretrain(tiles: np.ndarray, cache: Path, lr: float | str, seed: int) -> float:
     """Train stage 1 and keep its last checkpoint in ``cache``; returns the seconds it took."""
     started = time.perf_counter()
-    model = base_model((PRETRAIN_EPOCHS, STAGE2_EPOCHS, STAGE3_EPOCHS), lr)
+    model = base_model((PRETRAIN_EPOCHS, STAGE2_EPOCHS, STAGE3_EPOCHS), lr, seed)
     partial = cache.with_suffix(".partial")
     events = model.fit_iter(tiles, checkpoint=partial, checkpoint_every=1)
     for event in events:
@@ -151,6 +151,7 @@ def main() -> int:
     parser.add_argument(
         "--pretrain-lr", type=float, default=None, help="stage 1's learning rate (default: 0.03)"
     )
+    parser.add_argument("--seed", type=int, default=0, help="random_state of the pre-training")
     parser.add_argument("--n-tiles", type=int, default=None, help="a subset, for a quick check")
     args = parser.parse_args()
     torch.set_num_threads(2)
@@ -159,7 +160,9 @@ def main() -> int:
     pretrain_seconds = None
     if not args.cache.exists():
         args.cache.parent.mkdir(parents=True, exist_ok=True)
-        pretrain_seconds = round(pretrain(sample.tiles, args.cache, args.pretrain_lr or "auto"), 1)
+        pretrain_seconds = round(
+            pretrain(sample.tiles, args.cache, args.pretrain_lr or "auto", args.seed), 1
+        )
     for name in args.variants.split(","):
         result = run_variant(name, sample.tiles, sample.labels, args.cache)
         emit(
@@ -174,6 +177,7 @@ def main() -> int:
                     "width": 16,
                     "batch_size": 256,
                     "lr": args.pretrain_lr or 0.03,
+                    "seed": args.seed,
                     "seconds_this_run": pretrain_seconds,
                 },
                 **result,

@@ -246,3 +246,14 @@ def test_stage_three_trains_at_the_fine_tuning_rate_and_the_model_file_keeps_it(
     assert loaded.finetune_lr_ == loaded.get_params()["finetune_lr"] == 0.002
     auto = TSimCNE(**{**SMALL, "total_epochs": (1, 1, 1), "batch_size": 32}).fit(tiles)
     assert auto.finetune_lr_ == pytest.approx(0.03 * 32 / 256)  # on this CPU
+
+
+def test_a_model_file_from_before_finetune_lr_keeps_the_papers_rate(fitted, tmp_path):
+    from napari_tsimcne.core.persistence import load_payload, save_payload
+
+    fitted.save(tmp_path / "m.tsimcne")
+    payload = load_payload(tmp_path / "m.tsimcne")
+    del payload["params"]["finetune_lr"]
+    save_payload(tmp_path / "old.tsimcne", payload)
+    old = TSimCNE.load(tmp_path / "old.tsimcne", device="cpu")
+    assert old.finetune_lr_ == pytest.approx(0.03 * 32 / 256 / 1000)  # lr "auto" at batch 32

@@ -934,6 +934,10 @@ class TSimCNE(TransformerMixin, BaseEstimator):
         params["augmentations"] = AugmentationSettings.coerce(params["augmentations"])
         params["total_epochs"] = tuple(params["total_epochs"])
         params["device"] = device
+        if "finetune_lr" not in params:  # written before it was a parameter: the paper's lr / 1000
+            lr = params.get("lr", "auto")
+            lr = default_lr(int(params["batch_size"])) if is_auto(lr) else float(lr)
+            params["finetune_lr"] = lr / 1000
         model = cls(**params)
         model.total_epochs_, model.batch_size_ = params["total_epochs"], int(params["batch_size"])
         model.backbone_, model.width_ = params["backbone"], int(params["width"])

@@ -652,9 +652,8 @@ def _fit_and_write(data, outdir: Path, args: argparse.Namespace) -> dict:
 
     device = resolve_device(args.device)  # a wrong --device is reported before anything is written
     resume = getattr(args, "resume", False)
-    if (
-        not resume
-    ):  # settings that cannot run (a batch larger than the free memory) before any output
+    # settings that cannot run (a batch larger than the free memory) are refused before any output
+    if not resume:
         model = _make_model(args, len(data.tiles))
         model.validate(data.tiles)
     if _is_main_process():

@@ -324,6 +324,14 @@ class TSimCNE(TransformerMixin, BaseEstimator):
         return int(self.random_state)
 
     # -- training -----------------------------------------------------------
+    def _new_network(self, info, plan: _Plan, seed: int) -> TSimCNENet:
+        """The untrained network for a stack and a plan, its weights drawn from ``seed`` (global RNG untouched)."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return TSimCNENet(
+                info.n_channels, plan.backbone, int(plan.width), out_dim=self.pretrain_dim
+            )
+
     def validate(self, X, *, channel_axis: int | None = None) -> TSimCNE:
         """Check the shape of ``X`` and every parameter now, without training.
 
@@ -359,10 +367,7 @@ class TSimCNE(TransformerMixin, BaseEstimator):
         plan = self._resolve_auto(device, info.n_tiles)
         self._check_params(info.n_tiles, 1, plan)
         if device.type == "cpu":  # running out of memory would kill the process: refuse it now
-            with torch.random.fork_rng(devices=[]):
-                net = TSimCNENet(
-                    info.n_channels, plan.backbone, int(plan.width), out_dim=self.pretrain_dim
-                )
+            net = self._new_network(info, plan, seed=0)
             check_batch_fits(net, info.n_channels, (info.height, info.width), int(plan.batch_size))
         return self
 
@@ -420,11 +425,7 @@ class TSimCNE(TransformerMixin, BaseEstimator):
         seed = broadcast_seed(self._seed(), ctx)
         normalization = ChannelNormalization.fit(stack)
         store = TileStore(stack, normalization, device)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            net = TSimCNENet(
-                info.n_channels, plan.backbone, int(plan.width), out_dim=self.pretrain_dim
-            )
+        net = self._new_network(info, plan, seed)
         _set_input_statistics(net, store)
         net.to(
             device=device,

@@ -50,11 +50,11 @@ def out_of_memory_once(monkeypatch):
     real = training.Trainer._run_epoch
     calls = {"n": 0}
 
-    def run_epoch(self, stage, global_epoch):
+    def run_epoch(self, stage, global_epoch, stop=None):
         calls["n"] += 1
         if calls["n"] == 1:
             raise torch.cuda.OutOfMemoryError("simulated")
-        return real(self, stage, global_epoch)
+        return real(self, stage, global_epoch, stop)
 
     monkeypatch.setattr(training.Trainer, "_run_epoch", run_epoch)
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)

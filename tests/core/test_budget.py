@@ -205,10 +205,10 @@ def test_a_machine_that_calms_down_after_the_first_epoch_still_uses_the_budget(m
 
     real = Trainer._run_epoch
 
-    def busy_first_epoch(self, stage, global_epoch):
+    def busy_first_epoch(self, stage, global_epoch, stop=None):
         if global_epoch == 1:
             time.sleep(3.0)
-        return real(self, stage, global_epoch)
+        return real(self, stage, global_epoch, stop)
 
     monkeypatch.setattr(Trainer, "_run_epoch", busy_first_epoch)
     tiles = np.random.default_rng(4).random((512, 12, 12), dtype=np.float32)

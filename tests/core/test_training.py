@@ -1,5 +1,7 @@
 """Training behaviour: on real blood-cell tiles, on multichannel uint16, early stops and determinism."""
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -130,6 +132,33 @@ def test_stopping_early_keeps_a_usable_model_and_map(rgb_tiles):
     gen.close()  # the user pressed Stop during pre-training
     assert model.embedding_.shape == (256, 2) and np.isfinite(model.embedding_).all()
     assert model.transform(rgb_tiles[:8]).shape == (8, 2)
+
+
+class _StopAfterChecks(threading.Event):
+    """Reads as set from its (n + 1)-th check on: Stop pressed part-way through an epoch."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n, self.checks = n, 0
+
+    def is_set(self) -> bool:
+        self.checks += 1
+        return self.checks > self.n
+
+
+def test_stop_ends_training_within_a_step_and_resume_repeats_the_unfinished_epoch(
+    rgb_tiles, tmp_path
+):
+    path = tmp_path / "run.tsimcne"
+    model = TSimCNE(**{**TINY, "total_epochs": (3, 1, 1)})  # 256 tiles, batch 64: 4 steps an epoch
+    stop = _StopAfterChecks(4 + 2)  # all of epoch 1, then 2 steps of epoch 2
+    events = list(model.fit_iter(rgb_tiles, checkpoint=path, stop=stop))
+    assert [e.global_epoch for e in events] == [1]
+    assert stop.checks == 7  # checked before every step; the third step of epoch 2 never ran
+    assert len(model.history_) == 1  # the unfinished epoch is not counted
+    assert model.embedding_.shape == (256, 2) and np.isfinite(model.embedding_).all()
+    rest = list(TSimCNE.load(path, device="cpu").resume_iter(rgb_tiles))
+    assert [e.global_epoch for e in rest] == [2, 3, 4, 5]
 
 
 def test_preview_embeddings_arrive_during_training(rgb_tiles):

@@ -83,6 +83,16 @@ def test_stop_then_resume_continues_the_run(session, tiles):
     assert not again.can_resume(tiles)
 
 
+def test_stop_takes_effect_before_the_next_training_step(session, tiles):
+    # pressed as soon as the plan is shown: not one step is trained (not even the first epoch)
+    session.planned.connect(lambda plan: session.stop())
+    progressed = []
+    session.progressed.connect(progressed.append)
+    result = session.run(tiles, TINY)
+    assert result.stopped and progressed == [] and session.epochs_done == 0
+    assert result.embedding.shape == (96, 2) and np.isfinite(result.embedding).all()
+
+
 def test_resume_without_a_stopped_run_says_so(session, tiles):
     with pytest.raises(FileNotFoundError, match="no stopped run"):
         session.start_resume(tiles)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import astuple, replace
@@ -379,6 +380,7 @@ class TSimCNE(TransformerMixin, BaseEstimator):
         checkpoint: str | os.PathLike | None = None,
         checkpoint_every: int = 1,
         progress: Callable[[int, int], None] | None = None,
+        stop: threading.Event | None = None,
     ) -> Iterator[TrainingEvent]:
         """Check ``X`` and the parameters now, then return a generator that trains epoch by epoch.
 
@@ -401,6 +403,12 @@ class TSimCNE(TransformerMixin, BaseEstimator):
         progress : callable, optional
             ``progress(done, total)`` is called while the training tiles are mapped
             at the end (after the last epoch or an early stop), for a progress bar.
+        stop : threading.Event, optional
+            Set it from another thread (a Stop button) to end training within one
+            training step instead of at the end of the epoch under way; the
+            generator then ends, the unfinished epoch is not counted (a checkpoint
+            keeps the last finished one) and ``embedding_`` holds the map of the
+            model as it is. Ignored between steps of a run over several processes.
 
         Returns
         -------
@@ -489,7 +497,7 @@ class TSimCNE(TransformerMixin, BaseEstimator):
             state=TrainerState(batch_size=batch_size, history=self.history_),
             dist=ctx,
         )
-        return self._drive(trainer, checkpoint, checkpoint_every, progress)
+        return self._drive(trainer, checkpoint, checkpoint_every, progress, stop)
 
     def resume_iter(
         self,
@@ -500,6 +508,7 @@ class TSimCNE(TransformerMixin, BaseEstimator):
         checkpoint_every: int = 1,
         progress: Callable[[int, int], None] | None = None,
         allow_other_tiles: bool = False,
+        stop: threading.Event | None = None,
     ) -> Iterator[TrainingEvent]:
         """Continue training from a checkpoint loaded with ``load``, on the same tiles.
 
@@ -511,7 +520,7 @@ class TSimCNE(TransformerMixin, BaseEstimator):
             The tiles the checkpoint was trained on.
         channel_axis : int, optional
             The axis of the channels when it is not the last.
-        checkpoint, checkpoint_every, progress
+        checkpoint, checkpoint_every, progress, stop
             As for ``fit_iter``.
         allow_other_tiles : bool, default False
             Skip the check that ``X`` holds the checkpoint's tiles (for example for the
@@ -582,7 +591,7 @@ class TSimCNE(TransformerMixin, BaseEstimator):
         )
         self._resume_state = None
         self._budget = None  # a resumed run trains the epochs that were planned
-        return self._drive(trainer, checkpoint, checkpoint_every, progress)
+        return self._drive(trainer, checkpoint, checkpoint_every, progress, stop)
 
     def _drive(
         self,
@@ -590,11 +599,12 @@ class TSimCNE(TransformerMixin, BaseEstimator):
         checkpoint=None,
         checkpoint_every: int = 1,
         progress: Callable[[int, int], None] | None = None,
+        stop: threading.Event | None = None,
     ) -> Iterator[TrainingEvent]:
         start = time.perf_counter()
         finished = False
         try:
-            for event in trainer.run():
+            for event in trainer.run(stop):
                 if getattr(self, "_budget", None) is not None and event.stage == 1:
                     event = self._replan(trainer, event)
                 if (

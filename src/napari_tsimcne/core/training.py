@@ -10,6 +10,7 @@ boundary continues exactly as an uninterrupted one would.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -242,13 +243,16 @@ class Trainer:
             return gen_cpu
         return make_generator(self.device, _epoch_seed(self.config.seed, global_epoch))
 
-    def _run_epoch(self, stage: Stage, global_epoch: int) -> tuple[float, float, int]:
+    def _run_epoch(
+        self, stage: Stage, global_epoch: int, stop: threading.Event | None = None
+    ) -> tuple[float, float, int] | None:
         """Train one epoch; returns (mean loss, last lr, views trained on by all processes).
 
         With several processes every step takes one global batch of
         ``batch_size x processes`` tiles from the same shuffled order; each
         process augments its own share, and the loss compares its views with
-        the views of all processes.
+        the views of all processes. Returns None when ``stop`` is set before the
+        epoch's last step (checked before every step; a single process only).
         """
         n = len(self.store)
         bs = self.state.batch_size
@@ -263,7 +267,10 @@ class Trainer:
         lr = stage.lr
         neighbors = self._neighbor_views()
         self.net.train()
+        stoppable = stop is not None and not self.dist.active  # all processes must take each step
         for step in range(steps):
+            if stoppable and stop.is_set():
+                return None
             lr = lr_at(stage, self.state.epoch * steps + step, steps)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
@@ -338,8 +345,15 @@ class Trainer:
         return y if y.shape[1] <= 3 else pca_2d(y)[0]
 
     # -- the generator ------------------------------------------------------
-    def run(self) -> Iterator[TrainingEvent]:
+    def run(self, stop: threading.Event | None = None) -> Iterator[TrainingEvent]:
         """Train from the current state to the end, yielding one event per epoch.
+
+        Parameters
+        ----------
+        stop : threading.Event, optional
+            Set from another thread to end training within one step: the epoch
+            under way is left unfinished (the state stays at the last finished
+            epoch, so a resumed run repeats it) and the generator ends.
 
         Returns
         -------
@@ -367,7 +381,7 @@ class Trainer:
                 global_epoch = self._global_epoch(stage.index, self.state.epoch) + 1
                 t0 = time.perf_counter()
                 try:
-                    loss, lr, views = self._run_epoch(stage, global_epoch)
+                    result = self._run_epoch(stage, global_epoch, stop)
                 except torch.cuda.OutOfMemoryError:
                     if self.dist.active:  # every process would have to agree on the new batch size
                         raise RuntimeError(
@@ -376,6 +390,9 @@ class Trainer:
                         ) from None
                     pending_message = self._halve_batch()  # the epoch restarts at the smaller batch
                     continue
+                if result is None:  # stopped part-way through the epoch
+                    return
+                loss, lr, views = result
                 message, pending_message = pending_message, None
                 if not np.isfinite(loss):
                     self.net.load_state_dict(self._good_weights)

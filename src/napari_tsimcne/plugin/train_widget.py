@@ -299,8 +299,8 @@ class TrainWidget(DockWidget):
             self.seed_spin: "Starting point of the random choices. The same seed and settings give the same map.",
             self.train_button: "Train a map of the chosen tiles in the background; the map appears and sharpens "
             "while it trains.",
-            self.stop_button: "Stop after the current epoch. The map and the network keep what they learned, "
-            "and Resume continues where it stopped.",
+            self.stop_button: "Stop training within a second or so. The map and the network keep what they learned, "
+            "and Resume continues from the last whole epoch.",
             self.resume_button: "Continue a run of these tiles that was stopped (or cut short when napari "
             "closed) from its last epoch, with its settings.",
             self.dims_combo: "A flat 2D map, or a 3D map shown as a point cloud you can turn (napari "
@@ -851,10 +851,10 @@ class TrainWidget(DockWidget):
         self.worker.start()
 
     def stop_training(self) -> None:
-        """Stop at the next epoch; the model keeps what it learned, and Resume continues."""
+        """Stop within one training step; the model keeps what it learned, and Resume continues."""
         if self.worker is not None:
             self.session.stop()
-            self.status.setText("Stopping after this epoch…")
+            self.status.setText("Stopping…")
 
     def _on_planned(self, plan: Planned) -> None:
         """Training is about to start: the epochs are known, show them and start the progress bars."""
@@ -944,7 +944,7 @@ class TrainWidget(DockWidget):
 
     # -- closing ----------------------------------------------------------------
     def shutdown(self, timeout: float = 0.0) -> bool:
-        """Stop training at the end of the current epoch (the model keeps what it learned).
+        """Stop training within one training step (the model keeps what it learned).
 
         Called without waiting when the widget is closed or removed from its dock (napari stays
         responsive; the thread ends on its own), and with ``timeout`` = 10 s when napari closes.
@@ -966,7 +966,7 @@ class TrainWidget(DockWidget):
         return done
 
     def _on_window_closing(self) -> None:
-        # napari closing its window: stop training at the end of the epoch, waiting up to 10 s
+        # napari closing its window: stop training, waiting up to 10 s for the thread to end
         if self.worker is not None:
             self.shutdown(timeout=10.0)
 

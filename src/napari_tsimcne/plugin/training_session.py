@@ -402,8 +402,8 @@ class TrainingSession:
     def steps(self) -> Generator[Planned | TrainingUpdate, None, TrainingResult]:
         """Train; runs in a worker thread. Yields a ``Planned``, then a ``TrainingUpdate`` per epoch.
 
-        Closing the generator, or ``stop``, ends training after the current epoch; the tiles are then
-        mapped with the model as it is.
+        ``stop`` ends training within one training step (closing the generator, after the current
+        epoch); the tiles are then mapped with the model as it is.
 
         Yields
         ------
@@ -431,9 +431,9 @@ class TrainingSession:
             if run.checkpoint is not None:
                 run.checkpoint.parent.mkdir(parents=True, exist_ok=True)
             if run.resume:
-                events = model.resume_iter(tiles, checkpoint=run.checkpoint)
+                events = model.resume_iter(tiles, checkpoint=run.checkpoint, stop=run.stop)
             else:
-                events = model.fit_iter(tiles, checkpoint=run.checkpoint)
+                events = model.fit_iter(tiles, checkpoint=run.checkpoint, stop=run.stop)
             before = self.epochs_done
             yield Planned(tuple(model.total_epochs_), model.time_budget_, resumed_from=before)
             finished = False
@@ -540,7 +540,7 @@ class TrainingSession:
 
     # -- stopping ---------------------------------------------------------------
     def stop(self) -> None:
-        """Stop after the current epoch; the model keeps what it learned and the run can be continued."""
+        """Stop within one training step; the model keeps what it learned and the run can be continued."""
         if self._run is not None:
             self._run.stop.set()
 
@@ -550,7 +550,7 @@ class TrainingSession:
         Parameters
         ----------
         timeout : float
-            Seconds to wait for the current epoch to end (0: don't wait).
+            Seconds to wait for the run's thread to end (0: don't wait).
 
         Returns
         -------

@@ -8,6 +8,10 @@
     the gallery from top to bottom a page at a time (each page's thumbnails drawn).
 (b) event-loop stalls during training: a 10 ms QTimer records the gaps between its ticks while the Train
     widget trains a small network in its worker thread (with live map refreshes).
+(c) Stop: the CPU's network (``resnet18-s2``, width 16, batch 256) trains on all 17,092 blood cells
+    (``--stop-tiles``); Stop is pressed half-way through its second epoch. Recorded: the epoch's length,
+    the time from Stop to the end of training (the final map of all tiles computed and shown) and the
+    epochs counted.
 
 Prints one JSON line and appends it to benchmarks/results/plugin-<device>-<n>core.jsonl.
 """
@@ -207,6 +211,46 @@ def bench_training_stalls(viewer, train, app, n_tiles: int, seconds: float, sett
     }
 
 
+def bench_stop(viewer, train, app, n_tiles: int | None) -> dict:
+    """Press Stop half-way through the second epoch; how long until training has ended and the map shows."""
+    from napari_tsimcne.core.sample import load_sample
+
+    sample = load_sample(n_tiles=n_tiles)
+    viewer.add_image(sample.tiles, name="stop tiles", rgb=sample.tiles.ndim == 4)
+    train.layer_combo.setCurrentText("stop tiles")
+    settings = {
+        "epochs": (30, 1, 1),
+        "batch_size": 256,
+        "device": "cpu",
+        "backbone": "resnet18-s2",
+        "width": 16,
+    }
+    train.apply_settings(**settings)
+    train.session.checkpoint_dir = None
+    epochs: list[tuple[float, float]] = []  # (when it arrived, the run's seconds so far)
+    train.session.progressed.connect(
+        lambda u: epochs.append((time.perf_counter(), u.event.seconds))
+    )
+    train.start_training()
+    while len(epochs) < 1:
+        process(app, 0.02)
+    epoch_s = float(epochs[0][1])  # the first epoch (with its live map)
+    stop_at = epochs[0][0] + epoch_s / 2  # half-way through the second epoch
+    while time.perf_counter() < stop_at:
+        process(app, 0.02)
+    t0 = time.perf_counter()
+    train.stop_training()
+    while train.worker is not None:
+        process(app, 0.01)
+    return {
+        "n_tiles": int(len(sample.tiles)),
+        "settings": settings,
+        "epoch_s": round(epoch_s, 2),
+        "stop_to_ended_s": round(time.perf_counter() - t0, 2),
+        "epochs_counted": len(train.session.history),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, default=100_000)
@@ -219,6 +263,10 @@ def main() -> int:
     parser.add_argument("--train-tiles", type=int, default=2_000)
     parser.add_argument("--train-seconds", type=float, default=30.0)
     parser.add_argument("--no-save", action="store_true")
+    parser.add_argument(
+        "--stop-tiles", type=int, default=None, help="tiles of the Stop test (default: all 17,092)"
+    )
+    parser.add_argument("--skip-stop", action="store_true", help="leave out the Stop test")
     args = parser.parse_args()
 
     app = napari.qt.get_qapp()
@@ -252,6 +300,8 @@ def main() -> int:
         result["training"] = bench_training_stalls(
             viewer, train, app, args.train_tiles, args.train_seconds, settings
         )
+    if not args.skip_stop:
+        result["stop"] = bench_stop(viewer, train, app, args.stop_tiles)
     result["machine"]["load_avg_at_end"] = [round(v, 2) for v in os.getloadavg()]
     line = json.dumps(result)
     print(line)

@@ -132,6 +132,22 @@ def test_categorical_colors_grey_for_unassigned():
     assert not np.array_equal(colors[1], colors[2])
 
 
+def test_no_category_colour_looks_like_napari_s_selection_highlight():
+    import colorsys
+
+    from napari.settings import get_settings
+
+    from napari_tsimcne.plugin.map_layer import PALETTE
+
+    highlight = get_settings().appearance.highlight.highlight_color[:3]
+    hue = colorsys.rgb_to_hsv(*highlight)[0]
+    for color in PALETTE:
+        rgb = [int(color[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+        h, saturation, _ = colorsys.rgb_to_hsv(*rgb)
+        distance = min(abs(h - hue), 1 - abs(h - hue))
+        assert distance > 0.12 or saturation < 0.15, color  # hue at least ~43 degrees away
+
+
 def test_default_batch_size():
     assert (
         default_batch_size(256) == 256

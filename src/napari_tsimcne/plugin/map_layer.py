@@ -651,7 +651,6 @@ def continuous_colors(
 
 UNASSIGNED = "#808080"
 PALETTE = [
-    "#1f77b4",
     "#ff7f0e",
     "#2ca02c",
     "#d62728",
@@ -659,8 +658,6 @@ PALETTE = [
     "#8c564b",
     "#e377c2",
     "#bcbd22",
-    "#17becf",
-    "#aec7e8",
     "#ffbb78",
     "#98df8a",
     "#ff9896",
@@ -668,9 +665,10 @@ PALETTE = [
     "#c49c94",
     "#f7b6d2",
     "#dbdb8d",
-    "#9edae5",
 ]
-"""Category colours (matplotlib's tab20 without its greys, which mean "not assigned")."""
+"""Category colours: matplotlib's tab20 without its greys (grey means "not assigned") and without its
+blues and cyans, which napari draws around selected points: a selected point reads as selected, never as
+another category."""
 
 
 def is_unassigned(value) -> bool:

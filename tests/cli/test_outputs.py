@@ -48,7 +48,7 @@ def no_training(monkeypatch):
     """Training that does nothing: the model is built and the tiles mapped, so every output is written."""
     calls = []
 
-    def run(self):
+    def run(self, stop=None):
         calls.append(1)
         return iter(())
 

@@ -69,7 +69,7 @@ def _assert_ours(exc: BaseException, allowed: tuple[type, ...]) -> None:
 
 @pytest.fixture(autouse=True)
 def no_training(monkeypatch):
-    monkeypatch.setattr(training.Trainer, "run", lambda self: iter(()))
+    monkeypatch.setattr(training.Trainer, "run", lambda self, stop=None: iter(()))
 
 
 DTYPES = st.sampled_from(

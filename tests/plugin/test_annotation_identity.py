@@ -75,7 +75,7 @@ def test_reader_skips_annotations_of_other_tiles(tmp_path, monkeypatch):
     from napari_tsimcne.plugin.reader import read_output
 
     monkeypatch.setattr(
-        training.Trainer, "run", lambda self: iter(())
+        training.Trainer, "run", lambda self, stop=None: iter(())
     )  # no training: the outputs are enough
     tiles = np.ascontiguousarray(load_histology().tiles[:64, :16, :16])
     np.save(tmp_path / "t.npy", tiles)

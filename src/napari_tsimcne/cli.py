@@ -1034,6 +1034,7 @@ FLAGS = {
     "backbone": "--backbone",
     "width": "--width",
     "channel_axis": "--channel-axis",
+    "tile_size": "--tile-size",
 }
 """Python parameter -> the option of this command that sets it (for messages about bad values)."""
 
@@ -1044,7 +1045,7 @@ def with_flags(exc: ValueError) -> str:
     Parameters
     ----------
     exc : ValueError
-        A ``ParameterError`` (its ``parameters`` say which
+        A ``ParameterError`` or ``TileStackError`` (its ``parameters`` say which
         names to replace); other errors keep their message.
 
     Returns
@@ -1122,7 +1123,7 @@ def main(argv: list[str] | None = None) -> int:
     except ModelFileError as exc:
         return _error(str(exc), EXIT_BAD_MODEL)
     except TileStackError as exc:
-        return _error(str(exc), EXIT_BAD_INPUT)
+        return _error(with_flags(exc), EXIT_BAD_INPUT)
     except OSError as exc:
         if exc.errno in _OUTPUT_ERRNOS:  # a write that failed outside our own file writers
             return _error(str(output_error(exc.filename or "the output", exc)), EXIT_OUTPUT)

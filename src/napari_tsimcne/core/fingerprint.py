@@ -19,7 +19,15 @@ N_HASHED_TILES = 16
 
 
 class TileMismatchError(TileStackError):
-    """Tiles that are not the ones a checkpoint, model or annotation file was made for."""
+    """Tiles that are not the ones a checkpoint, model or annotation file was made for.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong and what to do.
+    *parameters : str
+        The parameters the message names, as for ``TileStackError``.
+    """
 
 
 @dataclass(frozen=True)

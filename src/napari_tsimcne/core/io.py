@@ -22,7 +22,15 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
 class InputFileError(TileStackError):
-    """An input file or folder that is missing or cannot be read."""
+    """An input file or folder that is missing or cannot be read.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong and what to do.
+    *parameters : str
+        The parameters the message names, as for ``TileStackError``.
+    """
 
 
 @dataclass(frozen=True)
@@ -132,6 +140,29 @@ def _read_array(
     )
 
 
+def read_array(path: str | os.PathLike, *, mmap_mode: str | None = None) -> np.ndarray:
+    """The array stored at ``path`` as it is, before any tiling or axis moves.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A .tif/.tiff, .npy, .npz or image file, or a folder of image files.
+    mmap_mode : str, optional
+        Memory-map a .npy file in this mode (``"r"``) instead of reading it.
+
+    Returns
+    -------
+    numpy.ndarray
+        The stored array (for a folder, its images stacked).
+
+    Raises
+    ------
+    InputFileError
+        When the file is missing, unreadable or of an unknown type.
+    """
+    return _read_array(Path(path), mmap_mode)[0]
+
+
 def read_tiles(
     path: str | os.PathLike,
     tile_size: int | None = None,
@@ -184,7 +215,7 @@ def read_tiles(
     name = path.stem if path.is_file() else path.name
     if tile_size is not None:
         if channel_axis is not None:
-            check_axis(channel_axis, array.ndim, "--channel-axis")
+            check_axis(channel_axis, array.ndim)
         square_tiles = (
             array.ndim == 3 and array.shape[1] == array.shape[2] > 4
         )  # (N, H, H), not (H, W, C)
@@ -195,7 +226,9 @@ def read_tiles(
         ):
             raise TileStackError(
                 f"{path.name} has shape {array.shape}, which looks like a stack of tiles, not one image: "
-                "leave out --tile-size (or, if the first axis holds the channels, pass --channel-axis 0)."
+                "leave out tile_size (or, if the first axis holds the channels, pass channel_axis=0).",
+                "tile_size",
+                "channel_axis",
             )
         tiled = tile_image(
             array, tile_size, stride, channel_axis=channel_axis, min_foreground=min_foreground
@@ -204,26 +237,31 @@ def read_tiles(
     if channel_axis is not None:
         if array.ndim != 4:
             raise TileStackError(
-                f"--channel-axis needs a 4D stack, but {path.name} has shape {array.shape}."
+                f"channel_axis needs a 4D stack, but {path.name} has shape {array.shape}.",
+                "channel_axis",
             )
-        array = np.moveaxis(array, check_axis(channel_axis, array.ndim, "--channel-axis"), -1)
+        array = np.moveaxis(array, check_axis(channel_axis, array.ndim), -1)
     if array.ndim < 2:
         raise TileStackError(
             f"{path.name} holds an array of shape {array.shape}, not images: expected a stack "
-            "(N, H, W) or (N, H, W, C), or one image with --tile-size N."
+            "(N, H, W) or (N, H, W, C), or one image with tile_size=N.",
+            "tile_size",
         )
     if _looks_channels_first(array):
         raise TileStackError(
             f"{path.name} has shape {array.shape}: one image with its {array.shape[0]} channels first, or a stack of "
-            f"{array.shape[0]} grey tiles? For one image pass --tile-size N --channel-axis 0 to cut it into tiles; "
-            "for a stack of N x C x H x W tiles pass --channel-axis 1."
+            f"{array.shape[0]} grey tiles? For one image pass tile_size=N and channel_axis=0 to cut it into "
+            "tiles; for a stack of N x C x H x W tiles pass channel_axis=1.",
+            "tile_size",
+            "channel_axis",
         )
     if array.ndim == 2 or (
         array.ndim == 3 and array.shape[-1] in (3, 4) and min(array.shape[:2]) > 64
     ):
         raise TileStackError(
             f"{path.name} holds one image of shape {array.shape}, not a stack of tiles; "
-            "cut it into tiles with --tile-size N."
+            "cut it into tiles with tile_size=N.",
+            "tile_size",
         )
     if labels is not None and len(labels) != len(array):
         raise TileStackError(f"{path.name} has {len(array)} tiles but {len(labels)} labels.")

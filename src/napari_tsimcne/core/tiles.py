@@ -24,7 +24,25 @@ MAX_CHANNELS = 16
 
 
 class TileStackError(ValueError):
-    """A tile stack that cannot be trained on or embedded, with the reason."""
+    """A tile stack that cannot be trained on or embedded, with the reason.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong and what to do, naming parameters as in Python (``channel_axis=1``).
+    *parameters : str
+        The parameters the message names.
+
+    Attributes
+    ----------
+    parameters : tuple of str
+        The parameters the message names; a front end that names its settings
+        differently (the command line's ``--channel-axis``) translates them.
+    """
+
+    def __init__(self, message: str = "", *parameters: str) -> None:
+        super().__init__(message)
+        self.parameters = parameters
 
 
 @dataclass(frozen=True)
@@ -112,7 +130,8 @@ def as_tile_stack(
     if channel_axis is not None:
         if arr.ndim != 4:
             raise TileStackError(
-                f"channel_axis={channel_axis} needs a 4D stack, but the tiles have shape {arr.shape}."
+                f"channel_axis={channel_axis} needs a 4D stack, but the tiles have shape {arr.shape}.",
+                "channel_axis",
             )
         arr = np.moveaxis(arr, check_axis(channel_axis, arr.ndim), -1)
     if arr.ndim == 2:
@@ -140,10 +159,11 @@ def as_tile_stack(
         if c > MAX_CHANNELS:
             raise TileStackError(
                 f"The last axis has {c} entries, read as channels; at most {MAX_CHANNELS} are supported. "
-                f"If the channels are on another axis, pass channel_axis (shape {arr.shape})."
+                f"If the channels are on another axis, pass channel_axis (shape {arr.shape}).",
+                "channel_axis",
             )
     if min(h, w) < MIN_TILE_SIZE:
-        raise TileStackError(_too_small_message(arr.shape))
+        raise TileStackError(_too_small_message(arr.shape), "channel_axis")
     if check_values and np.issubdtype(arr.dtype, np.floating):
         bad_tiles = _non_finite_tiles(arr)
         if bad_tiles.size:
@@ -172,10 +192,11 @@ def check_axis(axis: int, ndim: int, name: str = "channel_axis") -> int:
         The axis, from 0 to ``ndim - 1``.
     """
     if not isinstance(axis, (int, np.integer)) or isinstance(axis, (bool, np.bool_)):
-        raise TileStackError(f"{name} must be a whole number, got {axis!r}.")
+        raise TileStackError(f"{name} must be a whole number, got {axis!r}.", name)
     if not -ndim <= axis < ndim:
         raise TileStackError(
-            f"{name}={axis} is out of range for data with {ndim} dimensions (use 0 to {ndim - 1}, or -{ndim} to -1)."
+            f"{name}={axis} is out of range for data with {ndim} dimensions (use 0 to {ndim - 1}, or -{ndim} to -1).",
+            name,
         )
     return int(axis) % ndim
 
@@ -196,9 +217,7 @@ def _too_small_message(shape: tuple[int, ...]) -> str:
             f"cut it into tiles: {_HOW_TO_CUT}."
         )
     if len(shape) == 4 and shape[1] <= MAX_CHANNELS and min(shape[2:]) >= MIN_TILE_SIZE:
-        return (
-            f"{text} Shape {shape} looks like (N, C, H, W): pass channel_axis=1 (--channel-axis 1)."
-        )
+        return f"{text} Shape {shape} looks like (N, C, H, W): pass channel_axis=1."
     return f"{text} (Is the axis order right? shape {shape})"
 
 

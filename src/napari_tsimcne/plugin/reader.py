@@ -201,7 +201,7 @@ def _load_tiles(summary: dict, folder: Path, n: int):
 
 
 def _file_tiles(record: dict, folder: Path):
-    from napari_tsimcne.core.io import _read_array, read_tiles
+    from napari_tsimcne.core.io import read_array, read_tiles
 
     path = Path(record["path"])
     if not path.exists():
@@ -220,7 +220,7 @@ def _file_tiles(record: dict, folder: Path):
     )
     source = None
     if tile_size is not None:
-        image = _read_array(path)[0]
+        image = read_array(path)
         if channel_axis is not None:
             image = np.moveaxis(image, channel_axis, -1)
         if image.ndim == 2 or (image.ndim == 3 and image.shape[-1] in (3, 4)):

@@ -21,7 +21,7 @@ from torch import nn
 
 from .augment import AugmentationSettings, augment, make_generator
 from .config import TrainingConfig
-from .device import autocast, memory_format
+from .device import GPU_DEFAULTS, autocast, memory_format
 from .distributed import SINGLE, DistContext, gather_views, mean_over_processes, wrap
 from .loss import cauchy_infonce
 from .model import TSimCNENet
@@ -89,7 +89,7 @@ class TrainerState:
 
     stage: int = 0
     epoch: int = 0  # finished epochs within the stage
-    batch_size: int = 1024
+    batch_size: int = GPU_DEFAULTS.batch_size
     history: list = field(default_factory=list)
 
 

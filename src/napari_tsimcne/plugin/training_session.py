@@ -24,7 +24,7 @@ import numpy as np
 from psygnal import Signal
 
 from napari_tsimcne.core.config import default_batch_size
-from napari_tsimcne.core.device import DEVICES, defaults_for, resolve_device
+from napari_tsimcne.core.device import DEVICES, GPU_DEFAULTS, defaults_for, resolve_device
 from napari_tsimcne.core.schedule import QUICK_GPU_EPOCHS
 
 CHECKPOINT_SUFFIX = ".checkpoint.tsimcne"
@@ -61,10 +61,10 @@ class TrainingSettings:
     preset: str = "auto"
     minutes: float | None = None
     epochs: tuple[int, int, int] = QUICK_GPU_EPOCHS
-    batch_size: int = 1024
+    batch_size: int = GPU_DEFAULTS.batch_size
     device: str = "auto"
-    backbone: str = "resnet18"
-    width: int = 64
+    backbone: str = GPU_DEFAULTS.backbone
+    width: int = GPU_DEFAULTS.width
     seed: int = 0
     dimensions: int = 2
 

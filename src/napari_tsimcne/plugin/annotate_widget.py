@@ -25,14 +25,12 @@ from qtpy.QtWidgets import (
 from . import annotations as ann
 from . import export as export_mod
 from .annotation_session import MapAnnotations
-from .crosslink import link_of, link_opened_outputs
+from .crosslink import link_opened_outputs
 from .lasso import LassoTool
-from .layout import free_column_origin
 from .legend_widget import LegendView
-from .map_layer import AXES, category_colors, is_3d, legend, recolor
+from .map_layer import AXES, is_3d, legend, recolor
 from .qt_helpers import CSV_FILTER, DockWidget, ask_path_then, refill, scroll_layout
 from .selection import group_choices
-from .thumbnails import channel_layers
 
 AUTOSAVE_DELAY_MS = 1000
 """Annotations are written this long after the first change (later changes in that second join the write)."""
@@ -570,8 +568,7 @@ class AnnotateWidget(DockWidget):
 
     # -- files ------------------------------------------------------------------------
     def _tiles_layer_of(self, layer):
-        tiles_name = layer.metadata.get("tsimcne_tiles_layer")
-        return self.viewer.layers[tiles_name] if tiles_name in self.viewer.layers else None
+        return export_mod.tiles_layer_of(self.viewer, layer)
 
     def export_csv(self, path, overwrite: bool = False) -> None:
         """Write the map's table to a CSV file (atomically).
@@ -630,8 +627,7 @@ class AnnotateWidget(DockWidget):
     def export_tiles_layer(self, tile_indices, name: str) -> list:
         """Copy the tiles ``tile_indices`` of the map's stack into new image layers (one per channel layer).
 
-        The copies keep their channels, colormaps and contrast limits, lie right of everything on the canvas
-        and carry the original tile numbers in ``metadata["tile_indices"]``.
+        See ``export.add_tiles_layers``: the copies look like the stack and lie right of everything.
 
         Parameters
         ----------
@@ -650,34 +646,9 @@ class AnnotateWidget(DockWidget):
         ValueError
             There is no map, or its tile layer is gone.
         """
-        layer = self._require_map()
-        tiles_layer = self._tiles_layer_of(layer)
-        if tiles_layer is None:
-            raise ValueError("The map's tile layer is gone; there are no tiles to copy.")
-        sources = channel_layers(self.viewer.layers, tiles_layer)
-        indices = np.unique(np.asarray(list(tile_indices), dtype=int))
-        active = self.viewer.layers.selection.active
-        added = []
-        offset = None
-        for source in sources:
-            data = export_mod.stack_subset(source.data, indices)
-            if offset is None:
-                hw = data.shape[1:3]
-                offset = free_column_origin(self.viewer.layers, float(max(hw)))
-            suffix = name if len(sources) == 1 else f"{source.name} {name}"
-            added.append(
-                self.viewer.add_image(
-                    data,
-                    name=suffix,
-                    translate=(0.0, *offset),
-                    metadata={"tile_indices": indices, "tsimcne_copied_from": source.name},
-                    **export_mod.display_kwargs(source),
-                )
-            )
-        if active is not None and active in self.viewer.layers:
-            self.viewer.layers.selection.active = active  # keep selecting in the map
-        self.status.setText(f"{len(indices)} tiles copied into a new layer {added[0].name!r}.")
-        return added
+        return self._added(
+            export_mod.add_tiles_layers(self.viewer, self._require_map(), tile_indices, name)
+        )
 
     def export_selection_layer(self) -> list:
         """The selected tiles as a new image stack (see ``export_tiles_layer``).
@@ -692,13 +663,7 @@ class AnnotateWidget(DockWidget):
         ValueError
             There is no map or no point is selected.
         """
-        layer = self._require_map()
-        rows = sorted(layer.selected_data)
-        if not rows:
-            raise ValueError("Select points in the map first.")
-        tiles = layer.features["tile_index"].to_numpy()[rows]
-        base = layer.metadata.get("tsimcne_tiles_layer", layer.name)
-        return self.export_tiles_layer(tiles, f"{base} selection ({len(rows)} tiles)")
+        return self._added(export_mod.add_selection_layers(self.viewer, self._require_map()))
 
     def export_group_layer(self, column: str, value) -> list:
         """The tiles of one class or cluster as a new image stack (see ``export_tiles_layer``).
@@ -720,16 +685,9 @@ class AnnotateWidget(DockWidget):
         ValueError
             There is no map, or no tile has that class or cluster.
         """
-        from .selection import rows_where
-
-        layer = self._require_map()
-        rows = sorted(rows_where(layer.features, column, value))
-        if not rows:
-            raise ValueError(f"No tiles with {column} {value!r}.")
-        tiles = layer.features["tile_index"].to_numpy()[rows]
-        base = layer.metadata.get("tsimcne_tiles_layer", layer.name)
-        what = f"cluster {int(value)}" if column == "cluster" else str(value)
-        return self.export_tiles_layer(tiles, f"{base} {what}")
+        return self._added(
+            export_mod.add_group_layers(self.viewer, self._require_map(), column, value)
+        )
 
     def export_cluster_layer(self, number: int) -> list:
         """The tiles of proposed cluster ``number`` as a new image stack.
@@ -751,18 +709,21 @@ class AnnotateWidget(DockWidget):
         """
         return self.export_group_layer("cluster", int(number))
 
+    def _added(self, layers: list) -> list:
+        n = len(layers[0].metadata["tile_indices"])
+        self.status.setText(f"{n} tiles copied into a new layer {layers[0].name!r}.")
+        return layers
+
     def export_labels_layer(self, column: str | None = None):
         """Paint the map's classes (or clusters) onto the image its tiles were cut from, as a Labels layer.
 
-        ``column``: "annotation", "cluster" or "label"; by default the one the map is coloured by, else
-        "annotation" when some tiles are named, else "cluster". Each tile's rectangle gets its class's
-        number (0, transparent: not assigned) in the colour the map gives that class; hovering shows the
-        name. Where tiles overlap, the later tile wins. An earlier layer of the same name is replaced.
+        See ``export.add_labels_layer``; ``column`` defaults to the one the map is coloured by, else
+        "annotation" when some tiles are named, else "cluster".
 
         Parameters
         ----------
         column : str, optional
-            "annotation", "cluster" or "label" (see above for the default).
+            "annotation", "cluster" or "label".
 
         Returns
         -------
@@ -775,51 +736,10 @@ class AnnotateWidget(DockWidget):
             There is no map, its tiles were not cut from an image open in napari, or the map has
             no such column.
         """
-        from napari.utils.colormaps import DirectLabelColormap
-
-        layer = self._require_map()
-        tiles_layer = self._tiles_layer_of(layer)
-        meta = {} if tiles_layer is None else tiles_layer.metadata
-        source_name, origins = meta.get("source_layer"), meta.get("origins")
-        if origins is None or source_name not in self.viewer.layers:
-            raise ValueError(
-                "These tiles were not cut from an image open in napari. Cut an image into tiles in "
-                "'Train map' (or open an output folder with its image) to paint classes on it."
-            )
-        feats = layer.features
-        if column is None:
-            coloured = layer.metadata.get("tsimcne_color_by")
-            if coloured in ("annotation", "cluster", "label"):
-                column = coloured
-            else:
-                column = "annotation" if (feats["annotation"] != "").any() else "cluster"
-        if column not in feats:
-            raise ValueError(f"The map has no {column!r} column.")
-        order = np.argsort(feats["tile_index"].to_numpy())
-        codes, names = export_mod.label_codes(feats[column].to_numpy()[order], column)
-        source = self.viewer.layers[source_name]
-        image_hw = source.data.shape[:2]
-        painted = export_mod.labels_image(
-            image_hw, np.asarray(origins), tiles_layer.data.shape[1:3], codes
-        )
-        colors = export_mod.label_colors(names, column, category_colors(layer.metadata, column))
-        counts = np.bincount(codes, minlength=len(names))
-        name = f"{source.name} {column}"
-        if name in self.viewer.layers:
-            self.viewer.layers.remove(name)
-        labels = self.viewer.add_labels(
-            painted,
-            name=name,
-            scale=tuple(source.scale[:2]),
-            translate=tuple(source.translate[:2]),
-            opacity=0.5,
-            colormap=DirectLabelColormap(color_dict=colors),
-            features=export_mod.labels_features(names, column, counts),
-        )
-        link = link_of(layer)
-        if link is not None:
-            link.keep_map_active()
-        self.status.setText(f"{source.name!r} painted by {column} ({len(names) - 1} kinds).")
+        labels = export_mod.add_labels_layer(self.viewer, self._require_map(), column)
+        column = labels.features.columns[1]  # index, the painted column, tiles
+        source = labels.name[: -len(column) - 1]  # named "<image> <column>"
+        self.status.setText(f"{source!r} painted by {column} ({len(labels.features) - 1} kinds).")
         return labels
 
     def _run_export(self, action) -> None:

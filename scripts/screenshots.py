@@ -3,7 +3,9 @@
 
 Opens napari (1280 x 800) with 4,000 sample tiles and photographs the Train dock while a map forms
 (``training.png``). With ``--trained``, an output folder of ``napari-tsimcne fit`` on the blood cells,
-it opens that map, lassos the eosinophils (``lasso.png``) and names them (``annotation.png``).
+it opens that map coloured by cell type with the basophils selected (``trained_map.png``, the README's
+picture), proposes eight k-means clusters and selects one (``selection_gallery.png``), lassos the
+eosinophils (``lasso.png``) and names them (``annotation.png``).
 PNGs of the whole window go to docs/images/.
 """
 
@@ -75,6 +77,7 @@ def main() -> int:
     if not args.skip_training:
         training_picture()
     if args.trained is not None:
+        map_pictures(args.trained)
         annotation_pictures(args.trained)
     return 0
 
@@ -101,8 +104,8 @@ def training_picture() -> None:
     viewer.close()
 
 
-def annotation_pictures(folder: Path) -> None:
-    """The lasso and a named class, on a properly trained map of the blood cells."""
+def open_trained(folder: Path):
+    """napari with the map of ``folder`` and both docks, coloured by cell type, the map in view."""
     viewer = napari.Viewer(title="t-SimCNE")
     viewer.window.resize(1280, 800)
     viewer.open(str(folder), plugin="napari-tsimcne")
@@ -114,6 +117,24 @@ def annotation_pictures(folder: Path) -> None:
         lambda: False, timeout=1.0, give_up=False
     )  # let the docks settle before the view is fitted
     fit_camera(viewer, [layer])
+    viewer.layers.selection.active = layer
+    return viewer, annotate, layer
+
+
+def map_pictures(folder: Path) -> None:
+    """The README's picture (cell types, basophils selected) and proposed clusters with one selected."""
+    viewer, annotate, layer = open_trained(folder)
+    annotate.select_group("label", "basophil")
+    shot(viewer, "trained_map")
+    annotate.propose_clusters(8)
+    annotate.select_group("cluster", 3)
+    shot(viewer, "selection_gallery")
+    viewer.close()
+
+
+def annotation_pictures(folder: Path) -> None:
+    """The lasso and a named class, on a properly trained map of the blood cells."""
+    viewer, annotate, layer = open_trained(folder)
     labels = layer.features["label"].astype(str).to_numpy()
     # the lasso, caught while the outline is drawn around the eosinophils
     viewer.layers.selection.active = layer
@@ -123,11 +144,10 @@ def annotation_pictures(folder: Path) -> None:
     annotate._lasso.select(outline)
     shot(viewer, "lasso")
     annotate.set_lasso(False)
-    chosen = sorted(layer.selected_data)
     annotate.name_edit.setText("eosinophil")
     annotate.assign("eosinophil")
     annotate.color_by("annotation")
-    layer.selected_data = set(chosen)
+    layer.selected_data = set()  # the named tiles in their new colour, not in the selection's ring
     wait(lambda: annotate.autosave_label.text().startswith("Autosaved"), timeout=30)
     print(annotate.autosave_label.text())
     shot(viewer, "annotation")

@@ -60,12 +60,14 @@ class MapTileLink:
         _selection_signal(self.map_layer).connect(self._on_selection)
         self.viewer.dims.events.current_step.connect(self._on_step)
         self.viewer.layers.events.removed.connect(self._on_layer_removed)
+        self.viewer.dims.events.ndisplay.connect(self._on_ndisplay)
 
     def disconnect(self) -> None:
-        """Stop following the map's selection and the stack's slider."""
+        """Stop following the map's selection, the stack's slider and the 2D/3D switch."""
         _selection_signal(self.map_layer).disconnect(self._on_selection)
         self.viewer.dims.events.current_step.disconnect(self._on_step)
         self.viewer.layers.events.removed.disconnect(self._on_layer_removed)
+        self.viewer.dims.events.ndisplay.disconnect(self._on_ndisplay)
 
     def _on_layer_removed(self, event) -> None:
         if event.value == self.map_layer or event.value == self.tiles_layer:
@@ -75,6 +77,23 @@ class MapTileLink:
                 gallery.clear()
             if _LINKS.get(self.map_layer) is self:
                 del _LINKS[self.map_layer]
+            if is_3d(self.map_layer):
+                show_tile_volumes(self.viewer)
+
+    # -- 2D and 3D view of a 3D map ---------------------------------------------
+    def _on_ndisplay(self, event=None) -> None:
+        """napari's 2D/3D switch: in 3D the map is framed and the stack hidden; in 2D the stack shows."""
+        from .layout import fit_camera, is_in_view
+
+        if not is_3d(self.map_layer) or self.map_layer not in self.viewer.layers:
+            return
+        if self.viewer.dims.ndisplay == 3:
+            hide_tile_volumes(self.viewer, self.map_layer)
+            fit_camera(self.viewer, [self.map_layer])  # turning the map turns it about its middle
+            return
+        show_tile_volumes(self.viewer)
+        if not is_in_view(self.viewer, self.map_layer):
+            fit_camera(self.viewer, [self.map_layer])
 
     def keep_map_active(self) -> None:
         """After adding a layer (napari makes it the active one): the map again, with the tool it had."""
@@ -228,6 +247,93 @@ _LINKS: dict = {}
 """The link of each map layer (keyed by the layer; dropped when the map or its tiles leave the viewer)."""
 
 
+def is_3d(layer) -> bool:
+    """Whether a map layer is a 3D map ((N, 3) points)."""
+    from .map_layer import is_3d as _is_3d
+
+    return _is_3d(layer)
+
+
+def tile_volumes(viewer: napari.Viewer, map_layer: napari.layers.Points) -> list:
+    """The image layers napari would draw as a block in 3D: stacks with one tile per point of the map.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer.
+    map_layer : napari.layers.Points
+        A map.
+
+    Returns
+    -------
+    list of napari.layers.Image
+        (N, H, W[, C]) and (N, C, H, W) layers whose first axis has one entry per point.
+    """
+    from napari.layers import Image
+
+    n = len(map_layer.data)
+    return [
+        layer
+        for layer in viewer.layers
+        if isinstance(layer, Image)
+        and layer.ndim >= 3
+        and len(layer.data.shape) >= 3
+        and layer.data.shape[0] == n
+    ]
+
+
+_HIDDEN_IN_3D: list = []
+"""Tile stacks the plugin hid for the 3D view of a map; shown again in the 2D view."""
+_TOLD: list = []
+HIDDEN_MESSAGE = (
+    "In the 3D view the tile stack is hidden (napari would draw it as one block beside the map). "
+    "Switch to the 2D view to see the tiles again; clicked points still show their tiles in the gallery."
+)
+
+
+def hide_tile_volumes(viewer: napari.Viewer, map_layer: napari.layers.Points) -> list:
+    """Hide the tile stacks of a 3D map while the 3D view shows it (their data is left as it is).
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer.
+    map_layer : napari.layers.Points
+        A 3D map.
+
+    Returns
+    -------
+    list of napari.layers.Image
+        The layers hidden by this call (``show_tile_volumes`` shows them again).
+    """
+    hidden = [layer for layer in tile_volumes(viewer, map_layer) if layer.visible]
+    for layer in hidden:
+        layer.visible = False
+        _HIDDEN_IN_3D.append(layer)
+    if hidden and not _TOLD:
+        from napari.utils.notifications import show_info
+
+        show_info(HIDDEN_MESSAGE)
+        _TOLD.append(True)  # once a session: not at every switch
+    return hidden
+
+
+def show_tile_volumes(viewer: napari.Viewer) -> None:
+    """Show again the tile stacks ``hide_tile_volumes`` hid (those the user hid stay hidden).
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer.
+    """
+    for layer in list(_HIDDEN_IN_3D):
+        if layer in viewer.layers:
+            layer.visible = True
+            _HIDDEN_IN_3D.remove(layer)
+        elif not any(layer in other.viewer.layers for other in _LINKS.values()):
+            _HIDDEN_IN_3D.remove(layer)  # the layer is gone
+
+
 def link_map(
     viewer: napari.Viewer, map_layer: napari.layers.Points, tiles_layer: napari.layers.Image
 ) -> MapTileLink:
@@ -257,7 +363,33 @@ def link_map(
         link = _LINKS[map_layer] = MapTileLink(viewer, map_layer, tiles_layer)
         protect_map(map_layer)  # its points cannot be moved, deleted or added by accident
     link.tiles_layer = tiles_layer
+    show_3d_map(viewer, map_layer, new=False)
     return link
+
+
+def show_3d_map(viewer: napari.Viewer, map_layer: napari.layers.Points, new: bool = True) -> None:
+    """Show a 3D map as it reads best: in the 3D view, framed, with its tile stacks hidden there.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer.
+    map_layer : napari.layers.Points
+        A map; a 2D map changes nothing.
+    new : bool
+        A map that just appeared: switch to the 3D view and frame it. Otherwise (new points of the same
+        map) the camera moves only when the map is not all in view.
+    """
+    from .layout import fit_camera, is_in_view
+
+    if not is_3d(map_layer) or map_layer not in viewer.layers:
+        return
+    if new and viewer.dims.ndisplay != 3:
+        viewer.dims.ndisplay = 3  # a linked map hides the stacks and frames itself (_on_ndisplay)
+    if new and viewer.dims.ndisplay == 3:
+        hide_tile_volumes(viewer, map_layer)
+    if new or not is_in_view(viewer, map_layer):
+        fit_camera(viewer, [map_layer])
 
 
 def is_linked(map_layer: napari.layers.Layer) -> bool:

@@ -3,7 +3,7 @@
 napari draws every layer in one world coordinate system. The user's tile stack (and any image it was cut
 from) sits at the origin; everything the plugin adds (the map, the augmentation preview, tiles cut from
 an image) is placed in a free column to the right of all that is already there, and the camera is fitted
-to a map when it first appears. Only napari's public API (``layer.extent``, the camera). No Qt.
+to a map when it first appears (in 2D and in 3D). Only napari's public API (``layer.extent``, the camera). No Qt.
 """
 
 from __future__ import annotations
@@ -151,12 +151,83 @@ def visible_extent(
     return np.array([center - half, center + half])
 
 
+def extent_3d(layer: napari.layers.Layer) -> np.ndarray | None:
+    """The layer's world extent in the last three axes (a 2D layer lies in the plane 0), or None if empty.
+
+    Parameters
+    ----------
+    layer : napari.layers.Layer
+        A layer of the viewer.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        ``(2, 3)`` extent [[plane, top, left], [plane, bottom, right]] in world coordinates.
+    """
+    if extent_2d(layer) is None:
+        return None
+    ext = np.asarray(layer.extent.world, dtype=float)[:, -3:]
+    if ext.shape[1] < 3:
+        ext = np.hstack([np.zeros((2, 3 - ext.shape[1])), ext])
+    return ext
+
+
+def box_corners(extent: np.ndarray) -> np.ndarray:
+    """The 8 corners of a 3D box [[plane, top, left], [plane, bottom, right]].
+
+    Parameters
+    ----------
+    extent : numpy.ndarray
+        ``(2, 3)`` extent.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(8, 3)`` corners.
+    """
+    lo, hi = np.asarray(extent, dtype=float)
+    return np.array(
+        [
+            [(lo, hi)[i][0], (lo, hi)[j][1], (lo, hi)[k][2]]
+            for i in (0, 1)
+            for j in (0, 1)
+            for k in (0, 1)
+        ]
+    )
+
+
+def screen_axes(view_direction: Sequence[float], up_direction: Sequence[float]) -> np.ndarray:
+    """Unit vectors (up, right, into the screen) of a 3D camera, in world (plane, row, column) order.
+
+    Parameters
+    ----------
+    view_direction : sequence of float
+        The camera's view direction (napari's ``camera.view_direction``).
+    up_direction : sequence of float
+        The direction shown upwards on the canvas (``camera.up_direction``).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(3, 3)``: rows up, right, view (orthonormal).
+    """
+    view = np.asarray(view_direction, dtype=float)
+    view = view / np.linalg.norm(view)
+    up = np.asarray(up_direction, dtype=float)
+    up = up - np.dot(up, view) * view
+    up = up / np.linalg.norm(up)
+    return np.array([up, np.cross(view, up), view])
+
+
 def fit_camera(
     viewer: napari.Viewer, layers: Iterable[napari.layers.Layer], margin: float = 0.05
 ) -> None:
-    """Centre the 2D camera on ``layers`` and zoom so that they fill the canvas but for ``margin``.
+    """Centre the camera on ``layers`` and zoom so that they fill the canvas but for ``margin``.
 
-    (napari's ``fit_to_view(layers=...)`` fails for a 2D layer beside a 3D stack, so the camera is set here.)
+    In 2D the camera looks at the layers' (row, column) box. In 3D it keeps its angles and frames the
+    layers' box as the camera sees it (every corner of it on the canvas), centred in depth too, so that
+    rotating turns the layers about their middle. (napari's ``fit_to_view(layers=...)`` fails for a 2D
+    layer beside a 3D stack, so the camera is set here.)
 
     Parameters
     ----------
@@ -167,14 +238,27 @@ def fit_camera(
     margin : float
         Fraction of the canvas left free around them.
     """
+    canvas = np.asarray(viewer.canvas.size, dtype=float)[:2]
+    camera = _camera(viewer)
+    if viewer.dims.ndisplay == 3:
+        boxes = [e for e in (extent_3d(layer) for layer in layers) if e is not None]
+        if not boxes:
+            return
+        boxes = np.asarray(boxes)
+        corners = box_corners([boxes[:, 0].min(0), boxes[:, 1].max(0)])
+        axes = screen_axes(camera.view_direction, camera.up_direction)
+        on_screen = corners @ axes.T  # (up, right, depth) of each corner
+        lo, hi = on_screen.min(0), on_screen.max(0)
+        camera.center = tuple(((lo + hi) / 2) @ axes)
+        size = np.maximum(hi[:2] - lo[:2], 1e-9)
+        camera.zoom = float(np.min(canvas * (1.0 - 2 * margin) / size))
+        return
     boxes = [e for e in (extent_2d(layer) for layer in layers) if e is not None]
-    if not boxes or viewer.dims.ndisplay != 2:
+    if not boxes:
         return
     boxes = np.asarray(boxes)
     lo, hi = boxes[:, 0].min(0), boxes[:, 1].max(0)
     size = np.maximum(hi - lo, 1e-9)
-    canvas = np.asarray(viewer.canvas.size, dtype=float)[:2]
-    camera = _camera(viewer)
     center = list(camera.center)
     center[-2:] = (lo + hi) / 2
     camera.center = tuple(center)
@@ -182,7 +266,7 @@ def fit_camera(
 
 
 def is_in_view(viewer: napari.Viewer, layer: napari.layers.Layer) -> bool:
-    """Whether the layer's whole 2D extent is inside what the camera shows.
+    """Whether the layer's whole extent is inside what the camera shows (in 3D: its box as the camera sees it).
 
     Parameters
     ----------
@@ -196,10 +280,18 @@ def is_in_view(viewer: napari.Viewer, layer: napari.layers.Layer) -> bool:
     bool
         True when all of the layer is visible.
     """
+    camera = _camera(viewer)
+    if viewer.dims.ndisplay == 3:
+        ext = extent_3d(layer)
+        if ext is None:
+            return True
+        axes = screen_axes(camera.view_direction, camera.up_direction)[:2]
+        offsets = (box_corners(ext) - np.asarray(camera.center, dtype=float)[-3:]) @ axes.T
+        half = np.asarray(viewer.canvas.size, dtype=float)[:2] / (2.0 * float(camera.zoom))
+        return bool(np.all(np.abs(offsets) <= half * (1 + 1e-6)))
     ext = extent_2d(layer)
     if ext is None:
         return True
-    camera = _camera(viewer)
     shown = visible_extent(camera.center, camera.zoom, viewer.canvas.size)
     return bool(np.all(ext[0] >= shown[0]) and np.all(ext[1] <= shown[1]))
 

@@ -155,7 +155,11 @@ def matches(layer, embedding: np.ndarray) -> bool:
 
 
 def show_in_3d(viewer, layer) -> None:
-    """A 3D map: switch the viewer to 3D display and bring everything into view.
+    """A new 3D map: switch the viewer to 3D display and frame the map (not the tiles).
+
+    The camera centres on the map and zooms until all of it is on the canvas; the tile stack, which
+    napari would draw as a block beside it, is hidden in the 3D view (shown again in the 2D view, where
+    all the map's points are drawn too). See ``.crosslink.show_3d_map``.
 
     Parameters
     ----------
@@ -164,9 +168,9 @@ def show_in_3d(viewer, layer) -> None:
     layer : napari.layers.Points
         The map layer; a 2D map changes nothing.
     """
-    if is_3d(layer) and viewer.dims.ndisplay != 3:
-        viewer.dims.ndisplay = 3
-        viewer.reset_view()
+    from .crosslink import show_3d_map
+
+    show_3d_map(viewer, layer, new=True)
 
 
 def outlier_neighbours(n_tiles: int) -> int:

@@ -57,17 +57,24 @@ class MapTileLink:
         self.map_layer = map_layer
         self.tiles_layer = tiles_layer
         self._busy = False
+        self._tile_at_switch: int | None = None
         _selection_signal(self.map_layer).connect(self._on_selection)
         self.viewer.dims.events.current_step.connect(self._on_step)
         self.viewer.layers.events.removed.connect(self._on_layer_removed)
+        # before napari's own handler moves the stack's slider to the camera's depth
+        self.viewer.dims.events.ndisplay.connect(self._remember_tile, position="first")
         self.viewer.dims.events.ndisplay.connect(self._on_ndisplay)
+        self.viewer.dims.events.range.connect(self._on_range)
+        show_depth_in_2d(self.viewer, self.map_layer)
 
     def disconnect(self) -> None:
         """Stop following the map's selection, the stack's slider and the 2D/3D switch."""
         _selection_signal(self.map_layer).disconnect(self._on_selection)
         self.viewer.dims.events.current_step.disconnect(self._on_step)
         self.viewer.layers.events.removed.disconnect(self._on_layer_removed)
+        self.viewer.dims.events.ndisplay.disconnect(self._remember_tile)
         self.viewer.dims.events.ndisplay.disconnect(self._on_ndisplay)
+        self.viewer.dims.events.range.disconnect(self._on_range)
 
     def _on_layer_removed(self, event) -> None:
         if event.value == self.map_layer or event.value == self.tiles_layer:
@@ -78,22 +85,42 @@ class MapTileLink:
             if _LINKS.get(self.map_layer) is self:
                 del _LINKS[self.map_layer]
             if is_3d(self.map_layer):
+                stop_depth_in_2d(self.viewer)
                 show_tile_volumes(self.viewer)
 
     # -- 2D and 3D view of a 3D map ---------------------------------------------
+    def _remember_tile(self, event=None) -> None:
+        if is_3d(self.map_layer):
+            self._tile_at_switch = self.current_tile()
+
     def _on_ndisplay(self, event=None) -> None:
-        """napari's 2D/3D switch: in 3D the map is framed and the stack hidden; in 2D the stack shows."""
+        """napari's 2D/3D switch: in 3D the map is framed and the stack hidden; in 2D all points show."""
         from .layout import fit_camera, is_in_view
 
         if not is_3d(self.map_layer) or self.map_layer not in self.viewer.layers:
             return
+        tile, self._tile_at_switch = self._tile_at_switch, None
         if self.viewer.dims.ndisplay == 3:
             hide_tile_volumes(self.viewer, self.map_layer)
             fit_camera(self.viewer, [self.map_layer])  # turning the map turns it about its middle
             return
         show_tile_volumes(self.viewer)
+        show_depth_in_2d(self.viewer, self.map_layer)
+        if tile is not None:
+            self.go_to_tile(tile)  # napari moved the slider to the camera's depth: back to the tile
         if not is_in_view(self.viewer, self.map_layer):
             fit_camera(self.viewer, [self.map_layer])
+
+    def _on_range(self, event=None) -> None:
+        if self.viewer.dims.ndisplay == 2 and self.map_layer in self.viewer.layers:
+            show_depth_in_2d(self.viewer, self.map_layer)
+
+    def current_tile(self) -> int | None:
+        """The tile whose point is ringed (None before any)."""
+        if HIGHLIGHT_NAME in self.viewer.layers:
+            tile = self.viewer.layers[HIGHLIGHT_NAME].metadata.get("tile_index")
+            return None if tile is None else int(tile)
+        return None
 
     def keep_map_active(self) -> None:
         """After adding a layer (napari makes it the active one): the map again, with the tool it had."""
@@ -161,7 +188,7 @@ class MapTileLink:
         if len(step) >= 3 and step[0] != int(tile):
             step[0] = int(tile)
             self.viewer.dims.current_step = tuple(step)  # rings the point (see _on_step)
-        else:
+        if self.current_tile() != int(tile):  # e.g. in 3D, where the slider is not shown
             self.highlight(int(tile))
 
     def outline_on_source(self, tile_indices: Sequence[int]) -> None:
@@ -238,6 +265,7 @@ class MapTileLink:
                 border_color="red",
                 border_width=0.2,
                 translate=self.map_layer.translate,
+                projection_mode="all",  # a ring on a 3D map shows in the 2D view too
             )
             self.keep_map_active()
         layer.metadata["tile_index"] = tile
@@ -277,7 +305,7 @@ def tile_volumes(viewer: napari.Viewer, map_layer: napari.layers.Points) -> list
         for layer in viewer.layers
         if isinstance(layer, Image)
         and layer.ndim >= 3
-        and len(layer.data.shape) >= 3
+        and len(getattr(layer.data, "shape", ())) >= 3  # (a multiscale image is a list)
         and layer.data.shape[0] == n
     ]
 
@@ -334,6 +362,61 @@ def show_tile_volumes(viewer: napari.Viewer) -> None:
             _HIDDEN_IN_3D.remove(layer)  # the layer is gone
 
 
+_DEPTH_MARGINS: dict = {}
+"""{id(viewer): (axis, margin)}: the thick slice ``show_depth_in_2d`` set on the depth axis of a 3D map."""
+
+
+def show_depth_in_2d(viewer: napari.Viewer, map_layer: napari.layers.Points) -> None:
+    """Let the 2D view show every point of a 3D map, projected onto (row, column), at any tile of the slider.
+
+    The map's depth shares the slider's axis with the tile stack; napari draws the points of a layer
+    with ``projection_mode="all"`` that lie in the slice around the slider, so the slice is made as thick
+    as the slider's range and the map's depth together. Images (projection mode "none") keep showing the
+    one tile of the slider.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer.
+    map_layer : napari.layers.Points
+        A map; a 2D map changes nothing.
+    """
+    if not is_3d(map_layer):
+        return
+    map_layer.projection_mode = "all"
+    axis = viewer.dims.ndim - 3
+    if axis < 0:
+        return
+    depth = np.asarray(map_layer.extent.world, dtype=float)[:, -3]
+    start, stop = viewer.dims.range[axis][:2]
+    margin = float(max(stop - depth[0], depth[1] - start, 0.0)) + 1.0
+    left, right = list(viewer.dims.margin_left), list(viewer.dims.margin_right)
+    if left[axis] >= margin and right[axis] >= margin:
+        return
+    left[axis] = right[axis] = margin
+    viewer.dims.margin_left, viewer.dims.margin_right = tuple(left), tuple(right)
+    _DEPTH_MARGINS[id(viewer)] = (axis, margin)
+
+
+def stop_depth_in_2d(viewer: napari.Viewer) -> None:
+    """Make the slice thin again (once no 3D map is left), where ``show_depth_in_2d`` made it thick.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer.
+    """
+    if any(link.viewer is viewer and is_3d(link.map_layer) for link in _LINKS.values()):
+        return
+    axis, margin = _DEPTH_MARGINS.pop(id(viewer), (None, None))
+    if axis is None or axis >= viewer.dims.ndim:
+        return
+    left, right = list(viewer.dims.margin_left), list(viewer.dims.margin_right)
+    if left[axis] == margin and right[axis] == margin:
+        left[axis] = right[axis] = 0.0
+        viewer.dims.margin_left, viewer.dims.margin_right = tuple(left), tuple(right)
+
+
 def link_map(
     viewer: napari.Viewer, map_layer: napari.layers.Points, tiles_layer: napari.layers.Image
 ) -> MapTileLink:
@@ -370,6 +453,8 @@ def link_map(
 def show_3d_map(viewer: napari.Viewer, map_layer: napari.layers.Points, new: bool = True) -> None:
     """Show a 3D map as it reads best: in the 3D view, framed, with its tile stacks hidden there.
 
+    In the 2D view (the user's choice) all its points stay visible (``show_depth_in_2d``).
+
     Parameters
     ----------
     viewer : napari.Viewer
@@ -384,6 +469,7 @@ def show_3d_map(viewer: napari.Viewer, map_layer: napari.layers.Points, new: boo
 
     if not is_3d(map_layer) or map_layer not in viewer.layers:
         return
+    show_depth_in_2d(viewer, map_layer)
     if new and viewer.dims.ndisplay != 3:
         viewer.dims.ndisplay = 3  # a linked map hides the stacks and frames itself (_on_ndisplay)
     if new and viewer.dims.ndisplay == 3:

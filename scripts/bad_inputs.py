@@ -505,7 +505,7 @@ def run_cli(case: Case) -> str:
         return "—"
     out, err = io.StringIO(), io.StringIO()
     patches = [
-        mock.patch.object(training.Trainer, "run", lambda self: iter(()))
+        mock.patch.object(training.Trainer, "run", lambda self, stop=None: iter(()))
     ]  # never train here
     if isinstance(case.cli, _NoCuda):
         patches.append(mock.patch("torch.cuda.is_available", return_value=False))

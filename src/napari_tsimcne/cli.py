@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .core.parameters import DEVICES
 from .core.presets import PRESETS
 from .core.schedule import QUICK_GPU_EPOCHS
 
@@ -122,7 +123,8 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         "--device",
         default="auto",
         metavar="DEVICE",
-        help="auto (CUDA, then MPS, then CPU), cuda, mps or cpu (default: %(default)s)",
+        help=f"{', '.join(DEVICES)} or cuda:N; auto takes CUDA, then MPS, then the CPU "
+        "(default: %(default)s)",
     )
     g.add_argument(
         "--seed",

@@ -7,10 +7,9 @@ from dataclasses import dataclass
 
 import torch
 
+from .parameters import DEVICES as DEVICES  # the names, kept where PyTorch is not needed
 from .parameters import ParameterError, check_parameter
 from .schedule import PAPER_EPOCHS
-
-DEVICES = ("auto", "cuda", "mps", "cpu")
 
 
 def _mps_available() -> bool:

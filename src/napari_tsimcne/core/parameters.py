@@ -135,8 +135,14 @@ def _augmentations(v: Any) -> bool:
     return isinstance(v, (str, dict, AugmentationSettings))  # preset names: checked on use
 
 
+DEVICES = ("auto", "cuda", "mps", "cpu")
+"""The device names ``device=`` takes (also ``"cuda:N"`` for GPU number N): ``"auto"`` takes CUDA,
+then Apple's MPS, then the CPU."""
+
+
 def _device(v: Any) -> bool:
-    return isinstance(v, str) and re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", v.lower()) is not None
+    names = "|".join(d for d in DEVICES if d != "cuda")
+    return isinstance(v, str) and re.fullmatch(rf"{names}|cuda(:\d+)?", v.lower()) is not None
 
 
 RULES: dict[str, Rule] = {
@@ -149,7 +155,7 @@ RULES: dict[str, Rule] = {
         _augmentations,
         f"'auto', a preset name ({', '.join(map(repr, PRESETS))}) or an AugmentationSettings",
     ),
-    "device": Rule(_device, "'auto', 'cuda', 'cuda:N', 'mps' or 'cpu'"),
+    "device": Rule(_device, f"{', '.join(map(repr, DEVICES))} or 'cuda:N'"),
     "random_state": Rule(
         lambda v: v is None or _whole_from(0, 2**63 - 1)(v),
         "None or a whole number from 0 to 2**63 - 1",

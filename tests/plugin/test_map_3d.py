@@ -138,3 +138,15 @@ def test_a_3d_map_is_readable_in_the_2d_view(qtbot, viewer_with_widgets):
     gallery = open_gallery(viewer, create=False)
     expected = sorted(points.features["tile_index"].to_numpy()[sorted(chosen)].tolist())
     assert sorted(gallery.shown_tiles().tolist()) == expected
+
+
+def test_a_2d_map_after_a_3d_map_is_seen_in_the_2d_view(viewer_with_widgets):
+    viewer, train, _ = viewer_with_widgets
+    tiles = viewer.layers["tiles"]
+    _map_3d(viewer, train)
+    assert viewer.dims.ndisplay == 3 and not tiles.visible
+    flat = train.show_map(tiles, np.random.default_rng(0).normal(size=(len(tiles.data), 2)))
+    assert flat.data.shape[1] == 2
+    # back in the 2D view (not a flat map beside the stack drawn as a block), the slice thin again
+    assert viewer.dims.ndisplay == 2 and tiles.visible
+    assert viewer.dims.thickness[0] <= 1.0

@@ -87,6 +87,10 @@ class MapTileLink:
             if is_3d(self.map_layer):
                 stop_depth_in_2d(self.viewer)
                 show_tile_volumes(self.viewer)
+                if event.value == self.map_layer and not _any_3d_map(self.viewer):
+                    self.viewer.dims.ndisplay = (
+                        2  # the 3D view was for the map (e.g. a 2D map replaces it)
+                    )
 
     # -- 2D and 3D view of a 3D map ---------------------------------------------
     def _remember_tile(self, event=None) -> None:
@@ -398,6 +402,14 @@ def show_depth_in_2d(viewer: napari.Viewer, map_layer: napari.layers.Points) -> 
     _DEPTH_MARGINS[id(viewer)] = (axis, margin)
 
 
+def _any_3d_map(viewer: napari.Viewer) -> bool:
+    """Whether a linked 3D map is still in the viewer."""
+    return any(
+        link.viewer is viewer and is_3d(link.map_layer) and link.map_layer in viewer.layers
+        for link in _LINKS.values()
+    )
+
+
 def stop_depth_in_2d(viewer: napari.Viewer) -> None:
     """Make the slice thin again (once no 3D map is left), where ``show_depth_in_2d`` made it thick.
 
@@ -406,7 +418,7 @@ def stop_depth_in_2d(viewer: napari.Viewer) -> None:
     viewer : napari.Viewer
         The viewer.
     """
-    if any(link.viewer is viewer and is_3d(link.map_layer) for link in _LINKS.values()):
+    if _any_3d_map(viewer):
         return
     axis, margin = _DEPTH_MARGINS.pop(id(viewer), (None, None))
     if axis is None or axis >= viewer.dims.ndim:

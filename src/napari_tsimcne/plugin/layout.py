@@ -196,6 +196,39 @@ def box_corners(extent: np.ndarray) -> np.ndarray:
     )
 
 
+def world_points_3d(layer: napari.layers.Layer) -> np.ndarray | None:
+    """What must be in view of a layer in 3D: a map's points (world plane, row, column), else its box's corners.
+
+    Parameters
+    ----------
+    layer : napari.layers.Layer
+        A layer of the viewer.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        ``(M, 3)`` world positions; None for an empty layer.
+    """
+    ext = extent_3d(layer)
+    if ext is None:
+        return None
+    data = getattr(layer, "data", None)
+    if (
+        isinstance(data, np.ndarray)
+        and data.ndim == 2
+        and hasattr(layer, "size")  # points (an image's data is pixels, not positions)
+        and np.allclose(np.asarray(layer.affine.affine_matrix), np.eye(data.shape[1] + 1))
+        and np.allclose(np.asarray(layer.rotate), np.eye(data.shape[1]))
+        and np.allclose(np.asarray(layer.shear), 0)
+    ):
+        world = data * np.asarray(layer.scale) + np.asarray(layer.translate)
+        world = world[:, -3:]
+        if world.shape[1] < 3:
+            world = np.hstack([np.zeros((len(world), 3 - world.shape[1])), world])
+        return world
+    return box_corners(ext)
+
+
 def screen_axes(view_direction: Sequence[float], up_direction: Sequence[float]) -> np.ndarray:
     """Unit vectors (up, right, into the screen) of a 3D camera, in world (plane, row, column) order.
 
@@ -225,8 +258,8 @@ def fit_camera(
     """Centre the camera on ``layers`` and zoom so that they fill the canvas but for ``margin``.
 
     In 2D the camera looks at the layers' (row, column) box. In 3D it keeps its angles and frames the
-    layers' box as the camera sees it (every corner of it on the canvas), centred in depth too, so that
-    rotating turns the layers about their middle. (napari's ``fit_to_view(layers=...)`` fails for a 2D
+    layers as the camera sees them (every point of a map, the box of other layers), centred in depth too,
+    so that turning the view turns the layers about their middle. (napari's ``fit_to_view(layers=...)`` fails for a 2D
     layer beside a 3D stack, so the camera is set here.)
 
     Parameters
@@ -241,13 +274,11 @@ def fit_camera(
     canvas = np.asarray(viewer.canvas.size, dtype=float)[:2]
     camera = _camera(viewer)
     if viewer.dims.ndisplay == 3:
-        boxes = [e for e in (extent_3d(layer) for layer in layers) if e is not None]
-        if not boxes:
+        shown = [w for w in (world_points_3d(layer) for layer in layers) if w is not None]
+        if not shown:
             return
-        boxes = np.asarray(boxes)
-        corners = box_corners([boxes[:, 0].min(0), boxes[:, 1].max(0)])
         axes = screen_axes(camera.view_direction, camera.up_direction)
-        on_screen = corners @ axes.T  # (up, right, depth) of each corner
+        on_screen = np.concatenate(shown) @ axes.T  # (up, right, depth) of each point
         lo, hi = on_screen.min(0), on_screen.max(0)
         camera.center = tuple(((lo + hi) / 2) @ axes)
         size = np.maximum(hi[:2] - lo[:2], 1e-9)
@@ -266,7 +297,7 @@ def fit_camera(
 
 
 def is_in_view(viewer: napari.Viewer, layer: napari.layers.Layer) -> bool:
-    """Whether the layer's whole extent is inside what the camera shows (in 3D: its box as the camera sees it).
+    """Whether all of the layer is inside what the camera shows (in 3D: as the camera sees it, ``world_points_3d``).
 
     Parameters
     ----------
@@ -282,11 +313,11 @@ def is_in_view(viewer: napari.Viewer, layer: napari.layers.Layer) -> bool:
     """
     camera = _camera(viewer)
     if viewer.dims.ndisplay == 3:
-        ext = extent_3d(layer)
-        if ext is None:
+        world = world_points_3d(layer)
+        if world is None:
             return True
         axes = screen_axes(camera.view_direction, camera.up_direction)[:2]
-        offsets = (box_corners(ext) - np.asarray(camera.center, dtype=float)[-3:]) @ axes.T
+        offsets = (world - np.asarray(camera.center, dtype=float)[-3:]) @ axes.T
         half = np.asarray(viewer.canvas.size, dtype=float)[:2] / (2.0 * float(camera.zoom))
         return bool(np.all(np.abs(offsets) <= half * (1 + 1e-6)))
     ext = extent_2d(layer)

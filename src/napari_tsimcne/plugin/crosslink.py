@@ -57,12 +57,10 @@ class MapTileLink:
         self.map_layer = map_layer
         self.tiles_layer = tiles_layer
         self._busy = False
-        self._tile_at_switch: int | None = None
+        self._step_3d = tuple(viewer.dims.current_step)  # the slider as it was in the 3D view
         _selection_signal(self.map_layer).connect(self._on_selection)
         self.viewer.dims.events.current_step.connect(self._on_step)
         self.viewer.layers.events.removed.connect(self._on_layer_removed)
-        # before napari's own handler moves the stack's slider to the camera's depth
-        self.viewer.dims.events.ndisplay.connect(self._remember_tile, position="first")
         self.viewer.dims.events.ndisplay.connect(self._on_ndisplay)
         self.viewer.dims.events.range.connect(self._on_range)
         show_depth_in_2d(self.viewer, self.map_layer)
@@ -72,7 +70,6 @@ class MapTileLink:
         _selection_signal(self.map_layer).disconnect(self._on_selection)
         self.viewer.dims.events.current_step.disconnect(self._on_step)
         self.viewer.layers.events.removed.disconnect(self._on_layer_removed)
-        self.viewer.dims.events.ndisplay.disconnect(self._remember_tile)
         self.viewer.dims.events.ndisplay.disconnect(self._on_ndisplay)
         self.viewer.dims.events.range.disconnect(self._on_range)
 
@@ -93,25 +90,22 @@ class MapTileLink:
                     )
 
     # -- 2D and 3D view of a 3D map ---------------------------------------------
-    def _remember_tile(self, event=None) -> None:
-        if is_3d(self.map_layer):
-            self._tile_at_switch = self.current_tile()
-
     def _on_ndisplay(self, event=None) -> None:
         """napari's 2D/3D switch: in 3D the map is framed and the stack hidden; in 2D all points show."""
         from .layout import fit_camera, is_in_view
 
         if not is_3d(self.map_layer) or self.map_layer not in self.viewer.layers:
             return
-        tile, self._tile_at_switch = self._tile_at_switch, None
         if self.viewer.dims.ndisplay == 3:
+            self._step_3d = tuple(self.viewer.dims.current_step)
             hide_tile_volumes(self.viewer, self.map_layer)
             fit_camera(self.viewer, [self.map_layer])  # turning the map turns it about its middle
             return
         show_tile_volumes(self.viewer)
         show_depth_in_2d(self.viewer, self.map_layer)
-        if tile is not None:
-            self.go_to_tile(tile)  # napari moved the slider to the camera's depth: back to the tile
+        if len(self._step_3d) == self.viewer.dims.ndim:
+            # napari moved the slider to the camera's depth: back to the tile shown before
+            self.viewer.dims.current_step = self._step_3d
         if not is_in_view(self.viewer, self.map_layer):
             fit_camera(self.viewer, [self.map_layer])
 
@@ -225,6 +219,8 @@ class MapTileLink:
 
     # -- tiles -> point -------------------------------------------------------
     def _on_step(self, event=None) -> None:
+        if self.viewer.dims.ndisplay == 3:
+            self._step_3d = tuple(self.viewer.dims.current_step)
         if self._busy:
             return
         step = self.viewer.dims.current_step

@@ -211,6 +211,29 @@ def test_legend_lists_names_and_shows_a_colour_bar(small_map):
     )
 
 
+def _text_height(label) -> int:
+    """The height ``label``'s wrapped text needs at its width (Qt's heightForWidth never answers less
+    than the minimum height, so that is lifted while asking)."""
+    minimum = label.minimumHeight()
+    label.setMinimumHeight(0)
+    need = label.heightForWidth(label.width())
+    label.setMinimumHeight(minimum)
+    return need
+
+
+def _oversized_labels(widget) -> list[str]:
+    """Wrapped labels taller than their text by more than a line (a blank gap under the text)."""
+    from qtpy.QtWidgets import QLabel
+
+    return [
+        f"{label.height()} px for {_text_height(label)}: {label.text()[:40]}"
+        for label in widget.findChildren(QLabel)
+        if label.isVisibleTo(widget)
+        and label.wordWrap()
+        and label.height() > _text_height(label) + label.fontMetrics().height()
+    ]
+
+
 def _clipped_labels(widget) -> list[str]:
     from qtpy.QtWidgets import QLabel
 
@@ -219,7 +242,7 @@ def _clipped_labels(widget) -> list[str]:
         if not label.isVisibleTo(widget) or not label.text():
             continue
         if label.wordWrap():
-            if label.height() < label.heightForWidth(label.width()):
+            if label.height() < _text_height(label):
                 out.append(label.text())
         elif label.width() < label.minimumSizeHint().width():
             out.append(label.text())
@@ -274,6 +297,16 @@ def test_calm_dock_tooltips_folded_advanced_nothing_clipped(
         train.preset_combo.setCurrentText(preset)
         qtbot.wait(50)
         assert not _clipped_labels(train) and not _clipped_labels(annotate)
+    # the dock gets wider (as when training starts): no blank gap stays under a text, nor where an
+    # empty text was
+    train.preset_combo.setCurrentText("auto")
+    qtbot.wait(50)
+    train.setMinimumWidth(train.width() + 200)
+    qtbot.wait(100)
+    assert not _clipped_labels(train) and not _oversized_labels(train)
+    train.preset_combo.setCurrentText("microscopy")  # the advice under the help goes blank
+    qtbot.wait(100)
+    assert not _clipped_labels(train) and not _oversized_labels(train)
 
 
 def test_the_first_naming_is_reported_as_autosaved(qtbot, small_map, autosave_dir):

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 MODEL_FILTER = "napari-tsimcne model (*.tsimcne *.pt);;All files (*)"
+QWIDGETSIZE_MAX = (1 << 24) - 1
+"""Qt's largest widget size (QWIDGETSIZE_MAX), a maximum height that does not limit."""
 CSV_FILTER = "CSV (*.csv);;All files (*)"
 
 
@@ -212,7 +214,8 @@ class WrappedLabel(QLabel):
     """A word-wrapped label that always gets the height its text needs at its width.
 
     Form layouts in a scroll area do not grow a wrapped label when its text gets longer; this one
-    asks for its height itself, on every new text and width.
+    asks for its height itself, on every new text and width (shrinking when it gets wider), and
+    takes no room when its text is empty.
 
     Parameters
     ----------
@@ -223,6 +226,7 @@ class WrappedLabel(QLabel):
     def __init__(self, text: str = "") -> None:
         super().__init__(text)
         self.setWordWrap(True)
+        self._fit_height()
 
     def setText(self, text: str) -> None:  # noqa: N802 - Qt's name
         """Show ``text`` and grow or shrink to the height it needs.
@@ -247,9 +251,17 @@ class WrappedLabel(QLabel):
         self._fit_height()
 
     def _fit_height(self) -> None:
+        if not self.text():  # an empty text takes no room (not a blank line or its old height)
+            self.setMinimumHeight(0)
+            self.setMaximumHeight(0)
+            return
+        self.setMaximumHeight(QWIDGETSIZE_MAX)
+        old = self.minimumHeight()
+        # Qt's heightForWidth never answers less than the minimum height: without lifting it, a label
+        # that got wider (the dock widened) would keep the height of its narrower self, a blank gap
+        self.setMinimumHeight(0)
         need = self.heightForWidth(max(1, self.width()))
-        if need > 0 and need != self.minimumHeight():
-            self.setMinimumHeight(need)
+        self.setMinimumHeight(need if need > 0 else old)
 
 
 class Collapsible(QWidget):

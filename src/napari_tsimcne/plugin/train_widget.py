@@ -64,7 +64,11 @@ from .training_session import (
 
 PREVIEW_NAME = "augmentation preview"
 
-PRESET_HELP = PRESET_SUMMARIES  # one sentence or two per choice, from the core
+PRESET_HELP = {
+    **PRESET_SUMMARIES,  # one sentence or two per choice, from the core
+    # "auto" says why it chose, for the chosen tiles, just below: its own line stays short
+    "auto": "Picked for your tiles: 'quantitative' for fluorescence-like images, else 'microscopy'.",
+}
 
 
 MINUTES, EPOCHS = "minutes", "epochs"

@@ -138,6 +138,45 @@ def test_a_new_map_is_in_view_and_beside_the_images(qtbot, viewer_with_widgets):
         assert not overlaps(extent_2d(preview), extent_2d(other))
 
 
+def _fully_shown(widget) -> bool:
+    """Whether all of ``widget`` is on screen (not scrolled away, covered by a tab or squeezed out)."""
+    region = widget.visibleRegion().boundingRect()
+    return widget.isVisible() and region.height() == widget.height() > 0
+
+
+def test_a_first_map_opens_the_annotate_dock_and_its_legend_below_the_training(
+    qtbot, make_napari_viewer, sample_layer_tuple
+):
+    viewer = make_napari_viewer(show=True)
+    viewer.window.resize(1280, 800)
+    data, kwargs = sample_layer_tuple
+    tiles = viewer.add_image(data, **kwargs)
+    _, train = viewer.window.add_plugin_dock_widget("napari-tsimcne", "Train map")
+    train.status.setText(  # as while training: a long status
+        "Stage 1 of 3 (pre-training), epoch 1/2, about 14 s left; 1,908 views/s. Early map: it "
+        "sharpens until the end."
+    )
+    qtbot.wait(50)
+    emb = np.random.default_rng(0).normal(size=(len(data), 2))
+    points = train.show_map(tiles, emb)  # a training's first (early) map
+    qtbot.wait(200)
+    docks = viewer.window.dock_widgets
+    annotate = docks.get("Annotate map (napari-tsimcne)")
+    assert annotate is not None and _fully_shown(annotate.legend)
+    assert points.metadata["tsimcne_color_by"] == "label"
+    assert [e[0] for e in annotate.legend.entries] == ["bright", "dark"]  # the key of the colours
+    # the training stays in sight: the Annotate dock is below it, not a tab over it
+    main, train_dock = train.parent().parent(), train.parent()
+    assert not main.tabifiedDockWidgets(train_dock)
+    assert _fully_shown(train.progress) and _fully_shown(train.loss_plot)
+    # later maps of the training update the map: no second dock; a closed dock stays closed
+    train.show_map(tiles, emb * 2)
+    assert [n for n in docks if n.startswith("Annotate map")] == ["Annotate map (napari-tsimcne)"]
+    viewer.window.remove_dock_widget(annotate)
+    train.show_map(tiles, emb * 3)
+    assert "Annotate map (napari-tsimcne)" not in viewer.window.dock_widgets
+
+
 def _assert_visible_and_apart(viewer, points, tiles):
     shown = visible_extent(viewer.scene.camera.center, viewer.scene.camera.zoom, viewer.canvas.size)
     ext = extent_2d(points)

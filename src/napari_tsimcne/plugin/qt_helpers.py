@@ -8,6 +8,7 @@ from napari.utils.notifications import show_error
 from qtpy.QtCore import QEvent, Qt, QTimer
 from qtpy.QtWidgets import (
     QComboBox,
+    QDockWidget,
     QFileDialog,
     QFrame,
     QLabel,
@@ -21,6 +22,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 MODEL_FILTER = "napari-tsimcne model (*.tsimcne *.pt);;All files (*)"
+PLUGIN_NAME = "napari-tsimcne"
+TRAIN_WIDGET, ANNOTATE_WIDGET, GALLERY_WIDGET = "Train map", "Annotate map", "Selected tiles"
+"""The docks' display names (napari.yaml); napari names a dock "<display name> (<plugin>)"."""
 QWIDGETSIZE_MAX = (1 << 24) - 1
 """Qt's largest widget size (QWIDGETSIZE_MAX), a maximum height that does not limit."""
 CSV_FILTER = "CSV (*.csv);;All files (*)"
@@ -324,7 +328,7 @@ class Collapsible(QWidget):
         return self.toggle.isChecked()
 
 
-MIN_VISIBLE_HEIGHT = 280
+MIN_VISIBLE_HEIGHT = 200
 """Pixels of a dock widget's content that stay in view however little room the dock gets."""
 
 
@@ -386,3 +390,81 @@ def scroll_layout(owner: QWidget) -> QVBoxLayout:
     outer.setContentsMargins(0, 0, 0, 0)
     outer.addWidget(scroll)
     return layout
+
+
+def dock_name(display_name: str) -> str:
+    """The name napari gives the dock of this plugin's widget ``display_name`` (its key in ``dock_widgets``).
+
+    Parameters
+    ----------
+    display_name : str
+        The widget's display name, e.g. ``ANNOTATE_WIDGET``.
+
+    Returns
+    -------
+    str
+        E.g. "Annotate map (napari-tsimcne)".
+    """
+    return f"{display_name} ({PLUGIN_NAME})"
+
+
+def dock_of(window, display_name: str) -> QDockWidget | None:
+    """The dock in napari's main window that holds this plugin's widget ``display_name``.
+
+    Parameters
+    ----------
+    window : napari.window.Window or None
+        The viewer's window.
+    display_name : str
+        The widget's display name, e.g. ``TRAIN_WIDGET``.
+
+    Returns
+    -------
+    QDockWidget or None
+        The dock; None when the widget is not open, or is floating or hidden (not beside the canvas).
+    """
+    widget = getattr(window, "dock_widgets", {}).get(dock_name(display_name))
+    dock = None if widget is None else widget.parent()
+    if not isinstance(dock, QDockWidget) or dock.isFloating() or not dock.isVisible():
+        return None
+    return dock
+
+
+def keep_height(upper: QDockWidget, lower: QDockWidget, height: int | Callable[[], int]) -> None:
+    """Give ``upper`` (above ``lower`` in the same column of docks) ``height`` pixels, ``lower`` the rest.
+
+    Done on the next turn of the event loop, once a dock just added has its place.
+
+    Parameters
+    ----------
+    upper, lower : QDockWidget
+        Two docks, one above the other.
+    height : int or callable
+        The height ``upper`` should keep (Qt leaves ``lower`` at least its minimum height), or a
+        function that tells it then (the docks' widths may still change until then).
+    """
+
+    def resize(tries: int = 3) -> None:
+        try:
+            main = upper.parent()
+            if main is None or not hasattr(main, "resizeDocks") or lower.parent() is not main:
+                return
+            total = upper.height() + lower.height()
+            want = height() if callable(height) else height
+            keep = max(1, min(want, total - 1))
+            main.resizeDocks([upper, lower], [keep, total - keep], Qt.Orientation.Vertical)
+        except RuntimeError:  # a dock was closed (deleted) in the meantime
+            return
+        if callable(height) and tries > 1:
+            # a shorter dock may show a scroll bar, and its texts re-wrap taller: ask again then
+            QTimer.singleShot(100, lambda: again(want, tries - 1))
+
+    def again(asked: int, tries: int) -> None:
+        try:
+            changed = height() != asked
+        except RuntimeError:  # the dock was closed (deleted) in the meantime
+            return
+        if changed:
+            resize(tries)
+
+    QTimer.singleShot(0, resize)

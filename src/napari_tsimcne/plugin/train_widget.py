@@ -42,11 +42,17 @@ from .loss_plot import LossPlot
 from .map_layer import create_map_layer, map_layer_name, matches, recolor, update_map_layer
 from .preview import augmentation_mosaic, preview_indices
 from .qt_helpers import (
+    ANNOTATE_WIDGET,
     MODEL_FILTER,
+    PLUGIN_NAME,
+    TRAIN_WIDGET,
     Collapsible,
     DockWidget,
     WrappedLabel,
     ask_path_then,
+    dock_name,
+    dock_of,
+    keep_height,
     refill,
     scroll_layout,
 )
@@ -1010,8 +1016,35 @@ class TrainWidget(DockWidget):
                 self.viewer, tiles_layer, embedding, color_by=color_by, outlier=outlier
             )
             recolor(layer, color_by)
+            self.show_legend()
         link_map(self.viewer, layer, tiles_layer)
         return layer
+
+    def progress_height(self) -> int:
+        """The height this dock needs to show everything down to the loss curve.
+
+        Returns
+        -------
+        int
+            Pixels, the dock's title bar included (0 when the widget is not docked).
+        """
+        dock = self.parent()
+        overhead = dock.height() - self.height() if dock is not None else 0
+        return overhead + self.loss_plot.geometry().bottom() + 12
+
+    def show_legend(self) -> None:
+        """Open the Annotate map dock below this one (when it is not open), so a new coloured map has its legend.
+
+        This dock keeps the height that shows the progress and the loss curve; the Annotate map dock
+        takes the rest of the column.
+        """
+        window = getattr(self.viewer, "window", None)
+        if window is None or dock_name(ANNOTATE_WIDGET) in getattr(window, "dock_widgets", {}):
+            return  # open already (docked, tabbed or floating)
+        window.add_plugin_dock_widget(PLUGIN_NAME, ANNOTATE_WIDGET)
+        train_dock, annotate_dock = dock_of(window, TRAIN_WIDGET), dock_of(window, ANNOTATE_WIDGET)
+        if train_dock is not None and annotate_dock is not None and train_dock is self.parent():
+            keep_height(train_dock, annotate_dock, self.progress_height)
 
     # -- files ----------------------------------------------------------------
     def save_model(self, path) -> None:

@@ -70,6 +70,32 @@ def test_ten_thousand_selected_tiles_are_listed_at_once_and_drawn_when_seen(
     assert [l.name for l in viewer.layers] == ["cells", "cells map", HIGHLIGHT_NAME]
 
 
+def _fully_shown(widget) -> bool:
+    region = widget.visibleRegion().boundingRect()
+    return widget.isVisible() and region.height() == widget.height() > 0
+
+
+@pytest.mark.parametrize("with_annotate_dock", [True, False])
+def test_the_gallery_never_hides_the_training(qtbot, shown_viewer, with_annotate_dock):
+    viewer, train, annotate = shown_viewer
+    tiles = np.random.default_rng(0).integers(0, 255, (300, 16, 16, 3), dtype=np.uint8)
+    _, points = _map_of(train, viewer, tiles, rgb=True)
+    if not with_annotate_dock:  # closed by the user
+        viewer.window.remove_dock_widget(annotate)
+    qtbot.wait(50)
+    points.selected_data = set(range(50))  # selecting tiles while the training runs
+    qtbot.wait(200)
+    gallery = open_gallery(viewer, create=False)
+    main, train_dock = train.parent().parent(), train.parent()
+    assert not main.tabifiedDockWidgets(train_dock)  # not a tab over the training
+    assert _fully_shown(train.progress) and _fully_shown(train.loss_plot)
+    assert _fully_shown(gallery.view) and gallery.view.height() > 100
+    if with_annotate_dock:  # a tab beside the Annotate map dock, shown first
+        assert main.tabifiedDockWidgets(gallery.parent()) == [annotate.parent()]
+    else:  # below the Train map dock
+        assert gallery.parent().y() > train_dock.y() + train_dock.height() - 1
+
+
 def test_clicking_a_thumbnail_moves_the_stack_and_rings_its_point(qtbot, shown_viewer):
     viewer, train, annotate = shown_viewer
     tiles = np.random.default_rng(0).random((60, 12, 12)).astype(np.float32)

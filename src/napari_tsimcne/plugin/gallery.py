@@ -17,7 +17,15 @@ from qtpy.QtCore import QAbstractListModel, QSize, Qt, QTimer
 from qtpy.QtGui import QImage, QPixmap
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QListView, QSlider, QVBoxLayout
 
-from .qt_helpers import DockWidget
+from .qt_helpers import (
+    ANNOTATE_WIDGET,
+    GALLERY_WIDGET,
+    TRAIN_WIDGET,
+    DockWidget,
+    dock_name,
+    dock_of,
+    keep_height,
+)
 from .thumbnails import TileSource, channel_layers
 
 if TYPE_CHECKING:
@@ -27,7 +35,7 @@ if TYPE_CHECKING:
 
     from .crosslink import MapTileLink
 
-GALLERY_DOCK_NAME = "Selected tiles (napari-tsimcne)"
+GALLERY_DOCK_NAME = dock_name(GALLERY_WIDGET)
 """The gallery's dock, as napari names the plugin widget "Selected tiles" (one per window)."""
 
 MAX_SHOWN = 100_000
@@ -451,8 +459,6 @@ class GalleryWidget(DockWidget):
         self._watch(None)
 
 
-TRAIN_DOCK_NAME = "Train map (napari-tsimcne)"
-
 _GALLERIES: weakref.WeakSet = weakref.WeakSet()
 """Every gallery widget made (napari's ``dock_widgets`` hands out wrapped widgets; this finds ours)."""
 
@@ -460,8 +466,9 @@ _GALLERIES: weakref.WeakSet = weakref.WeakSet()
 def open_gallery(viewer: napari.Viewer, create: bool = True) -> GalleryWidget | None:
     """The viewer's gallery dock (None without a window, or when ``create`` is False and there is none).
 
-    A new gallery is docked on the right, as a tab over the Train map dock when that is open (training is
-    done when tiles are looked at; the Annotate map dock stays beside the gallery), else below the others.
+    A new gallery is docked on the right without hiding the Train map dock (its progress and loss curve
+    stay in view while a training runs): as a tab beside the Annotate map dock when that is open, else
+    below the Train map dock, else below the others.
 
     Parameters
     ----------
@@ -486,23 +493,32 @@ def open_gallery(viewer: napari.Viewer, create: bool = True) -> GalleryWidget | 
         window.add_dock_widget(
             widget, name=GALLERY_DOCK_NAME, area="right", add_vertical_stretch=False
         )
-        _tab_over_train_dock(window, widget.parent())
+        _place_beside_the_training(window, widget.parent())
     return widget
 
 
-def _tab_over_train_dock(window, dock) -> None:
-    """Put ``dock`` in a tab over the Train map dock and show it (Qt's own dock API on napari's window)."""
-    train = window.dock_widgets.get(TRAIN_DOCK_NAME)
-    train_dock = None if train is None else train.parent()
+def _place_beside_the_training(window, dock) -> None:
+    """Dock the gallery where it hides neither the training's progress nor the map.
+
+    As a tab beside the Annotate map dock when that is docked (shown at once), else below the Train
+    map dock; else where napari put it. The Train map dock keeps the height that shows its progress
+    and loss curve.
+    """
     main = dock.parent()
-    if train_dock is None or main is None or train_dock.parent() is not main:
+    if main is None or not hasattr(main, "tabifyDockWidget") or dock.isFloating():
         return
-    if (
-        not hasattr(main, "tabifyDockWidget")
-        or train_dock.isFloating()
-        or not train_dock.isVisible()
-    ):
-        return
-    main.tabifyDockWidget(train_dock, dock)
-    dock.show()
-    dock.raise_()
+    annotate = dock_of(window, ANNOTATE_WIDGET)
+    train = dock_of(window, TRAIN_WIDGET)
+    below = None
+    if annotate is not None and annotate.parent() is main:
+        main.tabifyDockWidget(annotate, dock)
+        dock.show()
+        dock.raise_()
+        below = annotate
+    elif train is not None and train.parent() is main:
+        main.splitDockWidget(train, dock, Qt.Orientation.Vertical)
+        below = dock
+    train_widget = window.dock_widgets.get(dock_name(TRAIN_WIDGET))
+    needed = getattr(train_widget, "progress_height", None)
+    if below is not None and needed is not None and train.parent() is main:
+        keep_height(train, below, needed)

@@ -75,6 +75,11 @@ def _fully_shown(widget) -> bool:
     return widget.isVisible() and region.height() == widget.height() > 0
 
 
+def _in_front(widget) -> bool:
+    """Whether some of ``widget`` is on screen (a dock behind another tab shows nothing)."""
+    return widget.isVisible() and not widget.visibleRegion().isEmpty()
+
+
 @pytest.mark.parametrize("with_annotate_dock", [True, False])
 def test_the_gallery_never_hides_the_training(qtbot, shown_viewer, with_annotate_dock):
     viewer, train, annotate = shown_viewer
@@ -92,6 +97,13 @@ def test_the_gallery_never_hides_the_training(qtbot, shown_viewer, with_annotate
     assert _fully_shown(gallery.view) and gallery.view.height() > 100
     if with_annotate_dock:  # a tab beside the Annotate map dock, shown first
         assert main.tabifiedDockWidgets(gallery.parent()) == [annotate.parent()]
+        assert _in_front(gallery.view) and not _in_front(annotate)
+        points.selected_data = set()  # nothing selected: the legend comes back to the front
+        qtbot.wait(100)
+        assert _in_front(annotate) and not _in_front(gallery.view)
+        points.selected_data = {3, 4}
+        qtbot.wait(100)
+        assert _in_front(gallery.view) and not _in_front(annotate)
     else:  # below the Train map dock
         assert gallery.parent().y() > train_dock.y() + train_dock.height() - 1
 

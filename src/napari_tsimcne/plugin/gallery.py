@@ -337,6 +337,21 @@ class GalleryWidget(DockWidget):
             if len(tiles)
             else f"No points selected in {link.map_layer.name!r}."
         )
+        self._bring_forward(len(tiles) > 0)
+
+    def _bring_forward(self, has_tiles: bool) -> None:
+        """Tabbed with the Annotate map dock: the gallery in front while it shows tiles, the
+        Annotate map dock (its legend and naming) in front when the selection is empty."""
+        own = self.parent()
+        widget = getattr(getattr(self.viewer, "window", None), "dock_widgets", {}).get(
+            dock_name(ANNOTATE_WIDGET)
+        )
+        annotate = None if widget is None else widget.parent()
+        main = None if own is None else own.parent()
+        if annotate is None or not hasattr(main, "tabifiedDockWidgets"):
+            return
+        if annotate in main.tabifiedDockWidgets(own):
+            (own if has_tiles else annotate).raise_()
 
     def clear(self) -> None:
         """Show nothing (the map or its tiles were removed)."""

@@ -81,7 +81,7 @@ class MapTileLink:
                 gallery.clear()
             if _LINKS.get(self.map_layer) is self:
                 del _LINKS[self.map_layer]
-            if is_3d(self.map_layer):
+            if _is_3d(self.map_layer):
                 stop_depth_in_2d(self.viewer)
                 show_tile_volumes(self.viewer)
                 if event.value == self.map_layer and not _any_3d_map(self.viewer):
@@ -94,7 +94,7 @@ class MapTileLink:
         """napari's 2D/3D switch: in 3D the map is framed and the stack hidden; in 2D all points show."""
         from .layout import fit_camera, is_in_view
 
-        if not is_3d(self.map_layer) or self.map_layer not in self.viewer.layers:
+        if not _is_3d(self.map_layer) or self.map_layer not in self.viewer.layers:
             return
         if self.viewer.dims.ndisplay == 3:
             self._step_3d = tuple(self.viewer.dims.current_step)
@@ -114,7 +114,13 @@ class MapTileLink:
             show_depth_in_2d(self.viewer, self.map_layer)
 
     def current_tile(self) -> int | None:
-        """The tile whose point is ringed (None before any)."""
+        """The tile whose point is ringed.
+
+        Returns
+        -------
+        int or None
+            Its index in the stack; None before any point was ringed.
+        """
         if HIGHLIGHT_NAME in self.viewer.layers:
             tile = self.viewer.layers[HIGHLIGHT_NAME].metadata.get("tile_index")
             return None if tile is None else int(tile)
@@ -275,11 +281,11 @@ _LINKS: dict = {}
 """The link of each map layer (keyed by the layer; dropped when the map or its tiles leave the viewer)."""
 
 
-def is_3d(layer) -> bool:
-    """Whether a map layer is a 3D map ((N, 3) points)."""
-    from .map_layer import is_3d as _is_3d
+def _is_3d(layer) -> bool:
+    """``map_layer.is_3d``, imported when first needed (map_layer imports this module)."""
+    from .map_layer import is_3d
 
-    return _is_3d(layer)
+    return is_3d(layer)
 
 
 def tile_volumes(viewer: napari.Viewer, map_layer: napari.layers.Points) -> list:
@@ -381,7 +387,7 @@ def show_depth_in_2d(viewer: napari.Viewer, map_layer: napari.layers.Points) -> 
     map_layer : napari.layers.Points
         A map; a 2D map changes nothing.
     """
-    if not is_3d(map_layer):
+    if not _is_3d(map_layer):
         return
     map_layer.projection_mode = "all"
     axis = viewer.dims.ndim - 3
@@ -401,7 +407,7 @@ def show_depth_in_2d(viewer: napari.Viewer, map_layer: napari.layers.Points) -> 
 def _any_3d_map(viewer: napari.Viewer) -> bool:
     """Whether a linked 3D map is still in the viewer."""
     return any(
-        link.viewer is viewer and is_3d(link.map_layer) and link.map_layer in viewer.layers
+        link.viewer is viewer and _is_3d(link.map_layer) and link.map_layer in viewer.layers
         for link in _LINKS.values()
     )
 
@@ -475,7 +481,7 @@ def show_3d_map(viewer: napari.Viewer, map_layer: napari.layers.Points, new: boo
     """
     from .layout import fit_camera, is_in_view
 
-    if not is_3d(map_layer) or map_layer not in viewer.layers:
+    if not _is_3d(map_layer) or map_layer not in viewer.layers:
         return
     show_depth_in_2d(viewer, map_layer)
     if new and viewer.dims.ndisplay != 3:

@@ -459,10 +459,6 @@ def add_map_layer(
     return layer
 
 
-create_map_layer = add_map_layer
-"""The former name of ``add_map_layer``."""
-
-
 def update_map_layer(layer, embedding: np.ndarray, outlier: np.ndarray | None = None) -> None:
     """Move the points to a new embedding of the same tiles, keeping annotations and clusters.
 

@@ -30,7 +30,7 @@ from qtpy.QtWidgets import (
 from napari_tsimcne.core import ModelFileError, NotFittedError, TileStackError
 from napari_tsimcne.core.augment import AugmentationSettings
 from napari_tsimcne.core.backbones import BACKBONES
-from napari_tsimcne.core.device import DEVICES, defaults_for, resolve_device
+from napari_tsimcne.core.device import CPU_DEFAULTS, DEVICES, defaults_for, resolve_device
 from napari_tsimcne.core.presets import PRESET_SUMMARIES, PRESETS
 from napari_tsimcne.core.recommend import Recommendation, recommend_preset
 from napari_tsimcne.core.schedule import QUICK_GPU_EPOCHS
@@ -39,7 +39,7 @@ from .channels import channel_axis_of, companion_layers, training_tiles
 from .crosslink import GALLERY_NAME, link_map, link_opened_outputs
 from .layout import fit_camera, free_column_origin
 from .loss_plot import LossPlot
-from .map_layer import create_map_layer, map_layer_name, matches, recolor, update_map_layer
+from .map_layer import add_map_layer, map_layer_name, matches, recolor, update_map_layer
 from .preview import augmentation_mosaic, preview_indices
 from .qt_helpers import (
     ANNOTATE_WIDGET,
@@ -136,7 +136,7 @@ class TrainWidget(DockWidget):
         self.minutes_spin.setRange(0.1, 24 * 60)
         self.minutes_spin.setDecimals(1)
         self.minutes_spin.setSuffix(" min")
-        self.minutes_spin.setValue(10.0)
+        self.minutes_spin.setValue(CPU_DEFAULTS.time_budget / 60)
         self.epoch_spins = []
         for default in QUICK_GPU_EPOCHS:
             spin = QSpinBox()
@@ -145,11 +145,12 @@ class TrainWidget(DockWidget):
             self.epoch_spins.append(spin)
         # the advanced settings: a magicgui form (its widgets' .value is the setting)
         self.dims_combo = ComboBox(label="Map", choices=list(DIMENSIONS), value="2D")
-        self.batch_spin = SpinBox(label="Batch size", min=2, max=65536, value=1024)
+        start = TrainingSettings()  # replaced by the settings for the device found (apply_settings)
+        self.batch_spin = SpinBox(label="Batch size", min=2, max=65536, value=start.batch_size)
         self.device_combo = ComboBox(label="Device", choices=list(DEVICES))
         self.backbone_combo = ComboBox(label="Network", choices=list(BACKBONES))
-        self.width_spin = SpinBox(label="Network width", min=4, max=256, value=64)
-        self.seed_spin = SpinBox(label="Random seed", min=0, max=2**31 - 1, value=0)
+        self.width_spin = SpinBox(label="Network width", min=4, max=256, value=start.width)
+        self.seed_spin = SpinBox(label="Random seed", min=0, max=2**31 - 1, value=start.seed)
         self.advanced_form = Container(
             widgets=[
                 self.dims_combo,
@@ -1012,7 +1013,7 @@ class TrainWidget(DockWidget):
             update_map_layer(layer, embedding, outlier=outlier)
         else:
             color_by = "label" if "labels" in tiles_layer.metadata else "outlier"
-            layer = create_map_layer(
+            layer = add_map_layer(
                 self.viewer, tiles_layer, embedding, color_by=color_by, outlier=outlier
             )
             recolor(layer, color_by)

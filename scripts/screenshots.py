@@ -104,12 +104,17 @@ def training_picture() -> None:
     viewer.close()
 
 
-def open_trained(folder: Path):
-    """napari with the map of ``folder`` and both docks, coloured by cell type, the map in view."""
+def open_trained(folder: Path, with_train_dock: bool = True):
+    """napari with the map of ``folder`` and the docks, coloured by cell type, the map in view.
+
+    Without the Train map dock (a finished map opened to look at and name) the gallery docks below
+    the Annotate map dock, so the legend and the gallery show together.
+    """
     viewer = napari.Viewer(title="t-SimCNE")
     viewer.window.resize(1280, 800)
     viewer.open(str(folder), plugin="napari-tsimcne")
-    viewer.window.add_plugin_dock_widget("napari-tsimcne", "Train map")
+    if with_train_dock:
+        viewer.window.add_plugin_dock_widget("napari-tsimcne", "Train map")
     _, annotate = viewer.window.add_plugin_dock_widget("napari-tsimcne", "Annotate map")
     layer = annotate.map_layer()
     annotate.color_by("label")
@@ -123,7 +128,7 @@ def open_trained(folder: Path):
 
 def map_pictures(folder: Path) -> None:
     """The README's picture (cell types, basophils selected) and proposed clusters with one selected."""
-    viewer, annotate, layer = open_trained(folder)
+    viewer, annotate, layer = open_trained(folder, with_train_dock=False)
     annotate.select_group("label", "basophil")
     shot(viewer, "trained_map")
     annotate.propose_clusters(8)

@@ -108,6 +108,21 @@ def test_the_gallery_never_hides_the_training(qtbot, shown_viewer, with_annotate
         assert gallery.parent().y() > train_dock.y() + train_dock.height() - 1
 
 
+def test_without_the_train_dock_the_gallery_goes_below_the_legend(qtbot, shown_viewer):
+    viewer, train, annotate = shown_viewer
+    tiles = np.random.default_rng(0).integers(0, 255, (300, 16, 16, 3), dtype=np.uint8)
+    _, points = _map_of(train, viewer, tiles, rgb=True)
+    viewer.window.remove_dock_widget(train)  # training done: the user closed Train map
+    qtbot.wait(50)
+    points.selected_data = set(range(50))
+    qtbot.wait(200)
+    gallery = open_gallery(viewer, create=False)
+    main = annotate.parent().parent()
+    assert not main.tabifiedDockWidgets(gallery.parent())
+    assert _in_front(gallery.view) and _in_front(annotate.legend)
+    assert gallery.parent().y() > annotate.parent().y()
+
+
 def test_clicking_a_thumbnail_moves_the_stack_and_rings_its_point(qtbot, shown_viewer):
     viewer, train, annotate = shown_viewer
     tiles = np.random.default_rng(0).random((60, 12, 12)).astype(np.float32)

@@ -482,8 +482,8 @@ def open_gallery(viewer: napari.Viewer, create: bool = True) -> GalleryWidget | 
     """The viewer's gallery dock (None without a window, or when ``create`` is False and there is none).
 
     A new gallery is docked on the right without hiding the Train map dock (its progress and loss curve
-    stay in view while a training runs): as a tab beside the Annotate map dock when that is open, else
-    below the Train map dock, else below the others.
+    stay in view while a training runs): as a tab beside the Annotate map dock when both are open,
+    below Annotate map or below Train map when only one of them is, else below the others.
 
     Parameters
     ----------
@@ -515,25 +515,32 @@ def open_gallery(viewer: napari.Viewer, create: bool = True) -> GalleryWidget | 
 def _place_beside_the_training(window, dock) -> None:
     """Dock the gallery where it hides neither the training's progress nor the map.
 
-    As a tab beside the Annotate map dock when that is docked (shown at once), else below the Train
-    map dock; else where napari put it. The Train map dock keeps the height that shows its progress
-    and loss curve.
+    With the Train map and Annotate map docks both open: as a tab beside Annotate map (shown at
+    once; three docks in one column would leave each too little room). With Annotate map alone:
+    below it, so its legend and the gallery are both in view. With Train map alone: below it.
+    Else where napari put it. The Train map dock keeps the height that shows its progress and
+    loss curve.
     """
     main = dock.parent()
     if main is None or not hasattr(main, "tabifyDockWidget") or dock.isFloating():
         return
     annotate = dock_of(window, ANNOTATE_WIDGET)
     train = dock_of(window, TRAIN_WIDGET)
+    if train is not None and train.parent() is not main:
+        train = None
     below = None
     if annotate is not None and annotate.parent() is main:
-        main.tabifyDockWidget(annotate, dock)
-        dock.show()
-        dock.raise_()
-        below = annotate
-    elif train is not None and train.parent() is main:
+        if train is not None:
+            main.tabifyDockWidget(annotate, dock)
+            dock.show()
+            dock.raise_()
+            below = annotate
+        else:
+            main.splitDockWidget(annotate, dock, Qt.Orientation.Vertical)
+    elif train is not None:
         main.splitDockWidget(train, dock, Qt.Orientation.Vertical)
         below = dock
     train_widget = window.dock_widgets.get(dock_name(TRAIN_WIDGET))
     needed = getattr(train_widget, "progress_height", None)
-    if below is not None and needed is not None and train.parent() is main:
+    if below is not None and needed is not None and train is not None:
         keep_height(train, below, needed)

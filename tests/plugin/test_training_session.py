@@ -77,7 +77,7 @@ def test_stop_then_resume_continues_the_run(session, tiles):
     planned = []
     again.planned.connect(planned.append)
     second = again.run(tiles, TINY, resume=True)
-    assert planned[0].resumed_from == 2
+    assert planned[0].resumed_from == 2 and second.resumed_from == 2 and first.resumed_from == 0
     assert not second.stopped and len(again.model.history_) == 5
     assert [p.epoch for p in again.history] == [1, 2, 3, 4, 5]
     assert not again.can_resume(tiles)

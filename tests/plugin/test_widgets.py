@@ -185,6 +185,7 @@ def test_stop_keeps_the_model_and_resume_finishes_the_run(qtbot, viewer_with_wid
     assert train_widget.worker is not None and not train_widget.train_button.isEnabled()
     qtbot.waitUntil(lambda: train_widget.worker is None, timeout=60_000)
     assert "done" in train_widget.status.text()
+    assert f"continued from epoch {stopped_at}" in train_widget.status.text()
     assert len(train_widget.model.history_) == 6 + 1 + 1  # continued, not restarted
     assert [p.epoch for p in train_widget.loss_plot.points] == list(range(1, 9))
     assert [p.stage for p in train_widget.loss_plot.points][-2:] == [2, 3]

@@ -924,7 +924,8 @@ class TrainWidget(DockWidget):
                 "shows what was learned so far; Resume continues the run."
             )
         else:
-            self.status.setText(f"Training done in {result.seconds:.1f} s. The map is final.")
+            part = f" (continued from epoch {result.resumed_from})" if result.resumed_from else ""
+            self.status.setText(f"Training done in {result.seconds:.1f} s{part}. The map is final.")
 
     def _on_failed(self, exc, started: bool) -> None:
         what = "Training failed" if started else "Not started"

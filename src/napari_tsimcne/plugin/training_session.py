@@ -174,7 +174,9 @@ class TrainingResult:
     stopped : bool
         Stopped before all planned epochs.
     seconds : float
-        Wall time of the run.
+        Wall time of the run (of this part, for a continued run).
+    resumed_from : int
+        Epochs done before this run (a stopped run continued), else 0.
     """
 
     embedding: np.ndarray | None
@@ -182,6 +184,7 @@ class TrainingResult:
     stopped: bool
     """Stopped before all planned epochs (by the user, or by napari closing)."""
     seconds: float
+    resumed_from: int = 0
 
 
 @dataclass(frozen=True)
@@ -457,7 +460,13 @@ class TrainingSession:
             if finished and run.checkpoint is not None:  # a finished run leaves nothing to resume
                 with contextlib.suppress(OSError):
                     run.checkpoint.unlink()
-            return TrainingResult(final, outliers, not finished, float(model.fit_seconds_))
+            return TrainingResult(
+                final,
+                outliers,
+                not finished,
+                float(model.fit_seconds_),
+                before if run.resume else 0,
+            )
         finally:
             run.done.set()
 

@@ -21,7 +21,29 @@ from .backbones import BACKBONES
 from .presets import PRESETS
 
 
-class ParameterError(ValueError):
+class NamedParametersError(ValueError):
+    """An error whose message names parameters as in Python (``batch_size=``, ``channel_axis=1``).
+
+    Parameters
+    ----------
+    message : str
+        What is wrong and what to do.
+    *parameters : str
+        The names of the parameters the message speaks of.
+
+    Attributes
+    ----------
+    parameters : tuple of str
+        Those names; a front end that names its settings differently (the command line's
+        ``--batch-size``) translates them.
+    """
+
+    def __init__(self, message: str = "", *parameters: str) -> None:
+        super().__init__(message)
+        self.parameters = parameters
+
+
+class ParameterError(NamedParametersError):
     """A parameter holds a value it cannot take.
 
     Parameters
@@ -37,10 +59,6 @@ class ParameterError(ValueError):
         The names of the parameters at fault; a front end that names its settings
         differently (the command line's ``--batch-size``) translates them.
     """
-
-    def __init__(self, message: str, *parameters: str) -> None:
-        super().__init__(message)
-        self.parameters = parameters
 
 
 def is_auto(value: Any) -> bool:

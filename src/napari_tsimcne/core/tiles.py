@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .parameters import NamedParametersError
+
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
 
@@ -23,7 +25,7 @@ MAX_CHANNELS = 16
 """More channels than this on the last axis almost always means a wrong axis order."""
 
 
-class TileStackError(ValueError):
+class TileStackError(NamedParametersError):
     """A tile stack that cannot be trained on or embedded, with the reason.
 
     Parameters
@@ -39,10 +41,6 @@ class TileStackError(ValueError):
         The parameters the message names; a front end that names its settings
         differently (the command line's ``--channel-axis``) translates them.
     """
-
-    def __init__(self, message: str = "", *parameters: str) -> None:
-        super().__init__(message)
-        self.parameters = parameters
 
 
 @dataclass(frozen=True)

@@ -343,10 +343,7 @@ class GalleryWidget(DockWidget):
         """Tabbed with the Annotate map dock: the gallery in front while it shows tiles, the
         Annotate map dock (its legend and naming) in front when the selection is empty."""
         own = self.parent()
-        widget = getattr(getattr(self.viewer, "window", None), "dock_widgets", {}).get(
-            dock_name(ANNOTATE_WIDGET)
-        )
-        annotate = None if widget is None else widget.parent()
+        annotate = dock_of(getattr(self.viewer, "window", None), ANNOTATE_WIDGET, shown=False)
         main = None if own is None else own.parent()
         if annotate is None or not hasattr(main, "tabifiedDockWidgets"):
             return

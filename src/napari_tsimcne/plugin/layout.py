@@ -166,10 +166,15 @@ def extent_3d(layer: napari.layers.Layer) -> np.ndarray | None:
     """
     if extent_2d(layer) is None:
         return None
-    ext = np.asarray(layer.extent.world, dtype=float)[:, -3:]
-    if ext.shape[1] < 3:
-        ext = np.hstack([np.zeros((2, 3 - ext.shape[1])), ext])
-    return ext
+    return _last_three_axes(np.asarray(layer.extent.world, dtype=float))
+
+
+def _last_three_axes(positions: np.ndarray) -> np.ndarray:
+    """The last three columns of ``positions``; a 2D layer's get the plane 0 in front."""
+    positions = positions[:, -3:]
+    if positions.shape[1] < 3:
+        positions = np.hstack([np.zeros((len(positions), 3 - positions.shape[1])), positions])
+    return positions
 
 
 def box_corners(extent: np.ndarray) -> np.ndarray:
@@ -221,11 +226,7 @@ def world_points_3d(layer: napari.layers.Layer) -> np.ndarray | None:
         and np.allclose(np.asarray(layer.rotate), np.eye(data.shape[1]))
         and np.allclose(np.asarray(layer.shear), 0)
     ):
-        world = data * np.asarray(layer.scale) + np.asarray(layer.translate)
-        world = world[:, -3:]
-        if world.shape[1] < 3:
-            world = np.hstack([np.zeros((len(world), 3 - world.shape[1])), world])
-        return world
+        return _last_three_axes(data * np.asarray(layer.scale) + np.asarray(layer.translate))
     return box_corners(ext)
 
 

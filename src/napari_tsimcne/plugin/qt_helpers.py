@@ -408,7 +408,7 @@ def dock_name(display_name: str) -> str:
     return f"{display_name} ({PLUGIN_NAME})"
 
 
-def dock_of(window, display_name: str) -> QDockWidget | None:
+def dock_of(window, display_name: str, shown: bool = True) -> QDockWidget | None:
     """The dock in napari's main window that holds this plugin's widget ``display_name``.
 
     Parameters
@@ -417,15 +417,20 @@ def dock_of(window, display_name: str) -> QDockWidget | None:
         The viewer's window.
     display_name : str
         The widget's display name, e.g. ``TRAIN_WIDGET``.
+    shown : bool
+        Only a dock beside the canvas and in view; False also finds one behind another tab,
+        floating or hidden.
 
     Returns
     -------
     QDockWidget or None
-        The dock; None when the widget is not open, or is floating or hidden (not beside the canvas).
+        The dock; None when the widget is not open (or, with ``shown``, floating or hidden).
     """
     widget = getattr(window, "dock_widgets", {}).get(dock_name(display_name))
     dock = None if widget is None else widget.parent()
-    if not isinstance(dock, QDockWidget) or dock.isFloating() or not dock.isVisible():
+    if not isinstance(dock, QDockWidget):
+        return None
+    if shown and (dock.isFloating() or not dock.isVisible()):
         return None
     return dock
 

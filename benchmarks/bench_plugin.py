@@ -159,7 +159,7 @@ def bench_training_stalls(viewer, train, app, n_tiles: int, seconds: float, sett
 
     sample = load_sample(n_tiles=n_tiles)
     viewer.add_image(sample.tiles, name="train tiles", rgb=sample.tiles.ndim == 4)
-    train.layer_combo.setCurrentText("train tiles")
+    train.form.layer_combo.value = "train tiles"
     train.apply_settings(**settings)
     train.session.checkpoint_dir = None  # no checkpoint files from a benchmark
     ticks: list[float] = []
@@ -217,7 +217,7 @@ def bench_stop(viewer, train, app, n_tiles: int | None) -> dict:
 
     sample = load_sample(n_tiles=n_tiles)
     viewer.add_image(sample.tiles, name="stop tiles", rgb=sample.tiles.ndim == 4)
-    train.layer_combo.setCurrentText("stop tiles")
+    train.form.layer_combo.value = "stop tiles"
     settings = {
         "epochs": (30, 1, 1),
         "batch_size": 256,

@@ -20,18 +20,18 @@ def test_demo_viewer_docks_the_widgets_and_sizes_itself_for_the_device(qtbot, mo
         docks = viewer.window.dock_widgets
         assert {"Train map (napari-tsimcne)", "Annotate map (napari-tsimcne)"} <= set(docks)
         train = docks["Train map (napari-tsimcne)"]
-        assert train.layer_combo.currentText() == tiles.name
+        assert train.form.layer_combo.value == tiles.name
         if (
             resolve_device("auto").type == "cpu"
         ):  # the CPU's settings and a time budget, for all tiles
-            assert train.length_combo.currentText() == "minutes"
+            assert train.form.length_combo.value == "minutes"
             assert (
-                train.minutes_spin.value() == CPU_DEFAULTS.time_budget / 60
-                and train.minutes_spin.isVisibleTo(train)
+                train.form.minutes_spin.value == CPU_DEFAULTS.time_budget / 60
+                and train.form.minutes_spin.native.isVisibleTo(train)
             )
-            assert not train.epoch_spins[0].isVisibleTo(train)
-            assert train.backbone_combo.value == CPU_DEFAULTS.backbone
-            assert train.width_spin.value == CPU_DEFAULTS.width
-            assert train.batch_spin.value == min(CPU_DEFAULTS.batch_size, len(tiles.data))
+            assert not train.form.epoch_spins[0].native.isVisibleTo(train)
+            assert train.form.backbone_combo.value == CPU_DEFAULTS.backbone
+            assert train.form.width_spin.value == CPU_DEFAULTS.width
+            assert train.form.batch_spin.value == min(CPU_DEFAULTS.batch_size, len(tiles.data))
     finally:
         viewer.close()

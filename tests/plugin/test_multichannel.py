@@ -46,9 +46,9 @@ def test_an_n_c_h_w_layer_trains_and_shows_both_channels(qtbot, viewer_with_widg
     cells = two_channel_cells()
     layer = viewer.add_image(cells, name="cells")
     assert channel_axis_of(layer) == 1  # napari shows it with a slider over the two channels
-    train_widget.layer_combo.setCurrentText("cells")
+    train_widget.form.layer_combo.value = "cells"
     assert train_widget.training_tiles().shape == (N, 24, 24, 2)
-    assert not train_widget.channels_list.isVisibleTo(train_widget)  # no other channel layers
+    assert not train_widget.form.channels_list.isVisibleTo(train_widget)  # no other channel layers
     # uint16 camera images: the quantitative preset, no colour jitter across channels
     assert train_widget.chosen_preset() == "quantitative"
     train(qtbot, train_widget)
@@ -70,9 +70,12 @@ def test_one_layer_per_channel_trains_as_one_stack(qtbot, viewer_with_widgets):
     viewer, train_widget, _ = viewer_with_widgets
     cells = two_channel_cells(seed=1)
     viewer.add_image(cells, channel_axis=1, name=["dna", "marker"])  # as napari opens such a file
-    train_widget.layer_combo.setCurrentText("dna")
-    assert train_widget.channels_list.isVisibleTo(train_widget)
-    items = [train_widget.channels_list.item(i) for i in range(train_widget.channels_list.count())]
+    train_widget.form.layer_combo.value = "dna"
+    assert train_widget.form.channels_list.isVisibleTo(train_widget)
+    items = [
+        train_widget.form.channels_list.item(i)
+        for i in range(train_widget.form.channels_list.count())
+    ]
     assert [i.text() for i in items] == ["marker"]
     assert items[0].checkState() == Qt.CheckState.Checked  # blended onto dna: its second channel
     tiles = train_widget.training_tiles()
@@ -84,7 +87,7 @@ def test_one_layer_per_channel_trains_as_one_stack(qtbot, viewer_with_widgets):
     gallery = open_gallery(viewer, create=False)
     assert [l.name for l in gallery.model.source.layers] == ["dna", "marker"]
     # unticked, the marker is left out of the next training
-    marker = train_widget.channels_list.item(0)  # the list is rebuilt as layers come and go
+    marker = train_widget.form.channels_list.item(0)  # the list is rebuilt as layers come and go
     assert marker.text() == "marker" and marker.checkState() == Qt.CheckState.Checked
     marker.setCheckState(Qt.CheckState.Unchecked)
     assert train_widget.training_tiles().shape == (N, 24, 24)
@@ -93,7 +96,7 @@ def test_one_layer_per_channel_trains_as_one_stack(qtbot, viewer_with_widgets):
 def test_the_preview_shows_every_channel_in_its_colour(viewer_with_widgets):
     viewer, train_widget, _ = viewer_with_widgets
     viewer.add_image(two_channel_cells(), channel_axis=1, name=["dna", "marker"])
-    train_widget.layer_combo.setCurrentText("dna")
+    train_widget.form.layer_combo.value = "dna"
     preview = train_widget.preview_augmentations(n_tiles=4, n_views=2)
     assert preview.rgb and preview.data.dtype == np.uint8
     # rows are tiles 0, 32, 63 and 95: even tiles have a nucleus in dna (magenta), odd ones a marker (green)

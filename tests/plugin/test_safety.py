@@ -232,7 +232,7 @@ def test_bad_stacks_show_the_core_message(qtbot, viewer_with_widgets, notes, til
     viewer, train, _ = viewer_with_widgets
     set_tiny(train)
     viewer.add_image(tiles, name="bad")
-    train.layer_combo.setCurrentText("bad")
+    train.form.layer_combo.value = "bad"
     names = [l.name for l in viewer.layers]
     qtbot.mouseClick(train.train_button, Qt.MouseButton.LeftButton)
     assert notes["error"] and message in notes["error"][-1]

@@ -101,8 +101,8 @@ def test_cut_and_preview_in_widget(make_napari_viewer, qtbot):
     img = _image(96, 80, 3)
     viewer.add_image(img, name="slide", rgb=True)
     _, train = viewer.window.add_plugin_dock_widget("napari-tsimcne", "Train map")
-    assert train.source_combo.value == "slide"
-    assert train.tile_size_spin.value == 32 and train.stride_spin.value == 32
+    assert train.form.source_combo.value == "slide"
+    assert train.form.tile_size_spin.value == 32 and train.form.stride_spin.value == 32
     assert train.cut_into_tiles("slide", 128, 128) is None  # too large: error shown, nothing added
     layer = train.cut_into_tiles("slide", 16, 16, 0.0)
     assert layer.name == "slide tiles" and layer.rgb
@@ -111,11 +111,11 @@ def test_cut_and_preview_in_widget(make_napari_viewer, qtbot):
     assert origins.shape == (30, 2) and layer.metadata["source_layer"] == "slide"
     r, c = origins[7]
     np.testing.assert_array_equal(layer.data[7], img[r : r + 16, c : c + 16])
-    assert train.layer_combo.currentText() == "slide tiles"
+    assert train.form.layer_combo.value == "slide tiles"
     qtbot.mouseClick(train.preview_button, Qt.MouseButton.LeftButton)
     preview = viewer.layers["augmentation preview"]
     assert preview.data.shape == (8 * 16 + 7 * 2, 7 * 16 + 6 * 2, 3)
-    assert "augmentation preview" not in train.source_combo.choices
+    assert "augmentation preview" not in train.form.source_combo.choices
     train.preview_augmentations()  # replaces the layer
     assert [l.name for l in viewer.layers].count("augmentation preview") == 1
 

@@ -23,7 +23,7 @@ def train(qtbot, train_widget, timeout=90_000):
     qtbot.mouseClick(train_widget.train_button, Qt.MouseButton.LeftButton)
     assert train_widget.worker is not None
     pbar = train_widget.pbar  # napari's progress bar (activity dock) counts the epochs
-    assert pbar.total == sum(s.value() for s in train_widget.epoch_spins)
+    assert pbar.total == sum(s.value for s in train_widget.form.epoch_spins)
     qtbot.waitUntil(lambda: train_widget.worker is None, timeout=timeout)
     assert pbar.n == pbar.total
 
@@ -37,15 +37,15 @@ def trained(qtbot, viewer_with_widgets):
 
 def test_widget_defaults(viewer_with_widgets):
     viewer, train_widget, annotate = viewer_with_widgets
-    assert train_widget.layer_combo.currentText() == "tiles"
-    assert train_widget.batch_spin.value == 256  # largest power of two <= 256 tiles
-    assert train_widget.preset_combo.currentText() == "auto"
+    assert train_widget.form.layer_combo.value == "tiles"
+    assert train_widget.form.batch_spin.value == 256  # largest power of two <= 256 tiles
+    assert train_widget.form.preset_combo.value == "auto"
     # the tiles are RGB uint8 pictures: auto picks microscopy and says why, under the choice
     assert train_widget.chosen_preset() == "microscopy"
-    assert "For these tiles: microscopy" in train_widget.preset_advice.text()
-    train_widget.preset_combo.setCurrentText("quantitative")
-    assert "intensity" in train_widget.preset_help.text()
-    assert "'auto' would choose microscopy" in train_widget.preset_advice.text()
+    assert "For these tiles: microscopy" in train_widget.form.preset_advice.text()
+    train_widget.form.preset_combo.value = "quantitative"
+    assert "intensity" in train_widget.form.preset_help.text()
+    assert "'auto' would choose microscopy" in train_widget.form.preset_advice.text()
     assert annotate.map_combo.count() == 0
 
 
@@ -137,37 +137,41 @@ def test_bad_settings_show_error_and_widget_stays_usable(qtbot, viewer_with_widg
     errors = []
     monkeypatch.setattr("napari_tsimcne.plugin.train_widget.show_error", errors.append)
     set_tiny(train_widget)
-    train_widget.batch_spin.value = 512  # more than the 256 tiles
+    train_widget.form.batch_spin.value = 512  # more than the 256 tiles
     qtbot.mouseClick(train_widget.train_button, Qt.MouseButton.LeftButton)
     assert errors and "batch_size=512" in errors[0]
     assert train_widget.worker is None and train_widget.train_button.isEnabled()
     viewer.add_image(np.zeros((10, 10)), name="flat")  # a 2D image is no tile stack
-    assert train_widget.layer_combo.findText("flat") == -1
+    assert "flat" not in train_widget.form.layer_combo.choices
 
 
 def test_batch_size_is_suggested_per_stack_and_kept_when_other_layers_change(
     qtbot, viewer_with_widgets
 ):
     viewer, train_widget, _ = viewer_with_widgets
-    stack = train_widget.layer_combo.currentText()
-    assert train_widget.batch_spin.value == default_batch_size(viewer.layers[stack].data.shape[0])
-    train_widget.batch_spin.value = 100
+    stack = train_widget.form.layer_combo.value
+    assert train_widget.form.batch_spin.value == default_batch_size(
+        viewer.layers[stack].data.shape[0]
+    )
+    train_widget.form.batch_spin.value = 100
     viewer.add_points(
         np.zeros((3, 2)), name="other points"
     )  # e.g. the map, the gallery, a user's layer
     viewer.layers.remove("other points")
-    assert train_widget.batch_spin.value == 100
+    assert train_widget.form.batch_spin.value == 100
     viewer.add_image(np.zeros((40, 16, 16), np.float32), name="small stack")
-    train_widget.layer_combo.setCurrentText("small stack")
-    assert train_widget.batch_spin.value == 32  # suggested for 40 tiles
-    train_widget.layer_combo.setCurrentText(stack)
-    assert train_widget.batch_spin.value == default_batch_size(viewer.layers[stack].data.shape[0])
+    train_widget.form.layer_combo.value = "small stack"
+    assert train_widget.form.batch_spin.value == 32  # suggested for 40 tiles
+    train_widget.form.layer_combo.value = stack
+    assert train_widget.form.batch_spin.value == default_batch_size(
+        viewer.layers[stack].data.shape[0]
+    )
 
 
 def test_stop_keeps_the_model_and_resume_finishes_the_run(qtbot, viewer_with_widgets):
     viewer, train_widget, _ = viewer_with_widgets
     set_tiny(train_widget)
-    train_widget.epoch_spins[0].setValue(6)
+    train_widget.form.epoch_spins[0].value = 6
     assert not train_widget.resume_button.isEnabled()  # nothing to continue yet
     qtbot.mouseClick(train_widget.train_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: train_widget.progress.value() >= 1, timeout=60_000)
@@ -224,7 +228,7 @@ def test_gallery_of_grey_and_multichannel_stacks(viewer_with_widgets, shape):
     viewer, train_widget, _ = viewer_with_widgets
     tiles = np.random.default_rng(0).random(shape).astype(np.float32)
     layer = viewer.add_image(tiles, name="fluo")
-    assert train_widget.layer_combo.findText("fluo") >= 0
+    assert "fluo" in train_widget.form.layer_combo.choices
     emb = np.random.default_rng(1).normal(size=(40, 2))
     points = train_widget.show_map(layer, emb)
     assert (
@@ -247,9 +251,9 @@ def test_a_time_budget_from_the_widget_plans_the_epochs_and_trains(qtbot, viewer
     train_widget.apply_settings(
         device="cpu", backbone="resnet10", width=8, batch_size=64, minutes=0.1
     )
-    assert train_widget.length_combo.currentText() == "minutes" and not train_widget.epoch_spins[
-        0
-    ].isVisibleTo(train_widget)
+    form = train_widget.form
+    assert form.length_combo.value == "minutes"
+    assert not form.epoch_spins[0].native.isVisibleTo(train_widget)
     started = time.perf_counter()
     qtbot.mouseClick(train_widget.train_button, Qt.MouseButton.LeftButton)
     assert (
@@ -284,9 +288,9 @@ def test_fluorescence_tiles_get_the_quantitative_preset_with_its_reason(viewer_w
     cell = ((yy - 8) ** 2 + (xx - 8) ** 2 < 20).astype(float)
     stack = 100 + rng.uniform(500, 3000, (64, 1, 1)) * cell + rng.normal(0, 3, (64, 16, 16))
     viewer.add_image(stack.astype(np.uint16), name="nuclei")
-    train_widget.layer_combo.setCurrentText("nuclei")
+    train_widget.form.layer_combo.value = "nuclei"
     assert train_widget.chosen_preset() == "quantitative"
-    advice = train_widget.preset_advice.text()
+    advice = train_widget.form.preset_advice.text()
     assert advice.startswith("For these tiles: quantitative.") and "dark background" in advice
     preview = train_widget.preview_augmentations(n_tiles=4, n_views=2)
     # original, two views and the neighbour in intensity
@@ -301,7 +305,7 @@ def test_embedding_with_a_model_leaves_napari_responsive(qtbot, trained):
     tiles = viewer.layers["tiles"]
     big = np.concatenate([tiles.data] * (20_000 // len(tiles.data) + 1))[:20_000]
     viewer.add_image(big, name="many tiles", rgb=tiles.rgb)
-    train_widget.layer_combo.setCurrentText("many tiles")
+    train_widget.form.layer_combo.value = "many tiles"
     ticks = []
     timer = QTimer()
     timer.timeout.connect(lambda: ticks.append(1))
@@ -322,7 +326,7 @@ def test_a_3d_map_from_the_widget(qtbot, viewer_with_widgets):
     viewer, train_widget, _ = viewer_with_widgets
     set_tiny(train_widget)
     train_widget.apply_settings(epochs=(1, 1, 1), dimensions=3)
-    assert train_widget.dims_combo.value == "3D"
+    assert train_widget.form.dims_combo.value == "3D"
     qtbot.mouseClick(train_widget.train_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: train_widget.worker is None, timeout=60_000)
     layer = viewer.layers["tiles map"]

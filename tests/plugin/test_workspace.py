@@ -318,10 +318,16 @@ def test_calm_dock_tooltips_folded_advanced_nothing_clipped(
     assert not missing
     # the tile source comes first; advanced settings and cutting are folded away
     assert not train.advanced_section.is_expanded() and not train.cut_section.is_expanded()
-    assert not train.batch_spin.native.isVisibleTo(train) and train.length_combo.isVisibleTo(train)
+    assert not train.form.batch_spin.native.isVisibleTo(
+        train
+    ) and train.form.length_combo.native.isVisibleTo(train)
     assert (
-        train.layer_combo.mapTo(train, train.layer_combo.rect().topLeft()).y()
-        < train.preset_combo.mapTo(train, train.preset_combo.rect().topLeft()).y()
+        train.form.layer_combo.native.mapTo(
+            train, train.form.layer_combo.native.rect().topLeft()
+        ).y()
+        < train.form.preset_combo.native.mapTo(
+            train, train.form.preset_combo.native.rect().topLeft()
+        ).y()
     )
     # at 1280 x 800, with everything unfolded, no text is cut off (the docks scroll instead)
     points = train.show_map(
@@ -333,17 +339,17 @@ def test_calm_dock_tooltips_folded_advanced_nothing_clipped(
     for section in (train.advanced_section, train.cut_section, train.files_section):
         section.set_expanded(True)
     for preset in ("natural", "quantitative", "auto", "microscopy"):
-        train.preset_combo.setCurrentText(preset)
+        train.form.preset_combo.value = preset
         qtbot.wait(50)
         assert not _clipped_labels(train) and not _clipped_labels(annotate)
     # the dock gets wider (as when training starts): no blank gap stays under a text, nor where an
     # empty text was
-    train.preset_combo.setCurrentText("auto")
+    train.form.preset_combo.value = "auto"
     qtbot.wait(50)
     train.setMinimumWidth(train.width() + 200)
     qtbot.wait(100)
     assert not _clipped_labels(train) and not _oversized_labels(train)
-    train.preset_combo.setCurrentText("microscopy")  # the advice under the help goes blank
+    train.form.preset_combo.value = "microscopy"  # the advice under the help goes blank
     qtbot.wait(100)
     assert not _clipped_labels(train) and not _oversized_labels(train)
 

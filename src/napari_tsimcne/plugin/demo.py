@@ -26,8 +26,8 @@ def run_demo_viewer() -> None:
     viewer.window.add_plugin_dock_widget("napari-tsimcne", "Annotate map")
     if on_cpu:
         show_info(
-            f"No GPU here: the Train widget is set for the CPU ({train.backbone_combo.value}, "
-            f"width {train.width_spin.value}) and about {train.minutes_spin.value():.0f} minutes for "
+            f"No GPU here: the Train widget is set for the CPU ({train.form.backbone_combo.value}, "
+            f"width {train.form.width_spin.value}) and about {train.form.minutes_spin.value:.0f} minutes for "
             f"all {len(data):,} tiles."
         )
     napari.run()

@@ -5,35 +5,24 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FloatSpinBox, PushButton, SpinBox
 from napari.layers import Image, Points
 from napari.qt.threading import FunctionWorker, GeneratorWorker
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
-    QAbstractItemView,
-    QComboBox,
-    QDoubleSpinBox,
-    QFormLayout,
     QHBoxLayout,
     QLabel,
-    QListWidget,
-    QListWidgetItem,
     QProgressBar,
     QPushButton,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
 from napari_tsimcne.core import ModelFileError, NotFittedError, TileStackError
 from napari_tsimcne.core.augment import AugmentationSettings
-from napari_tsimcne.core.backbones import BACKBONES
-from napari_tsimcne.core.device import CPU_DEFAULTS, DEVICES, defaults_for, resolve_device
-from napari_tsimcne.core.presets import PRESET_SUMMARIES, PRESETS
+from napari_tsimcne.core.device import defaults_for, resolve_device
 from napari_tsimcne.core.recommend import Recommendation, recommend_preset
-from napari_tsimcne.core.schedule import QUICK_GPU_EPOCHS
 
 from .channels import channel_axis_of, companion_layers, training_tiles
 from .crosslink import GALLERY_NAME, link_map, link_opened_outputs
@@ -48,17 +37,16 @@ from .qt_helpers import (
     TRAIN_WIDGET,
     Collapsible,
     DockWidget,
-    WrappedLabel,
     ask_path_then,
     dock_name,
     dock_of,
     keep_height,
-    refill,
     scroll_layout,
 )
 from .thumbnails import CHANNEL_LAYERS_KEY, channel_layers, render_in_layer_colours
 from .tiling import cut_layer_into_tiles
 from .torch_runtime import preload_torch, release_device_memory
+from .training_form import TrainingForm
 from .training_session import (
     Planned,
     TrainingResult,
@@ -69,17 +57,6 @@ from .training_session import (
 )
 
 PREVIEW_NAME = "augmentation preview"
-
-PRESET_HELP = {
-    **PRESET_SUMMARIES,  # one sentence or two per choice, from the core
-    # "auto" says why it chose, for the chosen tiles, just below: its own line stays short
-    "auto": "Picked for your tiles: 'quantitative' for fluorescence-like images, else 'microscopy'.",
-}
-
-
-MINUTES, EPOCHS = "minutes", "epochs"
-LENGTH_MODES = {MINUTES: "a time budget", EPOCHS: "a number of epochs per stage"}
-DIMENSIONS = {"2D": 2, "3D": 3}
 
 
 def _tile_layers(viewer) -> list[Image]:
@@ -121,46 +98,7 @@ class TrainWidget(DockWidget):
         self._advice_for: tuple | None = None
         self._advice: Recommendation | None = None
 
-        self.layer_combo = QComboBox()
-        self.channels_list = (
-            QListWidget()
-        )  # other single-channel layers of the same stack: more channels
-        self.channels_list.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
-        self.preset_combo = QComboBox()
-        self.preset_combo.addItems(["auto", *PRESETS])
-        self.preset_help = WrappedLabel(PRESET_HELP["auto"])
-        self.preset_advice = WrappedLabel("")  # what "auto" picks for the chosen tiles, and why
-        self.length_combo = QComboBox()
-        self.length_combo.addItems(list(LENGTH_MODES))
-        self.minutes_spin = QDoubleSpinBox()
-        self.minutes_spin.setRange(0.1, 24 * 60)
-        self.minutes_spin.setDecimals(1)
-        self.minutes_spin.setSuffix(" min")
-        self.minutes_spin.setValue(CPU_DEFAULTS.time_budget / 60)
-        self.epoch_spins = []
-        for default in QUICK_GPU_EPOCHS:
-            spin = QSpinBox()
-            spin.setRange(0, 5000)
-            spin.setValue(default)
-            self.epoch_spins.append(spin)
-        # the advanced settings: a magicgui form (its widgets' .value is the setting)
-        self.dims_combo = ComboBox(label="Map", choices=list(DIMENSIONS), value="2D")
-        start = TrainingSettings()  # replaced by the settings for the device found (apply_settings)
-        self.batch_spin = SpinBox(label="Batch size", min=2, max=65536, value=start.batch_size)
-        self.device_combo = ComboBox(label="Device", choices=list(DEVICES))
-        self.backbone_combo = ComboBox(label="Network", choices=list(BACKBONES))
-        self.width_spin = SpinBox(label="Network width", min=4, max=256, value=start.width)
-        self.seed_spin = SpinBox(label="Random seed", min=0, max=2**31 - 1, value=start.seed)
-        self.advanced_form = Container(
-            widgets=[
-                self.dims_combo,
-                self.batch_spin,
-                self.device_combo,
-                self.backbone_combo,
-                self.width_spin,
-                self.seed_spin,
-            ]
-        )
+        self.form = TrainingForm()  # the settings: magicgui forms
         self.train_button = QPushButton("Train")
         self.stop_button = QPushButton("Stop")
         self.stop_button.setEnabled(False)
@@ -174,63 +112,21 @@ class TrainWidget(DockWidget):
         self.load_button = QPushButton("Load model…")
         self.embed_button = QPushButton("Embed with loaded model")
         self.preview_button = QPushButton("Preview augmentations")
-        # cutting a large image into tiles: a magicgui form
-        self.source_combo = ComboBox(label="Image", choices=[])
-        self.tile_size_spin = SpinBox(label="Tile size", min=4, max=4096, value=32)
-        self.stride_spin = SpinBox(label="Step", min=1, max=4096, value=32)
-        self.min_fg_spin = FloatSpinBox(
-            label="Skip background", min=0.0, max=1.0, step=0.05, value=0.0
-        )
-        self.cut_button = PushButton(text="Cut")
-        self.cut_form = Container(
-            widgets=[
-                self.source_combo,
-                self.tile_size_spin,
-                self.stride_spin,
-                self.min_fg_spin,
-                self.cut_button,
-            ]
-        )
 
         self._set_tooltips()
-        # 1. where the tiles come from: a stack, or a large image cut here (folded away)
-        source = QFormLayout()
-        source.addRow("Tiles", self.layer_combo)
-        self.channels_label = QLabel("With channels")
-        source.addRow(self.channels_label, self.channels_list)
-        self._source_form = source
-        cut_content = self.cut_form.native
+        form = self.form
+        cut_content = form.cut_form.native
         cut_content.layout().setContentsMargins(12, 0, 0, 0)
         self.cut_section = Collapsible(
             "Cut a large image into tiles",
             cut_content,
             tooltip="For a slide or a field of view: cut it into a stack of tiles first.",
         )
-        # 2. the basic form: what the map should ignore, how long to train, Train / Stop
-        basic = QFormLayout()
-        self._basic_form = basic
-        basic.addRow("Augmentations", self.preset_combo)
-        basic.addRow(self.preset_help)
-        basic.addRow(self.preset_advice)
-        basic.addRow("Train for", self.length_combo)
-        self.minutes_label = QLabel("About")
-        self.minutes_label.setToolTip(self.minutes_spin.toolTip())
-        basic.addRow(self.minutes_label, self.minutes_spin)
-        epochs = QWidget()
-        epochs_row = QHBoxLayout(epochs)
-        epochs_row.setContentsMargins(0, 0, 0, 0)
-        for spin in self.epoch_spins:
-            epochs_row.addWidget(spin)
-        self.epochs_row = epochs
-        self.epochs_label = QLabel("Epochs (3 stages)")
-        self.epochs_label.setToolTip(self.epoch_spins[0].toolTip())
-        basic.addRow(self.epochs_label, epochs)
         buttons = QHBoxLayout()
         buttons.addWidget(self.train_button)
         buttons.addWidget(self.stop_button)
         buttons.addWidget(self.resume_button)
-        # 3. advanced settings, folded away
-        advanced_content = self.advanced_form.native
+        advanced_content = form.advanced_form.native
         advanced_content.layout().setContentsMargins(12, 0, 0, 0)
         self.advanced_section = Collapsible(
             "Advanced settings",
@@ -251,9 +147,19 @@ class TrainWidget(DockWidget):
             tooltip="Save the trained network, or map new tiles with a saved one.",
         )
         layout = scroll_layout(self)
-        layout.addLayout(source)
-        layout.addWidget(self.cut_section)
-        layout.addLayout(basic)
+        # where the tiles come from (a stack, or a large image cut here), what the map should
+        # ignore, how long to train; Train / Stop; then the folded-away sections
+        for widget in (
+            form.source_form.native,
+            form.channels_label,
+            form.channels_list,
+            self.cut_section,
+            form.preset_form.native,
+            form.preset_help,
+            form.preset_advice,
+            form.length_form.native,
+        ):
+            layout.addWidget(widget)
         layout.addWidget(self.preview_button)
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
@@ -263,12 +169,11 @@ class TrainWidget(DockWidget):
         layout.addWidget(self.files_section)
         layout.addStretch()
 
-        self.preset_combo.currentTextChanged.connect(self._show_preset)
-        self.length_combo.currentTextChanged.connect(self._show_length)
-        self.device_combo.changed.connect(self.apply_device_defaults)
-        self.apply_device_defaults(self.device_combo.value)
-        self.layer_combo.currentTextChanged.connect(self._on_layer_changed)
-        self.channels_list.itemChanged.connect(lambda _item: self._show_preset())
+        form.preset_combo.changed.connect(self._show_preset)
+        form.device_combo.changed.connect(self.apply_device_defaults)
+        self.apply_device_defaults(form.device_combo.value)
+        form.layer_combo.changed.connect(self._on_layer_changed)
+        form.channels_list.itemChanged.connect(lambda _item: self._show_preset())
         self.train_button.clicked.connect(self.start_training)
         self.stop_button.clicked.connect(self.stop_training)
         self.resume_button.clicked.connect(self.resume_training)
@@ -276,8 +181,7 @@ class TrainWidget(DockWidget):
         self.load_button.clicked.connect(self._ask_load)
         self.embed_button.clicked.connect(self.embed_with_model)
         self.preview_button.clicked.connect(lambda: self.preview_augmentations())
-        self.cut_button.changed.connect(lambda *_: self.cut_into_tiles())
-        self.tile_size_spin.changed.connect(self._on_tile_size_changed)
+        form.cut_button.changed.connect(lambda *_: self.cut_into_tiles())
         for ev in (
             self.viewer.layers.events.inserted,
             self.viewer.layers.events.removed,
@@ -288,59 +192,21 @@ class TrainWidget(DockWidget):
 
     def _set_tooltips(self) -> None:
         tips = {
-            self.layer_combo: "The image layer that holds your tiles, one tile per slice (N x H x W, N x C x H x W "
-            "with a channel slider, or RGB). Each tile becomes one point of the map.",
-            self.channels_list: "Other layers that hold more channels of the same tiles (as napari opens a "
-            "multichannel file, one layer per channel). Ticked ones are trained together with the tiles "
-            "layer and shown together in the gallery.",
-            self.preset_combo: "What the map should ignore. Whatever the augmentations change (orientation, "
-            "brightness, ...), the map learns to disregard.",
-            self.batch_spin: "How many tiles the network compares at once. Larger separates the map better but "
-            "needs more memory; it cannot exceed the number of tiles.",
-            self.device_combo: "Where to train: 'auto' takes the graphics card (GPU) if there is one, else the CPU. "
-            "Changing it sets the network, batch and length that suit that device.",
-            self.backbone_combo: "The network that looks at the tiles: resnet18 (the paper's), the smaller, "
-            "faster resnet10, or resnet18-s2, which looks at small tiles at half resolution "
-            "first: about three times faster, the best choice without a GPU.",
-            self.width_spin: "How wide the network is (64 as in the paper). Smaller trains faster on a CPU and "
-            "gives a rougher map.",
-            self.length_combo: "How long to train: for about so many minutes (the speed is measured on the first "
-            "steps and the epochs are set to fit), or for a number of epochs.",
-            self.minutes_spin: "Training and mapping together take about this long. Longer gives a better map.",
-            self.seed_spin: "Starting point of the random choices. The same seed and settings give the same map.",
             self.train_button: "Train a map of the chosen tiles in the background; the map appears and sharpens "
             "while it trains.",
             self.stop_button: "Stop training within a second or so. The map and the network keep what they learned, "
             "and Resume continues from the last whole epoch.",
             self.resume_button: "Continue a run of these tiles that was stopped (or cut short when napari "
             "closed) from its last epoch, with its settings.",
-            self.dims_combo: "A flat 2D map, or a 3D map shown as a point cloud you can turn (napari "
-            "switches to its 3D view).",
             self.progress: "Epochs done of all three stages.",
             self.save_button: "Save the trained network to a file, to map more tiles of the same kind later.",
             self.load_button: "Load a network saved before.",
             self.embed_button: "Map the chosen tiles with the loaded network, without training.",
             self.preview_button: "Show a few of your tiles beside augmented copies: how different the map will "
             "consider them the same.",
-            self.source_combo: "A large 2D image (a slide, a field of view) to cut into square tiles.",
-            self.tile_size_spin: "Side of each tile in pixels: about the size of one cell or structure.",
-            self.stride_spin: "Pixels from one tile to the next. Equal to the tile size: tiles touch; smaller: "
-            "they overlap.",
-            self.min_fg_spin: "Leave out tiles that are mostly empty background (0 keeps them all).",
-            self.cut_button: "Cut the image into a new tile layer; its tiles stay linked to their place in the image.",
         }
         for widget, tip in tips.items():
-            if hasattr(widget, "native"):  # a magicgui widget
-                widget.tooltip = tip
-            else:
-                widget.setToolTip(tip)
-        stage_tips = (
-            "Stage 1: learn what makes tiles different (most of the time goes here).",
-            "Stage 2: turn what was learned into a 2D map (short).",
-            "Stage 3: fine-tune the whole map.",
-        )
-        for spin, tip in zip(self.epoch_spins, stage_tips):
-            spin.setToolTip(f"{tip} One epoch shows the network every tile once.")
+            widget.setToolTip(tip)
 
     # -- layer choice ---------------------------------------------------------
     def refresh_layers(self, event=None) -> None:
@@ -357,11 +223,13 @@ class TrainWidget(DockWidget):
         link_opened_outputs(
             self.viewer
         )  # maps opened from an output folder: link them to their tiles
-        refill(self.layer_combo, [l.name for l in _tile_layers(self.viewer)])
-        self.source_combo.choices = [l.name for l in _image_layers_2d(self.viewer)]
-        if self.layer_combo.count() == 0 and self.source_combo.choices:
+        form = self.form
+        with form.layer_combo.changed.blocked():
+            form.layer_combo.choices = [l.name for l in _tile_layers(self.viewer)]
+        form.source_combo.choices = [l.name for l in _image_layers_2d(self.viewer)]
+        if not form.layer_combo.choices and form.source_combo.choices:
             self.cut_section.set_expanded(True)  # only a large image so far: cutting it comes first
-        self._on_layer_changed(self.layer_combo.currentText())
+        self._on_layer_changed(form.layer_combo.value)
 
     def chosen_layers(self) -> list[Image]:
         """The layers whose channels make the tiles: the tile layer and the ticked channel layers.
@@ -374,11 +242,7 @@ class TrainWidget(DockWidget):
         layer = self.tiles_layer()
         if layer is None:
             return []
-        ticked = {
-            self.channels_list.item(i).text()
-            for i in range(self.channels_list.count())
-            if self.channels_list.item(i).checkState() == Qt.CheckState.Checked
-        }
+        ticked = self.form.ticked_channels()
         # by name: napari hands plugins proxies of its layers, a new one on every access
         return [l for l in self.viewer.layers if l.name == layer.name or l.name in ticked]
 
@@ -407,22 +271,7 @@ class TrainWidget(DockWidget):
             else companion_layers(self.viewer.layers, layer, exclude=(PREVIEW_NAME, GALLERY_NAME))
         )
         shown = {l.name for l in channel_layers(self.viewer.layers, layer)} if layer else set()
-        before = {
-            self.channels_list.item(i).text(): self.channels_list.item(i).checkState()
-            for i in range(self.channels_list.count())
-        }
-        self.channels_list.blockSignals(True)
-        self.channels_list.clear()
-        for other in candidates:
-            item = QListWidgetItem(other.name)
-            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-            default = Qt.CheckState.Checked if other.name in shown else Qt.CheckState.Unchecked
-            item.setCheckState(before.get(other.name, default))
-            self.channels_list.addItem(item)
-        self.channels_list.blockSignals(False)
-        rows = max(1, min(len(candidates), 4))  # as tall as its rows, up to four
-        self.channels_list.setFixedHeight(rows * self.channels_list.sizeHintForRow(0) + 6)
-        self._source_form.setRowVisible(self.channels_list, bool(candidates))
+        self.form.offer_channels([l.name for l in candidates], shown)
 
     def recommendation(self) -> Recommendation | None:
         """The augmentation preset that suits the chosen tiles, and why ("auto" picks it).
@@ -458,28 +307,16 @@ class TrainWidget(DockWidget):
         str
             A preset name; "microscopy" when "auto" cannot judge the tiles.
         """
-        choice = self.preset_combo.currentText()
+        choice = self.form.preset_combo.value
         if choice != "auto":
             return choice
         rec = self.recommendation()
         return rec.preset if rec is not None else "microscopy"
 
-    def _show_preset(self, choice: str | None = None) -> None:
-        choice = self.preset_combo.currentText() if choice is None else choice
-        self.preset_help.setText(PRESET_HELP[choice])
-        rec = self.recommendation()
-        if rec is None:
-            self.preset_advice.setText("")
-        elif choice == "auto":
-            self.preset_advice.setText(f"For these tiles: {rec.preset}. {rec.reason}")
-        elif choice != rec.preset:
-            self.preset_advice.setText(
-                f"'auto' would choose {rec.preset} for these tiles. {rec.reason}"
-            )
-        else:
-            self.preset_advice.setText("")
+    def _show_preset(self, *_) -> None:
+        self.form.show_preset_help(self.recommendation())
 
-    def _on_layer_changed(self, name: str) -> None:
+    def _on_layer_changed(self, name: str | None) -> None:
         self._refresh_channels()
         self._show_preset()
         self._update_resume()
@@ -488,11 +325,12 @@ class TrainWidget(DockWidget):
             return
         self._sized_for = name
         largest = defaults_for(self._device_or_cpu()).batch_size
-        self.batch_spin.value = default_batch_size(self.viewer.layers[name].data.shape[0], largest)
+        n_tiles = self.viewer.layers[name].data.shape[0]
+        self.form.batch_spin.value = default_batch_size(n_tiles, largest)
 
     def _device_or_cpu(self):
         try:
-            return resolve_device(self.device_combo.value)
+            return resolve_device(self.form.device_combo.value)
         except ValueError:
             return resolve_device("cpu")
 
@@ -504,16 +342,10 @@ class TrainWidget(DockWidget):
         napari.layers.Image or None
             The layer, or None when none is chosen or it was removed.
         """
-        name = self.layer_combo.currentText()
+        name = self.form.layer_combo.value
         return self.viewer.layers[name] if name in self.viewer.layers else None
 
     # -- cutting and preview ----------------------------------------------------
-    def _on_tile_size_changed(self, value: int) -> None:
-        # keep the stride equal to the tile size unless the user chose another stride
-        if self.stride_spin.value == getattr(self, "_last_tile_size", 32):
-            self.stride_spin.value = value
-        self._last_tile_size = value
-
     def cut_into_tiles(
         self,
         layer_name: str | None = None,
@@ -544,14 +376,15 @@ class TrainWidget(DockWidget):
         napari.layers.Image or None
             The new tile layer, or None when there was no image or it could not be cut.
         """
-        name = self.source_combo.value if layer_name is None else layer_name
+        form = self.form
+        name = form.source_combo.value if layer_name is None else layer_name
         if name not in self.viewer.layers:
             show_error("Add a 2D image layer (H x W or RGB) to cut first.")
             return None
         source = self.viewer.layers[name]
-        tile_size = self.tile_size_spin.value if tile_size is None else tile_size
-        stride = self.stride_spin.value if stride is None else stride
-        min_foreground = self.min_fg_spin.value if min_foreground is None else min_foreground
+        tile_size = form.tile_size_spin.value if tile_size is None else tile_size
+        stride = form.stride_spin.value if stride is None else stride
+        min_foreground = form.min_fg_spin.value if min_foreground is None else min_foreground
         rgb = bool(getattr(source, "rgb", False))
         try:
             tiles, origins = cut_layer_into_tiles(
@@ -569,7 +402,7 @@ class TrainWidget(DockWidget):
             translate=(0.0, row, col),
             metadata={"origins": np.asarray(origins, dtype=np.int64), "source_layer": name},
         )
-        self.layer_combo.setCurrentText(layer.name)
+        form.layer_combo.value = layer.name
         show_info(f"Cut {name} into {len(tiles)} tiles of {tile_size} x {tile_size}.")
         return layer
 
@@ -603,7 +436,7 @@ class TrainWidget(DockWidget):
                 tiles,
                 self.chosen_preset(),
                 n_views=n_views,
-                seed=self.seed_spin.value,
+                seed=self.form.seed_spin.value,
                 pool=data[
                     preview_indices(len(data), 2000)
                 ],  # where neighbours in intensity are sought
@@ -645,7 +478,7 @@ class TrainWidget(DockWidget):
         self.session.model = value
 
     def settings(self) -> TrainingSettings:
-        """The training settings shown in the widget.
+        """The training settings shown in the widget (``TrainingForm.settings``).
 
         Returns
         -------
@@ -653,18 +486,7 @@ class TrainWidget(DockWidget):
             Preset, length (epochs or minutes), batch size, device, network, seed and map
             dimensions as set in the controls.
         """
-        by_time = self.length_combo.currentText() == MINUTES
-        return TrainingSettings(
-            preset=self.preset_combo.currentText(),
-            minutes=self.minutes_spin.value() if by_time else None,
-            epochs=tuple(s.value() for s in self.epoch_spins),
-            batch_size=self.batch_spin.value,
-            device=self.device_combo.value,
-            backbone=self.backbone_combo.value,
-            width=self.width_spin.value,
-            seed=self.seed_spin.value,
-            dimensions=DIMENSIONS[self.dims_combo.value],
-        )
+        return self.form.settings()
 
     def make_model(self):
         """A new, untrained model with the settings shown in the widget.
@@ -675,11 +497,6 @@ class TrainWidget(DockWidget):
             The model, not yet trained.
         """
         return self.settings().make_model()
-
-    def _show_length(self, mode: str) -> None:
-        by_time = mode == MINUTES
-        self._basic_form.setRowVisible(self.minutes_spin, by_time)
-        self._basic_form.setRowVisible(self.epochs_row, not by_time)
 
     def apply_device_defaults(self, device: str) -> None:
         """Set network, batch and training length to what suits ``device`` (the core's choices for it).
@@ -698,15 +515,7 @@ class TrainWidget(DockWidget):
             d = TrainingSettings.for_device(device, layer.data.shape[0] if layer else None)
         except ValueError:  # e.g. 'cuda' chosen on a machine without one: training will say so
             return
-        self.backbone_combo.value = d.backbone
-        self.width_spin.value = d.width
-        self.batch_spin.value = d.batch_size
-        if d.minutes is None:
-            self.length_combo.setCurrentText(EPOCHS)
-        else:
-            self.length_combo.setCurrentText(MINUTES)
-            self.minutes_spin.setValue(d.minutes)
-        self._show_length(self.length_combo.currentText())
+        self.form.show_defaults(d)
 
     def apply_settings(
         self,
@@ -753,38 +562,17 @@ class TrainWidget(DockWidget):
             An unknown device, backbone or preset, ``epochs`` without three numbers, or
             ``dimensions`` other than 2 or 3.
         """
-        if device is not None and device != self.device_combo.value:
-            if device not in self.device_combo.choices:
-                raise ValueError(f"{device!r} is not one of {list(DEVICES)}.")
-            self.device_combo.value = device  # sets that device's defaults
-        if epochs is not None:
-            if len(epochs) != 3:
-                raise ValueError(f"epochs needs three numbers (one per stage), got {epochs!r}.")
-            for spin, value in zip(self.epoch_spins, epochs):
-                spin.setValue(int(value))
-            self.length_combo.setCurrentText(EPOCHS)
-        if minutes is not None:
-            self.minutes_spin.setValue(float(minutes))
-            self.length_combo.setCurrentText(MINUTES)
-        if batch_size is not None:
-            self.batch_spin.value = int(batch_size)
-        if backbone is not None:
-            if backbone not in self.backbone_combo.choices:
-                raise ValueError(f"{backbone!r} is not one of {list(self.backbone_combo.choices)}.")
-            self.backbone_combo.value = backbone
-        if preset is not None:
-            names = [self.preset_combo.itemText(i) for i in range(self.preset_combo.count())]
-            if preset not in names:
-                raise ValueError(f"{preset!r} is not one of {names}.")
-            self.preset_combo.setCurrentText(preset)
-        if width is not None:
-            self.width_spin.value = int(width)
-        if seed is not None:
-            self.seed_spin.value = int(seed)
-        if dimensions is not None:
-            if int(dimensions) not in DIMENSIONS.values():
-                raise ValueError(f"dimensions must be 2 or 3, not {dimensions!r}.")
-            self.dims_combo.value = f"{int(dimensions)}D"
+        self.form.apply(
+            epochs=epochs,
+            batch_size=batch_size,
+            device=device,
+            backbone=backbone,
+            width=width,
+            preset=preset,
+            seed=seed,
+            minutes=minutes,
+            dimensions=dimensions,
+        )
 
     def start_training(self) -> None:
         """Check the settings, then train in a background thread."""
@@ -802,12 +590,12 @@ class TrainWidget(DockWidget):
             self.status.setText(f"Not started: {exc}")
             return
         self._remember_channels(layer)
-        by_epochs = self.length_combo.currentText() == EPOCHS
+        by_epochs = not self.form.by_time
         self._launch(
             layer,
             # with epochs, napari's progress bar (activity dock) counts them from the start; with a time
             # budget they are known once the first steps are timed
-            sum(s.value() for s in self.epoch_spins) if by_epochs else None,
+            sum(s.value for s in self.form.epoch_spins) if by_epochs else None,
             "Preparing the tiles…"
             if by_epochs
             else "Preparing the tiles and timing the first steps to plan the epochs…",
@@ -820,7 +608,7 @@ class TrainWidget(DockWidget):
             return
         preload_torch()
         try:
-            self.session.start_resume(self.training_tiles(), device=self.device_combo.value)
+            self.session.start_resume(self.training_tiles(), device=self.form.device_combo.value)
         except (FileNotFoundError, ModelFileError, TileStackError, ValueError) as exc:
             show_error(f"Cannot resume: {exc}")
             self.status.setText(f"Cannot resume: {exc}")
@@ -831,7 +619,7 @@ class TrainWidget(DockWidget):
 
     def _remember_channels(self, layer) -> None:
         """The gallery shows the tiles with the channels they were trained with."""
-        if self.channels_list.count():
+        if self.form.channels_list.count():
             layer.metadata[CHANNEL_LAYERS_KEY] = [l.name for l in self.chosen_layers()]
 
     def _launch(self, layer, total_epochs: int | None, message: str) -> None:
@@ -1082,7 +870,7 @@ class TrainWidget(DockWidget):
         """
         from napari_tsimcne.core import TSimCNE
 
-        self.model = TSimCNE.load(path, device=self.device_combo.value)
+        self.model = TSimCNE.load(path, device=self.form.device_combo.value)
         self.status.setText(
             f"Loaded {path}: tiles of {self.model.tile_shape_}, {self.model.n_channels_} channel(s)."
         )

@@ -60,6 +60,20 @@ def test_kmeans_finds_the_two_islands(session):
         session.set_clusters(np.zeros(3, int))
 
 
+def test_hdbscan_runs_as_a_job_and_applies_only_to_the_same_map(session):
+    with pytest.raises(ValueError):
+        session.hdbscan_job(1000)  # refused before anything runs
+    job = session.hdbscan_job(10)
+    changes = []
+    session.changed.connect(changes.append)
+    labels = job()  # what the view runs on a worker thread
+    assert session.layer.features["cluster"].eq(-1).all() and changes == []  # nothing written yet
+    message = session.apply_hdbscan(labels)
+    assert message.startswith("HDBSCAN: 2 clusters") and changes == ["cluster"]
+    assert len(set(labels[:30]) - {-1}) == 1 and labels[0] != labels[-1]
+    assert session.apply_hdbscan(labels[:-1]) is None  # the map changed meanwhile: left alone
+
+
 def test_autosave_restore_round_trip_and_no_file_for_unnamed_maps(session, tmp_path):
     assert not session.autosave(wait=True)  # nothing named: no file
     assert not list(tmp_path.glob("*.autosave.csv"))

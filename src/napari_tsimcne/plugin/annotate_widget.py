@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 from magicgui.widgets import ComboBox, Container, SpinBox
 from napari.layers import Points
 from napari.qt.threading import FunctionWorker
@@ -22,7 +21,6 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
-from . import annotations as ann
 from . import export as export_mod
 from .annotation_session import MapAnnotations
 from .crosslink import link_opened_outputs
@@ -492,10 +490,6 @@ class AnnotateWidget(DockWidget):
             show_error(str(exc))
             self.status.setText(str(exc))
 
-    def _set_clusters(self, layer, labels: np.ndarray, message: str) -> None:
-        self._sessions[layer].set_clusters(labels)
-        self.status.setText(message)
-
     def propose_clusters(self, k: int) -> None:
         """Propose clusters by k-means on the map; writes the cluster column and colours by it.
 
@@ -537,17 +531,12 @@ class AnnotateWidget(DockWidget):
         layer = self._require_map()
         if self._cluster_worker is not None:
             raise ValueError("Clustering is already running.")
-        coords = self._require_session().coordinates()
-        ann.check_min_cluster_size(min_cluster_size, len(coords))  # here, before the worker starts
-        key = layer
+        session = self._require_session()
+        job = session.hdbscan_job(min_cluster_size)  # checks the size before the worker starts
 
         def done(labels):
-            if key in self._sessions and len(key.data) == len(labels):
-                n = len(set(labels.tolist()) - {-1})
-                noise = int((labels == -1).sum())
-                self._set_clusters(
-                    key, labels, f"HDBSCAN: {n} clusters, {noise} points in none (-1)."
-                )
+            if self._sessions.get(layer) is session and (message := session.apply_hdbscan(labels)):
+                self.status.setText(message)
 
         def failed(exc):
             show_error(f"Clustering failed: {exc}")
@@ -556,13 +545,13 @@ class AnnotateWidget(DockWidget):
             self._cluster_worker = None
             self.cluster_button.setEnabled(True)
 
-        worker = FunctionWorker(ann.propose_hdbscan, coords, min_cluster_size)
+        worker = FunctionWorker(job)
         worker.returned.connect(done)
         worker.errored.connect(failed)
         worker.finished.connect(finished)
         self._cluster_worker = worker
         self.cluster_button.setEnabled(False)
-        self.status.setText(f"HDBSCAN on {len(coords):,} points…")
+        self.status.setText(f"HDBSCAN on {len(layer.data):,} points…")
         worker.start()
         return worker
 

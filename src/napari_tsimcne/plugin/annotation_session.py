@@ -171,6 +171,53 @@ class MapAnnotations:
         self.set_clusters(labels)
         return labels
 
+    def hdbscan_job(self, min_cluster_size: int) -> Callable[[], np.ndarray]:
+        """HDBSCAN of the map as it is now, as a function to run in a background thread.
+
+        The coordinates are copied here (the map may change while the job runs); hand the labels it
+        returns to ``apply_hdbscan``, on the thread that owns the layer.
+
+        Parameters
+        ----------
+        min_cluster_size : int
+            Fewest points a cluster may have.
+
+        Returns
+        -------
+        callable
+            Takes no arguments and returns one cluster number per point (-1: in no cluster).
+
+        Raises
+        ------
+        ValueError
+            ``min_cluster_size`` does not fit the number of points (said before anything runs).
+        """
+        coords = self.coordinates().copy()
+        ann.check_min_cluster_size(min_cluster_size, len(coords))
+        return lambda: ann.propose_hdbscan(coords, min_cluster_size)
+
+    def apply_hdbscan(self, labels: np.ndarray) -> str | None:
+        """Write the clusters HDBSCAN found and colour the map by them, if they still fit it.
+
+        Parameters
+        ----------
+        labels : numpy.ndarray
+            What the function of ``hdbscan_job`` returned.
+
+        Returns
+        -------
+        str or None
+            What was found ("HDBSCAN: 7 clusters, 120 points in none (-1)."), or None when the
+            map got another number of points meanwhile (nothing is written then).
+        """
+        labels = np.asarray(labels)
+        if len(labels) != len(self.layer.features):
+            return None
+        self.set_clusters(labels)
+        n = len(set(labels.tolist()) - {-1})
+        noise = int((labels == -1).sum())
+        return f"HDBSCAN: {n} clusters, {noise} points in none (-1)."
+
     # -- files ------------------------------------------------------------------------
     def tiles_layer(self):
         """The map's tile layer.

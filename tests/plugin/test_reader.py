@@ -154,7 +154,7 @@ def test_open_output_folder_in_napari(make_napari_viewer, stack_output, autosave
     assert {"tile_index", "x", "y", "annotation", "cluster", "outlier"} <= set(
         layer.features.columns
     )
-    assert annotate.map_combo.currentText() == "cells map"
+    assert annotate.map_combo.value == "cells map"
     assert is_in_view(viewer, layer)  # the map fills the canvas, not the first tile
 
     # linked: selected points show their tiles; the stack moves to the first

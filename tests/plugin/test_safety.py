@@ -35,7 +35,7 @@ def small_map(viewer_with_widgets):
     tiles = np.random.default_rng(0).random((len(emb), 12, 12)).astype(np.float32)
     layer = viewer.add_image(tiles, name="fluo")
     points = train.show_map(layer, emb)
-    annotate.map_combo.setCurrentText(points.name)
+    annotate.map_combo.value = points.name
     return viewer, train, annotate, points
 
 
@@ -102,7 +102,7 @@ def test_autosave_of_another_stack_is_refused(qtbot, small_map, autosave_dir, no
         annotate.restore_autosave(points, other)
     assert (points.features["annotation"] == "").all()
     # the button shows the same message in napari's notifications
-    annotate.map_combo.setCurrentText(points.name)
+    annotate.map_combo.value = points.name
     qtbot.mouseClick(annotate.restore_button, Qt.MouseButton.LeftButton)
     assert "No autosave for this tile stack" in notes["error"][-1]
 
@@ -128,9 +128,7 @@ def test_hdbscan_in_the_widget(qtbot, small_map):
     clusters = points.features["cluster"].to_numpy()
     assert [len(set(clusters[i * 30 : (i + 1) * 30])) for i in range(3)] == [1, 1, 1]
     assert len(set(clusters[:90])) == 3 and (clusters[-2:] == -1).all()
-    assert (
-        "3 clusters" in annotate.status.text() and annotate.color_combo.currentText() == "cluster"
-    )
+    assert "3 clusters" in annotate.status.text() and annotate.color_combo.value == "cluster"
 
 
 def _canvas_pos(viewer, layer, data_rc):

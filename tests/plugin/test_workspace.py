@@ -159,16 +159,17 @@ def test_a_first_map_opens_the_annotate_dock_and_its_legend_below_the_training(
     qtbot.wait(50)
     emb = np.random.default_rng(0).normal(size=(len(data), 2))
     points = train.show_map(tiles, emb)  # a training's first (early) map
-    qtbot.wait(200)
     docks = viewer.window.dock_widgets
     annotate = docks.get("Annotate map (napari-tsimcne)")
-    assert annotate is not None and _fully_shown(annotate.legend)
+    assert annotate is not None
+    # the docks settle in a few event-loop turns (more on a busy machine)
+    qtbot.waitUntil(lambda: _fully_shown(annotate.legend))
     assert points.metadata["tsimcne_color_by"] == "label"
     assert [e[0] for e in annotate.legend.entries] == ["bright", "dark"]  # the key of the colours
     # the training stays in sight: the Annotate dock is below it, not a tab over it
     main, train_dock = train.parent().parent(), train.parent()
     assert not main.tabifiedDockWidgets(train_dock)
-    assert _fully_shown(train.progress) and _fully_shown(train.loss_plot)
+    qtbot.waitUntil(lambda: _fully_shown(train.progress) and _fully_shown(train.loss_plot))
     # later maps of the training update the map: no second dock; a closed dock stays closed
     train.show_map(tiles, emb * 2)
     assert [n for n in docks if n.startswith("Annotate map")] == ["Annotate map (napari-tsimcne)"]
@@ -333,7 +334,7 @@ def test_calm_dock_tooltips_folded_advanced_nothing_clipped(
     points = train.show_map(
         viewer.layers["tiles"], np.random.default_rng(0).normal(size=(len(data), 2))
     )
-    annotate.map_combo.setCurrentText(points.name)
+    annotate.map_combo.value = points.name
     points.selected_data = {1, 2}
     annotate.assign("stroma")
     for section in (train.advanced_section, train.cut_section, train.files_section):

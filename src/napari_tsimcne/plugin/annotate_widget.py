@@ -27,7 +27,7 @@ from .crosslink import link_opened_outputs
 from .lasso import LassoTool
 from .legend_widget import LegendView
 from .map_layer import AXES, is_3d, legend, recolor
-from .qt_helpers import CSV_FILTER, DockWidget, ask_path_then, refill, scroll_layout
+from .qt_helpers import CSV_FILTER, DockWidget, ask_path_then, refill, scroll_layout, set_choices
 from .selection import group_choices
 
 AUTOSAVE_DELAY_MS = 1000
@@ -55,8 +55,11 @@ class AnnotateWidget(DockWidget):
         self._sessions: dict = {}
         self._lasso: LassoTool | None = None
         self._cluster_worker = None
-        self.map_combo = QComboBox()
-        self.color_combo = QComboBox()
+        # which map, coloured by what: a magicgui form
+        self.map_combo = ComboBox(label="Map", choices=[])
+        self.color_combo = ComboBox(label="Colour by", choices=[])
+        self.map_form = Container(widgets=[self.map_combo, self.color_combo])
+        self.map_form.margins = (0, 0, 0, 0)
         self.name_edit = QLineEdit()
         self.name_edit.setPlaceholderText("class name, e.g. neutrophil")
         self.assign_button = QPushButton("Assign to selected")
@@ -115,9 +118,6 @@ class AnnotateWidget(DockWidget):
         self._autosave_check_timer.setInterval(100)
         self._autosave_check_timer.timeout.connect(lambda: self._autosave_check())
 
-        form = QFormLayout()
-        form.addRow("Map", self.map_combo)
-        form.addRow("Colour by", self.color_combo)
         box = QGroupBox("Annotate")
         box_form = QFormLayout(box)
         box_form.addRow(self.lasso_button)
@@ -147,7 +147,7 @@ class AnnotateWidget(DockWidget):
         legend_box = QGroupBox("Legend")
         QVBoxLayout(legend_box).addWidget(self.legend)
         layout = scroll_layout(self)
-        layout.addLayout(form)
+        layout.addWidget(self.map_form.native)
         layout.addWidget(legend_box)
         layout.addWidget(box)
         layout.addWidget(files_box)
@@ -185,8 +185,8 @@ class AnnotateWidget(DockWidget):
             else:
                 widget.setToolTip(tip)
 
-        self.map_combo.currentTextChanged.connect(self._refresh_columns)
-        self.color_combo.textActivated.connect(self.color_by)
+        self.map_combo.changed.connect(self._refresh_columns)
+        self.color_combo.changed.connect(self.color_by)
         self.assign_button.clicked.connect(lambda: self.assign(self.name_edit.text()))
         self.name_edit.returnPressed.connect(lambda: self.assign(self.name_edit.text()))
         self.lasso_button.toggled.connect(self.set_lasso)
@@ -238,7 +238,7 @@ class AnnotateWidget(DockWidget):
         alive = set(maps)
         for gone in [k for k in self._sessions if k not in alive]:
             self._forget(gone)
-        refill(self.map_combo, [l.name for l in maps])
+        set_choices(self.map_combo, [l.name for l in maps])
         self._refresh_columns()
 
     def _forget(self, key) -> None:
@@ -276,7 +276,8 @@ class AnnotateWidget(DockWidget):
 
     def _on_session_changed(self, column: str) -> None:
         self._refresh_columns()
-        self.color_combo.setCurrentText(column)
+        with self.color_combo.changed.blocked():
+            self.color_combo.value = column
 
     def _refresh_columns(self, *_) -> None:
         layer = self.map_layer()
@@ -287,11 +288,10 @@ class AnnotateWidget(DockWidget):
             if layer is None
             else [c for c in layer.features.columns if c not in ("tile_index", *AXES)]
         )
-        refill(self.color_combo, columns)
+        set_choices(self.color_combo, columns)
         if layer is not None and layer.metadata.get("tsimcne_color_by") in columns:
-            self.color_combo.blockSignals(True)
-            self.color_combo.setCurrentText(layer.metadata["tsimcne_color_by"])
-            self.color_combo.blockSignals(False)
+            with self.color_combo.changed.blocked():
+                self.color_combo.value = layer.metadata["tsimcne_color_by"]
 
     def _refresh_groups(self, layer) -> None:
         choices = [] if layer is None else group_choices(layer.features)
@@ -386,7 +386,7 @@ class AnnotateWidget(DockWidget):
         napari.layers.Points or None
             The map, or None when there is none or it was removed.
         """
-        name = self.map_combo.currentText()
+        name = self.map_combo.value
         return self.viewer.layers[name] if name in self.viewer.layers else None
 
     def _require_map(self) -> Points:

@@ -95,6 +95,22 @@ def refill(combo: QComboBox, names: list[str]) -> None:
     combo.blockSignals(False)
 
 
+def set_choices(combo, names: list[str]) -> None:
+    """Replace the choices of a magicgui ``ComboBox``, keeping the current one when it is still there.
+
+    No change signal is sent.
+
+    Parameters
+    ----------
+    combo : magicgui.widgets.ComboBox
+        The combo box.
+    names : list of str
+        The new choices.
+    """
+    with combo.changed.blocked():
+        combo.choices = names
+
+
 class DockWidget(QWidget):
     """A dock widget that hears when napari's window closes and when it is taken out of its dock.
 

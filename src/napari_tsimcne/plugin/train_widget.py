@@ -42,6 +42,7 @@ from .qt_helpers import (
     dock_of,
     keep_height,
     scroll_layout,
+    set_choices,
 )
 from .thumbnails import CHANNEL_LAYERS_KEY, channel_layers, render_in_layer_colours
 from .tiling import cut_layer_into_tiles
@@ -224,8 +225,7 @@ class TrainWidget(DockWidget):
             self.viewer
         )  # maps opened from an output folder: link them to their tiles
         form = self.form
-        with form.layer_combo.changed.blocked():
-            form.layer_combo.choices = [l.name for l in _tile_layers(self.viewer)]
+        set_choices(form.layer_combo, [l.name for l in _tile_layers(self.viewer)])
         form.source_combo.choices = [l.name for l in _image_layers_2d(self.viewer)]
         if not form.layer_combo.choices and form.source_combo.choices:
             self.cut_section.set_expanded(True)  # only a large image so far: cutting it comes first

@@ -16,6 +16,8 @@ and the seconds its two stages took. A variant is a name from ``VARIANTS``:
 - ``s2eN``: N epochs of stage 2 instead of 1.
 - ``e3N``: N epochs of stage 3 instead of 16.
 - ``bsN``: batch size N in the two 2D stages (and the learning rate scaled with it) instead of 256.
+- ``tsne``: stage 2 starts its 2D layer from a t-SNE of the backbone features (openTSNE) instead of
+  their PCA: the layer is the least-squares fit from the head's hidden units to the t-SNE map.
 - ``dofA``: a Student-t kernel ``(1 + d^2 / A)^-A`` with A degrees of freedom in the 2D stages in place
   of the Cauchy kernel (A = 1); heavier tails (A < 1) separate clusters more (Kobak et al. 2019).
 
@@ -79,11 +81,15 @@ def pretrain(tiles: np.ndarray, cache: Path, lr: float | str, seed: int) -> floa
 
 def parse_variant(name: str) -> dict:
     """The settings of a variant name (see the module's docstring)."""
-    settings = dict(lr3_factor=1.0, e2=STAGE2_EPOCHS, e3=STAGE3_EPOCHS, dof=1.0, batch_size=256)
+    settings = dict(
+        lr3_factor=1.0, e2=STAGE2_EPOCHS, e3=STAGE3_EPOCHS, dof=1.0, batch_size=256, init="pca"
+    )
     for part in name.split("+"):
         if part == "paper":
             continue
-        if m := re.fullmatch(r"lr3x(\d+(?:\.\d+)?)", part):
+        if part == "tsne":
+            settings["init"] = "tsne"
+        elif m := re.fullmatch(r"lr3x(\d+(?:\.\d+)?)", part):
             settings["lr3_factor"] = float(m.group(1))
         elif m := re.fullmatch(r"s2e(\d+)", part):
             settings["e2"] = int(m.group(1))
@@ -96,6 +102,42 @@ def parse_variant(name: str) -> dict:
         else:
             raise SystemExit(f"Unknown variant part {part!r} in {name!r}.")
     return settings
+
+
+def tsne_init(labels: np.ndarray, report: dict):
+    """A replacement for ``Trainer._init_last_layer_from_pca`` that starts from a t-SNE instead."""
+    from openTSNE import TSNE
+
+    @torch.no_grad()
+    def init(self, max_tiles: int = 0) -> None:
+        started = time.perf_counter()
+        net, n = self.net, len(self.store)
+        net.eval()
+        feats, hidden = [], []
+        for start in range(0, n, 1024):
+            f = net.features(self.store.gather(torch.arange(start, min(n, start + 1024))))
+            feats.append(f)
+            hidden.append(net.head.hidden(f))
+        net.train()
+        f = torch.cat(feats).float().numpy()
+        h = torch.cat(hidden).float()
+        t0 = time.perf_counter()
+        y = np.asarray(TSNE(n_jobs=2, random_state=self.config.seed).fit(f))
+        report["tsne_seconds"] = round(time.perf_counter() - t0, 1)
+        report["tsne_knn15"] = round(knn_accuracy(y, labels), 2)
+        y = torch.from_numpy((y - y.mean(0)) / y.std() * self.config.init_scale).float()
+        design = torch.cat([h, torch.ones(n, 1)], 1)
+        solution = torch.linalg.lstsq(design, y).solution
+        fit = design @ solution
+        report["init_r2"] = round(float(1 - ((fit - y) ** 2).sum() / (y**2).sum()), 3)
+        report["init_knn15"] = round(knn_accuracy(fit.numpy(), labels), 2)
+        last = torch.nn.Linear(h.shape[1], y.shape[1])
+        last.weight.copy_(solution[:-1].T)
+        last.bias.copy_(solution[-1])
+        net.head.last = last
+        report["init_seconds"] = round(time.perf_counter() - started, 1)
+
+    return init
 
 
 def run_variant(name: str, tiles: np.ndarray, labels: np.ndarray, cache: Path) -> dict:
@@ -124,8 +166,12 @@ def run_variant(name: str, tiles: np.ndarray, labels: np.ndarray, cache: Path) -
     lr = default_lr(settings["batch_size"]) if is_auto(model.lr) else float(model.lr)
     model.finetune_lr = lr / 1000 * settings["lr3_factor"]
     original = training_module.cauchy_infonce
+    original_init = training_module.Trainer._init_last_layer_from_pca
+    report: dict = {}
     if settings["dof"] != 1.0:
         training_module.cauchy_infonce = student_infonce
+    if settings["init"] == "tsne":
+        training_module.Trainer._init_last_layer_from_pca = tsne_init(labels, report)
     try:
         started = time.perf_counter()
         for _ in model.resume_iter(tiles):
@@ -133,7 +179,9 @@ def run_variant(name: str, tiles: np.ndarray, labels: np.ndarray, cache: Path) -
         seconds = time.perf_counter() - started
     finally:
         training_module.cauchy_infonce = original
+        training_module.Trainer._init_last_layer_from_pca = original_init
     return {
+        **report,
         "variant": name,
         "settings": settings,
         "stage23_seconds": round(seconds, 1),

@@ -1,0 +1,110 @@
+"""How much of a map is in the pre-trained features? t-SNE of them, and a network head fitted to that t-SNE.
+
+For each pre-trained network (stage 1 of the CLI's 10-minute CPU run, cached by
+``bench_map_stages.py``), on all 17,092 blood cells of ``../shared/data/pbc28.npz``:
+
+- the 15-NN accuracy of the backbone features (128-D at width 16);
+- a t-SNE of the features (openTSNE, its defaults): its accuracy and seconds on this machine;
+- the head fitted to that t-SNE by regression (the pre-trained hidden layer and a new 2-D layer,
+  mean squared error, Adam, 60 epochs): what a parametric map that imitates the t-SNE keeps.
+
+    python benchmarks/bench_feature_tsne.py .data/stage1_pbc_w16_e32_lr003.tsimcne \\
+        --out benchmarks/results/feature-tsne-cpu-2core_pbc17092.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_common import emit  # noqa: E402
+from bench_cpu import machine  # noqa: E402
+
+from napari_tsimcne import TSimCNE, knn_accuracy  # noqa: E402
+from napari_tsimcne.core.sample import load_pbc  # noqa: E402
+from napari_tsimcne.core.store import TileStore  # noqa: E402
+from napari_tsimcne.core.tiles import as_tile_stack  # noqa: E402
+
+REGRESSION_EPOCHS = (5, 20, 60)
+
+
+@torch.no_grad()
+def backbone_features(model: TSimCNE, tiles: np.ndarray) -> np.ndarray:
+    """The backbone features of all tiles (the network may still have its 128-D output)."""
+    net = model.model_.eval()
+    store = TileStore(as_tile_stack(tiles), model.normalization_, torch.device("cpu"))
+    n = len(store)
+    parts = [
+        net.features(store.gather(torch.arange(i, min(n, i + 1024)))) for i in range(0, n, 1024)
+    ]
+    return torch.cat(parts).float().numpy()
+
+
+def fit_head(model: TSimCNE, features: np.ndarray, target: np.ndarray, labels) -> dict:
+    """Regress the t-SNE map from the features with the pre-trained hidden layer and a new 2-D layer."""
+    torch.manual_seed(0)
+    hidden = model.model_.head.hidden
+    head = torch.nn.Sequential(hidden, torch.nn.Linear(hidden[0].out_features, 2)).train()
+    x = torch.from_numpy(features)
+    y = torch.from_numpy((target - target.mean(0)) / target.std()).float()
+    optimizer = torch.optim.Adam(head.parameters(), lr=1e-3)
+    result, started = {}, time.perf_counter()
+    for epoch in range(1, max(REGRESSION_EPOCHS) + 1):
+        for rows in torch.randperm(len(x)).split(256):
+            loss = ((head(x[rows]) - y[rows]) ** 2).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        if epoch in REGRESSION_EPOCHS:
+            with torch.no_grad():
+                mapped = head(x).numpy()
+            result[f"epochs_{epoch}"] = {
+                "knn15": round(knn_accuracy(mapped, labels), 2),
+                "seconds": round(time.perf_counter() - started, 1),
+                "mse": round(float(((torch.from_numpy(mapped) - y) ** 2).mean()), 4),
+            }
+    return result
+
+
+def main() -> int:
+    from openTSNE import TSNE
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="+", type=Path, help="stage-1 networks (.tsimcne)")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    sample = load_pbc(None, 0)
+    for path in args.models:
+        model = TSimCNE.load(path, device="cpu")
+        features = backbone_features(model, sample.tiles)
+        started = time.perf_counter()
+        tsne = np.asarray(TSNE(n_jobs=2, random_state=0).fit(features))
+        tsne_seconds = time.perf_counter() - started
+        emit(
+            {
+                "benchmark": "feature_tsne",
+                "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "machine": machine(),
+                "n_tiles": int(len(sample.tiles)),
+                "model": path.name,
+                "knn15_features": round(knn_accuracy(features, sample.labels), 2),
+                "tsne_of_features": {
+                    "knn15": round(knn_accuracy(tsne, sample.labels), 2),
+                    "seconds": round(tsne_seconds, 1),
+                },
+                "head_fitted_to_tsne": fit_head(model, features, tsne, sample.labels),
+            },
+            args.out,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

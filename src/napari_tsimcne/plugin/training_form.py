@@ -302,8 +302,14 @@ class TrainingForm:
             self.dims_combo.value = f"{int(dimensions)}D"
 
     # -- what the controls show -------------------------------------------------
-    def show_length(self, *_) -> None:
-        """Show the minutes for a time budget, the three epoch counts otherwise."""
+    def show_length(self, mode: str | None = None) -> None:
+        """Show the minutes for a time budget, the three epoch counts otherwise.
+
+        Parameters
+        ----------
+        mode : str, optional
+            The length's new value (``length_combo`` sends it); not needed, the combo is read.
+        """
         self.minutes_spin.visible = self.by_time
         self.epochs_row.visible = not self.by_time
 
@@ -328,7 +334,13 @@ class TrainingForm:
             )
 
     def ticked_channels(self) -> set[str]:
-        """The names of the ticked channel layers."""
+        """The channel layers the user ticked.
+
+        Returns
+        -------
+        set of str
+            Their names.
+        """
         items = (self.channels_list.item(i) for i in range(self.channels_list.count()))
         return {i.text() for i in items if i.checkState() == Qt.CheckState.Checked}
 

@@ -87,3 +87,27 @@ def test_tile_description():
     assert tile_description(feats, 1) == "Tile 1\nannotation: (none)\nlabel: B"
     assert tile_description(feats, 7) == "Tile 7"
     assert tile_description(None, 3) == "Tile 3"
+
+
+def test_cutting_and_the_preview_work_on_a_viewer_model_without_a_window():
+    import numpy as np
+    from napari.components import ViewerModel
+
+    from napari_tsimcne.core.tiles import TileStackError
+    from napari_tsimcne.plugin.preview import PREVIEW_NAME, show_augmentation_preview
+    from napari_tsimcne.plugin.tiling import add_tiles_cut_from
+
+    viewer = ViewerModel()
+    image = np.random.default_rng(0).random((64, 96)).astype(np.float32)
+    viewer.add_image(image, name="slide")
+    tiles = add_tiles_cut_from(viewer, "slide", 16)
+    assert tiles.name == "slide tiles" and tiles.data.shape == (24, 16, 16)
+    assert tiles.metadata["source_layer"] == "slide"
+    assert tuple(tiles.metadata["origins"][7]) == (16, 16)  # row-major: the 8th tile
+    assert tiles.translate[2] >= 96  # beside the image, not over it
+    with pytest.raises(TileStackError, match="2D image"):
+        add_tiles_cut_from(viewer, "no such layer", 16)
+    preview = show_augmentation_preview(viewer, [tiles], "microscopy", n_tiles=4, n_views=3)
+    assert preview.name == PREVIEW_NAME and preview.data.shape[0] > 4 * 16  # 4 rows of tiles
+    again = show_augmentation_preview(viewer, [tiles], "microscopy", n_tiles=2, n_views=3)
+    assert [l.name for l in viewer.layers].count(PREVIEW_NAME) == 1 and again is not preview

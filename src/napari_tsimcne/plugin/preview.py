@@ -1,4 +1,4 @@
-"""A mosaic of augmented views of a few tiles (no Qt)."""
+"""A mosaic of augmented views of a few tiles, and its layer in the viewer (no Qt)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,13 @@ from napari_tsimcne.core.augment import AugmentationSettings, augment, make_gene
 from napari_tsimcne.core.neighbors import batch_profiles, profile_embedding
 from napari_tsimcne.core.normalization import ChannelNormalization
 
+from .channels import training_tiles
+from .layout import fit_camera, free_column_origin
+from .thumbnails import render_in_layer_colours
+
 GAP = 2
+PREVIEW_NAME = "augmentation preview"
+"""The preview's layer (one at a time: a new preview replaces it)."""
 
 
 def preview_indices(n_tiles: int, n: int = 8) -> np.ndarray:
@@ -111,3 +117,54 @@ def _nearest_in_intensity(x: torch.Tensor, pool: torch.Tensor) -> torch.Tensor:
     dist = ((ours[:, None, :] - theirs[None, :, :]) ** 2).sum(-1)
     dist[dist <= 1e-10] = np.inf  # the tile itself (or an exact copy), where the pool holds it
     return pool[torch.from_numpy(dist.argmin(1))]
+
+
+def show_augmentation_preview(
+    viewer, layers: list, preset: str, seed: int = 0, n_tiles: int = 8, n_views: int = 6
+):
+    """Add (or replace) a layer of tiles beside augmented views of them, and bring it into view.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer.
+    layers : list of napari.layers.Image
+        The tile layer and its channel layers, as trained together.
+    preset : str
+        The augmentation preset (not "auto").
+    seed : int
+        Seed of the random views.
+    n_tiles : int
+        Most tiles shown (one per row).
+    n_views : int
+        Augmented views per tile.
+
+    Returns
+    -------
+    napari.layers.Image
+        The preview layer, named ``PREVIEW_NAME``, in a free column right of everything.
+
+    Raises
+    ------
+    ValueError
+        The tiles cannot be augmented (e.g. too few channels or pixels).
+    """
+    data = training_tiles(layers)
+    tiles = data[preview_indices(len(data), n_tiles)]
+    pool = data[preview_indices(len(data), 2000)]  # where neighbours in intensity are sought
+    mosaic = augmentation_mosaic(tiles, preset, n_views=n_views, seed=seed, pool=pool)
+    if mosaic.ndim == 3 and mosaic.dtype != np.uint8:  # channels: drawn in their layers' colours
+        mosaic = render_in_layer_colours(mosaic, layers)
+    rgb = mosaic.ndim == 3
+    if PREVIEW_NAME in viewer.layers:
+        viewer.layers.remove(PREVIEW_NAME)
+    origin = free_column_origin(viewer.layers, max(mosaic.shape[:2]))
+    preview = viewer.add_image(
+        mosaic,
+        name=PREVIEW_NAME,
+        rgb=rgb,
+        translate=origin,
+        contrast_limits=None if rgb else (0.0, 1.0),
+    )
+    fit_camera(viewer, [preview])
+    return preview

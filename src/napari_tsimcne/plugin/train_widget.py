@@ -26,10 +26,9 @@ from napari_tsimcne.core.recommend import Recommendation, recommend_preset
 
 from .channels import channel_axis_of, companion_layers, training_tiles
 from .crosslink import GALLERY_NAME, link_map, link_opened_outputs
-from .layout import fit_camera, free_column_origin
 from .loss_plot import LossPlot
 from .map_layer import add_map_layer, map_layer_name, matches, recolor, update_map_layer
-from .preview import augmentation_mosaic, preview_indices
+from .preview import PREVIEW_NAME, preview_indices, show_augmentation_preview
 from .qt_helpers import (
     ANNOTATE_WIDGET,
     MODEL_FILTER,
@@ -44,8 +43,8 @@ from .qt_helpers import (
     scroll_layout,
     set_choices,
 )
-from .thumbnails import CHANNEL_LAYERS_KEY, channel_layers, render_in_layer_colours
-from .tiling import cut_layer_into_tiles
+from .thumbnails import CHANNEL_LAYERS_KEY, channel_layers
+from .tiling import add_tiles_cut_from
 from .torch_runtime import preload_torch, release_device_memory
 from .training_form import TrainingForm
 from .training_session import (
@@ -56,8 +55,6 @@ from .training_session import (
     TrainingUpdate,
     default_batch_size,
 )
-
-PREVIEW_NAME = "augmentation preview"
 
 
 def _tile_layers(viewer) -> list[Image]:
@@ -378,32 +375,16 @@ class TrainWidget(DockWidget):
         """
         form = self.form
         name = form.source_combo.value if layer_name is None else layer_name
-        if name not in self.viewer.layers:
-            show_error("Add a 2D image layer (H x W or RGB) to cut first.")
-            return None
-        source = self.viewer.layers[name]
         tile_size = form.tile_size_spin.value if tile_size is None else tile_size
         stride = form.stride_spin.value if stride is None else stride
         min_foreground = form.min_fg_spin.value if min_foreground is None else min_foreground
-        rgb = bool(getattr(source, "rgb", False))
         try:
-            tiles, origins = cut_layer_into_tiles(
-                np.asarray(source.data), rgb, tile_size, stride, min_foreground
-            )
+            layer = add_tiles_cut_from(self.viewer, name, tile_size, stride, min_foreground)
         except (TileStackError, ValueError) as exc:
             show_error(str(exc))
             return None
-        # beside the image, not over it
-        row, col = free_column_origin(self.viewer.layers, tile_size)
-        layer = self.viewer.add_image(
-            tiles,
-            name=f"{name} tiles",
-            rgb=rgb,
-            translate=(0.0, row, col),
-            metadata={"origins": np.asarray(origins, dtype=np.int64), "source_layer": name},
-        )
         form.layer_combo.value = layer.name
-        show_info(f"Cut {name} into {len(tiles)} tiles of {tile_size} x {tile_size}.")
+        show_info(f"Cut {name} into {len(layer.data)} tiles of {tile_size} x {tile_size}.")
         return layer
 
     def preview_augmentations(self, n_tiles: int = 8, n_views: int = 6) -> Image | None:
@@ -429,42 +410,18 @@ class TrainWidget(DockWidget):
         if not layers:
             show_error("Choose a tile layer first.")
             return None
-        data = training_tiles(layers)
+        preset = self.chosen_preset()
         try:
-            tiles = data[preview_indices(len(data), n_tiles)]
-            mosaic = augmentation_mosaic(
-                tiles,
-                self.chosen_preset(),
-                n_views=n_views,
-                seed=self.form.seed_spin.value,
-                pool=data[
-                    preview_indices(len(data), 2000)
-                ],  # where neighbours in intensity are sought
+            preview = show_augmentation_preview(
+                self.viewer, layers, preset, self.form.seed_spin.value, n_tiles, n_views
             )
         except (ValueError, RuntimeError) as exc:
             show_error(f"Preview failed: {exc}")
             return None
-        if (
-            mosaic.ndim == 3 and mosaic.dtype != np.uint8
-        ):  # several channels: drawn in their layers' colours
-            mosaic = render_in_layer_colours(mosaic, layers)
-        rgb = mosaic.ndim == 3
-        if PREVIEW_NAME in self.viewer.layers:
-            self.viewer.layers.remove(PREVIEW_NAME)
-        # in a free region right of everything (never over the images), and in view
-        origin = free_column_origin(self.viewer.layers, max(mosaic.shape[:2]))
-        preview = self.viewer.add_image(
-            mosaic,
-            name=PREVIEW_NAME,
-            rgb=rgb,
-            translate=origin,
-            contrast_limits=None if rgb else (0.0, 1.0),
-        )
-        fit_camera(self.viewer, [preview])
         columns = "each row: a tile, then views of it the network sees as the same cell"
-        if AugmentationSettings.preset(self.chosen_preset()).neighbor_views > 0:
+        if AugmentationSettings.preset(preset).neighbor_views > 0:
             columns += "; last: a view of its nearest neighbour in intensity, also pulled close"
-        show_info(f"Augmentation preview ({self.chosen_preset()}): {columns}.")
+        show_info(f"Augmentation preview ({preset}): {columns}.")
         return preview
 
     # -- training -------------------------------------------------------------

@@ -78,7 +78,9 @@ def test_autosave_restore_round_trip_and_no_file_for_unnamed_maps(session, tmp_p
     assert not session.autosave(wait=True)  # nothing named: no file
     assert not list(tmp_path.glob("*.autosave.csv"))
     session.assign("debris", {4, 5})
+    assert session.saver.status() is None  # nothing written yet: nothing to say
     assert session.autosave(wait=True) and session.saver.path.is_file()
+    assert session.saver.status().startswith(f"Autosaved to {session.saver.path} at ")
     assert not session.autosave(wait=True)  # unchanged: not written again
     # a fresh map of the same tiles (napari restarted) finds and restores it
     fresh = MapAnnotations(make_map()[0], session.tiles_layer, folder=tmp_path)
@@ -94,6 +96,21 @@ def test_autosave_restore_round_trip_and_no_file_for_unnamed_maps(session, tmp_p
     with pytest.raises(ValueError, match="another tile stack"):
         stranger.restore(session.saver.path)
     assert (stranger.layer.features["annotation"] == "").all()  # unchanged
+
+
+def test_a_failed_autosave_says_why_and_tries_again(session, tmp_path, monkeypatch):
+    from napari_tsimcne.plugin import annotations as ann
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    session.assign("debris", {4})
+    monkeypatch.setattr(ann, "export_csv", full_disk)
+    assert session.autosave(wait=True)
+    assert session.saver.status() == "Autosave failed: [Errno 28] No space left on device"
+    monkeypatch.undo()
+    assert session.autosave(wait=True)  # the same annotations are written at the next try
+    assert session.saver.status().startswith("Autosaved to ")
 
 
 def test_export_import_and_no_overwrite(session, tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from magicgui.widgets import ComboBox, Container, SpinBox
@@ -808,12 +807,8 @@ class AnnotateWidget(DockWidget):
             self._autosave_check = lambda: self._show_autosave(saver, True)
             self._autosave_check_timer.start()
             return
-        if saver.error is not None:
-            self.autosave_label.setText(f"Autosave failed: {saver.error}")
-        elif saver.writes:
-            self.autosave_label.setText(
-                f"Autosaved to {saver.path} at {time.strftime('%H:%M:%S')}."
-            )
+        if (text := saver.status()) is not None:
+            self.autosave_label.setText(text)
 
     def flush_autosave(self) -> None:
         """Write pending changes now and wait for them (on close)."""

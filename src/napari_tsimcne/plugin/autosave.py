@@ -226,6 +226,7 @@ class AnnotationAutosaver:
         self._pending: Future | None = None
         self.error: BaseException | None = None
         self.writes = 0
+        self.saved_at: float | None = None  # time.time() of the last write that reached the disk
 
     def _remove_stale_temporaries(self) -> None:
         """Delete half-written temporaries of this file left by a killed process (the file itself is intact)."""
@@ -282,6 +283,21 @@ class AnnotationAutosaver:
         """Whether a queued write has not reached the disk yet."""
         return self._pending is not None and not self._pending.done()
 
+    def status(self) -> str | None:
+        """What to tell the user about the writes so far.
+
+        Returns
+        -------
+        str or None
+            "Autosave failed: <why>" after a failed write, "Autosaved to <file> at <time>." after a
+            good one, None before any write reached the disk.
+        """
+        if self.error is not None:
+            return f"Autosave failed: {self.error}"
+        if self.saved_at is None:
+            return None
+        return f"Autosaved to {self.path} at {time.strftime('%H:%M:%S', time.localtime(self.saved_at))}."
+
     def mark_saved(self, features: pd.DataFrame) -> None:
         """Treat ``features`` as already on disk (e.g. just restored from this file).
 
@@ -298,6 +314,7 @@ class AnnotationAutosaver:
                 snapshot, self.path, origins=origins, fingerprint=fingerprint_of(self.path)
             )
             self.writes += 1
+            self.saved_at = time.time()
             self.error = None
         except Exception as exc:  # noqa: BLE001 - reported by the widget, never raised in the thread
             self.error = exc

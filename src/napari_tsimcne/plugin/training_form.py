@@ -44,7 +44,8 @@ TOOLTIPS = {
     "length_combo": "How long to train: for about so many minutes (the speed is measured on the first "
     "steps and the epochs are set to fit), or for a number of epochs.",
     "minutes_spin": "Training and mapping together take about this long. Longer gives a better map.",
-    "epochs_row": "Epochs of the three stages. One epoch shows the network every tile once.",
+    "epochs_row": "Epochs of the three stages: pre-training, the 2D layer alone, then the whole map. "
+    "One epoch shows the network every tile once.",
     "dims_combo": "A flat 2D map, or a 3D map shown as a point cloud you can turn (napari "
     "switches to its 3D view).",
     "batch_spin": "How many tiles the network compares at once. Larger separates the map better but "
@@ -116,7 +117,7 @@ class TrainingForm:
         self.minutes_spin.native.setDecimals(1)
         self.epoch_spins = [SpinBox(min=0, max=5000, value=e) for e in QUICK_GPU_EPOCHS]
         self.epochs_row = Container(
-            widgets=self.epoch_spins, layout="horizontal", labels=False, label="Epochs (3 stages)"
+            widgets=self.epoch_spins, layout="horizontal", labels=False, label="Epochs"
         )
         self.epochs_row.margins = (0, 0, 0, 0)
         self.length_form = _form(self.length_combo, self.minutes_spin, self.epochs_row)

@@ -89,7 +89,7 @@ def test_a_3d_map_is_readable_in_the_2d_view(qtbot, viewer_with_widgets):
     viewer, train, _ = viewer_with_widgets
     tiles = viewer.layers["tiles"]
     points = _map_3d(viewer, train)
-    link = link_of(points)
+    link = link_of(viewer, points)
     link.go_to_tile(5)  # chosen in 3D (a click in the gallery)
     viewer.dims.ndisplay = 2  # napari's 2D/3D button
     qtbot.wait(50)

@@ -2,11 +2,16 @@
 
 napari hands plugins its objects wrapped in a proxy that forwards ``==`` and ``hash`` to the object behind
 it, so layers are compared with ``==`` (never ``is``) and used as dictionary keys directly.
+
+What the cross-selection remembers (the links, the stacks hidden in 3D, ...) belongs to one viewer and
+lives with it (``_ViewerState``): two viewers never see each other's maps, and a closed viewer leaves
+nothing behind in this module.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -22,6 +27,58 @@ GALLERY_NAME = "selected tiles"
 """Name of the image layer older versions drew the gallery into (the gallery is now a dock, see .gallery)."""
 HIGHLIGHT_NAME = "current tile"
 OUTLINE_NAME = "selected tiles outline"
+
+
+@dataclass(eq=False)
+class _ViewerState:
+    """What the cross-selection of one viewer remembers (``_state`` finds it).
+
+    Attributes
+    ----------
+    links : dict
+        The link of each map layer (keyed by the layer; dropped when the map or its tiles leave the viewer).
+    hidden_in_3d : list
+        Tile stacks the plugin hid for the 3D view of a map; shown again in the 2D view.
+    told_hidden : bool
+        Whether the user was told why the stacks are hidden (once per viewer, not at every switch).
+    depth_margin : tuple of (int, float) or None
+        (axis, margin): the thick slice ``show_depth_in_2d`` set on the depth axis of a 3D map.
+    """
+
+    links: dict = field(default_factory=dict)
+    hidden_in_3d: list = field(default_factory=list)
+    told_hidden: bool = False
+    depth_margin: tuple[int, float] | None = None
+
+
+STATE_ATTRIBUTE = "tsimcne_crosslink"
+"""Attribute of a viewer's layer list that holds the viewer's ``_ViewerState``."""
+
+
+def _state(viewer: napari.Viewer) -> _ViewerState:
+    """The cross-selection state of ``viewer``, made on first use and found again for the same viewer.
+
+    It is kept on the viewer's layer list, which lives exactly as long as the viewer (the viewer itself,
+    a pydantic model, takes no attributes). napari hands each plugin widget its own proxy of the viewer,
+    and a new proxy of the layer list on each access, so neither ``id`` nor a weak reference of what a
+    plugin holds identifies the viewer; the instance dictionary, which the proxy forwards, is the list's own. Reading it with
+    ``vars`` gives back the state itself (an attribute read through the proxy would wrap it in a proxy).
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer (or napari's proxy of it).
+
+    Returns
+    -------
+    _ViewerState
+        The same object for every call with the same viewer.
+    """
+    attributes = vars(viewer.layers)
+    state = attributes.get(STATE_ATTRIBUTE)
+    if state is None:
+        state = attributes[STATE_ATTRIBUTE] = _ViewerState()
+    return state
 
 
 def _set_if_changed(layer, name: str, value) -> None:
@@ -79,8 +136,9 @@ class MapTileLink:
             gallery = self._gallery(create=False)
             if gallery is not None and gallery.link is self:
                 gallery.clear()
-            if _LINKS.get(self.map_layer) is self:
-                del _LINKS[self.map_layer]
+            links = _state(self.viewer).links
+            if links.get(self.map_layer) is self:
+                del links[self.map_layer]
             if _is_3d(self.map_layer):
                 stop_depth_in_2d(self.viewer)
                 show_tile_volumes(self.viewer)
@@ -277,10 +335,6 @@ class MapTileLink:
         layer.metadata["tile_index"] = tile
 
 
-_LINKS: dict = {}
-"""The link of each map layer (keyed by the layer; dropped when the map or its tiles leave the viewer)."""
-
-
 def _is_3d(layer) -> bool:
     """``map_layer.is_3d``, imported when first needed (map_layer imports this module)."""
     from .map_layer import is_3d
@@ -316,9 +370,6 @@ def tile_volumes(viewer: napari.Viewer, map_layer: napari.layers.Points) -> list
     ]
 
 
-_HIDDEN_IN_3D: list = []
-"""Tile stacks the plugin hid for the 3D view of a map; shown again in the 2D view."""
-_TOLD: list = []
 HIDDEN_MESSAGE = (
     "In the 3D view the tile stack is hidden (napari would draw it as one block beside the map). "
     "Switch to the 2D view to see the tiles again; clicked points still show their tiles in the gallery."
@@ -340,15 +391,16 @@ def hide_tile_volumes(viewer: napari.Viewer, map_layer: napari.layers.Points) ->
     list of napari.layers.Image
         The layers hidden by this call (``show_tile_volumes`` shows them again).
     """
+    state = _state(viewer)
     hidden = [layer for layer in tile_volumes(viewer, map_layer) if layer.visible]
     for layer in hidden:
         layer.visible = False
-        _HIDDEN_IN_3D.append(layer)
-    if hidden and not _TOLD:
+        state.hidden_in_3d.append(layer)
+    if hidden and not state.told_hidden:
         from napari.utils.notifications import show_info
 
         show_info(HIDDEN_MESSAGE)
-        _TOLD.append(True)  # once a session: not at every switch
+        state.told_hidden = True  # once per viewer: not at every switch
     return hidden
 
 
@@ -360,16 +412,11 @@ def show_tile_volumes(viewer: napari.Viewer) -> None:
     viewer : napari.Viewer
         The viewer.
     """
-    for layer in list(_HIDDEN_IN_3D):
+    state = _state(viewer)
+    for layer in list(state.hidden_in_3d):
         if layer in viewer.layers:
             layer.visible = True
-            _HIDDEN_IN_3D.remove(layer)
-        elif not any(layer in other.viewer.layers for other in _LINKS.values()):
-            _HIDDEN_IN_3D.remove(layer)  # the layer is gone
-
-
-_DEPTH_MARGINS: dict = {}
-"""{id(viewer): (axis, margin)}: the thick slice ``show_depth_in_2d`` set on the depth axis of a 3D map."""
+        state.hidden_in_3d.remove(layer)  # shown again, or gone from the viewer
 
 
 def show_depth_in_2d(viewer: napari.Viewer, map_layer: napari.layers.Points) -> None:
@@ -401,14 +448,14 @@ def show_depth_in_2d(viewer: napari.Viewer, map_layer: napari.layers.Points) -> 
         return
     left[axis] = right[axis] = margin
     viewer.dims.margin_left, viewer.dims.margin_right = tuple(left), tuple(right)
-    _DEPTH_MARGINS[id(viewer)] = (axis, margin)
+    _state(viewer).depth_margin = (axis, margin)
 
 
 def _any_3d_map(viewer: napari.Viewer) -> bool:
     """Whether a linked 3D map is still in the viewer."""
     return any(
-        link.viewer is viewer and _is_3d(link.map_layer) and link.map_layer in viewer.layers
-        for link in _LINKS.values()
+        _is_3d(link.map_layer) and link.map_layer in viewer.layers
+        for link in _state(viewer).links.values()
     )
 
 
@@ -422,8 +469,11 @@ def stop_depth_in_2d(viewer: napari.Viewer) -> None:
     """
     if _any_3d_map(viewer):
         return
-    axis, margin = _DEPTH_MARGINS.pop(id(viewer), (None, None))
-    if axis is None or axis >= viewer.dims.ndim:
+    state = _state(viewer)
+    if state.depth_margin is None:
+        return
+    (axis, margin), state.depth_margin = state.depth_margin, None
+    if axis >= viewer.dims.ndim:
         return
     left, right = list(viewer.dims.margin_left), list(viewer.dims.margin_right)
     if left[axis] == margin and right[axis] == margin:
@@ -455,9 +505,10 @@ def link_map(
     """
     from .map_guard import protect_map
 
-    link = _LINKS.get(map_layer)
+    links = _state(viewer).links
+    link = links.get(map_layer)
     if link is None:
-        link = _LINKS[map_layer] = MapTileLink(viewer, map_layer, tiles_layer)
+        link = links[map_layer] = MapTileLink(viewer, map_layer, tiles_layer)
         protect_map(map_layer)  # its points cannot be moved, deleted or added by accident
     link.tiles_layer = tiles_layer
     show_3d_map(viewer, map_layer, new=False)
@@ -492,11 +543,13 @@ def show_3d_map(viewer: napari.Viewer, map_layer: napari.layers.Points, new: boo
         fit_camera(viewer, [map_layer])
 
 
-def is_linked(map_layer: napari.layers.Layer) -> bool:
-    """Whether a map layer is linked to its tiles.
+def is_linked(viewer: napari.Viewer, map_layer: napari.layers.Layer) -> bool:
+    """Whether a map layer is linked to its tiles in ``viewer``.
 
     Parameters
     ----------
+    viewer : napari.Viewer
+        The viewer the map is in.
     map_layer : napari.layers.Points
         The map: one point per tile.
 
@@ -505,14 +558,16 @@ def is_linked(map_layer: napari.layers.Layer) -> bool:
     bool
         True after ``link_map`` and until the map or the tiles are removed.
     """
-    return map_layer in _LINKS
+    return map_layer in _state(viewer).links
 
 
-def link_of(layer: napari.layers.Layer) -> MapTileLink | None:
-    """The link of a map layer (None for other layers and unlinked maps).
+def link_of(viewer: napari.Viewer, layer: napari.layers.Layer) -> MapTileLink | None:
+    """The link of a map layer in ``viewer`` (None for other layers and unlinked maps).
 
     Parameters
     ----------
+    viewer : napari.Viewer
+        The viewer the layer is in.
     layer : napari.layers.Layer
         Any layer.
 
@@ -522,7 +577,7 @@ def link_of(layer: napari.layers.Layer) -> MapTileLink | None:
         The link.
     """
     try:
-        return _LINKS.get(layer)
+        return _state(viewer).links.get(layer)
     except TypeError:  # e.g. None or an unhashable stand-in
         return None
 
@@ -551,7 +606,11 @@ def link_opened_outputs(viewer: napari.Viewer) -> list:
 
     linked = []
     for layer in list(viewer.layers):
-        if not isinstance(layer, Points) or TOKEN_KEY not in layer.metadata or is_linked(layer):
+        if (
+            not isinstance(layer, Points)
+            or TOKEN_KEY not in layer.metadata
+            or is_linked(viewer, layer)
+        ):
             continue
         token = layer.metadata[TOKEN_KEY]
         ours = [

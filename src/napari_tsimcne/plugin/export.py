@@ -451,7 +451,7 @@ def add_labels_layer(viewer: napari.Viewer, map_layer, column: str | None = None
         colormap=DirectLabelColormap(color_dict=colors),
         features=labels_features(names, column, counts),
     )
-    link = link_of(map_layer)
+    link = link_of(viewer, map_layer)
     if link is not None:
         link.keep_map_active()
     return labels

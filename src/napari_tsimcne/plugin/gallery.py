@@ -460,7 +460,7 @@ class GalleryWidget(DockWidget):
             return
         from .crosslink import link_of
 
-        link = link_of(self.viewer.layers.selection.active)
+        link = link_of(self.viewer, self.viewer.layers.selection.active)
         if link is not None:
             link.show_selection()
 

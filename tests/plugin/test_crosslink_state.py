@@ -84,6 +84,7 @@ def test_two_3d_maps_linked_through_different_proxies_belong_to_one_viewer(
     viewer.layers.remove(early)
     assert viewer.dims.ndisplay == 3
     assert viewer.dims.margin_left[0] > 0
+    assert not viewer.layers["tiles"].visible  # still the 3D view of a map: the stack stays hidden
 
     # the last one gone: the 2D view with the stack and a thin slice again
     viewer.layers.remove("final map")

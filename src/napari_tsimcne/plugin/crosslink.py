@@ -141,7 +141,8 @@ class MapTileLink:
                 del links[self.map_layer]
             if _is_3d(self.map_layer):
                 stop_depth_in_2d(self.viewer)
-                show_tile_volumes(self.viewer)
+                if not (_any_3d_map(self.viewer) and self.viewer.dims.ndisplay == 3):
+                    show_tile_volumes(self.viewer)  # no 3D map is left in the 3D view
                 if event.value == self.map_layer and not _any_3d_map(self.viewer):
                     self.viewer.dims.ndisplay = (
                         2  # the 3D view was for the map (e.g. a 2D map replaces it)

@@ -160,7 +160,7 @@ def bench_training_stalls(viewer, train, app, n_tiles: int, seconds: float, sett
     sample = load_sample(n_tiles=n_tiles)
     viewer.add_image(sample.tiles, name="train tiles", rgb=sample.tiles.ndim == 4)
     train.form.layer_combo.value = "train tiles"
-    train.apply_settings(**settings)
+    train.form.apply(**settings)
     train.session.checkpoint_dir = None  # no checkpoint files from a benchmark
     ticks: list[float] = []
     timer = QTimer()
@@ -225,7 +225,7 @@ def bench_stop(viewer, train, app, n_tiles: int | None) -> dict:
         "backbone": "resnet18-s2",
         "width": 16,
     }
-    train.apply_settings(**settings)
+    train.form.apply(**settings)
     train.session.checkpoint_dir = None
     epochs: list[tuple[float, float]] = []  # (when it arrived, the run's seconds so far)
     train.session.progressed.connect(

@@ -89,7 +89,7 @@ def training_picture() -> None:
     data, kwargs, _ = tiles_layer_data(load_sample(n_tiles=4000))
     viewer.add_image(data, **kwargs)
     _, train = viewer.window.add_plugin_dock_widget("napari-tsimcne", "Train map")
-    train.apply_settings(epochs=(16, 1, 6), device="cpu")  # the CPU network, in epochs
+    train.form.apply(epochs=(16, 1, 6), device="cpu")  # the CPU network, in epochs
     taken = {}
 
     def on_progress(update):

@@ -36,9 +36,7 @@ def viewer_with_widgets(make_napari_viewer, sample_layer_tuple):
 
 def set_tiny(train) -> None:
     """Tiny network and budget: a fit takes seconds on 2 CPU cores."""
-    train.apply_settings(
-        epochs=(2, 1, 1), batch_size=64, device="cpu", backbone="resnet10", width=8
-    )
+    train.form.apply(epochs=(2, 1, 1), batch_size=64, device="cpu", backbone="resnet10", width=8)
 
 
 @pytest.fixture(autouse=True)

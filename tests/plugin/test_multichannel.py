@@ -30,7 +30,7 @@ def two_channel_cells(n: int = N, side: int = 24, seed: int = 0) -> np.ndarray:
 
 def train(qtbot, train_widget) -> None:
     set_tiny(train_widget)
-    train_widget.apply_settings(epochs=(1, 1, 1), batch_size=32)
+    train_widget.form.apply(epochs=(1, 1, 1), batch_size=32)
     qtbot.mouseClick(train_widget.train_button, Qt.MouseButton.LeftButton)
     assert train_widget.worker is not None, train_widget.status.text()
     qtbot.waitUntil(lambda: train_widget.worker is None, timeout=90_000)

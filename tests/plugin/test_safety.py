@@ -177,7 +177,7 @@ def test_lasso_selects_like_the_box_and_drives_the_gallery(qtbot, small_map):
 def test_closing_the_train_widget_stops_training(qtbot, viewer_with_widgets):
     viewer, train, _ = viewer_with_widgets
     set_tiny(train)
-    train.apply_settings(epochs=(200, 1, 1))
+    train.form.apply(epochs=(200, 1, 1))
     train.start_training()
     qtbot.waitUntil(lambda: train.progress.value() >= 1, timeout=60_000)
     names = [l.name for l in viewer.layers]
@@ -199,7 +199,7 @@ def test_closing_napari_stops_training(qtbot, make_napari_viewer, sample_layer_t
     viewer.add_image(data, **kwargs)
     _, train = viewer.window.add_plugin_dock_widget("napari-tsimcne", "Train map")
     set_tiny(train)
-    train.apply_settings(epochs=(200, 1, 1))
+    train.form.apply(epochs=(200, 1, 1))
     train.start_training()
     qtbot.waitUntil(lambda: train.progress.value() >= 1, timeout=60_000)
     viewer.close()  # napari's task list calls our cancel callback, which waits for the epoch to end

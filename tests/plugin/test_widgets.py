@@ -248,9 +248,7 @@ def test_gallery_of_grey_and_multichannel_stacks(viewer_with_widgets, shape):
 
 def test_a_time_budget_from_the_widget_plans_the_epochs_and_trains(qtbot, viewer_with_widgets):
     viewer, train_widget, _ = viewer_with_widgets
-    train_widget.apply_settings(
-        device="cpu", backbone="resnet10", width=8, batch_size=64, minutes=0.1
-    )
+    train_widget.form.apply(device="cpu", backbone="resnet10", width=8, batch_size=64, minutes=0.1)
     form = train_widget.form
     assert form.length_combo.value == "minutes"
     assert not form.epoch_spins[0].native.isVisibleTo(train_widget)
@@ -272,9 +270,7 @@ def test_a_time_budget_from_the_widget_plans_the_epochs_and_trains(qtbot, viewer
 
 def test_bad_settings_say_not_started(qtbot, viewer_with_widgets):
     viewer, train_widget, _ = viewer_with_widgets
-    train_widget.apply_settings(
-        device="cpu", epochs=(1, 0, 0), batch_size=4096
-    )  # more than the tiles
+    train_widget.form.apply(device="cpu", epochs=(1, 0, 0), batch_size=4096)  # more than the tiles
     train_widget.start_training()
     qtbot.waitUntil(lambda: train_widget.worker is None, timeout=30_000)
     assert train_widget.status.text().startswith("Not started: batch_size=4096")
@@ -325,7 +321,7 @@ def test_embedding_with_a_model_leaves_napari_responsive(qtbot, trained):
 def test_a_3d_map_from_the_widget(qtbot, viewer_with_widgets):
     viewer, train_widget, _ = viewer_with_widgets
     set_tiny(train_widget)
-    train_widget.apply_settings(epochs=(1, 1, 1), dimensions=3)
+    train_widget.form.apply(epochs=(1, 1, 1), dimensions=3)
     assert train_widget.form.dims_combo.value == "3D"
     qtbot.mouseClick(train_widget.train_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: train_widget.worker is None, timeout=60_000)
@@ -334,7 +330,7 @@ def test_a_3d_map_from_the_widget(qtbot, viewer_with_widgets):
     assert train_widget.model.embedding_.shape == (N_TILES, 3)
     assert viewer.dims.ndisplay == 3  # shown in napari's 3D view
     # back to 2D: the 3D map is replaced, not mixed
-    train_widget.apply_settings(dimensions=2)
+    train_widget.form.apply(dimensions=2)
     qtbot.mouseClick(train_widget.train_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: train_widget.worker is None, timeout=60_000)
     assert viewer.layers["tiles map"].data.shape == (N_TILES, 2)

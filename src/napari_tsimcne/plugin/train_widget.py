@@ -474,63 +474,6 @@ class TrainWidget(DockWidget):
             return
         self.form.show_defaults(d)
 
-    def apply_settings(
-        self,
-        *,
-        epochs: tuple[int, int, int] | None = None,
-        batch_size: int | None = None,
-        device: str | None = None,
-        backbone: str | None = None,
-        width: int | None = None,
-        preset: str | None = None,
-        seed: int | None = None,
-        minutes: float | None = None,
-        dimensions: int | None = None,
-    ) -> None:
-        """Set the training controls (as a user would); None leaves a control as it is.
-
-        ``epochs`` switches the length to epochs, ``minutes`` to a time budget. A ``device`` first sets
-        the defaults for that device; the other arguments then override them.
-
-        Parameters
-        ----------
-        epochs : tuple of int, optional
-            Epochs of the three training stages.
-        batch_size : int, optional
-            Tiles per training step.
-        device : str, optional
-            One of the widget's devices ("auto", "cpu", "cuda", ...).
-        backbone : str, optional
-            One of the widget's networks.
-        width : int, optional
-            Width of the network (channels of its first layer).
-        preset : str, optional
-            An augmentation preset, or "auto".
-        seed : int, optional
-            Random seed of training and of the preview.
-        minutes : float, optional
-            Time budget of training.
-        dimensions : int, optional
-            2 or 3: the dimensions of the map.
-
-        Raises
-        ------
-        ValueError
-            An unknown device, backbone or preset, ``epochs`` without three numbers, or
-            ``dimensions`` other than 2 or 3.
-        """
-        self.form.apply(
-            epochs=epochs,
-            batch_size=batch_size,
-            device=device,
-            backbone=backbone,
-            width=width,
-            preset=preset,
-            seed=seed,
-            minutes=minutes,
-            dimensions=dimensions,
-        )
-
     def start_training(self) -> None:
         """Check the settings, then train in a background thread."""
         layer = self.tiles_layer()

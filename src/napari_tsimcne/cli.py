@@ -17,9 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .core.defaults import CPU_DEFAULTS, GPU_DEFAULTS
 from .core.parameters import DEVICES
 from .core.presets import PRESETS
 from .core.schedule import QUICK_GPU_EPOCHS
+from .core.tiles import HOW_TO_CUT
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -92,7 +94,8 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         metavar=("E1", "E2", "E3"),
         default=None,
         help="epochs of the three stages: 128-D pre-training, 2-D last layer alone, 2-D "
-        "fine-tuning (default: the paper's 1000 50 450 on a CUDA GPU; elsewhere as many "
+        "fine-tuning (default: the paper's "
+        f"{' '.join(map(str, GPU_DEFAULTS.total_epochs))} on a CUDA GPU; elsewhere as many "
         "as fit --minutes)",
     )
     how_long.add_argument(
@@ -101,15 +104,17 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="M",
         help="train for about M minutes instead of a number of epochs: the first steps are "
-        "timed and the epochs set to fit, mapping included (default without a CUDA GPU: 10)",
+        "timed and the epochs set to fit, mapping included (default without a CUDA GPU: "
+        f"{CPU_DEFAULTS.time_budget / 60:g})",
     )
     g.add_argument(
         "--batch-size",
         type=int,
         default=None,
         metavar="N",
-        help="tiles per step; every other view in the batch is a negative (default: 1024 on a GPU, "
-        "256 on a CPU; lowered to the largest power of two that fits when the stack is smaller)",
+        help="tiles per step; every other view in the batch is a negative (default: "
+        f"{GPU_DEFAULTS.batch_size} on a GPU, {CPU_DEFAULTS.batch_size} on a CPU; lowered to the "
+        "largest power of two that fits when the stack is smaller)",
     )
     g.add_argument(
         "--augmentations",
@@ -138,7 +143,8 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         choices=("auto", *BACKBONES),
         default="auto",
         help="network: resnet18 (the paper's), the lighter resnet10, or resnet18-s2 (stride-2 stem, "
-        "about 3x cheaper on small tiles) (default: resnet18 on a GPU, resnet18-s2 on a CPU)",
+        f"about 3x cheaper on small tiles) (default: {GPU_DEFAULTS.backbone} on a GPU, "
+        f"{CPU_DEFAULTS.backbone} on a CPU)",
     )
     g.add_argument(
         "--width",
@@ -146,7 +152,7 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="C",
         help="channels of the first network layer; smaller is faster and weaker "
-        "(default: 64 on a GPU, 16 on a CPU)",
+        f"(default: {GPU_DEFAULTS.width} on a GPU, {CPU_DEFAULTS.width} on a CPU)",
     )
     p.add_argument(
         "--quiet", action="store_true", help="no progress bar and no messages besides errors"
@@ -524,7 +530,7 @@ def _minutes(seconds: float) -> str:
 
 def _plan_text(model, device) -> str:
     """How long training will run, as the start line says it, before the epochs are known."""
-    plan = model._resolve_auto(device, 10**9)
+    plan = model.plan_for(device, 10**9)
     if plan.total_epochs is not None:
         return f"epochs {' '.join(map(str, plan.total_epochs))}"
     return f"about {_minutes(plan.time_budget)}"
@@ -1063,7 +1069,7 @@ def with_flags(exc: ValueError) -> str:
     >>> with_flags(ParameterError("device='tpu' is unknown; use device='cpu'.", "device"))
     '--device tpu is unknown; use --device cpu.'
     """
-    text = str(exc)
+    text = str(exc).replace(HOW_TO_CUT, "--tile-size N")
     for name in getattr(exc, "parameters", ()):
         flag = FLAGS.get(name)
         if flag is None:

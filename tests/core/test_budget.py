@@ -61,7 +61,7 @@ def _fake(kind: str) -> torch.device:
 )
 def test_auto_settings_follow_the_device(kind, expected):
     assert defaults_for(_fake(kind)) == expected
-    plan = TSimCNE()._resolve_auto(_fake(kind), n_tiles=20_000)
+    plan = TSimCNE().plan_for(_fake(kind), n_tiles=20_000)
     assert (plan.backbone, plan.width, plan.batch_size) == (
         expected.backbone,
         expected.width,
@@ -72,44 +72,44 @@ def test_auto_settings_follow_the_device(kind, expected):
 
 
 def test_gpu_keeps_the_papers_settings_and_cpu_trains_for_ten_minutes():
-    gpu = TSimCNE()._resolve_auto(_fake("cuda"), 20_000)
+    gpu = TSimCNE().plan_for(_fake("cuda"), 20_000)
     assert gpu.total_epochs == (1000, 50, 450) and gpu.backbone == "resnet18" and gpu.width == 64
-    cpu = TSimCNE()._resolve_auto(_fake("cpu"), 20_000)
+    cpu = TSimCNE().plan_for(_fake("cpu"), 20_000)
     assert cpu.total_epochs is None and cpu.time_budget == 600.0 and cpu.backbone == "resnet18-s2"
 
 
 def test_explicit_settings_win_over_auto():
-    plan = TSimCNE(
-        total_epochs=(3, 1, 1), batch_size=64, backbone="resnet10", width=8
-    )._resolve_auto(_fake("cpu"), 1000)
+    plan = TSimCNE(total_epochs=(3, 1, 1), batch_size=64, backbone="resnet10", width=8).plan_for(
+        _fake("cpu"), 1000
+    )
     assert plan[:5] == ((3, 1, 1), None, 64, "resnet10", 8)
-    budget = TSimCNE(time_budget=60)._resolve_auto(_fake("cuda"), 1000)
+    budget = TSimCNE(time_budget=60).plan_for(_fake("cuda"), 1000)
     assert budget.total_epochs is None and budget.time_budget == 60.0
 
 
 @pytest.mark.parametrize(("kind", "ratio"), [("cuda", 1e-3), ("mps", 1.0), ("cpu", 1.0)])
 def test_fine_tuning_rate_is_the_papers_on_cuda_and_faster_for_runs_of_minutes(kind, ratio):
     model = TSimCNE(batch_size=256)
-    *_, lr, finetune_lr, _ = model._check_params(5000, 1, model._resolve_auto(_fake(kind), 5000))
+    *_, lr, finetune_lr, _ = model._check_params(5000, 1, model.plan_for(_fake(kind), 5000))
     assert lr == pytest.approx(0.03) and finetune_lr == pytest.approx(ratio * 0.03)
     given = TSimCNE(batch_size=256, finetune_lr=0.5)
-    assert given._check_params(5000, 1, given._resolve_auto(_fake(kind), 5000))[2] == 0.5
+    assert given._check_params(5000, 1, given.plan_for(_fake(kind), 5000))[2] == 0.5
 
 
 def test_auto_batch_fits_a_small_stack():
-    assert TSimCNE()._resolve_auto(_fake("cpu"), 100).batch_size == 64
-    assert TSimCNE()._resolve_auto(_fake("cuda"), 5000).batch_size == 1024
+    assert TSimCNE().plan_for(_fake("cpu"), 100).batch_size == 64
+    assert TSimCNE().plan_for(_fake("cuda"), 5000).batch_size == 1024
 
 
 def test_epochs_and_budget_together_are_refused_with_a_clear_message():
     with pytest.raises(ValueError, match="total_epochs or time_budget, not both"):
-        TSimCNE(total_epochs=(1, 1, 1), time_budget=60)._resolve_auto(_fake("cpu"), 1000)
+        TSimCNE(total_epochs=(1, 1, 1), time_budget=60).plan_for(_fake("cpu"), 1000)
 
 
 @pytest.mark.parametrize("bad", [0, -5, float("nan"), "soon", True])
 def test_bad_budgets_are_refused(bad):
     with pytest.raises(ValueError, match="time_budget must be"):
-        TSimCNE(time_budget=bad)._resolve_auto(_fake("cpu"), 1000)
+        TSimCNE(time_budget=bad).plan_for(_fake("cpu"), 1000)
 
 
 def test_measuring_leaves_the_network_untouched():

@@ -224,10 +224,32 @@ class TSimCNE(TransformerMixin, BaseEstimator):
         return getattr(self, "model_", None) is not None
 
     # -- validation ---------------------------------------------------------
-    def _resolve_auto(self, device: torch.device, n_tiles: int, processes: int = 1) -> _Plan:
-        """What the ``"auto"`` settings stand for on ``device`` (see ``defaults_for``).
+    def plan_for(self, device: torch.device, n_tiles: int, processes: int = 1) -> Plan:
+        """What the ``"auto"`` settings stand for when training ``n_tiles`` tiles on ``device``.
 
         Checks every parameter on its own first, so the values it resolves are sound.
+
+        Parameters
+        ----------
+        device : torch.device
+            A resolved device (``napari_tsimcne.core.device.resolve_device``); its defaults are
+            ``defaults_for(device)``.
+        n_tiles : int
+            Tiles in the stack (the batch size is at most the largest power of two they hold).
+        processes : int, default 1
+            Training processes sharing the stack (multi-GPU training).
+
+        Returns
+        -------
+        Plan
+            Epochs (None when a time budget sets them), time budget, batch size, network, width and
+            the fine-tuning learning-rate ratio.
+
+        Raises
+        ------
+        ParameterError
+            A parameter has a value it cannot take, or ``total_epochs`` and ``time_budget`` are
+            both given.
         """
         check_parameters(self.get_params())  # each on its own: the table of parameters.RULES
         d = defaults_for(device)
@@ -245,16 +267,16 @@ class TSimCNE(TransformerMixin, BaseEstimator):
                     "total_epochs",
                     "time_budget",
                 )
-            return _Plan(self.total_epochs, None, batch, backbone, width, d.finetune_lr_ratio)
+            return Plan(self.total_epochs, None, batch, backbone, width, d.finetune_lr_ratio)
         if is_auto(budget):
             budget = d.time_budget
         if budget is None:
             epochs = d.total_epochs or GPU_DEFAULTS.total_epochs
-            return _Plan(epochs, None, batch, backbone, width, d.finetune_lr_ratio)
-        return _Plan(None, float(budget), batch, backbone, width, d.finetune_lr_ratio)
+            return Plan(epochs, None, batch, backbone, width, d.finetune_lr_ratio)
+        return Plan(None, float(budget), batch, backbone, width, d.finetune_lr_ratio)
 
     def _check_params(
-        self, n_tiles: int, processes: int, plan: _Plan
+        self, n_tiles: int, processes: int, plan: Plan
     ) -> tuple[tuple[int, int, int] | None, float, float, AugmentationSettings]:
         """Check what the table cannot: the settings together and against the stack.
 
@@ -325,7 +347,7 @@ class TSimCNE(TransformerMixin, BaseEstimator):
         return int(self.random_state)
 
     # -- training -----------------------------------------------------------
-    def _new_network(self, info, plan: _Plan, seed: int) -> TSimCNENet:
+    def _new_network(self, info, plan: Plan, seed: int) -> TSimCNENet:
         """The untrained network for a stack and a plan, its weights drawn from ``seed`` (global RNG untouched)."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -365,7 +387,7 @@ class TSimCNE(TransformerMixin, BaseEstimator):
         stack = as_tile_stack(X, channel_axis=channel_axis, check_values=False)
         info = stack_info(stack)
         device = resolve_device(self.device)
-        plan = self._resolve_auto(device, info.n_tiles)
+        plan = self.plan_for(device, info.n_tiles)
         self._check_params(info.n_tiles, 1, plan)
         if device.type == "cpu":  # running out of memory would kill the process: refuse it now
             net = self._new_network(info, plan, seed=0)
@@ -426,7 +448,7 @@ class TSimCNE(TransformerMixin, BaseEstimator):
         stack = as_tile_stack(X, channel_axis=channel_axis)
         info = stack_info(stack)
         device, ctx = _device_and_processes(self.device)
-        plan = self._resolve_auto(device, info.n_tiles, ctx.world_size)
+        plan = self.plan_for(device, info.n_tiles, ctx.world_size)
         epochs, lr, finetune_lr, aug = self._check_params(info.n_tiles, ctx.world_size, plan)
         aug = self._augmentations_for(stack, aug)
         self.fingerprint_ = fingerprint(stack)
@@ -557,7 +579,7 @@ class TSimCNE(TransformerMixin, BaseEstimator):
             self.fingerprint_ = fingerprint(stack)
         device, ctx = _device_and_processes(self.device)
         epochs, lr, finetune_lr, aug = self._check_params(
-            info.n_tiles, ctx.world_size, self._resolve_auto(device, info.n_tiles, ctx.world_size)
+            info.n_tiles, ctx.world_size, self.plan_for(device, info.n_tiles, ctx.world_size)
         )
         aug = self._augmentations_for(stack, aug)
         if epochs is None:
@@ -1048,8 +1070,24 @@ class _Budget(NamedTuple):
     finetune_lr: float
 
 
-class _Plan(NamedTuple):
-    """The settings of one run with ``"auto"`` resolved for its device (epochs None: set by the time budget)."""
+class Plan(NamedTuple):
+    """The settings of one run with ``"auto"`` resolved for its device (``TSimCNE.plan_for``).
+
+    Parameters
+    ----------
+    total_epochs : tuple of 3 int or None
+        Epochs of the three stages; None: the time budget sets them.
+    time_budget : float or None
+        Seconds of training and mapping; None: train ``total_epochs``.
+    batch_size : int
+        Tiles per training step.
+    backbone : str
+        The network (one of ``BACKBONES``).
+    width : int
+        Channels of the network's first layer.
+    finetune_lr_ratio : float
+        Stage 3's learning rate as a multiple of the learning rate of stages 1 and 2.
+    """
 
     total_epochs: tuple[int, int, int] | None
     time_budget: float | None

@@ -135,7 +135,7 @@ def as_tile_stack(
     if arr.ndim == 2:
         raise TileStackError(
             f"Got one 2D image of shape {arr.shape}, not a stack of tiles. "
-            f"Cut it into tiles: {_HOW_TO_CUT}."
+            f"Cut it into tiles: {HOW_TO_CUT}."
         )
     if arr.ndim not in (3, 4):
         raise TileStackError(
@@ -147,7 +147,7 @@ def as_tile_stack(
     if n == 1 and min_tiles > 1:
         raise TileStackError(
             "The stack holds a single tile. Contrastive learning needs many tiles (hundreds at least); "
-            f"if this is one large image, cut it into tiles: {_HOW_TO_CUT}."
+            f"if this is one large image, cut it into tiles: {HOW_TO_CUT}."
         )
     h, w = arr.shape[1:3]
     if arr.ndim == 4:
@@ -199,10 +199,10 @@ def check_axis(axis: int, ndim: int, name: str = "channel_axis") -> int:
     return int(axis) % ndim
 
 
-_HOW_TO_CUT = (
-    "napari_tsimcne.tile_image(image, tile_size=...) in Python, --tile-size on the command line, "
-    "'Cut image into tiles' in the plugin"
+HOW_TO_CUT = (
+    "napari_tsimcne.tile_image(image, tile_size=...), or 'Cut a large image into tiles' in napari"
 )
+"""How to make tiles of one large image, as error messages say it (the command line says its own)."""
 
 
 def _too_small_message(shape: tuple[int, ...]) -> str:
@@ -212,7 +212,7 @@ def _too_small_message(shape: tuple[int, ...]) -> str:
     if len(shape) == 3 and shape[2] <= 4 and min(shape[:2]) >= MIN_TILE_SIZE:
         return (
             f"{text} Shape {shape} looks like one image with {shape[2]} colour channels, not a stack: "
-            f"cut it into tiles: {_HOW_TO_CUT}."
+            f"cut it into tiles: {HOW_TO_CUT}."
         )
     if len(shape) == 4 and shape[1] <= MAX_CHANNELS and min(shape[2:]) >= MIN_TILE_SIZE:
         return f"{text} Shape {shape} looks like (N, C, H, W): pass channel_axis=1."

@@ -255,7 +255,7 @@ class MapTileLink:
             self.highlight(int(tile))
 
     def outline_on_source(self, tile_indices: Sequence[int]) -> None:
-        """Outline the tiles on the image they were cut from (tile layers made by "Cut image into tiles").
+        """Outline the tiles on the image they were cut from (tile layers made by "Cut a large image into tiles").
 
         Parameters
         ----------

@@ -155,3 +155,24 @@ def test_only_the_newest_stopped_runs_are_kept(session, tiles):
     left = sorted(p.name for p in folder.iterdir())
     # the newest others, and room for this run's own checkpoint
     assert left == [f"{i:016x}{CHECKPOINT_SUFFIX}" for i in range(4, KEEP_CHECKPOINTS + 3)]
+
+
+def test_save_load_and_map_new_tiles_without_a_window(session, tiles, tmp_path):
+    from dataclasses import replace
+
+    from napari_tsimcne.core import NotFittedError
+    from napari_tsimcne.plugin.training_session import TrainingSession
+
+    fresh = TrainingSession(checkpoint_dir=False)
+    with pytest.raises(NotFittedError):
+        fresh.save(tmp_path / "none.tsimcne")
+    with pytest.raises(NotFittedError):
+        fresh.embed_job(tiles)  # said before any thread starts
+    result = session.run(tiles, replace(TINY, epochs=(1, 1, 1)))
+    path = session.save(tmp_path / "model.tsimcne")
+    assert path.is_file()
+    loaded = fresh.load(path, device="cpu")
+    assert fresh.model is loaded
+    embedding, outliers = fresh.embed_job(tiles)()  # what the dock runs on a worker thread
+    assert embedding.shape == (len(tiles), 2) and outliers.shape == (len(tiles),)
+    np.testing.assert_allclose(embedding, result.embedding, atol=1e-4)  # the saved network

@@ -750,10 +750,7 @@ class TrainWidget(DockWidget):
         NotFittedError
             No model has been trained or loaded yet.
         """
-        if self.model is None:
-            raise NotFittedError("Train or load a model first.")
-        self.model.save(path)
-        show_info(f"Model saved to {path}")
+        show_info(f"Model saved to {self.session.save(path)}")
 
     def load_model(self, path):
         """Read a model written by Save model; it is trained on no further but can map tiles.
@@ -768,13 +765,11 @@ class TrainWidget(DockWidget):
         TSimCNE
             The loaded model (also the widget's ``model``), on the widget's device.
         """
-        from napari_tsimcne.core import TSimCNE
-
-        self.model = TSimCNE.load(path, device=self.form.device_combo.value)
+        model = self.session.load(path, device=self.form.device_combo.value)
         self.status.setText(
-            f"Loaded {path}: tiles of {self.model.tile_shape_}, {self.model.n_channels_} channel(s)."
+            f"Loaded {path}: tiles of {model.tile_shape_}, {model.n_channels_} channel(s)."
         )
-        return self.model
+        return model
 
     def embed_with_model(self) -> FunctionWorker | None:
         """Map the chosen tile layer with the loaded (or trained) model, without training.
@@ -792,7 +787,8 @@ class TrainWidget(DockWidget):
         if self.model is None or layer is None:
             show_error("Load or train a model and choose a tile layer first.")
             return None
-        model, data = self.model, self.training_tiles()
+        data = self.training_tiles()
+        job = self.session.embed_job(data)
         started = time.perf_counter()
         self.embed_button.setEnabled(False)
         self.progress.setRange(0, 0)  # busy: the number of tiles mapped is not reported here
@@ -802,19 +798,20 @@ class TrainWidget(DockWidget):
             self.progress.setRange(0, 100)
             self.embed_button.setEnabled(True)
 
-        def done(embedding) -> None:
+        def done(mapped) -> None:
+            embedding, outliers = mapped
             finish()
             self.status.setText(
                 f"Mapped {len(embedding):,} tiles in {time.perf_counter() - started:.1f} s."
             )
-            worker.map_layer = self.show_map(layer, embedding)
+            worker.map_layer = self.show_map(layer, embedding, outlier=outliers)
 
         def failed(exc: Exception) -> None:
             finish()
             self.status.setText("Mapping failed.")
             show_error(str(exc))
 
-        worker = FunctionWorker(lambda: model.transform(np.asarray(data)))
+        worker = FunctionWorker(job)
         worker.map_layer = None
         worker.returned.connect(done)
         worker.errored.connect(failed)

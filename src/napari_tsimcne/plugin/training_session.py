@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -548,6 +548,90 @@ class TrainingSession:
             raise
 
     # -- stopping ---------------------------------------------------------------
+    # -- a trained or loaded model ---------------------------------------------------
+    def save(self, path) -> Path:
+        """Write the session's model (trained or loaded) to a ``.tsimcne`` file.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The model file to write.
+
+        Returns
+        -------
+        pathlib.Path
+            The file written.
+
+        Raises
+        ------
+        NotFittedError
+            No model has been trained or loaded yet.
+        """
+        from napari_tsimcne.core import NotFittedError
+
+        if self.model is None:
+            raise NotFittedError("Train or load a model first.")
+        self.model.save(path)
+        return Path(path)
+
+    def load(self, path, device: str = "auto"):
+        """Make a saved model the session's model: it trains no further but maps tiles.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A ``.tsimcne`` file.
+        device : str
+            Where it maps tiles ("auto", "cpu", "cuda", ...).
+
+        Returns
+        -------
+        TSimCNE
+            The loaded model.
+
+        Raises
+        ------
+        ModelFileError
+            The file is not a readable model.
+        """
+        from napari_tsimcne.core import TSimCNE
+
+        self.model = TSimCNE.load(path, device=device)
+        return self.model
+
+    def embed_job(self, tiles) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
+        """Mapping ``tiles`` with the session's model, as a function to run in a background thread.
+
+        Parameters
+        ----------
+        tiles : array-like
+            The tiles, as the model was trained on (same channels and size).
+
+        Returns
+        -------
+        callable
+            Takes no arguments; returns the map and its outlier scores (both computed off the
+            main thread).
+
+        Raises
+        ------
+        NotFittedError
+            No model has been trained or loaded yet (said before anything runs).
+        """
+        from napari_tsimcne.core import NotFittedError
+
+        from .map_layer import outlier_scores
+
+        model = self.model
+        if model is None:
+            raise NotFittedError("Load or train a model first.")
+
+        def job() -> tuple[np.ndarray, np.ndarray]:
+            embedding = model.transform(np.asarray(tiles))
+            return embedding, outlier_scores(embedding)
+
+        return job
+
     def stop(self) -> None:
         """Stop within one training step; the model keeps what it learned and the run can be continued."""
         if self._run is not None:

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from napari_tsimcne.core.config import default_batch_size
 from napari_tsimcne.plugin import annotations as ann
 from napari_tsimcne.plugin.map_layer import (
     categorical_colors,
@@ -16,7 +17,6 @@ from napari_tsimcne.plugin.map_layer import (
 )
 from napari_tsimcne.plugin.sample_data import sample_tiles, tiles_layer_data
 from napari_tsimcne.plugin.selection import tile_to_point
-from napari_tsimcne.plugin.train_widget import default_batch_size
 
 
 @pytest.fixture

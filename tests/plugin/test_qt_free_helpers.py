@@ -23,6 +23,7 @@ QT_FREE = [
     "loss_curve",
     "map_guard",
     "map_layer",
+    "preset_advice",
     "preview",
     "reader",
     "selection",
@@ -111,3 +112,26 @@ def test_cutting_and_the_preview_work_on_a_viewer_model_without_a_window():
     assert preview.name == PREVIEW_NAME and preview.data.shape[0] > 4 * 16  # 4 rows of tiles
     again = show_augmentation_preview(viewer, [tiles], "microscopy", n_tiles=2, n_views=3)
     assert [l.name for l in viewer.layers].count(PREVIEW_NAME) == 1 and again is not preview
+
+
+def test_the_preset_advice_is_kept_until_the_tiles_change(monkeypatch):
+    import numpy as np
+    from napari.layers import Image
+
+    from napari_tsimcne.plugin import preset_advice
+
+    calls = []
+    real = preset_advice.recommend_preset
+    monkeypatch.setattr(
+        preset_advice, "recommend_preset", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
+    advisor = preset_advice.PresetAdvisor(max_tiles=50)
+    rng = np.random.default_rng(0)
+    tiles = Image(rng.integers(0, 255, (60, 12, 12, 3), dtype=np.uint8), name="cells", rgb=True)
+    first = advisor.advice([tiles])
+    assert first is not None and advisor.resolve("auto", [tiles]) == first.preset
+    assert advisor.resolve("natural", [tiles]) == "natural" and len(calls) == 1  # judged once
+    tiles.data = rng.integers(0, 255, (60, 12, 12, 3), dtype=np.uint8)  # new pixels, same shape
+    advisor.advice([tiles])
+    assert len(calls) == 2
+    assert advisor.advice([]) is None and advisor.resolve("auto", []) == "microscopy"

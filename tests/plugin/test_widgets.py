@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from qtpy.QtCore import Qt
 
+from napari_tsimcne.core.config import default_batch_size
 from napari_tsimcne.plugin.crosslink import GALLERY_NAME, HIGHLIGHT_NAME
 from napari_tsimcne.plugin.gallery import open_gallery
 from napari_tsimcne.plugin.layout import extent_2d, overlaps, visible_extent
-from napari_tsimcne.plugin.train_widget import default_batch_size
 
 from .conftest import N_TILES, set_tiny
 

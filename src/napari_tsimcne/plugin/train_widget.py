@@ -21,14 +21,14 @@ from qtpy.QtWidgets import (
 
 from napari_tsimcne.core import ModelFileError, NotFittedError, TileStackError
 from napari_tsimcne.core.augment import AugmentationSettings
-from napari_tsimcne.core.device import defaults_for, resolve_device
-from napari_tsimcne.core.recommend import Recommendation, recommend_preset
+from napari_tsimcne.core.recommend import Recommendation
 
-from .channels import channel_axis_of, companion_layers, training_tiles
+from .channels import companion_layers, training_tiles
 from .crosslink import GALLERY_NAME, link_map, link_opened_outputs
 from .loss_plot import LossPlot
 from .map_layer import add_map_layer, map_layer_name, matches, recolor, update_map_layer
-from .preview import PREVIEW_NAME, preview_indices, show_augmentation_preview
+from .preset_advice import PresetAdvisor
+from .preview import PREVIEW_NAME, show_augmentation_preview
 from .qt_helpers import (
     ANNOTATE_WIDGET,
     MODEL_FILTER,
@@ -53,7 +53,6 @@ from .training_session import (
     TrainingSession,
     TrainingSettings,
     TrainingUpdate,
-    default_batch_size,
 )
 
 
@@ -93,8 +92,7 @@ class TrainWidget(DockWidget):
         self._training_layer = None
         self.pbar: progress | None = None  # napari's progress bar of the running training
         self._sized_for: str | None = None
-        self._advice_for: tuple | None = None
-        self._advice: Recommendation | None = None
+        self._advisor = PresetAdvisor()  # what "auto" picks for the chosen tiles
 
         self.form = TrainingForm()  # the settings: magicgui forms
         self.train_button = QPushButton("Train")
@@ -280,21 +278,7 @@ class TrainWidget(DockWidget):
         Recommendation or None
             The preset and the reason, or None without a usable tile layer.
         """
-        layers = self.chosen_layers()
-        if not layers:
-            return None
-        data = layers[0].data
-        channels_last = data.ndim == 4 and (
-            layers[0].rgb or data.shape[-1] <= 8 or channel_axis_of(layers[0]) is not None
-        )
-        if data.ndim != 3 and not channels_last:
-            return None  # not a stack of tiles this can judge
-        key = tuple((l.name, l.data.shape, str(l.data.dtype), id(l.data)) for l in layers)
-        if self._advice_for != key:  # a few hundred tiles suffice; keep the answer for these layers
-            tiles = training_tiles(layers)
-            sample = np.asarray(tiles[preview_indices(len(tiles), 500)])
-            self._advice_for, self._advice = key, recommend_preset(sample, max_tiles=500)
-        return self._advice
+        return self._advisor.advice(self.chosen_layers())
 
     def chosen_preset(self) -> str:
         """The preset training will use: the choice, with "auto" resolved for the chosen tiles.
@@ -304,11 +288,7 @@ class TrainWidget(DockWidget):
         str
             A preset name; "microscopy" when "auto" cannot judge the tiles.
         """
-        choice = self.form.preset_combo.value
-        if choice != "auto":
-            return choice
-        rec = self.recommendation()
-        return rec.preset if rec is not None else "microscopy"
+        return self._advisor.resolve(self.form.preset_combo.value, self.chosen_layers())
 
     def _show_preset(self, *_) -> None:
         self.form.show_preset_help(self.recommendation())
@@ -321,15 +301,12 @@ class TrainWidget(DockWidget):
         if name == self._sized_for or name not in self.viewer.layers:
             return
         self._sized_for = name
-        largest = defaults_for(self._device_or_cpu()).batch_size
         n_tiles = self.viewer.layers[name].data.shape[0]
-        self.form.batch_spin.value = default_batch_size(n_tiles, largest)
-
-    def _device_or_cpu(self):
         try:
-            return resolve_device(self.form.device_combo.value)
-        except ValueError:
-            return resolve_device("cpu")
+            suited = TrainingSettings.for_device(self.form.device_combo.value, n_tiles)
+        except ValueError:  # a device that is not here: size the batch as for the CPU
+            suited = TrainingSettings.for_device("cpu", n_tiles)
+        self.form.batch_spin.value = suited.batch_size
 
     def tiles_layer(self) -> Image | None:
         """The tile layer chosen in the widget.

@@ -284,6 +284,7 @@ def test_classes_painted_on_the_image_the_tiles_were_cut_from(viewer_with_widget
     annotate.assign("stroma")
     labels = annotate.export_labels_layer()
     assert labels.data.shape == image.data.shape and labels.name == "slide annotation"
+    assert annotate.status.text() == "'slide' painted by annotation (2 kinds)."  # and unassigned
     origins = tiles.metadata["origins"]
     names = labels.features["annotation"].tolist()
     for tile, name in ((0, "tumour"), (3, "tumour"), (5, "stroma"), (1, "not assigned")):

@@ -725,8 +725,7 @@ class AnnotateWidget(DockWidget):
             no such column.
         """
         labels = export_mod.add_labels_layer(self.viewer, self._require_map(), column)
-        column = labels.features.columns[1]  # index, the painted column, tiles
-        source = labels.name[: -len(column) - 1]  # named "<image> <column>"
+        source, column = labels.metadata["source_layer"], labels.metadata["painted_column"]
         self.status.setText(f"{source!r} painted by {column} ({len(labels.features) - 1} kinds).")
         return labels
 

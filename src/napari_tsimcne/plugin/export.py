@@ -409,7 +409,8 @@ def add_labels_layer(viewer: napari.Viewer, map_layer, column: str | None = None
     Returns
     -------
     napari.layers.Labels
-        The painted layer, placed over the image.
+        The painted layer, placed over the image; its metadata name the image
+        (``source_layer``) and the column painted (``painted_column``).
 
     Raises
     ------
@@ -450,6 +451,7 @@ def add_labels_layer(viewer: napari.Viewer, map_layer, column: str | None = None
         opacity=0.5,
         colormap=DirectLabelColormap(color_dict=colors),
         features=labels_features(names, column, counts),
+        metadata={"source_layer": source.name, "painted_column": column},
     )
     link = link_of(viewer, map_layer)
     if link is not None:

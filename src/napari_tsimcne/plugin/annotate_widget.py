@@ -26,13 +26,57 @@ from .crosslink import link_opened_outputs
 from .lasso import LassoTool
 from .legend_widget import LegendView
 from .map_layer import AXES, is_3d, legend, recolor
-from .qt_helpers import CSV_FILTER, DockWidget, ask_path_then, refill, scroll_layout, set_choices
+from .qt_helpers import (
+    CSV_FILTER,
+    DockWidget,
+    apply_tooltips,
+    ask_path_then,
+    refill,
+    scroll_layout,
+    set_choices,
+)
 from .selection import group_choices
 
 AUTOSAVE_DELAY_MS = 1000
 """Annotations are written this long after the first change (later changes in that second join the write)."""
 
 CLUSTER_METHODS = ("k-means", "HDBSCAN")
+
+
+TOOLTIPS = {
+    "map_combo": "The map to work on (one per tile stack).",
+    "color_combo": "What the colours of the points show: your names (annotation), proposed clusters, "
+    "known labels, or how unusual each tile is (outlier).",
+    "name_edit": "A name for the selected tiles, e.g. a cell type. Press Enter to assign it.",
+    "assign_button": "Give the selected points (tiles) this name. Select with a box in select mode, "
+    "or with the lasso.",
+    "method_combo": "How to propose groups: k-means makes exactly k groups; HDBSCAN finds the islands "
+    "itself and leaves stragglers in none.",
+    "k_spin": "k-means: how many groups to propose.",
+    "cluster_button": "Propose groups of nearby points. They are only suggestions: select a cluster "
+    "and name it.",
+    "export_button": "Save every tile's number, map position, name, cluster, label (if known) and "
+    "outlier score to a CSV file (opens in a spreadsheet). An existing file is never replaced "
+    "without asking.",
+    "selection_layer_button": "Copy the selected tiles into a new image stack, with all their "
+    "channels and the same colours and contrast.",
+    "group_layer_button": "Copy the tiles of the class or cluster chosen above into a new "
+    "image stack.",
+    "labels_button": "For tiles cut from a large image: colour each tile's place on that image "
+    "by its class (or cluster, whichever the map is coloured by), as a Labels layer.",
+    "import_button": "Read names and clusters from a CSV file exported for these tiles.",
+    "lasso_button": "Drag on the map to draw a free-hand outline; the points inside are selected. "
+    "Shift or Ctrl adds to the selection.",
+    "group_combo": "A named class or a proposed cluster of the map, with its number of tiles.",
+    "select_group_button": "Select all tiles of the class or cluster on the left.",
+    "undo_button": "Give the tiles back the names they had before the last 'Assign'.",
+    "restore_button": "Replace the map's annotations by the last autosave of this tile stack.",
+    "min_size_spin": (
+        "HDBSCAN: the smallest group of points that counts as a cluster. "
+        "Points in no cluster get -1 (grey)."
+    ),
+}
+"""What each control does, in a biologist's words (attribute name -> tooltip)."""
 
 
 class AnnotateWidget(DockWidget):
@@ -64,18 +108,10 @@ class AnnotateWidget(DockWidget):
         self.assign_button = QPushButton("Assign to selected")
         self.lasso_button = QPushButton("Lasso select")
         self.lasso_button.setCheckable(True)
-        self.lasso_button.setToolTip(
-            "Drag on the map to draw a free-hand outline; the points inside are selected. "
-            "Shift or Ctrl adds to the selection."
-        )
         # how clusters are proposed: a magicgui form in one row
         self.method_combo = ComboBox(label="", choices=list(CLUSTER_METHODS))
         self.k_spin = SpinBox(label="k", min=2, max=100, value=8)
         self.min_size_spin = SpinBox(label="min size", min=2, max=100_000, value=20)
-        self.min_size_spin.tooltip = (
-            "HDBSCAN: the smallest group of points that counts as a cluster. "
-            "Points in no cluster get -1 (grey)."
-        )
         self.cluster_form = Container(
             widgets=[self.method_combo, self.k_spin, self.min_size_spin], layout="horizontal"
         )
@@ -83,15 +119,8 @@ class AnnotateWidget(DockWidget):
         self.cluster_button = QPushButton("Propose clusters")
         self.group_combo = QComboBox()
         self.group_combo.setPlaceholderText("named class or cluster")
-        self.group_combo.setToolTip(
-            "A named class or a proposed cluster of the map, with its number of tiles."
-        )
         self.select_group_button = QPushButton("Select")
-        self.select_group_button.setToolTip("Select all tiles of the class or cluster on the left.")
         self.undo_button = QPushButton("Undo naming")
-        self.undo_button.setToolTip(
-            "Give the tiles back the names they had before the last 'Assign'."
-        )
         self.undo_button.setEnabled(False)
         self.export_button = QPushButton("Export CSV…")
         self.import_button = QPushButton("Import CSV…")
@@ -99,9 +128,6 @@ class AnnotateWidget(DockWidget):
         self.group_layer_button = QPushButton("Class/cluster as layer")
         self.labels_button = QPushButton("Paint classes on the image")
         self.restore_button = QPushButton("Restore autosave")
-        self.restore_button.setToolTip(
-            "Replace the map's annotations by the last autosave of this tile stack."
-        )
         self.status = QLabel("")
         self.status.setWordWrap(True)
         self.autosave_label = QLabel("")
@@ -155,34 +181,7 @@ class AnnotateWidget(DockWidget):
         layout.addWidget(self.autosave_label)
         layout.addStretch()
         self._on_method_changed(self.method_combo.value)
-        tips = {
-            self.map_combo: "The map to work on (one per tile stack).",
-            self.color_combo: "What the colours of the points show: your names (annotation), proposed clusters, "
-            "known labels, or how unusual each tile is (outlier).",
-            self.name_edit: "A name for the selected tiles, e.g. a cell type. Press Enter to assign it.",
-            self.assign_button: "Give the selected points (tiles) this name. Select with a box in select mode, "
-            "or with the lasso.",
-            self.method_combo: "How to propose groups: k-means makes exactly k groups; HDBSCAN finds the islands "
-            "itself and leaves stragglers in none.",
-            self.k_spin: "k-means: how many groups to propose.",
-            self.cluster_button: "Propose groups of nearby points. They are only suggestions: select a cluster "
-            "and name it.",
-            self.export_button: "Save every tile's number, map position, name, cluster, label (if known) and "
-            "outlier score to a CSV file (opens in a spreadsheet). An existing file is never replaced "
-            "without asking.",
-            self.selection_layer_button: "Copy the selected tiles into a new image stack, with all their "
-            "channels and the same colours and contrast.",
-            self.group_layer_button: "Copy the tiles of the class or cluster chosen above into a new "
-            "image stack.",
-            self.labels_button: "For tiles cut from a large image: colour each tile's place on that image "
-            "by its class (or cluster, whichever the map is coloured by), as a Labels layer.",
-            self.import_button: "Read names and clusters from a CSV file exported for these tiles.",
-        }
-        for widget, tip in tips.items():
-            if hasattr(widget, "native"):  # a magicgui widget
-                widget.tooltip = tip
-            else:
-                widget.setToolTip(tip)
+        apply_tooltips(self, TOOLTIPS)
 
         self.map_combo.changed.connect(self._refresh_columns)
         self.color_combo.changed.connect(self.color_by)

@@ -95,6 +95,24 @@ def refill(combo: QComboBox, names: list[str]) -> None:
     combo.blockSignals(False)
 
 
+def apply_tooltips(owner, tooltips: dict[str, str]) -> None:
+    """Give the controls of ``owner`` their tooltips, Qt widgets and magicgui widgets alike.
+
+    Parameters
+    ----------
+    owner : object
+        A dock widget or form whose attributes are the controls.
+    tooltips : dict of str to str
+        Attribute name -> tooltip.
+    """
+    for name, tip in tooltips.items():
+        widget = getattr(owner, name)
+        if hasattr(widget, "native"):  # a magicgui widget
+            widget.tooltip = tip
+        else:
+            widget.setToolTip(tip)
+
+
 def set_choices(combo, names: list[str]) -> None:
     """Replace the choices of a magicgui ``ComboBox``, keeping the current one when it is still there.
 

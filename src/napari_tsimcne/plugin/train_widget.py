@@ -36,6 +36,7 @@ from .qt_helpers import (
     TRAIN_WIDGET,
     Collapsible,
     DockWidget,
+    apply_tooltips,
     ask_path_then,
     dock_name,
     dock_of,
@@ -68,6 +69,23 @@ def _image_layers_2d(viewer) -> list[Image]:
         for l in viewer.layers
         if isinstance(l, Image) and l.ndim == 2 and l.name not in (PREVIEW_NAME, GALLERY_NAME)
     ]
+
+
+TOOLTIPS = {
+    "train_button": "Train a map of the chosen tiles in the background; the map appears and sharpens "
+    "while it trains.",
+    "stop_button": "Stop training within a second or so. The map and the network keep what they learned, "
+    "and Resume continues from the last whole epoch.",
+    "resume_button": "Continue a run of these tiles that was stopped (or cut short when napari "
+    "closed) from its last epoch, with its settings.",
+    "progress": "Epochs done of all three stages.",
+    "save_button": "Save the trained network to a file, to map more tiles of the same kind later.",
+    "load_button": "Load a network saved before.",
+    "embed_button": "Map the chosen tiles with the loaded network, without training.",
+    "preview_button": "Show a few of your tiles beside augmented copies: how different the map will "
+    "consider them the same.",
+}
+"""The dock's own controls (the settings' are in ``training_form.TOOLTIPS``)."""
 
 
 class TrainWidget(DockWidget):
@@ -109,7 +127,7 @@ class TrainWidget(DockWidget):
         self.embed_button = QPushButton("Embed with loaded model")
         self.preview_button = QPushButton("Preview augmentations")
 
-        self._set_tooltips()
+        apply_tooltips(self, TOOLTIPS)
         form = self.form
         cut_content = form.cut_form.native
         cut_content.layout().setContentsMargins(12, 0, 0, 0)
@@ -185,24 +203,6 @@ class TrainWidget(DockWidget):
         ):
             ev.connect(self.refresh_layers)
         self.refresh_layers()
-
-    def _set_tooltips(self) -> None:
-        tips = {
-            self.train_button: "Train a map of the chosen tiles in the background; the map appears and sharpens "
-            "while it trains.",
-            self.stop_button: "Stop training within a second or so. The map and the network keep what they learned, "
-            "and Resume continues from the last whole epoch.",
-            self.resume_button: "Continue a run of these tiles that was stopped (or cut short when napari "
-            "closed) from its last epoch, with its settings.",
-            self.progress: "Epochs done of all three stages.",
-            self.save_button: "Save the trained network to a file, to map more tiles of the same kind later.",
-            self.load_button: "Load a network saved before.",
-            self.embed_button: "Map the chosen tiles with the loaded network, without training.",
-            self.preview_button: "Show a few of your tiles beside augmented copies: how different the map will "
-            "consider them the same.",
-        }
-        for widget, tip in tips.items():
-            widget.setToolTip(tip)
 
     # -- layer choice ---------------------------------------------------------
     def refresh_layers(self, event=None) -> None:

@@ -18,7 +18,7 @@ from napari_tsimcne.core.presets import PRESET_SUMMARIES, PRESETS
 from napari_tsimcne.core.recommend import Recommendation
 from napari_tsimcne.core.schedule import QUICK_GPU_EPOCHS
 
-from .qt_helpers import WrappedLabel
+from .qt_helpers import WrappedLabel, apply_tooltips
 from .training_session import TrainingSettings
 
 PRESET_HELP = {
@@ -149,12 +149,7 @@ class TrainingForm:
             self.min_fg_spin,
             self.cut_button,
         )
-        for name, tip in TOOLTIPS.items():
-            widget = getattr(self, name)
-            if hasattr(widget, "native"):  # a magicgui widget
-                widget.tooltip = tip
-            else:
-                widget.setToolTip(tip)
+        apply_tooltips(self, TOOLTIPS)
         for spin, tip in zip(self.epoch_spins, STAGE_TIPS):
             spin.tooltip = f"{tip} One epoch shows the network every tile once."
         self._align_labels()

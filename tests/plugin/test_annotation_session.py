@@ -130,3 +130,35 @@ def test_without_its_tile_layer_nothing_is_autosaved(tmp_path):
     assert orphan.fingerprint() is None and not orphan.autosave(wait=True)
     with pytest.raises(ValueError, match="tile layer is gone"):
         orphan.restore()
+
+
+def test_every_map_of_a_viewer_gets_annotations_without_a_window(tmp_path):
+    from napari.components import ViewerModel
+
+    from napari_tsimcne.plugin.annotation_session import ViewerAnnotations, is_map
+
+    viewer = ViewerModel()
+    layer, tiles = make_map()
+    viewer.add_layer(tiles)
+    viewer.add_image(np.zeros((8, 8)), name="not a map")
+    annotations = ViewerAnnotations(viewer, folder=tmp_path)
+    added, removed = [], []
+    annotations.added.connect(added.append)
+    annotations.removed.connect(removed.append)
+    assert annotations.refresh() == [] and len(annotations) == 0
+    viewer.add_layer(layer)
+    assert is_map(layer) and not is_map(tiles)
+    assert annotations.refresh() == [layer] and len(added) == 1
+    session = annotations.get(layer)
+    assert session.tiles_layer() is not None  # found through the viewer
+    annotations.refresh()
+    assert len(added) == 1  # a map gets its annotations once
+    session.assign("debris", {1, 2})
+    [(saved, queued)] = annotations.autosave(wait=True)
+    assert saved is session and queued and session.saver.path.is_file()
+    session.assign("cell", {3})
+    viewer.layers.remove(layer)
+    annotations.refresh()
+    assert removed == [session] and annotations.get(layer) is None
+    # the last change before the map left reached its file
+    assert "cell" in session.saver.path.read_text()

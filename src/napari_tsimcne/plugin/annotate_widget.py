@@ -21,7 +21,7 @@ from qtpy.QtWidgets import (
 )
 
 from . import export as export_mod
-from .annotation_session import MapAnnotations
+from .annotation_session import MapAnnotations, ViewerAnnotations
 from .crosslink import link_opened_outputs
 from .lasso import LassoTool
 from .legend_widget import LegendView
@@ -94,8 +94,10 @@ class AnnotateWidget(DockWidget):
     def __init__(self, napari_viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
-        # map layer -> its annotations (a Qt-free model; napari's proxies hash and compare as the layer)
-        self._sessions: dict = {}
+        # the annotations of every map (Qt-free models, made and dropped as maps come and go)
+        self.annotations = ViewerAnnotations(napari_viewer)
+        self.annotations.added.connect(self._on_map_added)
+        self.annotations.removed.connect(self._on_map_removed)
         self._lasso: LassoTool | None = None
         self._cluster_worker = None
         # which map, coloured by what: a magicgui form
@@ -216,37 +218,26 @@ class AnnotateWidget(DockWidget):
         link_opened_outputs(
             self.viewer
         )  # maps opened from an output folder: link them to their tiles
-        maps = [
-            l
-            for l in self.viewer.layers
-            if isinstance(l, Points) and "tsimcne_tiles_layer" in l.metadata
-        ]
-        for layer in maps:
-            key = layer
-            if key not in self._sessions:
-                session = MapAnnotations(key, lambda key=key: self._tiles_layer_of(key))
-                session.changed.connect(self._on_session_changed)
-                self._sessions[key] = session
-                # keep "Colour by" in step when the map's colouring or columns change elsewhere
-                layer.events.face_color.connect(self._refresh_columns)
-                layer.events.features.connect(self._refresh_columns)
-                layer.events.features.connect(self._on_features_changed)
-                # after the code that made the map has finished with it (e.g. coloured it)
-                QTimer.singleShot(0, lambda key=key: self._restore_fresh_map(key))
-        alive = set(maps)
-        for gone in [k for k in self._sessions if k not in alive]:
-            self._forget(gone)
+        maps = self.annotations.refresh()
         set_choices(self.map_combo, [l.name for l in maps])
         self._refresh_columns()
 
-    def _forget(self, key) -> None:
-        session = self._sessions.pop(key)
+    def _on_map_added(self, session: MapAnnotations) -> None:
+        layer = session.layer
+        session.changed.connect(self._on_session_changed)
+        # keep "Colour by" in step when the map's colouring or columns change elsewhere
+        layer.events.face_color.connect(self._refresh_columns)
+        layer.events.features.connect(self._refresh_columns)
+        layer.events.features.connect(self._on_features_changed)
+        # after the code that made the map has finished with it (e.g. coloured it)
+        QTimer.singleShot(0, lambda: self._restore_fresh_map(layer))
+
+    def _on_map_removed(self, session: MapAnnotations) -> None:
         layer = session.layer
         layer.events.face_color.disconnect(self._refresh_columns)
         layer.events.features.disconnect(self._refresh_columns)
         layer.events.features.disconnect(self._on_features_changed)
         session.changed.disconnect(self._on_session_changed)
-        session.close()  # the removed map's last changes still reach its file
 
     def session(self, layer=None) -> MapAnnotations | None:
         """The annotations model of a map.
@@ -262,14 +253,16 @@ class AnnotateWidget(DockWidget):
             Its annotations, or None when there is no such map.
         """
         layer = layer if layer is not None else self.map_layer()
-        return None if layer is None else self._sessions.get(layer)
+        return None if layer is None else self.annotations.get(layer)
 
     def _require_session(self, layer=None) -> MapAnnotations:
         layer = layer if layer is not None else self._require_map()
-        session = self._sessions.get(layer)
+        session = self.annotations.get(layer)
         if session is None:  # a map added since the last refresh
             self.refresh_layers()
-            session = self._sessions[layer]
+            session = self.annotations.get(layer)
+        if session is None:
+            raise ValueError(f"{layer.name!r} is not a map of tiles.")
         return session
 
     def _on_session_changed(self, column: str) -> None:
@@ -295,7 +288,7 @@ class AnnotateWidget(DockWidget):
         choices = [] if layer is None else group_choices(layer.features)
         self._group_choices = {text: (column, value) for text, column, value, _ in choices}
         refill(self.group_combo, list(self._group_choices))
-        session = None if layer is None else self._sessions.get(layer)
+        session = None if layer is None else self.annotations.get(layer)
         self.undo_button.setEnabled(session is not None and session.can_undo)
 
     def _on_select_group_clicked(self) -> None:
@@ -533,7 +526,9 @@ class AnnotateWidget(DockWidget):
         job = session.hdbscan_job(min_cluster_size)  # checks the size before the worker starts
 
         def done(labels):
-            if self._sessions.get(layer) is session and (message := session.apply_hdbscan(labels)):
+            if self.annotations.get(layer) is session and (
+                message := session.apply_hdbscan(labels)
+            ):
                 self.status.setText(message)
 
         def failed(exc):
@@ -554,9 +549,6 @@ class AnnotateWidget(DockWidget):
         return worker
 
     # -- files ------------------------------------------------------------------------
-    def _tiles_layer_of(self, layer):
-        return export_mod.tiles_layer_of(self.viewer, layer)
-
     def export_csv(self, path, overwrite: bool = False) -> None:
         """Write the map's table to a CSV file (atomically).
 
@@ -792,10 +784,7 @@ class AnnotateWidget(DockWidget):
             Return only once the files are on disk.
         """
         self._autosave_timer.stop()
-        for layer, session in list(self._sessions.items()):
-            if layer not in self.viewer.layers:
-                continue
-            queued = session.autosave(wait=wait)
+        for session, queued in self.annotations.autosave(wait=wait):
             if session.saver is not None:
                 self._show_autosave(session.saver, queued and not wait)
 
@@ -810,13 +799,12 @@ class AnnotateWidget(DockWidget):
 
     def flush_autosave(self) -> None:
         """Write pending changes now and wait for them (on close)."""
-        self.autosave_now(wait=True)
-        for session in self._sessions.values():
-            session.flush()
+        self._autosave_timer.stop()
+        self.annotations.flush()
 
     def _restore_fresh_map(self, key) -> None:
         """A new map without annotations gets those of its stack's autosave; a notification says so."""
-        session = self._sessions.get(key)
+        session = self.annotations.get(key)
         if session is None or key not in self.viewer.layers:
             return
         path, other = session.autosave_to_restore()

@@ -430,3 +430,115 @@ class MapAnnotations:
     def _changed(self, column: str) -> None:
         recolor(self.layer, column)
         self.changed.emit(column)
+
+
+def is_map(layer) -> bool:
+    """Whether ``layer`` is a map of tiles (a Points layer that names its tile layer).
+
+    Parameters
+    ----------
+    layer : napari.layers.Layer
+        Any layer.
+
+    Returns
+    -------
+    bool
+        True for maps made by the plugin or opened from an output folder.
+    """
+    from napari.layers import Points
+
+    return isinstance(layer, Points) and "tsimcne_tiles_layer" in layer.metadata
+
+
+class ViewerAnnotations:
+    """The annotations of every map in one viewer: made when a map appears, closed when it leaves.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer (its tile layers identify each map's stack).
+    folder : path, optional
+        The autosave folder (default: ``autosave_dir``).
+    """
+
+    added = Signal(object)
+    """Emitted with the ``MapAnnotations`` of a map that appeared."""
+    removed = Signal(object)
+    """Emitted with the ``MapAnnotations`` of a map that left the viewer (its last changes are saved)."""
+
+    def __init__(self, viewer, folder: Path | None = None) -> None:
+        self.viewer = viewer
+        self._folder = folder
+        self._sessions: dict = {}  # map layer -> its annotations (napari's proxies hash as the layer)
+
+    def refresh(self) -> list:
+        """Follow the viewer's layers: new maps get annotations, removed maps are saved and dropped.
+
+        Returns
+        -------
+        list of napari.layers.Points
+            The maps, in the viewer's order.
+        """
+        maps = [layer for layer in self.viewer.layers if is_map(layer)]
+        for layer in maps:
+            if layer not in self._sessions:
+                session = MapAnnotations(
+                    layer,
+                    lambda layer=layer: export_mod.tiles_layer_of(self.viewer, layer),
+                    folder=self._folder,
+                )
+                self._sessions[layer] = session
+                self.added.emit(session)
+        alive = set(maps)
+        for gone in [layer for layer in self._sessions if layer not in alive]:
+            session = self._sessions.pop(gone)
+            session.autosave()  # changes made since the last autosave (less than a second ago)
+            session.close()  # and the writes still queued reach the file
+            self.removed.emit(session)
+        return maps
+
+    def get(self, layer) -> MapAnnotations | None:
+        """The annotations of a map, or None for a layer that is no map of this viewer.
+
+        Parameters
+        ----------
+        layer : napari.layers.Points
+            A map.
+
+        Returns
+        -------
+        MapAnnotations or None
+            Its annotations.
+        """
+        return self._sessions.get(layer)
+
+    def __iter__(self):
+        return iter(list(self._sessions.values()))
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def autosave(self, wait: bool = False) -> list[tuple[MapAnnotations, bool]]:
+        """Queue a write of every map's changed annotations to its autosave file.
+
+        Parameters
+        ----------
+        wait : bool
+            Return only once the files are on disk.
+
+        Returns
+        -------
+        list of (MapAnnotations, bool)
+            Each map still in the viewer, and whether a write was queued for it.
+        """
+        return [
+            (session, session.autosave(wait=wait))
+            for layer, session in list(self._sessions.items())
+            if layer in self.viewer.layers
+        ]
+
+    def flush(self) -> None:
+        """Write every pending change now and wait for it (napari closing)."""
+        self.autosave(wait=True)
+        for session in self:
+            session.flush()

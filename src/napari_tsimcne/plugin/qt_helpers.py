@@ -483,27 +483,33 @@ def keep_height(upper: QDockWidget, lower: QDockWidget, height: int | Callable[[
         function that tells it then (the docks' widths may still change until then).
     """
 
-    def resize(tries: int = 3) -> None:
+    def wanted() -> int:
+        return height() if callable(height) else height
+
+    def resize(tries: int = 6) -> None:
         try:
             main = upper.parent()
             if main is None or not hasattr(main, "resizeDocks") or lower.parent() is not main:
                 return
             total = upper.height() + lower.height()
-            want = height() if callable(height) else height
+            want = wanted()
             keep = max(1, min(want, total - 1))
             main.resizeDocks([upper, lower], [keep, total - keep], Qt.Orientation.Vertical)
         except RuntimeError:  # a dock was closed (deleted) in the meantime
             return
-        if callable(height) and tries > 1:
-            # a shorter dock may show a scroll bar, and its texts re-wrap taller: ask again then
+        if tries > 1:
+            # a dock just added may not have its full height yet (a busy machine lays out late),
+            # and a shorter dock may show a scroll bar and re-wrap its texts taller: look again
             QTimer.singleShot(100, lambda: again(want, tries - 1))
 
     def again(asked: int, tries: int) -> None:
         try:
-            changed = height() != asked
+            want = wanted()
+            room = upper.height() + lower.height() - 1
+            short = upper.height() < min(want, room) - 2  # Qt gave it less than it can have
         except RuntimeError:  # the dock was closed (deleted) in the meantime
             return
-        if changed:
+        if want != asked or short:
             resize(tries)
 
     QTimer.singleShot(0, resize)

@@ -88,6 +88,9 @@ def test_autosave_restore_round_trip_and_no_file_for_unnamed_maps(session, tmp_p
     assert path == session.saver.path and other is None
     restored, n = fresh.restore()
     assert n == 2 and fresh.rows_of("annotation", "debris") == {4, 5}
+    assert fresh.describe() == "2 annotated tiles"
+    fresh.propose_kmeans(2)
+    assert fresh.describe() == "2 annotated tiles and 2 clusters"
     # a map of other tiles under the same name is not given these annotations
     layer, tiles = make_map(seed=1)
     stranger = MapAnnotations(layer, lambda: tiles, folder=tmp_path)

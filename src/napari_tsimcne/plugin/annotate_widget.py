@@ -843,10 +843,8 @@ class AnnotateWidget(DockWidget):
         """
         layer = layer if layer is not None else self._require_map()
         session = self._require_session(layer)
-        path, n = session.restore(path)
-        clusters = len(set(layer.features["cluster"].tolist()) - {-1})
-        what = f"{n} annotated tiles" + (f" and {clusters} clusters" if clusters else "")
-        message = f"Restored {what} of {layer.name!r} from the autosave {path}."
+        path, _ = session.restore(path)
+        message = f"Restored {session.describe()} of {layer.name!r} from the autosave {path}."
         show_info(message)
         self.status.setText(message)
         return path

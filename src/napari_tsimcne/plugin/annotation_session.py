@@ -171,6 +171,19 @@ class MapAnnotations:
         self.set_clusters(labels)
         return labels
 
+    def describe(self) -> str:
+        """What the map holds, in words: "12 annotated tiles and 3 clusters".
+
+        Returns
+        -------
+        str
+            The number of named tiles, and of clusters when there are any.
+        """
+        feats = self.layer.features
+        named = int((feats["annotation"] != "").sum())
+        clusters = len(set(feats["cluster"].tolist()) - {-1})
+        return f"{named} annotated tiles" + (f" and {clusters} clusters" if clusters else "")
+
     def hdbscan_job(self, min_cluster_size: int) -> Callable[[], np.ndarray]:
         """HDBSCAN of the map as it is now, as a function to run in a background thread.
 

@@ -9,6 +9,28 @@ from qtpy.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QVBoxLayout, QWidge
 
 MAX_ENTRIES = 24
 """Names listed at most (the rest are summed up in one line)."""
+TWO_COLUMNS_FROM = 7
+"""From this many names on, short names are listed in two columns (half as tall: the legend stays in
+view below a training's progress on a laptop screen)."""
+SHORT_NAME = 14
+"""Names up to this many characters fit two columns in a dock of napari's usual width."""
+
+
+def legend_columns(names: list[str]) -> int:
+    """How many columns a legend of ``names`` takes: two for many short names, else one.
+
+    Parameters
+    ----------
+    names : list of str
+        The names listed.
+
+    Returns
+    -------
+    int
+        1 or 2.
+    """
+    many = len(names) >= TWO_COLUMNS_FROM
+    return 2 if many and max(len(n) for n in names) <= SHORT_NAME else 1
 
 
 def _hex(rgba) -> str:
@@ -109,7 +131,10 @@ class LegendView(QWidget):
             return
         self.title.setText(f"Colour: {column}")
         shown = self.entries[:MAX_ENTRIES]
-        for row, (name, color, count) in enumerate(shown):
+        columns = legend_columns([name for name, *_ in shown])
+        per_column = -(-len(shown) // columns)  # down the first column, then the second
+        for i, (name, color, count) in enumerate(shown):
+            row, first = i % per_column, 4 * (i // per_column)  # 4: swatch, name, count, gap
             swatch = QLabel()
             swatch.setFixedSize(14, 14)
             swatch.setStyleSheet(f"background: {color}; border: 1px solid #222;")
@@ -117,10 +142,12 @@ class LegendView(QWidget):
             label.setToolTip(f"{name}: {count} tiles")
             number = QLabel(str(count))
             number.setAlignment(Qt.AlignmentFlag.AlignRight)
-            self._rows.addWidget(swatch, row, 0)
-            self._rows.addWidget(label, row, 1)
-            self._rows.addWidget(number, row, 2)
+            self._rows.addWidget(swatch, row, first)
+            self._rows.addWidget(label, row, first + 1)
+            self._rows.addWidget(number, row, first + 2)
+        if columns == 2:
+            self._rows.setColumnMinimumWidth(3, 12)  # a gap between the two columns
         if len(self.entries) > MAX_ENTRIES:
             rest = self.entries[MAX_ENTRIES:]
             more = QLabel(f"… {len(rest)} more ({sum(c for *_, c in rest)} tiles)")
-            self._rows.addWidget(more, len(shown), 1, 1, 2)
+            self._rows.addWidget(more, per_column, 1, 1, 4 * columns - 2)

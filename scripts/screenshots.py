@@ -110,6 +110,8 @@ def open_trained(folder: Path, with_train_dock: bool = True):
     Without the Train map dock (a finished map opened to look at and name) the gallery docks below
     the Annotate map dock, so the legend and the gallery show together.
     """
+    # each picture starts from the map as trained, not from what an earlier picture autosaved
+    os.environ["NAPARI_TSIMCNE_AUTOSAVE_DIR"] = tempfile.mkdtemp(prefix="tsimcne-autosave-")
     viewer = napari.Viewer(title="t-SimCNE")
     viewer.window.resize(1280, 800)
     viewer.open(str(folder), plugin="napari-tsimcne")

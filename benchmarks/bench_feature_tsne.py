@@ -12,6 +12,10 @@ For each pre-trained network (stage 1 of the CLI's 10-minute CPU run, cached by
 
     python benchmarks/bench_feature_tsne.py .data/stage1_pbc_w16_e32_lr003.tsimcne \\
         --out benchmarks/results/feature-tsne-cpu-2core_pbc17092.jsonl
+
+With ``--end-to-end MINUTES`` (and no model files) it times the whole way instead, from the tiles to
+a map: one epoch of pre-training to measure the speed, pre-training for as many epochs as leave
+time for the features and their t-SNE, then the t-SNE; the wall time and the map's accuracy.
 """
 
 from __future__ import annotations
@@ -113,15 +117,62 @@ def fit_network(model: TSimCNE, tiles: np.ndarray, target: np.ndarray, labels) -
     return result
 
 
+def end_to_end(minutes: float, seed: int, tsne_seconds: float = 60.0) -> dict:
+    """Pre-training for the time left after ``tsne_seconds``, then a t-SNE of its features."""
+    from openTSNE import TSNE
+
+    from napari_tsimcne.core.device import CPU_DEFAULTS
+
+    sample = load_pbc(None, 0)
+    started = time.perf_counter()
+
+    def model(epochs: int) -> TSimCNE:
+        return TSimCNE(
+            total_epochs=(epochs, 0, 0),
+            backbone=CPU_DEFAULTS.backbone,
+            width=CPU_DEFAULTS.width,
+            batch_size=CPU_DEFAULTS.batch_size,
+            device="cpu",
+            random_state=seed,
+            preview_every=0,
+        )
+
+    probe = model(1).fit(sample.tiles)
+    epoch_s = probe.fit_seconds_
+    left = 60 * minutes - (time.perf_counter() - started) - tsne_seconds
+    epochs = max(1, int(left // epoch_s))
+    trained = model(epochs).fit(sample.tiles)
+    features = backbone_features(trained, sample.tiles)
+    tsne = np.asarray(TSNE(n_jobs=2, random_state=seed).fit(features))
+    return {
+        "benchmark": "feature_tsne_end_to_end",
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "machine": machine(),
+        "n_tiles": int(len(sample.tiles)),
+        "minutes_asked": minutes,
+        "seed": seed,
+        "epoch_seconds_probe": round(epoch_s, 1),
+        "pretrain_epochs": epochs,
+        "knn15_features": round(knn_accuracy(features, sample.labels), 2),
+        "knn15_tsne_map": round(knn_accuracy(tsne, sample.labels), 2),
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }
+
+
 def main() -> int:
     from openTSNE import TSNE
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("models", nargs="+", type=Path, help="stage-1 networks (.tsimcne)")
+    parser.add_argument("models", nargs="*", type=Path, help="stage-1 networks (.tsimcne)")
     parser.add_argument("--out", default=None)
     parser.add_argument("--whole-network", action="store_true", help="also fit the whole network")
+    parser.add_argument("--end-to-end", type=float, default=None, metavar="MINUTES")
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(2)
+    if args.end_to_end is not None:
+        emit(end_to_end(args.end_to_end, args.seed), args.out)
+        return 0
     sample = load_pbc(None, 0)
     for path in args.models:
         model = TSimCNE.load(path, device="cpu")

@@ -165,3 +165,23 @@ def test_every_map_of_a_viewer_gets_annotations_without_a_window(tmp_path):
     assert removed == [session] and annotations.get(layer) is None
     # the last change before the map left reached its file
     assert "cell" in session.saver.path.read_text()
+
+
+def test_clusters_of_an_earlier_map_are_not_put_on_a_new_one(session, tmp_path):
+    session.assign("debris", {4, 5})
+    session.propose_kmeans(2)
+    assert session.autosave(wait=True)
+    # the same map opened again (same coordinates): names and clusters come back
+    same = MapAnnotations(make_map()[0], session.tiles_layer, folder=tmp_path)
+    same.restore()
+    assert not same.clusters_left_out
+    assert same.describe() == "2 annotated tiles and 2 clusters"
+    # a map trained again on the same tiles (other coordinates): the names only
+    layer = make_map()[0]
+    moved = layer.features.copy()
+    moved[["x", "y"]] = moved[["x", "y"]].to_numpy()[::-1]
+    layer.features = moved
+    again = MapAnnotations(layer, session.tiles_layer, folder=tmp_path)
+    again.restore()
+    assert again.clusters_left_out and again.describe() == "2 annotated tiles"
+    assert again.rows_of("annotation", "debris") == {4, 5}

@@ -38,3 +38,12 @@ def test_many_short_names_take_two_columns_half_as_tall(qtbot):
     assert labels["lymphocyte"].y() == labels["basophil"].y()
     one = _legend(qtbot, [f"{n} from the second slide" for n in names])  # long names: one column
     assert two.sizeHint().height() < 0.7 * one.sizeHint().height()
+
+
+def test_a_long_name_is_shortened_not_widening_the_dock(qtbot):
+    name = "CD4-positive T helper lymphocyte (activated, cluster 3)"
+    view = _legend(qtbot, ["debris", name])
+    shown = [l for l in view.findChildren(QLabel) if l.toolTip().startswith(name)]
+    assert len(shown) == 1 and shown[0].text().endswith("…") and len(shown[0].text()) <= 28
+    short = _legend(qtbot, ["debris", "cell"])
+    assert view.minimumSizeHint().width() < short.minimumSizeHint().width() + 200

@@ -343,10 +343,13 @@ def test_calm_dock_tooltips_folded_advanced_nothing_clipped(
         train.form.preset_combo.value = preset
         qtbot.wait(50)
         assert not _clipped_labels(train) and not _clipped_labels(annotate)
+    widths = {}
     for length in ("epochs", "minutes"):  # the three epoch counts take a row of their own
         train.form.length_combo.value = length
         qtbot.wait(50)
         assert not _clipped_labels(train)
+        widths[length] = train.minimumSizeHint().width()
+    assert widths["epochs"] <= widths["minutes"] + 10  # and do not make the dock wider
     # the dock gets wider (as when training starts): no blank gap stays under a text, nor where an
     # empty text was
     train.form.preset_combo.value = "auto"

@@ -492,8 +492,9 @@ def read_annotations(
     Returns
     -------
     pandas.DataFrame
-        Indexed 0..n_tiles-1, with columns ``annotation`` (text, "" for none) and ``cluster``
-        (int, -1 for none or for a value that is not a number).
+        Indexed 0..n_tiles-1, with columns ``annotation`` (text, "" for none), ``cluster`` and, when
+        the file has them, the map coordinates ``x``, ``y`` (``z``) it was written with. ``cluster``
+        is an int, -1 for none or for a value that is not a number.
 
     Raises
     ------
@@ -518,4 +519,8 @@ def read_annotations(
         cluster = pd.to_numeric(table["cluster"], errors="coerce").to_numpy(dtype=float)
         whole = np.isfinite(cluster) & (np.abs(cluster) < 2**53)
         out.loc[index, "cluster"] = np.where(whole, cluster, -1).astype(int)
+    for axis in ("x", "y", "z"):  # where each tile was on the map the file was written from
+        if axis in table.columns:
+            out[axis] = np.nan
+            out.loc[index, axis] = pd.to_numeric(table[axis], errors="coerce").to_numpy(float)
     return out

@@ -29,8 +29,11 @@ from .map_layer import AXES, is_3d, legend, recolor
 from .qt_helpers import (
     CSV_FILTER,
     DockWidget,
+    align_labels,
     apply_tooltips,
     ask_path_then,
+    keep_narrow,
+    label_of,
     refill,
     scroll_layout,
     set_choices,
@@ -41,6 +44,7 @@ AUTOSAVE_DELAY_MS = 1000
 """Annotations are written this long after the first change (later changes in that second join the write)."""
 
 CLUSTER_METHODS = ("k-means", "HDBSCAN")
+LEFT_OUT = " Its clusters were proposed on an earlier map of these tiles and were left out."
 
 
 TOOLTIPS = {
@@ -105,6 +109,7 @@ class AnnotateWidget(DockWidget):
         self.color_combo = ComboBox(label="Colour by", choices=[])
         self.map_form = Container(widgets=[self.map_combo, self.color_combo])
         self.map_form.margins = (0, 0, 0, 0)
+        align_labels(self.map_form)
         self.name_edit = QLineEdit()
         self.name_edit.setPlaceholderText("class name, e.g. neutrophil")
         self.assign_button = QPushButton("Assign to selected")
@@ -118,8 +123,11 @@ class AnnotateWidget(DockWidget):
             widgets=[self.method_combo, self.k_spin, self.min_size_spin], layout="horizontal"
         )
         self.cluster_form.native.layout().setContentsMargins(0, 0, 0, 0)
+        label_of(self.method_combo).hide()  # no label: the method starts where the buttons do
         self.cluster_button = QPushButton("Propose clusters")
         self.group_combo = QComboBox()
+        for combo in (self.group_combo, self.map_combo.native, self.color_combo.native):
+            keep_narrow(combo)  # long class or map names must not widen the dock
         self.group_combo.setPlaceholderText("named class or cluster")
         self.select_group_button = QPushButton("Select")
         self.undo_button = QPushButton("Undo naming")
@@ -219,8 +227,18 @@ class AnnotateWidget(DockWidget):
             self.viewer
         )  # maps opened from an output folder: link them to their tiles
         maps = self.annotations.refresh()
+        for layer in maps:  # a renamed map is listed by its new name
+            layer.events.name.connect(self._on_map_renamed)  # (a second connect is ignored)
         set_choices(self.map_combo, [l.name for l in maps])
         self._refresh_columns()
+
+    def _on_map_renamed(self, event) -> None:
+        chosen, new = self.map_combo.value, event.source.name
+        if chosen is not None and chosen not in self.viewer.layers:  # the chosen map: keep it
+            with self.map_combo.changed.blocked():
+                self.map_combo.choices = [*self.map_combo.choices, new]
+                self.map_combo.value = new
+        self.refresh_layers()
 
     def _on_map_added(self, session: MapAnnotations) -> None:
         layer = session.layer
@@ -586,8 +604,10 @@ class AnnotateWidget(DockWidget):
             There is no map, or the file cannot be read or belongs to another tile stack
             (``AnnotationFileError``; the map is then unchanged).
         """
-        self._require_session().import_csv(path)
-        self.status.setText(f"Imported annotations from {path}.")
+        session = self._require_session()
+        session.import_csv(path)
+        left_out = LEFT_OUT.replace("Its", "The file's") if session.clusters_left_out else ""
+        self.status.setText(f"Imported {session.describe()} from {path}.{left_out}")
 
     def _ask_export(self) -> None:
         # Qt's save dialog has already asked whether to replace an existing file
@@ -845,6 +865,8 @@ class AnnotateWidget(DockWidget):
         session = self._require_session(layer)
         path, _ = session.restore(path)
         message = f"Restored {session.describe()} of {layer.name!r} from the autosave {path}."
+        if session.clusters_left_out:
+            message += LEFT_OUT
         show_info(message)
         self.status.setText(message)
         return path

@@ -47,6 +47,8 @@ class MapAnnotations:
         self.history = AnnotationHistory()
         self._fingerprint: str | None = None
         self._saver: autosave_mod.AnnotationAutosaver | None = None
+        self.clusters_left_out = False
+        """Whether the last file read had clusters of another map of these tiles (not taken)."""
 
     # -- naming ------------------------------------------------------------------
     def assign(self, name: str, rows) -> int:
@@ -296,17 +298,26 @@ class MapAnnotations:
         return Path(path)
 
     def apply_table(self, table) -> None:
-        """Take the annotations and clusters of ``table`` for every point.
+        """Take the annotations of ``table`` for every point, and its clusters if they are of this map.
+
+        Clusters are regions of the map they were proposed on. A file written from another map of
+        the same tiles (trained again: other coordinates) gives its names only, and
+        ``clusters_left_out`` says so.
 
         Parameters
         ----------
         table : pandas.DataFrame
-            Indexed by tile number, with columns ``annotation`` and ``cluster``.
+            Indexed by tile number, with columns ``annotation`` and ``cluster`` and, optionally,
+            the coordinates ``x``, ``y`` (``z``) of the map it was written from.
         """
         feats = self.layer.features.copy()
         rows = feats["tile_index"].to_numpy()
         feats["annotation"] = table.loc[rows, "annotation"].to_numpy()
-        feats["cluster"] = table.loc[rows, "cluster"].to_numpy().astype(int)
+        clusters = table.loc[rows, "cluster"].to_numpy().astype(int)
+        # clusters are regions of the map they were proposed on: on another map of the same tiles
+        # (trained again) they would mark arbitrary points, so only the names are taken then
+        self.clusters_left_out = bool((clusters != -1).any()) and not _same_map(feats, table, rows)
+        feats["cluster"] = -1 if self.clusters_left_out else clusters
         self.layer.features = feats
         self._changed("annotation" if (feats["annotation"] != "").any() else "cluster")
 
@@ -443,6 +454,17 @@ class MapAnnotations:
     def _changed(self, column: str) -> None:
         recolor(self.layer, column)
         self.changed.emit(column)
+
+
+def _same_map(feats, table, rows) -> bool:
+    """Whether ``table`` (read from a file) was written from a map with the coordinates of ``feats``."""
+    axes = [a for a in ("x", "y", "z") if a in table.columns and a in feats.columns]
+    if not axes or len(axes) != len([a for a in ("x", "y", "z") if a in feats.columns]):
+        return not axes  # a file without coordinates cannot tell: its clusters are trusted
+    saved = table.loc[rows, axes].to_numpy(float)
+    now = feats[axes].to_numpy(float)
+    scale = max(1.0, float(np.nanmax(np.abs(now)))) if now.size else 1.0
+    return bool(np.allclose(saved, now, rtol=0.0, atol=1e-3 * scale, equal_nan=False))
 
 
 def is_map(layer) -> bool:

@@ -120,6 +120,7 @@ class MapTileLink:
         self.viewer.layers.events.removed.connect(self._on_layer_removed)
         self.viewer.dims.events.ndisplay.connect(self._on_ndisplay)
         self.viewer.dims.events.range.connect(self._on_range)
+        self.tiles_layer.events.name.connect(self._on_tiles_renamed)
         show_depth_in_2d(self.viewer, self.map_layer)
 
     def disconnect(self) -> None:
@@ -129,6 +130,11 @@ class MapTileLink:
         self.viewer.layers.events.removed.disconnect(self._on_layer_removed)
         self.viewer.dims.events.ndisplay.disconnect(self._on_ndisplay)
         self.viewer.dims.events.range.disconnect(self._on_range)
+        self.tiles_layer.events.name.disconnect(self._on_tiles_renamed)
+
+    def _on_tiles_renamed(self, event=None) -> None:
+        """The map names its tile layer (exports, autosave, the reader): it follows a rename."""
+        self.map_layer.metadata["tsimcne_tiles_layer"] = self.tiles_layer.name
 
     def _on_layer_removed(self, event) -> None:
         if event.value == self.map_layer or event.value == self.tiles_layer:

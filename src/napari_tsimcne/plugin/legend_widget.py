@@ -14,6 +14,25 @@ TWO_COLUMNS_FROM = 7
 view below a training's progress on a laptop screen)."""
 SHORT_NAME = 14
 """Names up to this many characters fit two columns in a dock of napari's usual width."""
+LONGEST_SHOWN = 28
+"""Longer names are shortened with "…" (the whole name is in the tooltip): a long class name
+must not widen the dock and squeeze the map."""
+
+
+def shown_name(name: str) -> str:
+    """``name`` as the legend lists it: cut to ``LONGEST_SHOWN`` characters with "…".
+
+    Parameters
+    ----------
+    name : str
+        A class name or cluster number.
+
+    Returns
+    -------
+    str
+        The name, or its start and "…".
+    """
+    return name if len(name) <= LONGEST_SHOWN else name[: LONGEST_SHOWN - 1].rstrip() + "…"
 
 
 def legend_columns(names: list[str]) -> int:
@@ -138,7 +157,7 @@ class LegendView(QWidget):
             swatch = QLabel()
             swatch.setFixedSize(14, 14)
             swatch.setStyleSheet(f"background: {color}; border: 1px solid #222;")
-            label = QLabel(name)
+            label = QLabel(shown_name(name))
             label.setToolTip(f"{name}: {count} tiles")
             number = QLabel(str(count))
             number.setAlignment(Qt.AlignmentFlag.AlignRight)

@@ -113,6 +113,60 @@ def apply_tooltips(owner, tooltips: dict[str, str]) -> None:
             widget.setToolTip(tip)
 
 
+def keep_narrow(combo: QComboBox, characters: int = 12) -> None:
+    """Let a combo box with long item names (layers, classes) stay as narrow as its dock.
+
+    Parameters
+    ----------
+    combo : QComboBox
+        The combo box (``.native`` of a magicgui ``ComboBox``).
+    characters : int
+        Characters it shows at least; longer names are cut in the box, whole in its list.
+    """
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(characters)
+
+
+def label_of(widget) -> QLabel:
+    """The label magicgui shows beside ``widget`` in a labelled ``Container``.
+
+    Parameters
+    ----------
+    widget : magicgui.widgets.Widget
+        A widget inside a labelled container.
+
+    Returns
+    -------
+    QLabel
+        Its label (the first item of the row magicgui made for it).
+    """
+    return widget.native.parentWidget().layout().itemAt(0).widget()
+
+
+def align_labels(*forms) -> None:
+    """One label column for magicgui forms stacked in one dock: every label as wide as the widest.
+
+    Parameters
+    ----------
+    *forms : magicgui.widgets.Container
+        Labelled containers.
+    """
+    labels = [label_of(widget) for form in forms for widget in form]
+
+    def align() -> None:
+        try:
+            for label in labels:
+                label.ensurePolished()  # in napari's window: its theme's font, not the default one
+            width = max((label.sizeHint().width() for label in labels), default=0)
+            for label in labels:
+                label.setMinimumWidth(width)
+        except RuntimeError:  # the dock was closed (deleted) in the meantime
+            pass
+
+    align()
+    QTimer.singleShot(0, align)  # again once the dock is in napari's window and styled
+
+
 def set_choices(combo, names: list[str]) -> None:
     """Replace the choices of a magicgui ``ComboBox``, keeping the current one when it is still there.
 

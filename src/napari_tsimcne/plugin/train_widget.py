@@ -220,11 +220,26 @@ class TrainWidget(DockWidget):
             self.viewer
         )  # maps opened from an output folder: link them to their tiles
         form = self.form
+        for layer in self.viewer.layers:  # renamed layers are listed by their new names
+            layer.events.name.connect(self._on_layer_renamed)  # (a second connect is ignored)
         set_choices(form.layer_combo, [l.name for l in _tile_layers(self.viewer)])
         form.source_combo.choices = [l.name for l in _image_layers_2d(self.viewer)]
         if not form.layer_combo.choices and form.source_combo.choices:
             self.cut_section.set_expanded(True)  # only a large image so far: cutting it comes first
         self._on_layer_changed(form.layer_combo.value)
+
+    def _on_layer_renamed(self, event) -> None:
+        combo, new = self.form.layer_combo, event.source.name
+        chosen = combo.value
+        names = [l.name for l in _tile_layers(self.viewer)]
+        if chosen is not None and chosen not in self.viewer.layers and new in names:
+            # the chosen stack was renamed: it stays chosen, with the batch size chosen for it
+            with combo.changed.blocked():
+                combo.choices = names
+                combo.value = new
+            if chosen == self._sized_for:
+                self._sized_for = new
+        self.refresh_layers()
 
     def chosen_layers(self) -> list[Image]:
         """The layers whose channels make the tiles: the tile layer and the ticked channel layers.

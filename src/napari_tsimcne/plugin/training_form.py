@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, PushButton, SpinBox
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QAbstractItemView, QLabel, QListWidget, QListWidgetItem
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QAbstractSpinBox,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QSizePolicy,
+)
 
 from napari_tsimcne.core.backbones import BACKBONES
 from napari_tsimcne.core.device import CPU_DEFAULTS, DEVICES
@@ -18,7 +25,7 @@ from napari_tsimcne.core.presets import PRESET_SUMMARIES, PRESETS
 from napari_tsimcne.core.recommend import Recommendation
 from napari_tsimcne.core.schedule import QUICK_GPU_EPOCHS
 
-from .qt_helpers import WrappedLabel, apply_tooltips
+from .qt_helpers import WrappedLabel, align_labels, apply_tooltips, keep_narrow
 from .training_session import TrainingSettings
 
 PRESET_HELP = {
@@ -100,6 +107,7 @@ class TrainingForm:
         start = TrainingSettings()  # replaced by the settings for the device found
         self.layer_combo = ComboBox(label="Tiles", choices=[])
         self.source_form = _form(self.layer_combo)
+        keep_narrow(self.layer_combo.native)  # a long layer name must not widen the dock
         self.channels_label = QLabel("With channels (ticked: trained together)")
         self.channels_list = QListWidget()
         self.channels_list.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
@@ -116,6 +124,12 @@ class TrainingForm:
         self.minutes_spin.native.setSuffix(" min")
         self.minutes_spin.native.setDecimals(1)
         self.epoch_spins = [SpinBox(min=0, max=5000, value=e) for e in QUICK_GPU_EPOCHS]
+        for spin in self.epoch_spins:  # three in a row: no wider together than one other control
+            spin.native.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
+            # typed, or changed with the arrow keys and the wheel: no -/+ buttons, and less than
+            # the 70 px of text and 20 of padding napari's theme gives a spin box
+            spin.native.setButtonSymbols(QAbstractSpinBox.ButtonSymbols.NoButtons)
+            spin.native.setStyleSheet("QAbstractSpinBox { min-width: 40px; padding: 1px 6px; }")
         self.epochs_row = Container(
             widgets=self.epoch_spins, layout="horizontal", labels=False, label="Epochs"
         )
@@ -152,25 +166,15 @@ class TrainingForm:
         apply_tooltips(self, TOOLTIPS)
         for spin, tip in zip(self.epoch_spins, STAGE_TIPS):
             spin.tooltip = f"{tip} One epoch shows the network every tile once."
-        self._align_labels()
+        align_labels(
+            self.source_form, self.preset_form, self.length_form
+        )  # stacked with help between
+        align_labels(self.advanced_form)
+        align_labels(self.cut_form)
         self.length_combo.changed.connect(self.show_length)
         self.tile_size_spin.changed.connect(self._keep_stride)
         self._last_tile_size = self.tile_size_spin.value
         self.show_length()
-
-    def _align_labels(self) -> None:
-        """The three basic forms are stacked with help between them: one label column for all."""
-        rows = [
-            w.native.parentWidget()
-            for f in (self.source_form, self.preset_form, self.length_form)
-            for w in f
-        ]
-        labels = [
-            row.layout().itemAt(0).widget() for row in rows
-        ]  # magicgui: label, then the control
-        width = max(label.sizeHint().width() for label in labels)
-        for label in labels:
-            label.setMinimumWidth(width)
 
     # -- settings -------------------------------------------------------------
     @property

@@ -288,3 +288,19 @@ def test_renamed_layers_stay_chosen_and_linked(small_map, tmp_path):
     annotate.assign("debris")
     annotate.export_csv(tmp_path / "named.csv")  # finds the tiles under their new name
     assert "debris" in (tmp_path / "named.csv").read_text()
+
+
+def test_train_needs_tiles_and_an_available_device(make_napari_viewer):
+    import torch
+
+    viewer = make_napari_viewer()
+    _, train = viewer.window.add_plugin_dock_widget("napari-tsimcne", "Train map")
+    assert not train.train_button.isEnabled() and not train.preview_button.isEnabled()
+    viewer.add_image(np.zeros((40, 12, 12), np.float32), name="cells")
+    assert train.train_button.isEnabled() and train.preview_button.isEnabled()
+    if torch.backends.mps.is_available():
+        pytest.skip("this machine has Apple's MPS: the unavailable device to test is missing")
+    train.form.device_combo.value = "mps"  # not on this machine: said at once, not at Train
+    assert train.status.text().startswith("There is no MPS device here")
+    train.form.device_combo.value = "cpu"
+    assert train.status.text() == "Not trained."

@@ -311,7 +311,7 @@ class TrainWidget(DockWidget):
     def _on_layer_changed(self, name: str | None) -> None:
         self._refresh_channels()
         self._show_preset()
-        self._update_resume()
+        self._update_buttons()
         # suggest a batch size for a newly chosen stack; adding or removing other layers keeps the user's choice
         if name == self._sized_for or name not in self.viewer.layers:
             return
@@ -462,8 +462,14 @@ class TrainWidget(DockWidget):
         layer = self.tiles_layer()
         try:
             d = TrainingSettings.for_device(device, layer.data.shape[0] if layer else None)
-        except ValueError:  # e.g. 'cuda' chosen on a machine without one: training will say so
+        except ValueError:  # e.g. 'cuda' chosen on a machine without one: say so now, not at Train
+            self.status.setText(
+                f"There is no {device.upper()} device here: training would not start. "
+                "'auto' takes a graphics card when there is one, else the CPU."
+            )
             return
+        if self.status.text().startswith("There is no "):  # the warning above, now out of date
+            self.status.setText("Not trained." if self.model is None else "")
         self.form.show_defaults(d)
 
     def start_training(self) -> None:
@@ -504,7 +510,7 @@ class TrainWidget(DockWidget):
         except (FileNotFoundError, ModelFileError, TileStackError, ValueError) as exc:
             show_error(f"Cannot resume: {exc}")
             self.status.setText(f"Cannot resume: {exc}")
-            self._update_resume()
+            self._update_buttons()
             return
         self._remember_channels(layer)
         self._launch(layer, None, "Continuing the stopped run…")
@@ -620,18 +626,16 @@ class TrainWidget(DockWidget):
             self.pbar = None
         release_device_memory()
         if not self.session.closing:
-            self.train_button.setEnabled(True)
             self.stop_button.setEnabled(False)
-            self._update_resume()
+            self._update_buttons()
 
-    def _update_resume(self) -> None:
-        """Resume is offered for tiles whose run was stopped or cut short."""
+    def _update_buttons(self) -> None:
+        """Train and Preview need a tile layer; Resume is offered for tiles whose run was stopped or cut short."""
         layer = self.tiles_layer()
-        can = (
-            layer is not None
-            and self.worker is None
-            and self.session.can_resume(self.training_tiles())
-        )
+        idle = self.worker is None
+        self.train_button.setEnabled(idle and layer is not None)
+        self.preview_button.setEnabled(layer is not None)
+        can = layer is not None and idle and self.session.can_resume(self.training_tiles())
         self.resume_button.setEnabled(bool(can))
 
     # -- closing ----------------------------------------------------------------

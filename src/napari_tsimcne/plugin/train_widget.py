@@ -111,6 +111,7 @@ class TrainWidget(DockWidget):
         self.pbar: progress | None = None  # napari's progress bar of the running training
         self._sized_for: str | None = None
         self._advisor = PresetAdvisor()  # what "auto" picks for the chosen tiles
+        self._device_missing = False  # the status says the chosen device is not here
 
         self.form = TrainingForm()  # the settings: magicgui forms
         self.train_button = QPushButton("Train")
@@ -426,27 +427,6 @@ class TrainWidget(DockWidget):
     def model(self, value) -> None:
         self.session.model = value
 
-    def settings(self) -> TrainingSettings:
-        """The training settings shown in the widget (``TrainingForm.settings``).
-
-        Returns
-        -------
-        TrainingSettings
-            Preset, length (epochs or minutes), batch size, device, network, seed and map
-            dimensions as set in the controls.
-        """
-        return self.form.settings()
-
-    def make_model(self):
-        """A new, untrained model with the settings shown in the widget.
-
-        Returns
-        -------
-        TSimCNE
-            The model, not yet trained.
-        """
-        return self.settings().make_model()
-
     def apply_device_defaults(self, device: str) -> None:
         """Set network, batch and training length to what suits ``device`` (the core's choices for it).
 
@@ -467,8 +447,10 @@ class TrainWidget(DockWidget):
                 f"There is no {device.upper()} device here: training would not start. "
                 "'auto' takes a graphics card when there is one, else the CPU."
             )
+            self._device_missing = True
             return
-        if self.status.text().startswith("There is no "):  # the warning above, now out of date
+        if self._device_missing:  # the warning above, now out of date
+            self._device_missing = False
             self.status.setText("Not trained." if self.model is None else "")
         self.form.show_defaults(d)
 
@@ -482,7 +464,7 @@ class TrainWidget(DockWidget):
             return
         preload_torch()
         try:
-            self.session.start(self.training_tiles(), self.settings())
+            self.session.start(self.training_tiles(), self.form.settings())
         except (TileStackError, ValueError) as exc:
             show_error(str(exc))
             self.status.setText(f"Not started: {exc}")

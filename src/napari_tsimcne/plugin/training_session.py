@@ -701,5 +701,4 @@ __all__ = [
     "TrainingSession",
     "TrainingSettings",
     "TrainingUpdate",
-    "default_batch_size",
 ]

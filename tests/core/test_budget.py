@@ -238,3 +238,28 @@ def test_a_stage_that_has_just_ended_can_be_lengthened_but_not_an_older_one():
     trainer._entered = 1  # stage 2 has started (its optimizer is in place): no going back
     trainer.replan(make_stages((9, 1, 3), 0.03))
     assert (trainer.state.stage, trainer.state.epoch) == (1, 0)
+
+
+def test_a_slow_tsne_shortens_the_fit_so_the_budget_still_holds(monkeypatch):
+    """With the t-SNE finish, the fit after the t-SNE gets the time that is really left."""
+    import napari_tsimcne.core.training as training
+
+    real = training.feature_tsne
+    planned = {}
+
+    def slow_tsne(*args, **kwargs):
+        planned["tsne ran"] = True
+        time.sleep(4.0)  # another program took the cores
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "feature_tsne", slow_tsne)
+    tiles = np.random.default_rng(5).random((512, 12, 12), dtype=np.float32)
+    model = TSimCNE(time_budget=12.0, width=4, random_state=0, preview_every=0, finish="tsne")
+    start = time.perf_counter()
+    for event in model.fit_iter(tiles):
+        if event.stage == 1:  # pre-training (stages count from 1)
+            planned["fit"] = model.total_epochs_[2]  # the fit as planned before the t-SNE
+    took = time.perf_counter() - start
+    assert planned["tsne ran"] and model.finish_ == "tsne"
+    assert 1 <= model.total_epochs_[2] < planned["fit"]
+    assert took <= 12.0 * 1.2 + 2

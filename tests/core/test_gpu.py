@@ -20,6 +20,15 @@ def test_training_on_cuda_gives_a_finite_map(rgb_tiles):
     assert next(model.model_.parameters()).is_cuda
 
 
+def test_the_tsne_finish_trains_on_cuda_and_maps_on_the_cpu(rgb_tiles, tmp_path):
+    model = TSimCNE(**{**TINY, "device": "cuda", "finish": "tsne", "total_epochs": (2, 1, 2)})
+    y = model.fit_transform(rgb_tiles)
+    assert y.shape == (256, 2) and np.isfinite(y).all()
+    model.save(tmp_path / "m.tsimcne")
+    on_cpu = TSimCNE.load(tmp_path / "m.tsimcne", device="cpu").transform(rgb_tiles)
+    np.testing.assert_allclose(on_cpu, y, atol=0.05 * float(np.abs(y).max()))  # bf16 on the GPU
+
+
 def test_augmentations_run_on_the_gpu():
     x = torch.rand(64, 3, 32, 32, device="cuda")
     out = augment(

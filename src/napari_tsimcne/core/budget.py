@@ -176,6 +176,8 @@ def epochs_for_budget(
     *,
     previews: bool = True,
     ratio: tuple[int, int, int] = PAPER_RATIO,
+    finish: str = "contrastive",
+    distill_epoch: float = 0.0,
 ) -> tuple[tuple[int, int, int], int]:
     """The most epochs (in ``ratio``) whose training, previews and final mapping fit ``seconds``.
 
@@ -192,6 +194,12 @@ def epochs_for_budget(
         ``PREVIEW_SHARE`` of the budget and at most ``MAX_PREVIEWS``.
     ratio : tuple of int
         Proportions of the three stages.
+    finish : {"contrastive", "tsne"}, default "contrastive"
+        With ``"tsne"`` the last two stages are one t-SNE (``tsne_finish.tsne_seconds``) and up to
+        ``tsne_finish.DISTILL_EPOCHS`` epochs of fitting the head (at most a quarter of
+        ``seconds``); pre-training gets the rest.
+    distill_epoch : float, default 0.0
+        With ``"tsne"``: seconds of one epoch of fitting the head (``time_distill_epoch``).
 
     Returns
     -------
@@ -207,6 +215,10 @@ def epochs_for_budget(
     if previews and mapping > 0:
         n_previews = int(min(MAX_PREVIEWS, PREVIEW_SHARE * seconds // mapping))
     left = seconds - mapping * (1 + n_previews)
+    if finish == "tsne":
+        return _tsne_finish_epochs(
+            left, seconds, full_epoch, mapping, n_tiles, n_previews, distill_epoch
+        )
     share = [r / sum(ratio) for r in ratio]
     per_unit = (share[0] + share[2]) * full_epoch + share[
         1
@@ -228,6 +240,28 @@ def epochs_for_budget(
             break
     preview_every = 0 if n_previews == 0 else max(1, math.ceil(sum(epochs) / n_previews))
     return tuple(epochs), preview_every  # type: ignore[return-value]
+
+
+def _tsne_finish_epochs(
+    left: float,
+    seconds: float,
+    full_epoch: float,
+    mapping: float,
+    n_tiles: int,
+    n_previews: int,
+    distill_epoch: float,
+) -> tuple[tuple[int, int, int], int]:
+    """``epochs_for_budget`` with the t-SNE finish: fixed last stages, pre-training gets the rest."""
+    from .tsne_finish import DISTILL_EPOCHS, tsne_seconds
+
+    fit = DISTILL_EPOCHS
+    if distill_epoch > 0:
+        fit = max(1, min(DISTILL_EPOCHS, math.floor(0.25 * seconds / distill_epoch)))
+    left -= mapping + tsne_seconds(n_tiles) + fit * distill_epoch  # features, t-SNE, fit
+    pretrain = max(1, math.floor(left / full_epoch)) if full_epoch > 0 else 1
+    epochs = (pretrain, 1, fit)
+    preview_every = 0 if n_previews == 0 else max(1, math.ceil(sum(epochs) / n_previews))
+    return epochs, preview_every
 
 
 def planned_seconds(

@@ -36,6 +36,9 @@ class TrainingConfig:
     init_2d : {"pca", "random"}, default "pca"
         How stage 2 starts its new low-dimensional layer: from the principal axes of the
         pre-trained output, or with Gaussian weights as in the paper.
+    finish : {"contrastive", "tsne"}, default "contrastive"
+        How stages 2 and 3 make the map: the paper's contrastive stages, or a t-SNE of the
+        pre-trained features distilled into a new head (``napari_tsimcne.core.tsne_finish``).
     init_scale : float, default 10.0
         With ``init_2d="pca"``: the spread (standard deviation) of each axis of the starting map.
     """
@@ -50,6 +53,7 @@ class TrainingConfig:
     preview_every: int = 0
     init_2d: str = "pca"
     init_scale: float = 10.0
+    finish: str = "contrastive"
 
 
 def default_batch_size(n_tiles: int, largest: int = 1024) -> int:

@@ -28,6 +28,10 @@ class DeviceDefaults:
     embed_batch_size: int = 2048
     """Tiles per forward pass when mapping. On a CPU small batches keep the activations in the cache:
     mapping 64 x 64 tiles is 1.3 to 2 times faster with 128 tiles per pass than with 2048."""
+    finish: str = "contrastive"
+    """How ``finish="auto"`` makes the map after pre-training under a time budget: the paper's
+    contrastive 2-D stages, or ``"tsne"``: a t-SNE of the features distilled into the network
+    (``napari_tsimcne.core.tsne_finish``)."""
     finetune_lr_ratio: float = 1e-3
     """Stage 3's learning rate as a multiple of ``lr``. The paper's 1/1000 suits its 1000 epochs of
     pre-training and 450 of fine-tuning; in a run of minutes the network must still change to
@@ -52,7 +56,14 @@ MPS_DEFAULTS = DeviceDefaults(
 """Apple's GPUs: the paper's network, trained for about 10 minutes."""
 
 CPU_DEFAULTS = DeviceDefaults(
-    "resnet18-s2", 16, 256, None, 600.0, embed_batch_size=128, finetune_lr_ratio=SHORT_RUN_FINETUNE
+    "resnet18-s2",
+    16,
+    256,
+    None,
+    600.0,
+    embed_batch_size=128,
+    finetune_lr_ratio=SHORT_RUN_FINETUNE,
+    finish="tsne",
 )
 """No GPU: ResNet-18 with a stride-2 stem and 16 channels in its first layer, batch 256, about 10 minutes.
 

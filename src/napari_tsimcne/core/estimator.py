@@ -36,6 +36,13 @@ from .schedule import PAPER_EPOCHS, default_lr, make_stages
 from .store import TileStore
 from .tiles import MAX_CHANNELS, MIN_TILE_SIZE, TileStackError, as_tile_stack, stack_info
 from .training import Trainer, TrainerState, TrainingEvent, embed_store, pca_2d
+from .tsne_finish import (
+    DISTILL_EPOCHS,
+    MAX_TSNE_SHARE,
+    MapHead,
+    time_distill_epoch,
+    tsne_seconds,
+)
 
 
 class NotFittedError(sklearn.exceptions.NotFittedError, RuntimeError):
@@ -131,6 +138,19 @@ class TSimCNE(TransformerMixin, BaseEstimator):
         (on 1,000 PBC tiles with a small net: 15-NN 50-55 % instead of 21-36 %).
         Each axis starts with the same spread, so the map uses both dimensions.
         ``"random"``: Gaussian weights, as in [1]_.
+    finish : {"auto", "contrastive", "tsne"}, default "auto"
+        How the map is made after pre-training. ``"contrastive"``: the paper's
+        stages 2 and 3 [1]_. ``"tsne"``: a t-SNE of the pre-trained features
+        (openTSNE), then a new head of the network fitted to it; the network
+        still maps new tiles by a forward pass (``napari_tsimcne.core.tsne_finish``).
+        In a run of minutes on a CPU the contrastive stages lose about four points
+        of 15-NN accuracy of what pre-training learned, the t-SNE finish about
+        one. ``"auto"``: ``"tsne"`` when training for a time budget on a CPU
+        (a 2-D map, one process, and a t-SNE that takes at most
+        ``tsne_finish.MAX_TSNE_SHARE`` of the budget); ``"contrastive"``
+        otherwise. With ``"tsne"``, the epochs of stage 2 are one t-SNE and
+        those of stage 3 are epochs of fitting the head, each 10 passes over the
+        features (10 epochs under a time budget).
     time_budget : float, "auto" or None, default "auto"
         Seconds for training and mapping, as an alternative to ``total_epochs``:
         the first training steps are timed on a copy of the network and the
@@ -191,6 +211,7 @@ class TSimCNE(TransformerMixin, BaseEstimator):
         preview_every: int | str = "auto",
         embed_batch_size: int | str = "auto",
         init_2d: str = TrainingConfig.init_2d,
+        finish: str = "auto",
         time_budget: float | str | None = "auto",
     ) -> None:
         self.total_epochs = total_epochs
@@ -211,6 +232,7 @@ class TSimCNE(TransformerMixin, BaseEstimator):
         self.preview_every = preview_every
         self.embed_batch_size = embed_batch_size
         self.init_2d = init_2d
+        self.finish = finish
         self.time_budget = time_budget
 
     def __sklearn_is_fitted__(self) -> bool:
@@ -267,13 +289,39 @@ class TSimCNE(TransformerMixin, BaseEstimator):
                     "total_epochs",
                     "time_budget",
                 )
-            return Plan(self.total_epochs, None, batch, backbone, width, d.finetune_lr_ratio)
+            finish = self._finish_for(None, processes, n_tiles)
+            return Plan(
+                self.total_epochs, None, batch, backbone, width, d.finetune_lr_ratio, finish
+            )
         if is_auto(budget):
             budget = d.time_budget
         if budget is None:
             epochs = d.total_epochs or GPU_DEFAULTS.total_epochs
-            return Plan(epochs, None, batch, backbone, width, d.finetune_lr_ratio)
-        return Plan(None, float(budget), batch, backbone, width, d.finetune_lr_ratio)
+            finish = self._finish_for(None, processes, n_tiles)
+            return Plan(epochs, None, batch, backbone, width, d.finetune_lr_ratio, finish)
+        finish = self._finish_for(d.finish, processes, n_tiles, float(budget))
+        return Plan(None, float(budget), batch, backbone, width, d.finetune_lr_ratio, finish)
+
+    def _finish_for(
+        self, device_choice: str | None, processes: int, n_tiles: int, budget: float | None = None
+    ) -> str:
+        """``finish`` resolved: ``"auto"`` takes the device's choice under a time budget (if it fits)."""
+        finish = self.finish
+        if is_auto(finish):
+            fits = (
+                budget is not None
+                and self.out_dim == 2
+                and processes == 1
+                and tsne_seconds(n_tiles) <= MAX_TSNE_SHARE * budget
+            )
+            finish = device_choice if (device_choice and fits) else "contrastive"
+        if finish == "tsne" and processes > 1:
+            raise ParameterError(
+                f"finish='tsne' trains in one process, not {processes}; use finish='contrastive' "
+                "for multi-GPU training.",
+                "finish",
+            )
+        return finish
 
     def _check_params(
         self, n_tiles: int, processes: int, plan: Plan
@@ -326,7 +374,7 @@ class TSimCNE(TransformerMixin, BaseEstimator):
         return int(self.preview_every or 0)
 
     def _training_config(
-        self, batch_size: int, seed: int, preview_every: int, device: torch.device
+        self, batch_size: int, seed: int, preview_every: int, device: torch.device, finish: str
     ) -> TrainingConfig:
         """The Trainer's settings: these parameters, with ``"auto"`` resolved for ``device``."""
         return TrainingConfig(
@@ -339,6 +387,7 @@ class TSimCNE(TransformerMixin, BaseEstimator):
             grad_clip=self.grad_clip,
             preview_every=preview_every,
             init_2d=self.init_2d,
+            finish=finish,
         )
 
     def _seed(self) -> int:
@@ -467,9 +516,14 @@ class TSimCNE(TransformerMixin, BaseEstimator):
         ):  # running out of memory kills the process: refuse too large a batch
             check_batch_fits(net, info.n_channels, (info.height, info.width), batch_size)
         self.step_costs_ = None
-        self._budget = None
+        self._budget = self._fit_budget = None
         if epochs is None:  # a time budget: time the first steps, then choose the epochs that fit
             self.step_costs_ = measure_step_costs(net, store, aug, batch_size, seed=seed)
+            distill = (
+                time_distill_epoch(net.backbone.out_dim, info.n_tiles, device)
+                if plan.finish == "tsne"
+                else 0.0
+            )
             left = plan.time_budget - (time.perf_counter() - started)
             epochs, budget_previews = epochs_for_budget(
                 left,
@@ -477,6 +531,8 @@ class TSimCNE(TransformerMixin, BaseEstimator):
                 info.n_tiles,
                 batch_size * ctx.world_size,
                 previews=self.preview_every != 0,
+                finish=plan.finish,
+                distill_epoch=distill,
             )
             *epochs, budget_previews = broadcast_ints((*epochs, budget_previews), ctx)
             epochs = tuple(epochs)
@@ -490,6 +546,8 @@ class TSimCNE(TransformerMixin, BaseEstimator):
                 batch_size * ctx.world_size,
                 lr,
                 finetune_lr,
+                plan.finish,
+                distill,
             )
         else:
             preview_every = self._preview_every(epochs)
@@ -501,6 +559,7 @@ class TSimCNE(TransformerMixin, BaseEstimator):
         )
         self.time_budget_ = plan.time_budget
         self.finetune_lr_ = finetune_lr
+        self.finish_ = plan.finish
         self.model_ = net
         self.normalization_ = normalization
         self.n_channels_ = info.n_channels
@@ -513,9 +572,9 @@ class TSimCNE(TransformerMixin, BaseEstimator):
         trainer = Trainer(
             net,
             store,
-            make_stages(epochs, lr, self.warmup, finetune_lr),
+            make_stages(epochs, lr, self.warmup, finetune_lr, plan.finish),
             aug,
-            self._training_config(batch_size, seed, preview_every, device),
+            self._training_config(batch_size, seed, preview_every, device, plan.finish),
             state=TrainerState(batch_size=batch_size, history=self.history_),
             dist=ctx,
         )
@@ -578,9 +637,8 @@ class TSimCNE(TransformerMixin, BaseEstimator):
         else:
             self.fingerprint_ = fingerprint(stack)
         device, ctx = _device_and_processes(self.device)
-        epochs, lr, finetune_lr, aug = self._check_params(
-            info.n_tiles, ctx.world_size, self.plan_for(device, info.n_tiles, ctx.world_size)
-        )
+        plan = self.plan_for(device, info.n_tiles, ctx.world_size)
+        epochs, lr, finetune_lr, aug = self._check_params(info.n_tiles, ctx.world_size, plan)
         aug = self._augmentations_for(stack, aug)
         if epochs is None:
             raise ValueError(
@@ -588,6 +646,7 @@ class TSimCNE(TransformerMixin, BaseEstimator):
             )
         self.device_ = device
         self.finetune_lr_ = finetune_lr
+        self.finish_ = plan.finish
         store = TileStore(stack, self.normalization_, device)
         net = self.model_.to(
             device=device,
@@ -597,22 +656,27 @@ class TSimCNE(TransformerMixin, BaseEstimator):
         trainer = Trainer(
             net,
             store,
-            make_stages(epochs, lr, self.warmup, finetune_lr),
+            make_stages(epochs, lr, self.warmup, finetune_lr, plan.finish),
             aug,
             self._training_config(
-                int(resume["batch_size"]), int(resume["seed"]), self._preview_every(epochs), device
+                int(resume["batch_size"]),
+                int(resume["seed"]),
+                self._preview_every(epochs),
+                device,
+                plan.finish,
             ),
             state=TrainerState(
                 stage=int(resume["stage"]),
                 epoch=int(resume["epoch"]),
                 batch_size=int(resume["batch_size"]),
                 history=self.history_,
+                target=resume.get("target"),
             ),
             optimizer_state=resume.get("optimizer"),
             dist=ctx,
         )
         self._resume_state = None
-        self._budget = None  # a resumed run trains the epochs that were planned
+        self._budget = self._fit_budget = None  # a resumed run trains the epochs that were planned
         return self._drive(trainer, checkpoint, checkpoint_every, progress, stop)
 
     def _drive(
@@ -629,6 +693,8 @@ class TSimCNE(TransformerMixin, BaseEstimator):
             for event in trainer.run(stop):
                 if getattr(self, "_budget", None) is not None and event.stage == 1:
                     event = self._replan(trainer, event)
+                if getattr(self, "_fit_budget", None) is not None and event.stage == 2:
+                    event = self._plan_the_fit(trainer, event)
                 if (
                     checkpoint is not None
                     and trainer.dist.is_main
@@ -667,7 +733,11 @@ class TSimCNE(TransformerMixin, BaseEstimator):
         costs = StepCosts(*(c * factor for c in astuple(self._timed_costs)))
         left = budget.seconds - (time.perf_counter() - budget.started)
         full_epoch = costs.epoch_seconds(steps)[0]
-        plan = dict(previews=self.preview_every != 0)
+        plan = dict(  # the fit's cost as timed: a slow epoch of pre-training says little of it
+            previews=self.preview_every != 0,
+            finish=budget.finish,
+            distill_epoch=budget.distill_epoch,
+        )
         done = event.epoch
         # the whole run in the paper's ratio, the epochs done counted at today's speed
         total, previews = epochs_for_budget(
@@ -677,6 +747,8 @@ class TSimCNE(TransformerMixin, BaseEstimator):
             epochs = total
         elif done < event.stage_epochs:  # pre-training cannot stop mid-way: one more epoch
             epochs = (done + 1, total[1], total[2])
+        elif budget.finish == "tsne":  # the t-SNE and the fit are planned at their length
+            epochs = (done, total[1], total[2])
         else:  # pre-training is over: the time left goes to the last two stages, in their ratio
             rest, previews = epochs_for_budget(
                 left + full_epoch,  # pays for the one stage-1 epoch the split below counts
@@ -688,16 +760,36 @@ class TSimCNE(TransformerMixin, BaseEstimator):
             )
             epochs = (done, rest[1], rest[2])
         *epochs, previews = broadcast_ints((*epochs, previews), trainer.dist)
-        trainer.replan(make_stages(tuple(epochs), budget.lr, self.warmup, budget.finetune_lr))
+        trainer.replan(
+            make_stages(tuple(epochs), budget.lr, self.warmup, budget.finetune_lr, budget.finish)
+        )
         if is_auto(self.preview_every):
             trainer.config = replace(trainer.config, preview_every=previews)
         self.total_epochs_ = tuple(s.epochs for s in trainer.stages)
         self.step_costs_ = costs
         if trainer.stages[0].epochs <= event.epoch:
             self._budget = None  # pre-training ends now; the last two stages keep this plan
+            if budget.finish == "tsne":  # ... but the fit gets the time the t-SNE leaves
+                self._fit_budget = budget
         return replace(
             event, stage_epochs=trainer.stages[0].epochs, total_epochs=trainer.total_epochs
         )
+
+    def _plan_the_fit(self, trainer: Trainer, event: TrainingEvent) -> TrainingEvent:
+        """With the t-SNE finish under a time budget, once the t-SNE is done: fit for the time left.
+
+        At most ``DISTILL_EPOCHS``, at least one; the final mapping of all tiles is kept aside.
+        """
+        budget, self._fit_budget = self._fit_budget, None
+        left = budget.seconds - (time.perf_counter() - budget.started)
+        left -= self.step_costs_.embed_tile * budget.n_tiles  # the final map
+        epochs = max(1, min(DISTILL_EPOCHS, int(left // max(budget.distill_epoch, 1e-9))))
+        e1, e2, _ = (s.epochs for s in trainer.stages)
+        trainer.replan(
+            make_stages((e1, e2, epochs), budget.lr, self.warmup, budget.finetune_lr, "tsne")
+        )
+        self.total_epochs_ = tuple(s.epochs for s in trainer.stages)
+        return replace(event, total_epochs=trainer.total_epochs)
 
     def _finish(self, trainer: Trainer, progress: Callable[[int, int], None] | None = None) -> None:
         """Map the training tiles with the model as it is now (also after an early stop)."""
@@ -887,6 +979,7 @@ class TSimCNE(TransformerMixin, BaseEstimator):
             "optimizer": trainer.optimizer.state_dict()
             if (st.epoch > 0 and trainer.optimizer)
             else None,
+            "target": None if st.target is None else st.target.detach().cpu(),
         }
         save_payload(path, payload)
 
@@ -902,6 +995,8 @@ class TSimCNE(TransformerMixin, BaseEstimator):
         )
         if getattr(self, "finetune_lr_", None) is not None:  # as trained: "auto" resolved
             params["finetune_lr"] = float(self.finetune_lr_)
+        if getattr(self, "finish_", None) is not None:
+            params["finish"] = self.finish_
         aug = getattr(self, "augmentations_", None) or AugmentationSettings.coerce(
             params["augmentations"]
         )
@@ -986,6 +1081,9 @@ class TSimCNE(TransformerMixin, BaseEstimator):
             isinstance(v, torch.Tensor) for v in state.values()
         ):
             raise ModelFileError("its weights are not a table of tensors")
+        if "head.layers.0.weight" in state:  # finished by a t-SNE: its own head
+            net.head = MapHead.for_state_dict(state)
+        model.finish_ = params.get("finish") if not is_auto(params.get("finish", "auto")) else None
         bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
         if bad:
             raise ModelFileError(
@@ -1068,6 +1166,8 @@ class _Budget(NamedTuple):
     global_batch: int
     lr: float
     finetune_lr: float
+    finish: str = "contrastive"
+    distill_epoch: float = 0.0
 
 
 class Plan(NamedTuple):
@@ -1087,6 +1187,8 @@ class Plan(NamedTuple):
         Channels of the network's first layer.
     finetune_lr_ratio : float
         Stage 3's learning rate as a multiple of the learning rate of stages 1 and 2.
+    finish : str, default "contrastive"
+        How the map is made after pre-training: ``"contrastive"`` or ``"tsne"``.
     """
 
     total_epochs: tuple[int, int, int] | None
@@ -1095,6 +1197,7 @@ class Plan(NamedTuple):
     backbone: str
     width: int
     finetune_lr_ratio: float
+    finish: str = "contrastive"
 
 
 def _with_embedding(event: TrainingEvent, embedding: np.ndarray) -> TrainingEvent:

@@ -198,6 +198,10 @@ RULES: dict[str, Rule] = {
     ),
     "embed_batch_size": Rule(_auto_or(_whole_from(1)), "a positive whole number or 'auto'"),
     "init_2d": Rule(lambda v: isinstance(v, str) and v in ("pca", "random"), "'pca' or 'random'"),
+    "finish": Rule(
+        lambda v: isinstance(v, str) and v in ("auto", "contrastive", "tsne"),
+        "'auto', 'contrastive' or 'tsne'",
+    ),
     "time_budget": Rule(
         lambda v: v is None or _auto_or(_positive)(v),
         "a positive number of seconds, 'auto' or None",

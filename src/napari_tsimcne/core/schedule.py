@@ -16,6 +16,10 @@ import math
 from dataclasses import dataclass
 
 STAGE_NAMES = ("pre-training", "last layer", "fine-tuning")
+"""The stages' names as shown to the user (the paper's contrastive finish)."""
+
+TSNE_STAGE_NAMES = ("pre-training", "t-SNE of the features", "fitting the network to the map")
+"""The stages' names with the t-SNE finish (``napari_tsimcne.core.tsne_finish``)."""
 
 PAPER_EPOCHS = (1000, 50, 450)
 """The paper's epochs of the three stages (Böhm et al. 2023)."""
@@ -38,11 +42,13 @@ class Stage:
     """Epochs of linear warm-up before the cosine decay."""
     train_only_last_layer: bool
     """Whether only the last layer learns (stage 2); the rest of the network is frozen."""
+    finish: str = "contrastive"
+    """How the map is made after pre-training: ``"contrastive"`` (the paper's) or ``"tsne"``."""
 
     @property
     def name(self) -> str:
         """The stage's name as shown to the user."""
-        return STAGE_NAMES[self.index]
+        return (TSNE_STAGE_NAMES if self.finish == "tsne" else STAGE_NAMES)[self.index]
 
 
 def default_lr(batch_size: int) -> float:
@@ -84,6 +90,7 @@ def make_stages(
     lr: float,
     warmup: int | str = "auto",
     finetune_lr: float | None = None,
+    finish: str = "contrastive",
 ) -> list[Stage]:
     """The three stages with learning rates lr, lr and ``finetune_lr``, warm-up in stages 1 and 3.
 
@@ -98,6 +105,10 @@ def make_stages(
         ``auto_warmup``.
     finetune_lr : float, optional
         Learning rate of stage 3; default ``lr / 1000``, the paper's.
+    finish : {"contrastive", "tsne"}, default "contrastive"
+        With ``"tsne"``, stage 2 is the t-SNE of the features (one step, whatever its epochs say)
+        and stage 3 fits the map head to it at ``tsne_finish.DISTILL_LR`` (Adam), warming up over a
+        tenth of its epochs.
 
     Returns
     -------
@@ -106,6 +117,14 @@ def make_stages(
     """
     e1, e2, e3 = total_epochs
     w = (lambda e: auto_warmup(e)) if warmup == "auto" else (lambda e: min(int(warmup), e))
+    if finish == "tsne":
+        from .tsne_finish import DISTILL_LR
+
+        return [
+            Stage(0, e1, lr, w(e1), False, finish),
+            Stage(1, 1 if (e2 or e3) else 0, 0.0, 0, True, finish),
+            Stage(2, e3, DISTILL_LR, max(1, e3 // 10) if e3 else 0, False, finish),
+        ]
     return [
         Stage(0, e1, lr, w(e1), False),
         Stage(1, e2, lr, 0, True),

@@ -28,6 +28,13 @@ from .model import TSimCNENet
 from .neighbors import NeighborViews, intensity_neighbors
 from .schedule import Stage, lr_at
 from .store import TileStore
+from .tsne_finish import (
+    PASSES_PER_EPOCH,
+    distill_epoch,
+    feature_tsne,
+    is_map_head,
+    new_map_head,
+)
 
 
 class TrainingDivergedError(RuntimeError):
@@ -85,12 +92,15 @@ class TrainerState:
         The batch size now (halved after running out of GPU memory).
     history : list of dict
         One record per finished epoch (stage, epoch, loss, learning rate, throughput).
+    target : torch.Tensor, optional
+        With the t-SNE finish: the t-SNE map of the features (N, out_dim) the network is fitted to.
     """
 
     stage: int = 0
     epoch: int = 0  # finished epochs within the stage
     batch_size: int = GPU_DEFAULTS.batch_size
     history: list = field(default_factory=list)
+    target: torch.Tensor | None = None
 
 
 def _epoch_seed(seed: int, global_epoch: int, *more: int) -> int:
@@ -179,6 +189,9 @@ class Trainer:
     def _enter_stage(self, stage: Stage) -> None:
         """Set trainable parameters and a new optimizer for ``stage``."""
         self._entered = stage.index
+        if stage.finish == "tsne" and stage.index >= 1:
+            self._enter_tsne_stage(stage)
+            return
         if stage.index >= 1 and self.net.out_dim != self.config.out_dim:
             if self.config.init_2d == "pca":
                 self._init_last_layer_from_pca()
@@ -204,6 +217,53 @@ class Trainer:
             self.optimizer.load_state_dict(self._optimizer_state)
             self._optimizer_state = None
         self._remember_good_weights()
+
+    def _enter_tsne_stage(self, stage: Stage) -> None:
+        """The t-SNE finish: features of all tiles once; at stage 3 a new map head and its optimizer."""
+        if getattr(self, "_features", None) is None:
+            _, features = self.embed(return_features=True)
+            self._features = torch.from_numpy(features).float().to(self.device)
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+        self.optimizer = None
+        if stage.index == 2:
+            target = self.state.target.to(self.device)
+            if not is_map_head(self.net.head):
+                self.net.head = new_map_head(self._features, target, self.config.seed)
+            for p in self.net.head.parameters():
+                p.requires_grad_(True)
+            self.optimizer = torch.optim.Adam(self.net.head.parameters(), lr=stage.lr)
+            if self._optimizer_state is not None:
+                self.optimizer.load_state_dict(self._optimizer_state)
+                self._optimizer_state = None
+        self._remember_good_weights()
+
+    def _tsne_epoch(
+        self, stage: Stage, global_epoch: int, stop: threading.Event | None
+    ) -> tuple[float, float, int] | None:
+        """Stage 2 of the t-SNE finish (the t-SNE) or one epoch of stage 3 (fitting the head to it)."""
+        n = len(self.store)
+        if stage.index == 1:
+            result = feature_tsne(
+                self._features.cpu().numpy(), self.config.out_dim, self.config.seed, stop=stop
+            )
+            if result is None:
+                return None
+            self.state.target = torch.from_numpy(result[0])
+            return result[1], 0.0, 0  # no views: the network does not train here
+        gen_cpu = make_generator(torch.device("cpu"), _epoch_seed(self.config.seed, global_epoch))
+        done = self.state.epoch
+        order = torch.cat([torch.randperm(n, generator=gen_cpu) for _ in range(PASSES_PER_EPOCH)])
+        result = distill_epoch(
+            self.net.head,
+            self.optimizer,
+            self._features,
+            self.state.target.to(self.device),
+            order,
+            lambda step, steps: lr_at(stage, done * steps + step, steps),
+            stop,
+        )
+        return None if result is None else (result[0], result[1], 0)  # features, not views
 
     def _remember_good_weights(self) -> None:
         """Keep a copy of the weights (on the device) to fall back to if the loss diverges."""
@@ -254,6 +314,8 @@ class Trainer:
         the views of all processes. Returns None when ``stop`` is set before the
         epoch's last step (checked before every step; a single process only).
         """
+        if stage.finish == "tsne" and stage.index >= 1:
+            return self._tsne_epoch(stage, global_epoch, stop)
         n = len(self.store)
         bs = self.state.batch_size
         world, rank = self.dist.world_size, self.dist.rank
@@ -341,6 +403,14 @@ class Trainer:
         numpy.ndarray of shape (N, 2) or (N, 3)
             The map.
         """
+        if self.state.target is not None and not is_map_head(self.net.head):
+            return self.state.target.numpy()  # the t-SNE finish: its map, before the head learns it
+        if is_map_head(self.net.head) and getattr(self, "_features", None) is not None:
+            with torch.no_grad():  # the head alone, on the features it is fitted to
+                self.net.head.eval()
+                y = self.net.head(self._features).float().cpu().numpy()
+                self.net.head.train()
+            return y
         y = self.embed()
         return y if y.shape[1] <= 3 else pca_2d(y)[0]
 
@@ -423,6 +493,8 @@ class Trainer:
                     seconds=dt,
                     batch_size=self.state.batch_size,
                 )
+                if stage.finish != "contrastive":  # its stages 2 and 3 have other losses
+                    record["finish"] = stage.finish
                 self.state.history.append(record)
                 if last_of_stage:  # the next stage starts from its first epoch
                     self.state.stage, self.state.epoch = stage.index + 1, 0

@@ -154,6 +154,15 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         help="channels of the first network layer; smaller is faster and weaker "
         f"(default: {GPU_DEFAULTS.width} on a GPU, {CPU_DEFAULTS.width} on a CPU)",
     )
+    g.add_argument(
+        "--finish",
+        choices=("auto", "contrastive", "tsne"),
+        default="auto",
+        help="how the 2-D map is made after pre-training: contrastive (the paper's two 2-D "
+        "stages) or tsne (a t-SNE of the learned features, then the network fitted to it; "
+        "new tiles are still mapped by the network) (default: tsne with a time budget on a "
+        "CPU, contrastive elsewhere)",
+    )
     p.add_argument(
         "--quiet", action="store_true", help="no progress bar and no messages besides errors"
     )
@@ -414,10 +423,11 @@ def _progress(events, total: int, quiet: bool):
         for event in events:
             if bar.total != event.total_epochs:  # a time budget re-planned after its first epoch
                 bar.total = event.total_epochs
+            speed = event.views_per_second  # 0 where no views are trained on (t-SNE finish)
             bar.set_postfix(
                 stage=event.stage_name,
                 loss=f"{event.loss:.3f}",
-                views_s=f"{event.views_per_second:,.0f}",
+                **({"views_s": f"{speed:,.0f}"} if speed > 0 else {}),
                 refresh=False,
             )
             bar.update(event.global_epoch - bar.n)
@@ -470,11 +480,17 @@ def _train(model, tiles: np.ndarray, outdir: Path, args: argparse.Namespace):
     if (
         getattr(model, "step_costs_", None) is not None
     ):  # a time budget: the epochs were just chosen
+        e1, _, e3 = model.total_epochs_
+        what = (
+            f"{e1} epochs of pre-training, then a t-SNE of the learned features and {e3} epochs "
+            "fitting the network to it"
+            if model.finish_ == "tsne"
+            else f"training epochs {' '.join(map(str, model.total_epochs_))}"
+        )
         _say(
             args,
-            f"Measured {2 * model.batch_size_ / model.step_costs_.full_step:,.0f} views/s: training "
-            f"epochs {' '.join(map(str, model.total_epochs_))} to finish in about "
-            f"{_minutes(model.time_budget_)}.",
+            f"Measured {2 * model.batch_size_ / model.step_costs_.full_step:,.0f} views/s: "
+            f"{what}, to finish in about {_minutes(model.time_budget_)}.",
         )
     try:
         for _ in _progress(events, sum(model.total_epochs_), quiet):
@@ -520,6 +536,7 @@ def _make_model(args: argparse.Namespace, n_tiles: int):
         random_state=args.seed,
         backbone=args.backbone,
         width="auto" if args.width is None else args.width,
+        finish=args.finish,
         preview_every=0,
     )  # no live map to update here
 
@@ -604,6 +621,7 @@ def _summary(model, data, args: argparse.Namespace, acc: float | None, note: str
             "epochs": list(model.total_epochs_),
             "batch_size": int(model.batch_size_),
             "time_budget_seconds": getattr(model, "time_budget_", None),
+            "finish": getattr(model, "finish_", None),
             "preset": getattr(model, "preset_", None),
             "augmentations": model.augmentations_.to_dict(),
             "seed": model.random_state,

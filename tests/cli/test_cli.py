@@ -382,10 +382,24 @@ def test_fit_for_some_minutes_reports_the_chosen_epochs(tiles16, tmp_path, capsy
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["settings"]["time_budget_seconds"] == 6.0
     printed = capsys.readouterr().out
-    assert "about 6 s" in printed and "Measured" in printed and "training epochs" in printed
+    assert "about 6 s" in printed and "Measured" in printed
+    # without a GPU a time budget ends with a t-SNE of the features, and the start says so
+    assert "epochs of pre-training, then a t-SNE of the learned features" in printed
+    assert summary["settings"]["finish"] == "tsne"
     assert (
         min(summary["settings"]["epochs"]) >= 1
     )  # what was trained (after planning again from the first epoch)
+
+
+def test_finish_contrastive_keeps_the_papers_stages_for_a_time_budget(tiles16, tmp_path, capsys):
+    import json
+
+    np.save(tmp_path / "t.npy", tiles16[:64])
+    args = ["fit", str(tmp_path / "t.npy"), "-o", str(tmp_path / "out"), "--minutes", "0.1"]
+    assert main([*args, "--width", "4", "--device", "cpu", "--finish", "contrastive"]) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["settings"]["finish"] == "contrastive"
+    assert "views/s: training epochs" in capsys.readouterr().out
 
 
 def test_epochs_and_minutes_together_are_a_usage_error(tiles16, tmp_path, capsys):

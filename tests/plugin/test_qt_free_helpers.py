@@ -66,6 +66,17 @@ def test_pre_training_and_the_map_are_scaled_on_their_own():
     assert [x for x, _ in curves[1]] == pytest.approx([0.05, 0.15, 0.25])  # epoch middles of 10
     assert stage_starts(points) == {1: 1, 2: 4, 3: 6}
     assert scale_of(1) != scale_of(2) == scale_of(3)
+    assert len({scale_of(s, "tsne") for s in (1, 2, 3)}) == 3  # three kinds of loss
+
+
+def test_with_the_tsne_finish_the_fit_of_the_map_uses_the_whole_height():
+    points = [
+        LossPoint(p.epoch, p.stage, p.loss, "tsne")
+        for p in _points([(1, [9.0, 5.0]), (2, [3.5]), (3, [0.8, 0.4, 0.1])])
+    ]
+    curves = loss_curves(points, total_epochs=6)
+    # the t-SNE's KL divergence (3.5) does not squeeze the squared error of the fit (0.8 to 0.1)
+    assert [y for _, y in curves[3]] == pytest.approx([HIGH, LOW + 0.8 * 3 / 7, LOW])
 
 
 def test_small_changes_stay_flat_and_non_finite_losses_are_left_out():

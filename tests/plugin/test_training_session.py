@@ -40,6 +40,18 @@ def test_the_session_imports_no_qt():
     assert out.stdout.strip() == "[]"
 
 
+def test_a_time_budget_counts_down_the_budget_not_the_epochs():
+    from types import SimpleNamespace
+
+    from napari_tsimcne.plugin.training_session import _seconds_left
+
+    # ten epochs of pre-training took 100 s; the plan has 111 epochs in all
+    event = SimpleNamespace(global_epoch=10, total_epochs=111, seconds=100.0)
+    assert _seconds_left(event, 0, budget=600.0, elapsed=120.0) == pytest.approx(480.0)
+    assert _seconds_left(event, 0) == pytest.approx(1010.0)  # without a budget: per epoch
+    assert _seconds_left(event, 0, budget=600.0, elapsed=650.0) is None  # past it: no guess
+
+
 def test_a_run_emits_plan_progress_and_result(session, tiles):
     seen = {"planned": [], "progressed": [], "finished": []}
     for name, items in seen.items():

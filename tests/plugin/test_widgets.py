@@ -263,9 +263,24 @@ def test_a_time_budget_from_the_widget_plans_the_epochs_and_trains(qtbot, viewer
     qtbot.waitUntil(lambda: train_widget.worker is None, timeout=90_000)
     took = time.perf_counter() - started
     assert model.embedding_ is not None and "Training done" in train_widget.status.text()
+    # without a GPU a time budget finishes with the t-SNE of the features ("Map by": auto)
+    assert form.finish_combo.value == "auto" and model.finish_ == "tsne"
+    assert {h["stage"] for h in model.history_} == {1, 2, 3}
     # the promise holds: from pressing Train to the final map within 20 % of the 6 s asked
     # (plus 2 s for a busy machine), and the time is used rather than left over
     assert 0.6 * 6.0 <= took <= 1.2 * 6.0 + 2, took
+
+
+def test_map_by_reaches_the_model(viewer_with_widgets):
+    _, train_widget, _ = viewer_with_widgets
+    form = train_widget.form
+    assert form.settings().finish == "auto"
+    form.apply(finish="contrastive")
+    assert form.settings().make_model().finish == "contrastive"
+    form.finish_combo.value = "tsne"
+    assert form.settings().make_model().finish == "tsne"
+    with pytest.raises(ValueError, match="'umap' is not one of"):
+        form.apply(finish="umap")
 
 
 def test_bad_settings_say_not_started(qtbot, viewer_with_widgets):

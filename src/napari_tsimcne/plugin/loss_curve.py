@@ -15,19 +15,26 @@ MIN_SPAN = 0.02
 """Loss changes smaller than this fraction of the loss are not stretched to the plot's height."""
 
 
-def scale_of(stage: int) -> int:
+def scale_of(stage: int, finish: str = "contrastive") -> int:
     """The loss scale a stage shares: pre-training (128-D) alone, the two map stages (2D) together.
+
+    With the t-SNE finish every stage has a loss of its own kind (InfoNCE, the t-SNE's KL
+    divergence, the squared error of fitting the map) and its own scale.
 
     Parameters
     ----------
     stage : int
         1 (pre-training), 2 (to 2D) or 3 (fine-tuning).
+    finish : str, default "contrastive"
+        How the run makes its map after pre-training.
 
     Returns
     -------
     int
-        1 for pre-training, 2 for the map stages.
+        1 for pre-training, 2 for the map stages; with ``finish="tsne"`` the stage itself.
     """
+    if finish == "tsne":
+        return stage
     return 1 if stage == 1 else 2
 
 
@@ -78,7 +85,10 @@ def loss_curves(
         if not pts:
             continue
         scale = [
-            p.loss for p in points if scale_of(p.stage) == scale_of(stage) and math.isfinite(p.loss)
+            p.loss
+            for p in points
+            if scale_of(p.stage, p.finish) == scale_of(stage, pts[0].finish)
+            and math.isfinite(p.loss)
         ]
         lo, hi = min(scale), max(scale)
         span = max(hi - lo, MIN_SPAN * max(abs(hi), 1e-6))

@@ -566,9 +566,11 @@ class TrainWidget(DockWidget):
             "" if update.seconds_left is None else f", about {_duration(update.seconds_left)} left"
         )
         early = " Early map: it sharpens until the end." if update.provisional else ""
+        speed = event.views_per_second  # 0 where no views are trained on (a t-SNE, fitting the map)
+        speed = f"; {speed:,.0f} views/s" if speed > 0 else ""
         self.status.setText(
             f"Stage {event.stage} of 3 ({event.stage_name}), epoch {event.epoch}/{event.stage_epochs}"
-            f"{left}; {event.views_per_second:,.0f} views/s.{early}"
+            f"{left}{speed}.{early}"
         )
         if event.message:  # e.g. GPU out of memory: the batch was halved and training goes on
             show_info(f"Training: {event.message}")

@@ -33,12 +33,20 @@ PRESET_HELP = {
     # "auto" says why it chose, for the chosen tiles, just below: its own line stays short
     "auto": "Picked for your tiles: 'quantitative' for fluorescence-like images, else 'microscopy'.",
 }
+AUTO_HELP_WITHOUT_TILES = (
+    "Picked once you choose tiles: 'quantitative' for fluorescence-like images, else 'microscopy'."
+)
+"""What "auto" does, said while there are no tiles to pick for."""
 MINUTES, EPOCHS = "minutes", "epochs"
 DIMENSIONS = {"2D": 2, "3D": 3}
+FINISHES = [("auto", "auto"), ("contrastive stages", "contrastive"), ("t-SNE of features", "tsne")]
+"""How the 2D map is made after pre-training, as (shown, ``TSimCNE(finish=...)``)."""
 STAGE_TIPS = (
     "Stage 1: learn what makes tiles different (most of the time goes here).",
-    "Stage 2: turn what was learned into a 2D map (short).",
-    "Stage 3: fine-tune the whole map.",
+    "Stage 2: turn what was learned into a 2D map (short). Map by 't-SNE of features': one "
+    "t-SNE, whatever the number.",
+    "Stage 3: fine-tune the whole map. Map by 't-SNE of features': fit the network to the "
+    "t-SNE (each epoch is 10 quick passes; 10 are enough).",
 )
 TOOLTIPS = {
     "layer_combo": "The image layer that holds your tiles, one tile per slice (N x H x W, N x C x H x W "
@@ -53,6 +61,11 @@ TOOLTIPS = {
     "minutes_spin": "Training and mapping together take about this long. Longer gives a better map.",
     "epochs_row": "Epochs of the three stages: pre-training, the 2D layer alone, then the whole map. "
     "One epoch shows the network every tile once.",
+    "finish_combo": "How the map is made once the network has learned: 'contrastive stages' trains "
+    "two more stages in 2D (the paper's way); 't-SNE of features' makes a t-SNE of what the "
+    "network learned and fits the network to it, which keeps more of it in a run of minutes. "
+    "Either way new tiles are mapped by the network. 'auto': t-SNE when training for minutes "
+    "without a GPU.",
     "dims_combo": "A flat 2D map, or a 3D map shown as a point cloud you can turn (napari "
     "switches to its 3D view).",
     "batch_spin": "How many tiles the network compares at once. Larger separates the map better but "
@@ -97,8 +110,8 @@ class TrainingForm:
     preset_help, preset_advice : WrappedLabel
         What the chosen preset does; what "auto" picks for the chosen tiles, and why.
     advanced_form : magicgui.widgets.Container
-        ``dims_combo``, ``batch_spin``, ``device_combo``, ``backbone_combo``, ``width_spin``,
-        ``seed_spin``.
+        ``dims_combo``, ``finish_combo``, ``batch_spin``, ``device_combo``, ``backbone_combo``,
+        ``width_spin``, ``seed_spin``.
     cut_form : magicgui.widgets.Container
         ``source_combo``, ``tile_size_spin``, ``stride_spin``, ``min_fg_spin``, ``cut_button``.
     """
@@ -115,7 +128,7 @@ class TrainingForm:
             label="Augmentations", choices=["auto", *PRESETS], value="auto"
         )
         self.preset_form = _form(self.preset_combo)
-        self.preset_help = WrappedLabel(PRESET_HELP["auto"])
+        self.preset_help = WrappedLabel(AUTO_HELP_WITHOUT_TILES)
         self.preset_advice = WrappedLabel("")
         self.length_combo = ComboBox(label="Train for", choices=[MINUTES, EPOCHS], value=MINUTES)
         self.minutes_spin = FloatSpinBox(
@@ -136,6 +149,7 @@ class TrainingForm:
         self.epochs_row.margins = (0, 0, 0, 0)
         self.length_form = _form(self.length_combo, self.minutes_spin, self.epochs_row)
         self.dims_combo = ComboBox(label="Map", choices=list(DIMENSIONS), value="2D")
+        self.finish_combo = ComboBox(label="Map by", choices=FINISHES, value="auto")
         self.batch_spin = SpinBox(label="Batch size", min=2, max=65536, value=start.batch_size)
         self.device_combo = ComboBox(label="Device", choices=list(DEVICES))
         self.backbone_combo = ComboBox(label="Network", choices=list(BACKBONES))
@@ -143,6 +157,7 @@ class TrainingForm:
         self.seed_spin = SpinBox(label="Random seed", min=0, max=2**31 - 1, value=start.seed)
         self.advanced_form = _form(
             self.dims_combo,
+            self.finish_combo,
             self.batch_spin,
             self.device_combo,
             self.backbone_combo,
@@ -188,8 +203,8 @@ class TrainingForm:
         Returns
         -------
         TrainingSettings
-            Preset, length (epochs or minutes), batch size, device, network, seed and map
-            dimensions as set in the controls.
+            Preset, length (epochs or minutes), batch size, device, network, seed, map
+            dimensions and how the map is made, as set in the controls.
         """
         return TrainingSettings(
             preset=self.preset_combo.value,
@@ -201,6 +216,7 @@ class TrainingForm:
             width=self.width_spin.value,
             seed=self.seed_spin.value,
             dimensions=DIMENSIONS[self.dims_combo.value],
+            finish=self.finish_combo.value,
         )
 
     def show_defaults(self, defaults: TrainingSettings) -> None:
@@ -233,6 +249,7 @@ class TrainingForm:
         seed: int | None = None,
         minutes: float | None = None,
         dimensions: int | None = None,
+        finish: str | None = None,
     ) -> None:
         """Set the controls (as a user would); None leaves a control as it is.
 
@@ -260,17 +277,20 @@ class TrainingForm:
             Time budget of training.
         dimensions : int, optional
             2 or 3: the dimensions of the map.
+        finish : str, optional
+            How the map is made after pre-training: "auto", "contrastive" or "tsne".
 
         Raises
         ------
         ValueError
-            An unknown device, backbone or preset, ``epochs`` without three numbers, or
+            An unknown device, backbone, preset or finish, ``epochs`` without three numbers, or
             ``dimensions`` other than 2 or 3.
         """
         choices = {
             "device": (device, self.device_combo),
             "backbone": (backbone, self.backbone_combo),
             "preset": (preset, self.preset_combo),
+            "finish": (finish, self.finish_combo),
         }
         for value, combo in choices.values():  # check all before changing any
             if value is not None and value not in combo.choices:
@@ -300,6 +320,8 @@ class TrainingForm:
             self.seed_spin.value = int(seed)
         if dimensions is not None:
             self.dims_combo.value = f"{int(dimensions)}D"
+        if finish is not None:
+            self.finish_combo.value = finish
 
     # -- what the controls show -------------------------------------------------
     def show_length(self, mode: str | None = None) -> None:
@@ -322,8 +344,9 @@ class TrainingForm:
             The preset that suits the chosen tiles and why; None without tiles to judge.
         """
         choice = self.preset_combo.value
-        self.preset_help.setText(PRESET_HELP[choice])
         rec = recommendation
+        no_tiles = choice == "auto" and rec is None
+        self.preset_help.setText(AUTO_HELP_WITHOUT_TILES if no_tiles else PRESET_HELP[choice])
         if rec is None or (choice != "auto" and choice == rec.preset):
             self.preset_advice.setText("")
         elif choice == "auto":

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,9 @@ class TrainingSettings:
         Random seed: the same seed and settings give the same map.
     dimensions : int
         2 for a flat map, 3 for a map in 3D.
+    finish : str
+        How the map is made after pre-training: ``"auto"``, ``"contrastive"`` or ``"tsne"``
+        (see ``TSimCNE``).
     """
 
     preset: str = "auto"
@@ -67,6 +71,7 @@ class TrainingSettings:
     width: int = GPU_DEFAULTS.width
     seed: int = 0
     dimensions: int = 2
+    finish: str = "auto"
 
     @classmethod
     def for_device(cls, device: str = "auto", n_tiles: int | None = None) -> TrainingSettings:
@@ -121,6 +126,7 @@ class TrainingSettings:
             backbone=self.backbone,
             width=self.width,
             out_dim=self.dimensions,
+            finish=self.finish,
         )
 
 
@@ -199,12 +205,16 @@ class LossPoint:
         Its stage (1, 2 or 3).
     loss : float
         The mean loss of the epoch.
+    finish : str, default "contrastive"
+        How the run makes its map after pre-training (``TSimCNE(finish=...)``); with ``"tsne"``
+        each stage has a loss of its own kind.
     """
 
     epoch: int
     """Epoch over all stages, from 1."""
     stage: int
     loss: float
+    finish: str = "contrastive"
 
 
 @dataclass
@@ -433,10 +443,12 @@ class TrainingSession:
             model, tiles = run.model, np.asarray(run.tiles)
             if run.checkpoint is not None:
                 run.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+            started = time.perf_counter()
             if run.resume:
                 events = model.resume_iter(tiles, checkpoint=run.checkpoint, stop=run.stop)
             else:
                 events = model.fit_iter(tiles, checkpoint=run.checkpoint, stop=run.stop)
+            budget = None if run.resume else model.time_budget_
             before = self.epochs_done
             yield Planned(tuple(model.total_epochs_), model.time_budget_, resumed_from=before)
             finished = False
@@ -447,7 +459,8 @@ class TrainingSession:
                         event.embedding is not None
                     ):  # the map's outlier scores (a kNN search), off the main thread
                         outliers = outlier_scores(event.embedding)
-                    yield TrainingUpdate(event, outliers, _seconds_left(event, before))
+                    left = _seconds_left(event, before, budget, time.perf_counter() - started)
+                    yield TrainingUpdate(event, outliers, left)
                     finished = event.global_epoch >= event.total_epochs
                     if run.stop.is_set():
                         break
@@ -683,11 +696,22 @@ def _stand_in(tiles):
 
 def _loss_history(records: list[dict]) -> list[LossPoint]:
     """The loss points of a model's training history (as stored in its checkpoint)."""
-    return [LossPoint(i, int(r["stage"]), float(r["loss"])) for i, r in enumerate(records, 1)]
+    return [
+        LossPoint(i, int(r["stage"]), float(r["loss"]), str(r.get("finish", "contrastive")))
+        for i, r in enumerate(records, 1)
+    ]
 
 
-def _seconds_left(event, epochs_before: int = 0) -> float | None:
-    """Time to the end, from the mean time per epoch so far (this run's epochs only)."""
+def _seconds_left(
+    event, epochs_before: int = 0, budget: float | None = None, elapsed: float = 0.0
+) -> float | None:
+    """Time to the end: what is left of a time budget, else the mean time per epoch so far times
+    the epochs left (this run's epochs only). Epochs of different stages can cost very different
+    times (with the t-SNE finish, its one "epoch" of t-SNE takes as long as four of pre-training), so
+    a run for a time budget counts down the budget; past it, no estimate."""
+    if budget is not None:
+        left = budget - elapsed
+        return left if left > 0 and event.global_epoch < event.total_epochs else None
     done = event.global_epoch - epochs_before
     if done <= 0 or event.seconds <= 0:
         return None

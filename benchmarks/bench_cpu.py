@@ -88,14 +88,21 @@ BASELINES = {"pca": run_pca, "tsne": run_tsne, "umap": run_umap}
 
 
 def run_ours(
-    tiles: np.ndarray, labels: np.ndarray, minutes: float, seed: int, variant: str | None = None
+    tiles: np.ndarray,
+    labels: np.ndarray,
+    minutes: float,
+    seed: int,
+    variant: str | None = None,
+    finish: str = "auto",
 ) -> tuple[dict, TSimCNE]:
     """``variant``: "BACKBONE:WIDTH" instead of the automatic network (for comparing choices)."""
     network = {}
     if variant:
         backbone, width = variant.split(":")
         network = {"backbone": backbone, "width": int(width)}
-    model = TSimCNE(time_budget=60.0 * minutes, random_state=seed, preview_every=0, **network)
+    model = TSimCNE(
+        time_budget=60.0 * minutes, random_state=seed, preview_every=0, finish=finish, **network
+    )
     _, seconds = _timed(lambda: model.fit(tiles))
     costs = model.step_costs_
     result = {
@@ -104,6 +111,11 @@ def run_ours(
         "wall_seconds": round(seconds, 1),
         "knn15": round(knn_accuracy(model.embedding_, labels), 2),
         "epochs": list(model.total_epochs_),
+        "finish": model.finish_,
+        "stage_seconds": [
+            round(sum(h["seconds"] for h in model.history_ if h["stage"] == st), 1)
+            for st in (1, 2, 3)
+        ],
         "backbone": model.backbone_,
         "width": model.width_,
         "batch_size": model.batch_size_,
@@ -164,6 +176,13 @@ def main(argv=None) -> dict:
         help="also run ours with this network instead of the automatic one (repeatable)",
     )
     p.add_argument("--no-auto", action="store_true", help="run only the --variant networks")
+    p.add_argument(
+        "--finish",
+        nargs="+",
+        default=["auto"],
+        choices=["auto", "contrastive", "tsne"],
+        help="how our maps are finished (default: auto; several: one run of each per budget)",
+    )
     p.add_argument("--out", default=None, help="append the JSON line to this file")
     args = p.parse_args(argv)
     with np.load(args.data) as d:
@@ -194,10 +213,11 @@ def main(argv=None) -> dict:
     variants = ([] if args.no_auto else [None]) + args.variant
     for variant in variants:
         for minutes in args.minutes:
-            run, trained = run_ours(tiles, labels, minutes, args.seed, variant)
-            print(run, file=sys.stderr, flush=True)
-            result["runs"].append(run)
-            model = trained if variant is None else model
+            for finish in args.finish:
+                run, trained = run_ours(tiles, labels, minutes, args.seed, variant, finish)
+                print(run, file=sys.stderr, flush=True)
+                result["runs"].append(run)
+                model = trained if variant is None else model
     if model is not None:  # the automatic network's last model
         result["mapping_tiles_per_second"] = mapping_speed(model, tiles)
     result["machine"]["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]

@@ -8,7 +8,10 @@ For each pre-trained network (stage 1 of the CLI's 10-minute CPU run, cached by
 - the head fitted to that t-SNE by regression (the pre-trained hidden layer and a new 2-D layer,
   mean squared error, Adam, 60 epochs): what a parametric map that imitates the t-SNE keeps;
 - with ``--whole-network``, the whole network fitted to it the same way (10 epochs of all tiles, no
-  augmentation, the 2-D layer started from the least-squares fit to the hidden layer).
+  augmentation, the 2-D layer started from the least-squares fit to the hidden layer);
+- with ``--map-head``, the t-SNE finish's ``MapHead`` (three hidden layers of 1024, standardised
+  features) fitted to it as the product fits it (``tsne_finish.distill_epoch``, its schedule and
+  epochs), scored after 20, 50, 80 and 100 passes over the features.
 
     python benchmarks/bench_feature_tsne.py .data/stage1_pbc_w16_e32_lr003.tsimcne \\
         --out benchmarks/results/feature-tsne-cpu-2core_pbc17092.jsonl
@@ -117,6 +120,43 @@ def fit_network(model: TSimCNE, tiles: np.ndarray, target: np.ndarray, labels) -
     return result
 
 
+def fit_map_head(features: np.ndarray, target: np.ndarray, labels) -> dict:
+    """Fit the t-SNE finish's head to the t-SNE map as training does (``distill_epoch``)."""
+    from napari_tsimcne.core.schedule import lr_at, make_stages
+    from napari_tsimcne.core.tsne_finish import (
+        DISTILL_EPOCHS,
+        PASSES_PER_EPOCH,
+        distill_epoch,
+        new_map_head,
+    )
+
+    x = torch.from_numpy(features).float()
+    y = torch.from_numpy(target).float()
+    head = new_map_head(x, y, seed=0)
+    stage = make_stages((1, 1, DISTILL_EPOCHS), 0.03, finish="tsne")[2]
+    optimizer = torch.optim.Adam(head.parameters(), lr=stage.lr)
+    result, started = {}, time.perf_counter()
+    for done in range(DISTILL_EPOCHS):
+        gen = torch.Generator().manual_seed(done)
+        order = torch.cat([torch.randperm(len(x), generator=gen) for _ in range(PASSES_PER_EPOCH)])
+        distill_epoch(
+            head,
+            optimizer,
+            x,
+            y,
+            order,
+            lambda step, steps, done=done: lr_at(stage, done * steps + step, steps),
+        )
+        if done + 1 in (2, 5, 8, 10):
+            with torch.no_grad():
+                mapped = head.eval()(x).numpy()
+            result[f"passes_{(done + 1) * PASSES_PER_EPOCH}"] = {
+                "knn15": round(knn_accuracy(mapped, labels), 2),
+                "seconds": round(time.perf_counter() - started, 1),
+            }
+    return result
+
+
 def end_to_end(minutes: float, seed: int, tsne_seconds: float = 60.0) -> dict:
     """Pre-training for the time left after ``tsne_seconds``, then a t-SNE of its features."""
     from openTSNE import TSNE
@@ -167,6 +207,7 @@ def main() -> int:
     parser.add_argument("models", nargs="*", type=Path, help="stage-1 networks (.tsimcne)")
     parser.add_argument("--out", default=None)
     parser.add_argument("--whole-network", action="store_true", help="also fit the whole network")
+    parser.add_argument("--map-head", action="store_true", help="also fit the t-SNE finish's head")
     parser.add_argument("--end-to-end", type=float, default=None, metavar="MINUTES")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -194,6 +235,9 @@ def main() -> int:
                     "seconds": round(tsne_seconds, 1),
                 },
                 "head_fitted_to_tsne": fit_head(model, features, tsne, sample.labels),
+                "map_head_fitted_to_tsne": (
+                    fit_map_head(features, tsne, sample.labels) if args.map_head else None
+                ),
                 "network_fitted_to_tsne": (
                     fit_network(TSimCNE.load(path, device="cpu"), sample.tiles, tsne, sample.labels)
                     if args.whole_network

@@ -9,12 +9,17 @@ For each pre-trained network (stage 1 of the CLI's 10-minute CPU run, cached by
   mean squared error, Adam, 60 epochs): what a parametric map that imitates the t-SNE keeps;
 - with ``--whole-network``, the whole network fitted to it the same way (10 epochs of all tiles, no
   augmentation, the 2-D layer started from the least-squares fit to the hidden layer);
-- with ``--map-head``, the t-SNE finish's ``MapHead`` (three hidden layers of 1024, standardised
-  features) fitted to it as the product fits it (``tsne_finish.distill_epoch``, its schedule and
-  epochs), scored after 20, 50, 80 and 100 passes over the features.
+- with ``--map-head``, the t-SNE finish's ``MapHead`` (standardised features, ``HEAD_DEPTH`` hidden
+  layers of ``HEAD_HIDDEN``) fitted to it as the product fits it (``tsne_finish.distill_epoch``, its
+  schedule and passes), scored after half of the passes and after all;
+- with ``--head-sizes 1024x3:100 512x3:300 ...``, only such heads, of each size and number of passes
+  (any network: the features are the backbone's, which the fit leaves as it is).
 
     python benchmarks/bench_feature_tsne.py .data/stage1_pbc_w16_e32_lr003.tsimcne \\
         --out benchmarks/results/feature-tsne-cpu-2core_pbc17092.jsonl
+    python benchmarks/bench_feature_tsne.py tsimcne-demo/model.tsimcne \\
+        --head-sizes 1024x3:100 512x3:100 512x3:200 512x3:300 \\
+        --out benchmarks/results/map-head-cpu-2core_pbc17092.jsonl
 
 With ``--end-to-end MINUTES`` (and no model files) it times the whole way instead, from the tiles to
 a map: two epochs of pre-training to measure the speed, pre-training for as many epochs as leave
@@ -120,25 +125,47 @@ def fit_network(model: TSimCNE, tiles: np.ndarray, target: np.ndarray, labels) -
     return result
 
 
-def fit_map_head(features: np.ndarray, target: np.ndarray, labels) -> dict:
-    """Fit the t-SNE finish's head to the t-SNE map as training does (``distill_epoch``)."""
+def fit_map_head(
+    features: np.ndarray,
+    target: np.ndarray,
+    labels,
+    hidden: int | None = None,
+    depth: int | None = None,
+    passes: int | None = None,
+) -> dict:
+    """Fit a ``MapHead`` to the t-SNE map as training does (``distill_epoch``, its schedule).
+
+    By default the product's head and passes; scored after half of the passes and after all.
+    """
     from napari_tsimcne.core.schedule import lr_at, make_stages
     from napari_tsimcne.core.tsne_finish import (
         DISTILL_EPOCHS,
+        HEAD_DEPTH,
+        HEAD_HIDDEN,
         PASSES_PER_EPOCH,
+        MapHead,
         distill_epoch,
         new_map_head,
     )
 
+    hidden, depth = hidden or HEAD_HIDDEN, depth or HEAD_DEPTH
+    passes = passes or DISTILL_EPOCHS * PASSES_PER_EPOCH
     x = torch.from_numpy(features).float()
     y = torch.from_numpy(target).float()
-    head = new_map_head(x, y, seed=0)
-    stage = make_stages((1, 1, DISTILL_EPOCHS), 0.03, finish="tsne")[2]
+    head = new_map_head(x, y, seed=0)  # its scaling; the layers of the size asked for:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        sized = MapHead(x.shape[1], y.shape[1], hidden, depth)
+    for name in ("feature_mean", "feature_std", "out_scale", "out_shift"):
+        getattr(sized, name).copy_(getattr(head, name))
+    head = sized
+    epochs = max(1, passes // 10)  # 10 passes an epoch, so that the schedule is the product's
+    stage = make_stages((1, 1, epochs), 0.03, finish="tsne")[2]
     optimizer = torch.optim.Adam(head.parameters(), lr=stage.lr)
-    result, started = {}, time.perf_counter()
-    for done in range(DISTILL_EPOCHS):
+    result, started = {"hidden": hidden, "depth": depth}, time.perf_counter()
+    for done in range(epochs):
         gen = torch.Generator().manual_seed(done)
-        order = torch.cat([torch.randperm(len(x), generator=gen) for _ in range(PASSES_PER_EPOCH)])
+        order = torch.cat([torch.randperm(len(x), generator=gen) for _ in range(10)])
         distill_epoch(
             head,
             optimizer,
@@ -147,10 +174,10 @@ def fit_map_head(features: np.ndarray, target: np.ndarray, labels) -> dict:
             order,
             lambda step, steps, done=done: lr_at(stage, done * steps + step, steps),
         )
-        if done + 1 in (2, 5, 8, 10):
+        if done + 1 in (epochs // 2, epochs):
             with torch.no_grad():
                 mapped = head.eval()(x).numpy()
-            result[f"passes_{(done + 1) * PASSES_PER_EPOCH}"] = {
+            result[f"passes_{(done + 1) * 10}"] = {
                 "knn15": round(knn_accuracy(mapped, labels), 2),
                 "seconds": round(time.perf_counter() - started, 1),
             }
@@ -200,6 +227,29 @@ def end_to_end(minutes: float, seed: int, tsne_seconds: float = 60.0) -> dict:
     }
 
 
+def head_sizes(specs, path: Path, features, tsne, tsne_seconds: float, sample) -> dict:
+    """MapHeads of several sizes and lengths of fit, fitted to one t-SNE of one network's features."""
+    runs = []
+    for spec in specs:
+        size, passes = spec.split(":")
+        hidden, depth = (int(v) for v in size.split("x"))
+        runs.append(fit_map_head(features, tsne, sample.labels, hidden, depth, int(passes)))
+        print(spec, runs[-1], flush=True)
+    return {
+        "benchmark": "map_head_sizes",
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "machine": machine(),
+        "n_tiles": int(len(sample.tiles)),
+        "model": path.name,
+        "knn15_features": round(knn_accuracy(features, sample.labels), 2),
+        "tsne_of_features": {
+            "knn15": round(knn_accuracy(tsne, sample.labels), 2),
+            "seconds": round(tsne_seconds, 1),
+        },
+        "map_heads": runs,
+    }
+
+
 def main() -> int:
     from openTSNE import TSNE
 
@@ -208,6 +258,13 @@ def main() -> int:
     parser.add_argument("--out", default=None)
     parser.add_argument("--whole-network", action="store_true", help="also fit the whole network")
     parser.add_argument("--map-head", action="store_true", help="also fit the t-SNE finish's head")
+    parser.add_argument(
+        "--head-sizes",
+        nargs="+",
+        default=None,
+        metavar="UNITSxDEPTH:PASSES",
+        help="only fit MapHeads of these sizes (e.g. 1024x3:100 512x3:300), nothing else",
+    )
     parser.add_argument("--end-to-end", type=float, default=None, metavar="MINUTES")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -222,6 +279,9 @@ def main() -> int:
         started = time.perf_counter()
         tsne = np.asarray(TSNE(n_jobs=2, random_state=0).fit(features))
         tsne_seconds = time.perf_counter() - started
+        if args.head_sizes:
+            emit(head_sizes(args.head_sizes, path, features, tsne, tsne_seconds, sample), args.out)
+            continue
         emit(
             {
                 "benchmark": "feature_tsne",

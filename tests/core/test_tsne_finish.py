@@ -64,10 +64,10 @@ def test_a_bad_finish_is_refused_with_the_choices():
 
 def test_the_budget_gives_pretraining_what_the_tsne_and_the_fit_leave():
     costs = StepCosts(full_step=0.15, last_layer_step=0.05, embed_tile=8e-5)
-    epochs, every = epochs_for_budget(600, costs, 17_092, 256, finish="tsne", distill_epoch=13.0)
+    epochs, every = epochs_for_budget(600, costs, 17_092, 256, finish="tsne", distill_epoch=9.0)
     assert epochs[1:] == (1, DISTILL_EPOCHS)
     epoch = costs.full_step * (17_092 // 256)
-    fixed = tsne_seconds(17_092) + DISTILL_EPOCHS * 13.0 + costs.embed_tile * 17_092
+    fixed = tsne_seconds(17_092) + DISTILL_EPOCHS * 9.0 + costs.embed_tile * 17_092
     previews = sum(epochs) // every
     spent = epochs[0] * epoch + fixed + costs.embed_tile * 17_092 * (1 + previews)
     assert 600 - 2 * epoch < spent <= 600  # the previews may take less than they were given

@@ -149,8 +149,9 @@ class TSimCNE(TransformerMixin, BaseEstimator):
         (a 2-D map, one process, and a t-SNE that takes at most
         ``tsne_finish.MAX_TSNE_SHARE`` of the budget); ``"contrastive"``
         otherwise. With ``"tsne"``, the epochs of stage 2 are one t-SNE and
-        those of stage 3 are epochs of fitting the head, each 10 passes over the
-        features (10 epochs under a time budget).
+        those of stage 3 are epochs of fitting the head, each
+        ``tsne_finish.PASSES_PER_EPOCH`` (20) passes over the features (up to
+        ``tsne_finish.DISTILL_EPOCHS`` (15) epochs under a time budget).
     time_budget : float, "auto" or None, default "auto"
         Seconds for training and mapping, as an alternative to ``total_epochs``:
         the first training steps are timed on a copy of the network and the

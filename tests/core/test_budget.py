@@ -263,3 +263,28 @@ def test_a_slow_tsne_shortens_the_fit_so_the_budget_still_holds(monkeypatch):
     assert planned["tsne ran"] and model.finish_ == "tsne"
     assert 1 <= model.total_epochs_[2] < planned["fit"]
     assert took <= 12.0 * 1.2 + 2
+
+
+def test_a_fit_slower_than_timed_is_cut_to_the_time_left(monkeypatch):
+    """Each epoch of the t-SNE finish's fit is a measure: epochs the time left cannot pay are dropped."""
+    import napari_tsimcne.core.training as training
+
+    real = training.distill_epoch
+
+    def slow_fit(*args, **kwargs):
+        time.sleep(1.0)  # far slower than the fit was timed before training
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "distill_epoch", slow_fit)
+    tiles = np.random.default_rng(6).random((512, 12, 12), dtype=np.float32)
+    model = TSimCNE(time_budget=12.0, width=4, random_state=0, preview_every=0, finish="tsne")
+    planned, seen = {}, []
+    start = time.perf_counter()
+    for event in model.fit_iter(tiles):
+        if event.stage == 2:  # the t-SNE is done: the fit as planned from the time left
+            planned["fit"] = model.total_epochs_[2]
+        seen.append((event.global_epoch, event.total_epochs))
+    took = time.perf_counter() - start
+    assert 1 <= model.total_epochs_[2] < planned["fit"]
+    assert seen[-1][0] == seen[-1][1] == sum(model.total_epochs_)  # the events count to the end
+    assert took <= 12.0 + 1.5  # one fit epoch (1 s) may be more than the time left

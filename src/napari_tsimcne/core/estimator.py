@@ -517,7 +517,7 @@ class TSimCNE(TransformerMixin, BaseEstimator):
         ):  # running out of memory kills the process: refuse too large a batch
             check_batch_fits(net, info.n_channels, (info.height, info.width), batch_size)
         self.step_costs_ = None
-        self._budget = self._fit_budget = None
+        self._budget = self._fit_budget = self._fit_clock = None
         if epochs is None:  # a time budget: time the first steps, then choose the epochs that fit
             self.step_costs_ = measure_step_costs(net, store, aug, batch_size, seed=seed)
             distill = (
@@ -677,7 +677,8 @@ class TSimCNE(TransformerMixin, BaseEstimator):
             dist=ctx,
         )
         self._resume_state = None
-        self._budget = self._fit_budget = None  # a resumed run trains the epochs that were planned
+        # a resumed run trains the epochs that were planned
+        self._budget = self._fit_budget = self._fit_clock = None
         return self._drive(trainer, checkpoint, checkpoint_every, progress, stop)
 
     def _drive(
@@ -696,6 +697,8 @@ class TSimCNE(TransformerMixin, BaseEstimator):
                     event = self._replan(trainer, event)
                 if getattr(self, "_fit_budget", None) is not None and event.stage == 2:
                     event = self._plan_the_fit(trainer, event)
+                if getattr(self, "_fit_clock", None) is not None and event.stage == 3:
+                    event = self._replan_the_fit(trainer, event)
                 if (
                     checkpoint is not None
                     and trainer.dist.is_main
@@ -790,7 +793,33 @@ class TSimCNE(TransformerMixin, BaseEstimator):
             make_stages((e1, e2, epochs), budget.lr, self.warmup, budget.finetune_lr, "tsne")
         )
         self.total_epochs_ = tuple(s.epochs for s in trainer.stages)
+        self._fit_clock = (budget, time.perf_counter())
         return replace(event, total_epochs=trainer.total_epochs)
+
+    def _replan_the_fit(self, trainer: Trainer, event: TrainingEvent) -> TrainingEvent:
+        """After each epoch of the fit under a time budget: drop the epochs the time left cannot pay.
+
+        The epoch just done is the measure (the fit's cost timed before training can be a quarter
+        short); the fit is never lengthened, and the final mapping of all tiles is kept aside.
+        """
+        budget, last = self._fit_clock
+        now = time.perf_counter()
+        self._fit_clock = (budget, now)
+        left = (
+            budget.seconds - (now - budget.started) - self.step_costs_.embed_tile * budget.n_tiles
+        )
+        planned = trainer.stages[2].epochs
+        epochs = min(planned, event.epoch + max(0, int(left // max(now - last, 1e-9))))
+        if epochs >= planned:
+            return event
+        e1, e2, _ = (s.epochs for s in trainer.stages)
+        trainer.replan(
+            make_stages((e1, e2, epochs), budget.lr, self.warmup, budget.finetune_lr, "tsne")
+        )
+        self.total_epochs_ = tuple(s.epochs for s in trainer.stages)
+        return replace(
+            event, stage_epochs=trainer.stages[2].epochs, total_epochs=trainer.total_epochs
+        )
 
     def _finish(self, trainer: Trainer, progress: Callable[[int, int], None] | None = None) -> None:
         """Map the training tiles with the model as it is now (also after an early stop)."""

@@ -46,7 +46,7 @@ STAGE_TIPS = (
     "Stage 2: turn what was learned into a 2D map (short). Map by 't-SNE of features': one "
     "t-SNE, whatever the number.",
     "Stage 3: fine-tune the whole map. Map by 't-SNE of features': fit the network to the "
-    "t-SNE (each epoch is 10 quick passes; 10 are enough).",
+    "t-SNE (each epoch is 20 quick passes; 15 are enough).",
 )
 TOOLTIPS = {
     "layer_combo": "The image layer that holds your tiles, one tile per slice (N x H x W, N x C x H x W "
@@ -64,8 +64,8 @@ TOOLTIPS = {
     "finish_combo": "How the map is made once the network has learned: 'contrastive stages' trains "
     "two more stages in 2D (the paper's way); 't-SNE of features' makes a t-SNE of what the "
     "network learned and fits the network to it, which keeps more of it in a run of minutes. "
-    "Either way new tiles are mapped by the network. 'auto': t-SNE when training for minutes "
-    "without a GPU.",
+    "Either way new tiles are mapped by the network; the contrastive stages place tiles it was "
+    "not trained on a little better. 'auto': t-SNE when training for minutes without a GPU.",
     "dims_combo": "A flat 2D map, or a 3D map shown as a point cloud you can turn (napari "
     "switches to its 3D view).",
     "batch_spin": "How many tiles the network compares at once. Larger separates the map better but "

@@ -162,7 +162,13 @@ def annotation_pictures(folder: Path) -> None:
 
 
 def lasso_around(points: np.ndarray, n: int = 60) -> np.ndarray:
-    """A hand-drawn-looking closed outline around a cloud of (row, col) points."""
+    """A hand-drawn-looking closed outline around the main cloud of (row, col) points.
+
+    Points far from the cloud's middle (a class's strays elsewhere on the map) are left outside.
+    """
+    centre = np.median(points, axis=0)
+    far = np.hypot(*(points - centre).T)
+    points = points[far <= 2 * np.median(far)]
     centre = np.median(points, axis=0)
     angles = np.linspace(0, 2 * np.pi, n, endpoint=False)
     rel = points - centre

@@ -143,7 +143,6 @@ def fit_map_head(
         HEAD_DEPTH,
         HEAD_HIDDEN,
         PASSES_PER_EPOCH,
-        MapHead,
         distill_epoch,
         new_map_head,
     )
@@ -152,13 +151,7 @@ def fit_map_head(
     passes = passes or DISTILL_EPOCHS * PASSES_PER_EPOCH
     x = torch.from_numpy(features).float()
     y = torch.from_numpy(target).float()
-    head = new_map_head(x, y, seed=0)  # its scaling; the layers of the size asked for:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        sized = MapHead(x.shape[1], y.shape[1], hidden, depth)
-    for name in ("feature_mean", "feature_std", "out_scale", "out_shift"):
-        getattr(sized, name).copy_(getattr(head, name))
-    head = sized
+    head = new_map_head(x, y, seed=0, hidden_dim=hidden, depth=depth)
     epochs = max(1, passes // 10)  # 10 passes an epoch, so that the schedule is the product's
     stage = make_stages((1, 1, epochs), 0.03, finish="tsne")[2]
     optimizer = torch.optim.Adam(head.parameters(), lr=stage.lr)
@@ -236,7 +229,15 @@ def head_sizes(specs, path: Path, features, tsne, tsne_seconds: float, sample) -
         runs.append(fit_map_head(features, tsne, sample.labels, hidden, depth, int(passes)))
         print(spec, runs[-1], flush=True)
     return {
-        "benchmark": "map_head_sizes",
+        **header("map_head_sizes", path, features, tsne, tsne_seconds, sample),
+        "map_heads": runs,
+    }
+
+
+def header(benchmark: str, path: Path, features, tsne, tsne_seconds: float, sample) -> dict:
+    """What every line says: the machine, the network, its features and their t-SNE."""
+    return {
+        "benchmark": benchmark,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "machine": machine(),
         "n_tiles": int(len(sample.tiles)),
@@ -246,7 +247,6 @@ def head_sizes(specs, path: Path, features, tsne, tsne_seconds: float, sample) -
             "knn15": round(knn_accuracy(tsne, sample.labels), 2),
             "seconds": round(tsne_seconds, 1),
         },
-        "map_heads": runs,
     }
 
 
@@ -284,16 +284,7 @@ def main() -> int:
             continue
         emit(
             {
-                "benchmark": "feature_tsne",
-                "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                "machine": machine(),
-                "n_tiles": int(len(sample.tiles)),
-                "model": path.name,
-                "knn15_features": round(knn_accuracy(features, sample.labels), 2),
-                "tsne_of_features": {
-                    "knn15": round(knn_accuracy(tsne, sample.labels), 2),
-                    "seconds": round(tsne_seconds, 1),
-                },
+                **header("feature_tsne", path, features, tsne, tsne_seconds, sample),
                 "head_fitted_to_tsne": fit_head(model, features, tsne, sample.labels),
                 "map_head_fitted_to_tsne": (
                     fit_map_head(features, tsne, sample.labels) if args.map_head else None

@@ -517,7 +517,7 @@ class TSimCNE(TransformerMixin, BaseEstimator):
         ):  # running out of memory kills the process: refuse too large a batch
             check_batch_fits(net, info.n_channels, (info.height, info.width), batch_size)
         self.step_costs_ = None
-        self._budget = self._fit_budget = self._fit_clock = None
+        self._budget = self._fit_budget = None
         if epochs is None:  # a time budget: time the first steps, then choose the epochs that fit
             self.step_costs_ = measure_step_costs(net, store, aug, batch_size, seed=seed)
             distill = (
@@ -678,7 +678,7 @@ class TSimCNE(TransformerMixin, BaseEstimator):
         )
         self._resume_state = None
         # a resumed run trains the epochs that were planned
-        self._budget = self._fit_budget = self._fit_clock = None
+        self._budget = self._fit_budget = None
         return self._drive(trainer, checkpoint, checkpoint_every, progress, stop)
 
     def _drive(
@@ -695,9 +695,7 @@ class TSimCNE(TransformerMixin, BaseEstimator):
             for event in trainer.run(stop):
                 if getattr(self, "_budget", None) is not None and event.stage == 1:
                     event = self._replan(trainer, event)
-                if getattr(self, "_fit_budget", None) is not None and event.stage == 2:
-                    event = self._plan_the_fit(trainer, event)
-                if getattr(self, "_fit_clock", None) is not None and event.stage == 3:
+                if getattr(self, "_fit_budget", None) is not None and event.stage >= 2:
                     event = self._replan_the_fit(trainer, event)
                 if (
                     checkpoint is not None
@@ -735,7 +733,7 @@ class TSimCNE(TransformerMixin, BaseEstimator):
         recent = [h["seconds"] for h in trainer.state.history[-3:] if h["stage"] == 1]
         factor = float(np.median(recent)) / steps / self._timed_costs.full_step
         costs = StepCosts(*(c * factor for c in astuple(self._timed_costs)))
-        left = budget.seconds - (time.perf_counter() - budget.started)
+        left = budget.seconds_left()
         full_epoch = costs.epoch_seconds(steps)[0]
         plan = dict(  # the fit's cost as timed: a slow epoch of pre-training says little of it
             previews=self.preview_every != 0,
@@ -779,38 +777,25 @@ class TSimCNE(TransformerMixin, BaseEstimator):
             event, stage_epochs=trainer.stages[0].epochs, total_epochs=trainer.total_epochs
         )
 
-    def _plan_the_fit(self, trainer: Trainer, event: TrainingEvent) -> TrainingEvent:
-        """With the t-SNE finish under a time budget, once the t-SNE is done: fit for the time left.
-
-        At most ``DISTILL_EPOCHS``, at least one; the final mapping of all tiles is kept aside.
-        """
-        budget, self._fit_budget = self._fit_budget, None
-        left = budget.seconds - (time.perf_counter() - budget.started)
-        left -= self.step_costs_.embed_tile * budget.n_tiles  # the final map
-        epochs = max(1, min(DISTILL_EPOCHS, int(left // max(budget.distill_epoch, 1e-9))))
-        e1, e2, _ = (s.epochs for s in trainer.stages)
-        trainer.replan(
-            make_stages((e1, e2, epochs), budget.lr, self.warmup, budget.finetune_lr, "tsne")
-        )
-        self.total_epochs_ = tuple(s.epochs for s in trainer.stages)
-        self._fit_clock = (budget, time.perf_counter())
-        return replace(event, total_epochs=trainer.total_epochs)
-
     def _replan_the_fit(self, trainer: Trainer, event: TrainingEvent) -> TrainingEvent:
-        """After each epoch of the fit under a time budget: drop the epochs the time left cannot pay.
+        """With the t-SNE finish under a time budget: the epochs of the fit that the time left pays.
 
-        The epoch just done is the measure (the fit's cost timed before training can be a quarter
-        short); the fit is never lengthened, and the final mapping of all tiles is kept aside.
+        Once the t-SNE is done (a stage-2 event), at most ``DISTILL_EPOCHS`` and at least one, at
+        the fit's cost as timed before training; after each epoch of the fit (stage 3), that epoch
+        is the measure (the cost timed before training can be a quarter short) and the fit is
+        only ever shortened. The final mapping of all tiles is kept aside.
         """
-        budget, last = self._fit_clock
-        now = time.perf_counter()
-        self._fit_clock = (budget, now)
-        left = (
-            budget.seconds - (now - budget.started) - self.step_costs_.embed_tile * budget.n_tiles
-        )
-        planned = trainer.stages[2].epochs
-        epochs = min(planned, event.epoch + max(0, int(left // max(now - last, 1e-9))))
-        if epochs >= planned:
+        budget, now = self._fit_budget, time.perf_counter()
+        if event.stage == 2:
+            done, cap, epoch_seconds = 0, DISTILL_EPOCHS, budget.distill_epoch
+        else:
+            done, cap = event.epoch, trainer.stages[2].epochs
+            epoch_seconds = now - self._fit_epoch_started
+        self._fit_epoch_started = now
+        left = budget.seconds_left() - self.step_costs_.embed_tile * budget.n_tiles
+        more = max(0, int(left // max(epoch_seconds, 1e-9)))
+        epochs = max(1, min(cap, done + more))
+        if epochs == trainer.stages[2].epochs:
             return event
         e1, e2, _ = (s.epochs for s in trainer.stages)
         trainer.replan(
@@ -818,7 +803,9 @@ class TSimCNE(TransformerMixin, BaseEstimator):
         )
         self.total_epochs_ = tuple(s.epochs for s in trainer.stages)
         return replace(
-            event, stage_epochs=trainer.stages[2].epochs, total_epochs=trainer.total_epochs
+            event,
+            stage_epochs=trainer.stages[event.stage - 1].epochs,
+            total_epochs=trainer.total_epochs,
         )
 
     def _finish(self, trainer: Trainer, progress: Callable[[int, int], None] | None = None) -> None:
@@ -1198,6 +1185,10 @@ class _Budget(NamedTuple):
     finetune_lr: float
     finish: str = "contrastive"
     distill_epoch: float = 0.0
+
+    def seconds_left(self) -> float:
+        """Seconds of the budget not yet spent."""
+        return self.seconds - (time.perf_counter() - self.started)
 
 
 class Plan(NamedTuple):

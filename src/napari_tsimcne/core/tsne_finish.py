@@ -34,9 +34,6 @@ from torch import nn
 FINISHES = ("contrastive", "tsne")
 """How the 2-D map is made after pre-training: the paper's two contrastive stages, or the t-SNE finish."""
 
-STAGE_NAMES = ("pre-training", "t-SNE of the features", "fitting the network to the map")
-"""The stages' names with the t-SNE finish, as shown to the user."""
-
 PASSES_PER_EPOCH = 20
 """Passes over all tiles' features in one epoch of fitting the head."""
 
@@ -134,9 +131,23 @@ class MapHead(nn.Module):
         last = state[prefix + "last.weight"]
         return cls(weights[0][1].shape[1], last.shape[0], last.shape[1], len(weights))
 
+    def unit_map(self, h: torch.Tensor) -> torch.Tensor:
+        """The map of unit spread that the layers learn (before ``out_scale`` and ``out_shift``).
+
+        Parameters
+        ----------
+        h : torch.Tensor
+            Backbone features, shape ``(N, in_dim)``.
+
+        Returns
+        -------
+        torch.Tensor
+            Shape ``(N, out_dim)``.
+        """
+        return self.last(self.layers((h - self.feature_mean) / self.feature_std))
+
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        z = self.last(self.layers((h - self.feature_mean) / self.feature_std))
-        return z * self.out_scale + self.out_shift
+        return self.unit_map(h) * self.out_scale + self.out_shift
 
 
 def is_map_head(head: nn.Module) -> bool:
@@ -155,7 +166,13 @@ def is_map_head(head: nn.Module) -> bool:
     return isinstance(head, MapHead)
 
 
-def new_map_head(features: torch.Tensor, target: torch.Tensor, seed: int) -> MapHead:
+def new_map_head(
+    features: torch.Tensor,
+    target: torch.Tensor,
+    seed: int,
+    hidden_dim: int = HEAD_HIDDEN,
+    depth: int = HEAD_DEPTH,
+) -> MapHead:
     """A head for ``features`` whose output will be scaled and shifted to ``target``'s coordinates.
 
     Parameters
@@ -166,6 +183,8 @@ def new_map_head(features: torch.Tensor, target: torch.Tensor, seed: int) -> Map
         The map to learn, shape ``(N, out_dim)``.
     seed : int
         Seed of the head's initial weights (the global generator is left as it was).
+    hidden_dim, depth : int, default HEAD_HIDDEN, HEAD_DEPTH
+        Units of each hidden layer, and hidden layers.
 
     Returns
     -------
@@ -174,7 +193,7 @@ def new_map_head(features: torch.Tensor, target: torch.Tensor, seed: int) -> Map
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        head = MapHead(features.shape[1], target.shape[1])
+        head = MapHead(features.shape[1], target.shape[1], hidden_dim, depth)
     with torch.no_grad():
         head.feature_mean.copy_(features.mean(0).cpu())
         head.feature_std.copy_(features.std(0).clamp_min(1e-6).cpu())
@@ -298,6 +317,7 @@ def distill_epoch(
     """
     head.train()
     batches = order.to(features.device).split(DISTILL_BATCH)
+    goal = (target - head.out_shift) / head.out_scale  # the map of unit spread the layers learn
     total = torch.zeros((), device=features.device)
     lr = 0.0
     for step, rows in enumerate(batches):
@@ -306,9 +326,7 @@ def distill_epoch(
         lr = lr_of_step(step, len(batches))
         for group in optimizer.param_groups:
             group["lr"] = lr
-        z = head.last(head.layers((features[rows] - head.feature_mean) / head.feature_std))
-        goal = (target[rows] - head.out_shift) / head.out_scale
-        loss = ((z - goal) ** 2).mean()
+        loss = ((head.unit_map(features[rows]) - goal[rows]) ** 2).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
